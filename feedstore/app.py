@@ -1,0 +1,81 @@
+"""create_app: settings, the Redis client, the Store, the /d/ blueprint, errors, the page."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import redis
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from feedstore import api, negotiation
+from feedstore.errors import FeedstoreError, MethodNotAllowed, PayloadTooLarge
+from feedstore.settings import Settings
+from feedstore.store import Store
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+log = logging.getLogger(__name__)
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def create_app(
+    config: Mapping[str, Any] | None = None, redis_client: redis.Redis | None = None
+) -> Flask:
+    """Build a feedstore app; `redis_client` defaults to one for the `redis_url` setting."""
+    settings = Settings.load(config)
+    client = redis_client or redis.Redis.from_url(settings.redis_url, health_check_interval=30)
+    app = Flask(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body
+    app.url_map.merge_slashes = False
+    app.extensions["feedstore"] = api.Feedstore(
+        Store(client, retries=settings.write_retries, max_subtree=settings.max_entries), settings
+    )
+    app.register_blueprint(api.bp)
+    app.register_error_handler(FeedstoreError, api.error_response)
+    app.register_error_handler(HTTPException, render_http_exception)
+    app.register_error_handler(Exception, render_unexpected)
+    app.wsgi_app = MethodOverride(app.wsgi_app)  # type: ignore[method-assign]
+    return app
+
+
+def render_http_exception(error: HTTPException) -> Response:
+    """werkzeug's own errors (unknown URL, wrong method, body too large) in feedstore's shape."""
+    if isinstance(error, RequestEntityTooLarge):
+        return api.error_response(PayloadTooLarge())
+    if error.code == 405:
+        allowed = getattr(error, "valid_methods", None) or []
+        return api.error_response(
+            MethodNotAllowed("Method not allowed.", headers={"Allow": ", ".join(allowed)})
+        )
+    wrapped = FeedstoreError(error.description or error.name)
+    wrapped.status = error.code or 500  # type: ignore[misc]
+    wrapped.code = error.name.lower().replace(" ", "_")  # type: ignore[misc]
+    return api.error_response(wrapped)
+
+
+def render_unexpected(error: Exception) -> Response:
+    """A bug: log it with its traceback, answer 500 without one."""
+    log.exception("unexpected error", exc_info=error)
+    return api.error_response(FeedstoreError("Internal server error."))
+
+
+class MethodOverride:
+    """Treat POST with `X-HTTP-Method-Override: PATCH|PUT|DELETE` as that method, before routing."""
+
+    def __init__(self, app: WsgiApp) -> None:
+        self.app = app
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") == "POST":
+            value = environ.get("HTTP_X_HTTP_METHOD_OVERRIDE") or environ.get(
+                "HTTP_X_METHOD_OVERRIDE"
+            )
+            if value and value.strip().upper() in negotiation.OVERRIDABLE:
+                environ["REQUEST_METHOD"] = value.strip().upper()
+        return self.app(environ, start_response)

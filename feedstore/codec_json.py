@@ -1,0 +1,118 @@
+"""Entries <-> JSON bytes with orjson, in the vte.cx convention (`___attribute`, `______text`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from feedstore.entry import Entry, Limits, entry_from_document
+from feedstore.errors import (
+    EntryRequired,
+    FeedstoreError,
+    InvalidBody,
+    TooManyEntries,
+    collect,
+)
+
+CONTENT_TYPE = "application/json; charset=utf-8"
+
+
+def loads(body: bytes, limits: Limits) -> list[Entry]:
+    """Read a request body in any of the shapes of API.md §1.1; raise BadRequest when it is bad."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise InvalidBody(str(e)) from e
+    check_depth(document, limits.max_depth)
+    return entries_from(unwrap(document), limits)
+
+
+def loads_document(body: bytes, limits: Limits) -> Any:
+    """Read any JSON document (a patch body, a schema) with the same bounds as entries."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise InvalidBody(str(e)) from e
+    check_depth(document, limits.max_depth)
+    return document
+
+
+def unwrap(document: Any) -> list[Any]:
+    """The entries of a feed, an `entry` wrapper, a bare array or a single bare entry."""
+    if isinstance(document, dict) and len(document) == 1:
+        if "feed" in document:
+            feed = document["feed"]
+            if not isinstance(feed, dict):
+                raise InvalidBody("feed must be an object.")
+            document = {"entry": feed.get("entry", [])}
+        if "entry" in document:
+            document = document["entry"]
+    if isinstance(document, list):
+        return document
+    if isinstance(document, dict):
+        return [document]
+    raise InvalidBody("the body must be a feed, an entry or an array of entries.")
+
+
+def entries_from(documents: Sequence[Any], limits: Limits) -> list[Entry]:
+    """Entries from JSON-form documents, with the per-request count limits checked first."""
+    if not documents:
+        raise EntryRequired()
+    if len(documents) > limits.max_entries:
+        raise TooManyEntries(limits.max_entries)
+    entries: list[Entry] = []
+    errors: list[FeedstoreError] = []
+    for index, document in enumerate(documents):
+        try:
+            entries.append(entry_from_document(document, index, limits))
+        except FeedstoreError as error:
+            errors.append(error)
+    collect(errors)
+    return entries
+
+
+def check_depth(document: Any, max_depth: int) -> None:
+    """Raise InvalidBody when containers nest deeper than `max_depth` levels."""
+    level = [document] if isinstance(document, dict | list) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > max_depth:
+            raise InvalidBody(f"nesting is deeper than {max_depth} levels.")
+        level = [
+            child
+            for node in level
+            for child in (node.values() if isinstance(node, dict) else node)
+            if isinstance(child, dict | list)
+        ]
+
+
+def dumps(documents: Iterable[Mapping[str, Any]]) -> bytes:
+    """A feed of entries: `{"feed":{"entry":[...]}}`."""
+    return orjson.dumps({"feed": {"entry": list(documents)}})
+
+
+def dumps_stored(raw_documents: Iterable[bytes]) -> bytes:
+    """A feed of entries already stored as JSON bytes, spliced without decoding them."""
+    return b'{"feed":{"entry":[' + b",".join(raw_documents) + b"]}}"
+
+
+def dumps_message(title: str, error: Mapping[str, Any] | None = None) -> bytes:
+    """A message feed `{"feed":{"title":...}}`, with the `error` member for errors."""
+    body: dict[str, Any] = {"feed": {"title": title}}
+    if error is not None:
+        body["error"] = error
+    return orjson.dumps(body)
+
+
+def dumps_document(document: Any) -> bytes:
+    """Any JSON value, for the one unwrapped answer (the schema) and for storage."""
+    return orjson.dumps(document)
+
+
+def loads_stored(raw: bytes) -> dict[str, Any]:
+    """A document as the store keeps it; it was written by dumps_document, so it is trusted."""
+    document: dict[str, Any] = orjson.loads(raw)
+    return document

@@ -1,0 +1,299 @@
+"""Entries, their keys and ids: parsing what clients send, and the document the server stores.
+
+An entry travels as a JSON-form document (the vte.cx convention of API.md §1.1); the XML codec
+produces and consumes the same form, so everything here is format-neutral.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from feedstore.errors import InvalidField, InvalidId, InvalidKey
+
+ROOT = "/"
+MAX_KEY_DEPTH = 10
+SERVER_AUTHOR_PREFIX = "urn:feedstore:"
+SERVER_OWNED = ("id", "published", "updated")
+ATTRIBUTE_PREFIX = "___"
+TEXT_FIELD = "______text"
+
+# Atom's own fields, in the order they are written out; every other top-level name is custom.
+ATOM_LISTS = ("link", "author", "contributor", "category")
+ATOM_TEXTS = ("title", "subtitle", "summary", "content", "rights")
+ATOM_FIELDS = ("id", *ATOM_LISTS, *ATOM_TEXTS, "published", "updated")
+
+_SEGMENT = re.compile(r"[A-Za-z0-9$_.\-@'()\[\]\u0080-\U0010ffff]+")
+_FIELD_NAME = re.compile(r"(?!___)[^\W\d][\w\-]*")
+_ATTRIBUTE_NAME = re.compile(r"___[A-Za-z][\w\-]*|______text")
+
+
+def validate_key(key: str) -> str:
+    """Return `key` if it is a well-formed entry key, else raise InvalidKey (API.md §1)."""
+    if not key.startswith("/"):
+        raise InvalidKey(f"Key must start with a slash. {key}", key=key)
+    if key == ROOT:
+        return key
+    if key.endswith("/"):
+        raise InvalidKey(f"Key must not end with a slash. {key}", key=key)
+    segments = key[1:].split("/")
+    if "" in segments:
+        raise InvalidKey(f"Key must not contain an empty segment. {key}", key=key)
+    if not all(_SEGMENT.fullmatch(segment) for segment in segments):
+        raise InvalidKey(f"Key must not contain any prohibited characters. {key}", key=key)
+    if len(segments) > MAX_KEY_DEPTH:
+        raise InvalidKey(f"Key is too deep. {key}", key=key)
+    return key
+
+
+def validate_entry_key(key: str) -> str:
+    """Like validate_key, for a key an entry can be written at: not the root, not under /_."""
+    validate_key(key)
+    if key == ROOT:
+        raise InvalidKey(f"Key must not be the root. {key}", key=key)
+    if key.startswith("/_"):
+        raise InvalidKey(f"Key is reserved for the server. {key}", key=key)
+    return key
+
+
+def parent_of(key: str) -> str:
+    """The parent key: `/a/b` -> `/a`, `/a` -> `/`."""
+    head = key.rpartition("/")[0]
+    return head or ROOT
+
+
+def ancestors(key: str) -> Iterator[str]:
+    """The parents of `key` up to, not including, the root, nearest first."""
+    while (key := parent_of(key)) != ROOT:
+        yield key
+
+
+@dataclass(frozen=True)
+class EntryId:
+    """An entry id `"<key>,<revision>"`, optionally ending `?_delete`."""
+
+    key: str
+    revision: int | None
+    delete: bool = False
+
+    @classmethod
+    def parse(cls, text: object) -> EntryId:
+        """Parse an id as clients send it; raise InvalidId naming the id."""
+        if not isinstance(text, str):
+            raise InvalidId(f"id must be a string: {text!r}", field="id")
+        body, delete = (
+            (text[: -len("?_delete")], True) if text.endswith("?_delete") else (text, False)
+        )
+        key, comma, revision = body.rpartition(",")
+        if not comma:
+            if not delete:
+                raise InvalidId(f"{text} has no revision.", key=body or None, field="id")
+            key, revision = body, ""
+        if revision and not (revision.isascii() and revision.isdigit()):
+            raise InvalidId(f"{text} has an invalid revision.", key=key, field="id")
+        try:
+            validate_key(key)
+        except InvalidKey as e:
+            raise InvalidId(f"{text} has an invalid key.", key=key, field="id") from e
+        return cls(key, int(revision) if revision else None, delete)
+
+    def __str__(self) -> str:
+        text = self.key if self.revision is None else f"{self.key},{self.revision}"
+        return f"{text}?_delete" if self.delete else text
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what one request may carry (API.md §3.4)."""
+
+    max_entries: int = 1000
+    max_depth: int = 64  # nesting of the whole body, counted by the codecs
+    max_string: int = 1024 * 1024
+
+
+@dataclass
+class Entry:
+    """One entry of a request: its target key, the id it was sent with, and its fields.
+
+    `fields` holds everything the client may set, in the JSON form; the server-owned fields
+    (`id`, `published`, `updated`, the server's `author` URIs) are never in it.
+    """
+
+    key: str | None
+    id: EntryId | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    index: int = 0
+
+    @property
+    def revision(self) -> int | None:
+        return self.id.revision if self.id else None
+
+
+def self_link(document: Mapping[str, Any]) -> str | None:
+    """The href of the `rel="self"` link of a JSON-form document, if any."""
+    links = document.get("link")
+    if isinstance(links, Mapping):
+        links = [links]
+    if not isinstance(links, list):
+        return None
+    for link in links:
+        if isinstance(link, Mapping) and link.get("___rel") == "self":
+            href = link.get("___href")
+            return href if isinstance(href, str) else None
+    return None
+
+
+def entry_from_document(document: object, index: int, limits: Limits) -> Entry:
+    """Read one JSON-form entry; raise a BadRequest naming the entry and field when it is bad."""
+    if not isinstance(document, dict):
+        raise InvalidField(f"Entry {index} is not an object.", field=f"entry[{index}]")
+    key = self_link(document)
+    if key is not None:
+        validate_key(key)
+    entry_id = EntryId.parse(document["id"]) if document.get("id") is not None else None
+    if entry_id is not None:
+        if key is None:
+            key = entry_id.key
+        elif entry_id.key != key:
+            raise InvalidId(f"{entry_id} does not match the self link {key}.", key=key, field="id")
+    fields: dict[str, Any] = {}
+    for name, value in document.items():
+        if name in SERVER_OWNED:
+            continue
+        check_field(name, value, key, limits)
+        if name == "author":
+            value = [a for a in _as_list(value) if not _is_server_author(a)]
+            if not value:
+                continue
+        elif name in ATOM_LISTS:
+            value = _as_list(value)
+        fields[name] = value
+    return Entry(key=key, id=entry_id, fields=fields, index=index)
+
+
+def check_field(name: str, value: Any, key: str | None, limits: Limits) -> None:
+    """Check a top-level field's name, Atom shape, depth and string sizes."""
+    if not _FIELD_NAME.fullmatch(name):
+        raise InvalidField(f"Field name is invalid: {name}", key=key, field=name)
+    if name in ATOM_LISTS:
+        for position, item in enumerate(_as_list(value)):
+            if not isinstance(item, dict):
+                raise InvalidField(f"{name} must be a list of objects.", key=key, field=name)
+            _check_atom_object(item, f"{name}[{position}]", key)
+    elif name in ATOM_TEXTS:
+        if isinstance(value, dict):
+            _check_atom_object(value, name, key)
+        elif not isinstance(value, str):
+            raise InvalidField(f"{name} must be a string or an object.", key=key, field=name)
+    _check_bounds(value, name, key, limits)
+
+
+def _check_atom_object(item: dict[str, Any], path: str, key: str | None) -> None:
+    for name, value in item.items():
+        if name.startswith(ATTRIBUTE_PREFIX):
+            if not _ATTRIBUTE_NAME.fullmatch(name):
+                raise InvalidField(f"Attribute name is invalid: {path}.{name}", key=key, field=path)
+        elif not _FIELD_NAME.fullmatch(name):
+            raise InvalidField(f"Field name is invalid: {path}.{name}", key=key, field=path)
+        if not isinstance(value, str):
+            raise InvalidField(f"{path}.{name} must be a string.", key=key, field=f"{path}.{name}")
+
+
+def _check_bounds(value: Any, path: str, key: str | None, limits: Limits) -> None:
+    # Nesting depth is bounded by the codecs before this walk, so the recursion is bounded too.
+    if isinstance(value, str):
+        if len(value) > limits.max_string:
+            raise InvalidField(
+                f"String is longer than {limits.max_string} characters: {path}", key=key, field=path
+            )
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            if not (_FIELD_NAME.fullmatch(name) or _ATTRIBUTE_NAME.fullmatch(name)):
+                raise InvalidField(
+                    f"Field name is invalid: {path}.{name}", key=key, field=f"{path}.{name}"
+                )
+            _check_bounds(item, f"{path}.{name}", key, limits)
+    elif isinstance(value, list):
+        for position, item in enumerate(value):
+            _check_bounds(item, f"{path}[{position}]", key, limits)
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _is_server_author(author: Any) -> bool:
+    uri = author.get("uri") if isinstance(author, dict) else None
+    return isinstance(uri, str) and uri.startswith(SERVER_AUTHOR_PREFIX)
+
+
+def timestamp(moment: datetime | None = None) -> str:
+    """RFC 3339 with milliseconds and the local offset, as vte.cx writes them."""
+    return (moment or datetime.now()).astimezone().isoformat(timespec="milliseconds")
+
+
+def stored_document(
+    key: str,
+    revision: int,
+    fields: Mapping[str, Any],
+    *,
+    published: str,
+    updated: str,
+    created_by: str,
+    updated_by: str | None,
+) -> dict[str, Any]:
+    """The entry as the server stores and serves it: server-owned fields first, then the rest."""
+    authors: list[Any] = [{"uri": f"{SERVER_AUTHOR_PREFIX}created:{created_by}"}]
+    if updated_by is not None:
+        authors.append({"uri": f"{SERVER_AUTHOR_PREFIX}updated:{updated_by}"})
+    authors.extend(fields.get("author", ()))
+    links = list(fields.get("link", ()))
+    if self_link({"link": links}) is None:
+        links.insert(0, {"___href": key, "___rel": "self"})
+    document: dict[str, Any] = {
+        "id": f"{key},{revision}",
+        "link": links,
+        "author": authors,
+        "published": published,
+        "updated": updated,
+    }
+    document.update((name, value) for name, value in fields.items() if name not in document)
+    return document
+
+
+def document_fields(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The client-settable fields of a stored document (the inverse of stored_document)."""
+    fields = {name: value for name, value in document.items() if name not in SERVER_OWNED}
+    authors = [a for a in fields.pop("author", ()) if not _is_server_author(a)]
+    if authors:
+        fields["author"] = authors
+    return fields
+
+
+def server_authors(document: Mapping[str, Any]) -> tuple[str, str | None]:
+    """The principals that created and last updated a stored document."""
+    created = updated = None
+    for author in document.get("author", ()):
+        uri = author.get("uri", "") if isinstance(author, dict) else ""
+        if uri.startswith(f"{SERVER_AUTHOR_PREFIX}created:"):
+            created = uri.rpartition(":")[2]
+        elif uri.startswith(f"{SERVER_AUTHOR_PREFIX}updated:"):
+            updated = uri.rpartition(":")[2]
+    return created or "anonymous", updated
+
+
+def merge_top_level(stored: Mapping[str, Any] | None, sent: Mapping[str, Any]) -> dict[str, Any]:
+    """PUT: each top-level field sent replaces the stored one; links are replaced per rel."""
+    merged = dict(stored or {})
+    for name, value in sent.items():
+        merged[name] = _merge_links(merged.get("link", []), value) if name == "link" else value
+    return merged
+
+
+def _merge_links(stored: list[Any], sent: list[Any]) -> list[Any]:
+    sent_rels = {link.get("___rel") for link in sent} - {"self"}
+    kept = [link for link in stored if link.get("___rel") not in sent_rels]
+    return kept + [link for link in sent if link.get("___rel") != "self"]

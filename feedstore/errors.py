@@ -1,0 +1,276 @@
+"""The feedstore error family: everything below the API raises these, one handler renders them.
+
+    FeedstoreError                      500 internal_error
+    +-- BadRequest                      400 bad_request
+    |   +-- InvalidBody             400 invalid_body        "Request format is invalid: ..."
+    |   +-- InvalidKey              400 invalid_key         "Key must ... <key>"
+    |   +-- InvalidId               400 invalid_id          "ID format is invalid. ..."
+    |   +-- InvalidField            400 invalid_field       a field the server owns or can't read
+    |   +-- InvalidOption           400 invalid_option      a query parameter or header
+    |   +-- EntryRequired           400 entry_required      "Entry is required."
+    |   +-- KeyRequired             400 key_required        "Key is required."
+    |   +-- TooManyEntries              400 too_many_entries
+    |   +-- DuplicatedKeys          400 duplicated_keys     "Keys are duplicated. /k"
+    |   +-- ParentRequired          400 parent_required     "Parent path is required. /p"
+    |   +-- HasChildren                 400 has_children
+    |   +-- TreeTooLarge                400 tree_too_large
+    +-- Forbidden                       403 forbidden
+    |   +-- MissingCsrfHeader       403 missing_csrf_header
+    +-- NotFound                    404 not_found           "No entry. Key = /k"
+    +-- MethodNotAllowed            405 method_not_allowed
+    +-- Conflict                        409 conflict
+    |   +-- RevisionConflict        409 revision_conflict   "Optimistic locking failed. Key = /k"
+    |   +-- DuplicatedKey           409 duplicated_key      "Duplicated key. /k"
+    +-- PreconditionFailed          412 precondition_failed "Precondition failed. Key = /k"
+    +-- PayloadTooLarge             413 payload_too_large   "Payload too large."
+    +-- UnsupportedMediaType        415 unsupported_media_type
+    +-- PreconditionRequired        428 precondition_required
+    +-- ServiceUnavailable          503 service_unavailable (with Retry-After)
+    +-- EntryErrors                     the failures of a multi-entry request, all of them
+
+Every member carries the context a client needs (`key`, `field`, `revision`, `current`) and
+`to_dict()` gives the machine-readable `error` object of API.md §7.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+
+class FeedstoreError(Exception):
+    """Base of every error feedstore answers with; `status` is the HTTP status."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        key: str | None = None,
+        field: str | None = None,
+        revision: int | None = None,
+        current: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.key = key
+        self.field = field
+        self.revision = revision
+        self.current = current
+        self.headers: dict[str, str] = dict(headers or {})
+
+    def entry_summary(self) -> dict[str, Any]:
+        """The short form listed in `error.entries`."""
+        summary: dict[str, Any] = {"key": self.key, "code": self.code, "message": self.message}
+        if self.field is not None:
+            summary["field"] = self.field
+        return summary
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `error` member of the response body (API.md §7)."""
+        body: dict[str, Any] = {"status": self.status, "code": self.code}
+        for name in ("key", "field", "revision", "current"):
+            value = getattr(self, name)
+            if value is not None:
+                body[name] = value
+        body["entries"] = [self.entry_summary()] if self.key is not None else []
+        return body
+
+
+class BadRequest(FeedstoreError):
+    status = 400
+    code = "bad_request"
+
+
+class InvalidBody(BadRequest):
+    code = "invalid_body"
+
+    def __init__(self, detail: str, **context: Any) -> None:
+        super().__init__(f"Request format is invalid: {detail}", **context)
+
+
+class InvalidKey(BadRequest):
+    code = "invalid_key"
+
+
+class InvalidId(BadRequest):
+    code = "invalid_id"
+
+    def __init__(self, detail: str, **context: Any) -> None:
+        super().__init__(f"ID format is invalid. {detail}", **context)
+
+
+class InvalidField(BadRequest):
+    code = "invalid_field"
+
+
+class InvalidOption(BadRequest):
+    code = "invalid_option"
+
+
+class EntryRequired(BadRequest):
+    code = "entry_required"
+
+    def __init__(self) -> None:
+        super().__init__("Entry is required.")
+
+
+class KeyRequired(BadRequest):
+    code = "key_required"
+
+    def __init__(self, **context: Any) -> None:
+        super().__init__("Key is required.", **context)
+
+
+class TooManyEntries(BadRequest):
+    code = "too_many_entries"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"Too many entries. Please keep less than {limit} entries.")
+
+
+class DuplicatedKeys(BadRequest):
+    code = "duplicated_keys"
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"Keys are duplicated. {key}", key=key)
+
+
+class ParentRequired(BadRequest):
+    code = "parent_required"
+
+    def __init__(self, key: str, parent: str) -> None:
+        super().__init__(f"Parent path is required. {parent}", key=key)
+
+
+class HasChildren(BadRequest):
+    code = "has_children"
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"Can't delete for the child entries exist. {key}", key=key)
+
+
+class TreeTooLarge(BadRequest):
+    code = "tree_too_large"
+
+    def __init__(self, key: str, count: int, limit: int) -> None:
+        super().__init__(
+            f"Too many entries to delete. {key} has {count} entries, more than {limit}.", key=key
+        )
+
+
+class Forbidden(FeedstoreError):
+    status = 403
+    code = "forbidden"
+
+
+class MissingCsrfHeader(Forbidden):
+    code = "missing_csrf_header"
+
+    def __init__(self) -> None:
+        super().__init__("Missing X-Requested-With header.")
+
+
+class NotFound(FeedstoreError):
+    status = 404
+    code = "not_found"
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"No entry. Key = {key}", key=key)
+
+
+class MethodNotAllowed(FeedstoreError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class Conflict(FeedstoreError):
+    status = 409
+    code = "conflict"
+
+
+class RevisionConflict(Conflict):
+    code = "revision_conflict"
+
+    def __init__(self, key: str, revision: int, current: Mapping[str, Any] | None) -> None:
+        super().__init__(
+            f"Optimistic locking failed. Key = {key}", key=key, revision=revision, current=current
+        )
+
+
+class DuplicatedKey(Conflict):
+    code = "duplicated_key"
+
+    def __init__(self, key: str, current: Mapping[str, Any] | None = None) -> None:
+        super().__init__(f"Duplicated key. {key}", key=key, current=current)
+
+
+class PreconditionFailed(FeedstoreError):
+    status = 412
+    code = "precondition_failed"
+
+    def __init__(self, key: str, current: Mapping[str, Any] | None = None) -> None:
+        super().__init__(f"Precondition failed. Key = {key}", key=key, current=current)
+
+
+class PayloadTooLarge(FeedstoreError):
+    status = 413
+    code = "payload_too_large"
+
+    def __init__(self) -> None:
+        super().__init__("Payload too large.")
+
+
+class UnsupportedMediaType(FeedstoreError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class PreconditionRequired(FeedstoreError):
+    status = 428
+    code = "precondition_required"
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"Precondition required. Key = {key}", key=key)
+
+
+class ServiceUnavailable(FeedstoreError):
+    status = 503
+    code = "service_unavailable"
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
+class EntryErrors(FeedstoreError):
+    """Every failing entry of one request; status, message and code are the first failure's."""
+
+    def __init__(self, errors: Sequence[FeedstoreError]) -> None:
+        first = errors[0]
+        super().__init__(
+            first.message,
+            key=first.key,
+            field=first.field,
+            revision=first.revision,
+            current=first.current,
+            headers=first.headers,
+        )
+        self.errors = list(errors)
+        self.status = first.status  # type: ignore[misc]
+        self.code = first.code  # type: ignore[misc]
+
+    def to_dict(self) -> dict[str, Any]:
+        body = super().to_dict()
+        body["entries"] = [error.entry_summary() for error in self.errors]
+        return body
+
+
+def collect(errors: Sequence[FeedstoreError]) -> None:
+    """Raise the one error, or all of them as EntryErrors; do nothing when there are none."""
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise EntryErrors(errors)

@@ -1,0 +1,104 @@
+"""What a request asks for, read from its headers: body and answer formats, preconditions, CSRF.
+
+Pure functions of header values, so they are tested without Flask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from enum import Enum
+from typing import Literal
+
+from feedstore.errors import InvalidBody, InvalidOption, MissingCsrfHeader, UnsupportedMediaType
+
+
+class Format(Enum):
+    JSON = "json"
+    XML = "xml"
+
+
+XML_TYPES = frozenset({"application/atom+xml", "application/xml", "text/xml"})
+SNIFFED_TYPES = frozenset({"", "application/x-www-form-urlencoded", "text/plain"})
+OVERRIDABLE = frozenset({"PATCH", "PUT", "DELETE"})
+OVERRIDE_HEADERS = ("X-HTTP-Method-Override", "X-Method-Override")
+
+
+def body_format(mimetype: str, body: bytes) -> Format:
+    """The format of a request body: by its type, or sniffed for form, text and untyped bodies."""
+    mimetype = mimetype.lower()
+    if mimetype == "application/json" or mimetype.endswith("+json"):
+        return Format.JSON
+    if mimetype in XML_TYPES or mimetype.endswith("+xml"):
+        return Format.XML
+    if mimetype not in SNIFFED_TYPES:
+        raise UnsupportedMediaType(f"Unsupported media type: {mimetype}")
+    start = body.lstrip()[:1]
+    if start in (b"{", b"["):
+        return Format.JSON
+    if start == b"<":
+        return Format.XML
+    raise InvalidBody("the body is neither JSON nor XML.")
+
+
+def answer_format(args: Mapping[str, str], accept: str) -> Format:
+    """`?x`, or an XML Accept header without `?j`, selects Atom XML; JSON otherwise."""
+    if "x" in args:
+        return Format.XML
+    if "j" in args:
+        return Format.JSON
+    accepted = {part.split(";")[0].strip().lower() for part in accept.split(",")}
+    if accepted & XML_TYPES and "application/json" not in accepted:
+        return Format.XML
+    return Format.JSON
+
+
+def check_csrf(header_names: Iterable[str], mimetype: str) -> None:
+    """A write must carry a header a cross-site form can't send (API.md §6)."""
+    names = [name.lower() for name in header_names]
+    if any(name.startswith("x-") or name == "authorization" for name in names):
+        return
+    mimetype = mimetype.lower()
+    if mimetype in XML_TYPES or mimetype.endswith(("json", "+xml")):
+        return
+    raise MissingCsrfHeader()
+
+
+def method_override(method: str, value: str | None) -> str | None:
+    """The method a POST asks to be treated as, if any; raise InvalidOption for one not allowed."""
+    if value is None or method != "POST":
+        return None
+    value = value.strip().upper()
+    if value not in OVERRIDABLE:
+        raise InvalidOption(f"Method override is not allowed: {value}")
+    return value
+
+
+IfMatch = frozenset[int] | Literal["*"]
+
+
+def parse_if_match(value: str | None) -> IfMatch | None:
+    """`If-Match` as revisions: `"3"`, `3` (as Kii sends it), a list of them, or `*`."""
+    if value is None or not value.strip():
+        return None
+    if value.strip() == "*":
+        return "*"
+    revisions: set[int] = set()
+    for part in value.split(","):
+        tag = part.strip().removeprefix("W/").strip('"')
+        if not (tag.isascii() and tag.isdigit()):
+            raise InvalidOption(f"If-Match is invalid: {value}")
+        revisions.add(int(tag))
+    return frozenset(revisions)
+
+
+def parse_if_none_match(value: str | None) -> bool:
+    """Whether a write says `If-None-Match: *` (create only)."""
+    if value is None or not value.strip():
+        return False
+    if value.strip() != "*":
+        raise InvalidOption(f"If-None-Match on a write must be *: {value}")
+    return True
+
+
+def etag(revision: int) -> str:
+    return f'"{revision}"'

@@ -1,0 +1,64 @@
+"""Settings: defaults, overridden by FEEDSTORE_* environment variables, overridden by a mapping."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from feedstore.entry import Limits
+
+ENV_PREFIX = "FEEDSTORE_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a feedstore app can be configured with (`create_app(config)`, env, CLI)."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    max_body: int = 10 * 1024 * 1024
+    max_entries: int = 1000
+    max_depth: int = 64
+    max_string: int = 1024 * 1024
+    fetch_limit: int = 50_000
+    require_revision: tuple[str, ...] = ()
+    write_retries: int = 200
+    schema_file: str | None = None
+
+    @classmethod
+    def load(
+        cls, config: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Defaults, then `FEEDSTORE_<NAME>` from the environment, then `config` (by field name)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for spec in dataclasses.fields(cls):
+            text = environ.get(ENV_PREFIX + spec.name.upper())
+            if text is not None:
+                values[spec.name] = _parse(spec.name, str(spec.type), text)
+        for name, value in (config or {}).items():
+            name = name.removeprefix(ENV_PREFIX).lower()
+            if name in {spec.name for spec in dataclasses.fields(cls)}:
+                values[name] = tuple(value) if isinstance(value, list) else value
+        return cls(**values)
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.max_entries, self.max_depth, self.max_string)
+
+    def requires_revision(self, key: str) -> bool:
+        """Whether writes to `key` must be conditional (the `require_revision` prefixes)."""
+        return any(key == p or key.startswith(p.rstrip("/") + "/") for p in self.require_revision)
+
+
+def _parse(name: str, annotation: str, text: str) -> Any:
+    if annotation == "int":
+        try:
+            return int(text)
+        except ValueError as e:
+            raise ValueError(f"{ENV_PREFIX}{name.upper()} must be a whole number: {text}") from e
+    if annotation.startswith("tuple"):
+        return tuple(part.strip() for part in text.split(",") if part.strip())
+    return text
