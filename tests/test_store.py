@@ -1,0 +1,240 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from feedstore import codec_json, store as store_module
+from feedstore.errors import (
+    DuplicatedKey,
+    EntryErrors,
+    HasChildren,
+    NotFound,
+    ParentRequired,
+    PreconditionFailed,
+    RevisionConflict,
+    ServiceUnavailable,
+    TreeTooLarge,
+)
+from feedstore.store import Action, Store, Write
+from tests.conftest import snapshot
+
+
+def put(key: str, revision: int | None = None, **fields: object) -> Write:
+    return Write(Action.PUT, key, dict(fields), revision)
+
+
+def stored(store: Store, key: str) -> dict[str, object]:
+    found = store.get(key)
+    assert found is not None
+    return codec_json.loads_stored(found[1])
+
+
+def test_revisions_start_at_one_and_add_one_per_write(store: Store) -> None:
+    assert [w.revision for w in store.write([put("/a")])] == [1]
+    assert [w.revision for w in store.write([put("/a", 1, x=1)])] == [2]
+    assert [w.revision for w in store.write([put("/a", x=1)])] == [3]
+    assert stored(store, "/a")["id"] == "/a,3"
+
+
+def test_put_keeps_fields_it_does_not_carry(store: Store) -> None:
+    store.write([put("/a", x=1, y=2)])
+    store.write([put("/a", y=3)])
+    document = stored(store, "/a")
+    assert (document["x"], document["y"]) == (1, 3)
+    assert document["published"] <= document["updated"]
+
+
+def test_stale_revision_is_409_with_the_current_entry(store: Store) -> None:
+    store.write([put("/a"), put("/a/1", x=1)])
+    store.write([put("/a/1", 1, x=2)])
+    with pytest.raises(RevisionConflict) as caught:
+        store.write([put("/a/1", 1, x=3)])
+    assert caught.value.current is not None and caught.value.current["id"] == "/a/1,2"
+    assert stored(store, "/a/1")["x"] == 2
+
+
+def test_revision_zero_inserts_and_conflicts_when_present(store: Store) -> None:
+    store.write([put("/a", 0)])
+    with pytest.raises(DuplicatedKey):
+        store.write([put("/a", 0)])
+
+
+def test_revision_on_a_missing_entry_is_404(store: Store) -> None:
+    with pytest.raises(NotFound):
+        store.write([put("/a", 3)])
+
+
+def test_insert_needs_the_parent_unless_the_request_creates_it(store: Store) -> None:
+    with pytest.raises(ParentRequired) as caught:
+        store.write([put("/a/1")])
+    assert caught.value.message == "Parent path is required. /a"
+    store.write([put("/a/1"), put("/a")])
+    assert store.count("/a") == 1
+
+
+def test_a_deleted_key_continues_from_its_last_revision(store: Store) -> None:
+    store.write([put("/a")])
+    store.write([put("/a", x=1)])
+    store.write([Write(Action.DELETE, "/a")])
+    assert store.get("/a") is None
+    with pytest.raises(NotFound):
+        store.write([put("/a", 2)])
+    assert [w.revision for w in store.write([put("/a")])] == [3]
+
+
+def test_delete_refuses_an_entry_with_children_and_rf_deletes_the_subtree(store: Store) -> None:
+    store.write([put("/a"), put("/a/1"), put("/a/1/x"), put("/a/2")])
+    with pytest.raises(HasChildren):
+        store.write([Write(Action.DELETE, "/a")])
+    store.write([Write(Action.DELETE, "/a", recursive=True)])
+    assert [store.get(k) for k in ("/a", "/a/1", "/a/1/x", "/a/2")] == [None] * 4
+    assert store.count("/") == 0 and store.count("/a") == 0
+
+
+def test_rf_refuses_a_tree_over_the_limit(redis_client: redis.Redis) -> None:
+    store = Store(redis_client, max_subtree=3)
+    store.write([put("/a"), put("/a/1"), put("/a/2"), put("/a/3")])
+    with pytest.raises(TreeTooLarge):
+        store.write([Write(Action.DELETE, "/a", recursive=True)])
+    assert store.count("/a") == 3
+
+
+def test_a_failing_entry_writes_nothing_and_every_failure_is_named(
+    store: Store, redis_client: redis.Redis
+) -> None:
+    store.write([put("/a"), put("/a/1", x=1)])
+    before = snapshot(redis_client)
+    with pytest.raises(EntryErrors) as caught:
+        store.write([put("/a/1", 9, x=2), put("/b/1"), put("/a/2", x=3)])
+    assert [type(e) for e in caught.value.errors] == [RevisionConflict, ParentRequired]
+    assert caught.value.status == 409
+    assert snapshot(redis_client) == before
+
+
+def test_if_match_and_if_none_match(store: Store) -> None:
+    store.write([put("/a")])
+    with pytest.raises(PreconditionFailed):
+        store.write([Write(Action.PUT, "/a", if_match=frozenset({5}))])
+    with pytest.raises(PreconditionFailed):
+        store.write([Write(Action.PUT, "/b", if_match="*")])
+    with pytest.raises(PreconditionFailed):
+        store.write([Write(Action.PUT, "/a", if_none_match=True)])
+    assert store.write([Write(Action.PUT, "/a", if_match=frozenset({1, 4}))])[0].revision == 2
+
+
+def test_children_page_in_key_order(store: Store) -> None:
+    store.write([put("/a"), *(put(f"/a/{n}") for n in "dbca")])
+    first = store.children("/a", 3)
+    assert [codec_json.loads_stored(d)["id"] for d in first.documents] == [
+        "/a/a,1",
+        "/a/b,1",
+        "/a/c,1",
+    ]
+    assert first.last == "/a/c"
+    rest = store.children("/a", 3, first.last)
+    assert len(rest.documents) == 1 and rest.last is None
+
+
+def test_numbering_counts_per_parent(store: Store) -> None:
+    assert store.number("/a", 2) == ["/a/1", "/a/2"]
+    assert store.number("/a", 1) == ["/a/3"]
+    assert store.number("/", 1) == ["/1"]
+
+
+def interleave(monkeypatch: pytest.MonkeyPatch, action: Callable[[], None]) -> list[int]:
+    """Run `action` (another client's write) once, between the store's WATCH and its EXEC."""
+    calls: list[int] = []
+    original = store_module.timestamp
+
+    interleaving: list[bool] = []
+
+    def timestamp_then_interleave() -> str:
+        if not interleaving:  # the other writer's own call is not the store's
+            calls.append(1)
+            if len(calls) == 1:
+                interleaving.append(True)
+                action()
+                interleaving.clear()
+        return original()
+
+    monkeypatch.setattr(store_module, "timestamp", timestamp_then_interleave)
+    return calls
+
+
+def second_client(client: redis.Redis) -> redis.Redis:
+    """Another connection to the same server, as a second writer would have."""
+    pool = client.connection_pool
+    return redis.Redis(
+        connection_pool=redis.ConnectionPool(pool.connection_class, **pool.connection_kwargs)
+    )
+
+
+def test_forced_write_retries_after_a_writer_slips_in(
+    real_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(real_redis)
+    store.write([put("/a", x=0, y=0)])
+    other = Store(second_client(real_redis))
+    calls = interleave(monkeypatch, lambda: other.write([put("/a", y=1)]) and None)
+    written = store.write([put("/a", x=1)])
+    assert len(calls) == 2, "the first EXEC must fail with WatchError and the check run again"
+    assert written[0].revision == 3
+    document = stored(store, "/a")
+    assert (document["x"], document["y"]) == (1, 1), "neither writer's field is lost"
+    other.redis.close()
+
+
+def test_stale_revision_after_a_writer_slips_in_is_409_not_a_retry(
+    real_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(real_redis)
+    store.write([put("/a", x=0)])
+    other = second_client(real_redis)
+    interleave(monkeypatch, lambda: Store(other).write([put("/a", x=5)]) and None)
+    with pytest.raises(RevisionConflict) as caught:
+        store.write([put("/a", 1, x=1)])
+    assert caught.value.current is not None and caught.value.current["x"] == 5
+    assert stored(store, "/a")["id"] == "/a,2"
+    other.close()
+
+
+def test_watch_error_is_really_raised_by_redis(real_redis: redis.Redis) -> None:
+    """The mechanism the store relies on, shown directly as redis-py's own test does."""
+    real_redis.set("fs:d:/a", b"1")
+    other = second_client(real_redis)
+    with real_redis.pipeline() as pipe:
+        pipe.watch("fs:d:/a")
+        other.set("fs:d:/a", b"2")
+        pipe.multi()
+        pipe.set("fs:d:/a", b"3")
+        with pytest.raises(redis.WatchError):
+            pipe.execute()
+    assert real_redis.get("fs:d:/a") == b"2"
+    other.close()
+
+
+def test_endless_contention_becomes_503(
+    real_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(real_redis, retries=3)
+    store.write([put("/a")])
+    other = second_client(real_redis)
+    document = real_redis.get("fs:d:/a")
+    monkeypatch.setattr(store_module, "timestamp", lambda: other.set("fs:d:/a", document) and "t")
+    with pytest.raises(ServiceUnavailable) as caught:
+        store.write([put("/a", x=1)])
+    assert caught.value.headers["Retry-After"] == "1"
+    other.close()
+
+
+def test_unreachable_redis_is_503() -> None:
+    client = redis.Redis(unix_socket_path="/nonexistent/redis.sock", retry=Retry(NoBackoff(), 0))
+    store = Store(client)
+    with pytest.raises(ServiceUnavailable):
+        store.get("/a")
+    with pytest.raises(ServiceUnavailable):
+        store.write([put("/a")])
