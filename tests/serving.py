@@ -1,0 +1,215 @@
+"""Run `feedstore serve` as a real subprocess in tests, and always clean up after it."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 20.0
+WRITE_HEADERS = {"X-Requested-With": "XMLHttpRequest", "Content-Type": "application/json"}
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def serve_command(*args: str) -> list[str]:
+    """The argv of `feedstore serve` run by this test's Python."""
+    return [sys.executable, "-m", "feedstore.cli", "serve", *args]
+
+
+@dataclass
+class Response:
+    """An HTTP answer, read whole."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        """The body decoded as JSON."""
+        return json.loads(self.body)
+
+
+def request(
+    port: int,
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 10.0,
+) -> Response:
+    """Send one request to 127.0.0.1:port on a new connection; a non-bytes body goes as JSON."""
+    payload = body if body is None or isinstance(body, bytes) else json.dumps(body).encode()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request(method, path, body=payload, headers=dict(headers or {}))
+        answer = connection.getresponse()
+        content = answer.read()
+        return Response(answer.status, {k.lower(): v for k, v in answer.getheaders()}, content)
+    finally:
+        connection.close()
+
+
+def living_processes(*, group: int | None = None, mentioning: str | None = None) -> list[int]:
+    """Pids of live (not zombie) processes in process group `group` or whose argv mentions text."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # it exited while we looked
+        # Fields after the parenthesised command: state, ppid, pgrp, ...
+        state, _, pgrp = stat.rsplit(")", 1)[1].split()[:3]
+        if state in ("Z", "X"):
+            continue  # dead, waiting for a parent that may never reap it
+        if (group is not None and int(pgrp) == group) or (mentioning and mentioning in argv):
+            found.append(int(entry.name))
+    return found
+
+
+def wait_until_gone(
+    *, group: int | None = None, mentioning: str | None = None, timeout: float = 10.0
+) -> list[int]:
+    """Wait until no such process lives; return the ones still alive at the deadline."""
+    deadline = time.monotonic() + timeout
+    while (alive := living_processes(group=group, mentioning=mentioning)) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+    return alive
+
+
+@dataclass
+class Server:
+    """A `feedstore serve` subprocess, leader of its own process group."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    data_dir: Path | None
+    log_path: Path
+    _log: Any = field(repr=False)
+
+    @property
+    def pid(self) -> int:
+        """The serve process, which is also its process group id."""
+        return self.process.pid
+
+    def request(
+        self, method: str, path: str, body: Any = None, headers: Mapping[str, str] | None = None
+    ) -> Response:
+        """Send one request to this server."""
+        return request(self.port, method, path, body, headers)
+
+    def output(self) -> str:
+        """Everything the server printed so far (stdout and stderr)."""
+        return self.log_path.read_text(errors="replace")
+
+    def wait_healthy(self, timeout: float = START_TIMEOUT) -> None:
+        """Wait until GET /_health answers 200; fail with the server's output otherwise."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"serve exited with {self.process.returncode}: {self.output()}"
+                )
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                if request(self.port, "GET", "/_health", timeout=2).status == 200:
+                    return
+            time.sleep(0.05)
+        raise AssertionError(f"serve was not healthy within {timeout} s: {self.output()}")
+
+    def processes(self) -> list[int]:
+        """Live processes that belong to this server: its group, its workers, its Redis."""
+        mentioning = str(self.data_dir) if self.data_dir is not None else None
+        return living_processes(group=self.pid, mentioning=mentioning)
+
+    def terminate(self, timeout: float = STOP_TIMEOUT) -> int:
+        """Send SIGTERM to the serve process and return its exit status."""
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group, as a crash would, and reap the serve process."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGKILL)
+        self.process.wait(STOP_TIMEOUT)
+
+    def close(self) -> None:
+        """Kill whatever is left and release the log file; safe to call more than once."""
+        if self.process.poll() is None:
+            self.kill()
+        self.process.wait(STOP_TIMEOUT)
+        mentioning = str(self.data_dir) if self.data_dir is not None else None
+        for pid in living_processes(group=self.pid, mentioning=mentioning):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        wait_until_gone(group=self.pid, mentioning=mentioning)
+        self._log.close()
+
+
+def start_serve(
+    *args: str, data_dir: Path | None, log_path: Path, workers: int = 2, port: int | None = None
+) -> Server:
+    """Start `feedstore serve` on a free port (with --data when data_dir is given); don't wait."""
+    port = port or free_port()
+    argv = ["--port", str(port), "--workers", str(workers), *args]
+    if data_dir is not None:
+        argv += ["--data", str(data_dir)]
+    log = log_path.open("ab")
+    process = subprocess.Popen(
+        serve_command(*argv),
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=log_path.parent,
+        start_new_session=True,
+    )
+    return Server(process, port, data_dir, log_path, log)
+
+
+@contextlib.contextmanager
+def running_serve(
+    *args: str, data_dir: Path | None, log_path: Path, workers: int = 2
+) -> Iterator[Server]:
+    """Start `feedstore serve`, wait until it is healthy, and kill what remains on the way out."""
+    server = start_serve(*args, data_dir=data_dir, log_path=log_path, workers=workers)
+    try:
+        server.wait_healthy()
+        yield server
+    finally:
+        server.close()
+
+
+def run_serve(
+    *args: str, cwd: Path, timeout: float = START_TIMEOUT
+) -> subprocess.CompletedProcess[str]:
+    """Run `feedstore serve` expecting it to exit by itself (an error); return its result."""
+    return subprocess.run(
+        serve_command(*args),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        start_new_session=True,
+    )
