@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, TypeVar, cast
 
 import redis
 from redis.client import Pipeline
@@ -163,19 +163,24 @@ class Store:
     @_unavailable_on_redis_error
     def get(self, key: str) -> tuple[int, bytes] | None:
         """The revision and stored JSON of `key`, or None when it has no entry."""
-        revision, raw = self.redis.mget(_revision_key(key), _document_key(key))
+        revision, raw = cast(
+            list[bytes | None], self.redis.mget(_revision_key(key), _document_key(key))
+        )
         return None if raw is None or revision is None else (int(revision), raw)
 
     @_unavailable_on_redis_error
     def children(self, key: str, limit: int, after: str | None = None) -> Page:
         """Up to `limit` children of `key` in key order, starting after the key `after`."""
         start = b"(" + after.encode() if after is not None else b"-"
-        keys = self.redis.zrangebylex(_children_key(key), start, b"+", start=0, num=limit + 1)
+        keys = cast(
+            list[bytes],
+            self.redis.zrangebylex(_children_key(key), start, b"+", start=0, num=limit + 1),
+        )
         more = len(keys) > limit
         keys = keys[:limit]
         if not keys:
             return Page([], None)
-        raws = self.redis.mget([b"fs:d:" + child for child in keys])
+        raws = cast(list[bytes | None], self.redis.mget([b"fs:d:" + child for child in keys]))
         documents = [raw for raw in raws if raw is not None]
         return Page(documents, keys[-1].decode() if more else None)
 
@@ -192,10 +197,23 @@ class Store:
 
     @_unavailable_on_redis_error
     def number(self, parent: str, count: int) -> list[str]:
-        """Allocate `count` new child keys under `parent` (POST without a self link)."""
-        last = int(self.redis.incrby(_sequence_key(parent), count))
+        """Allocate `count` new child keys under `parent` (POST without a self link).
+
+        Numbers taken by entries written at explicit keys are skipped; the write's own check
+        still answers 409 if another writer takes a number between this and the write.
+        """
         prefix = "" if parent == ROOT else parent
-        return [f"{prefix}/{number}" for number in range(last - count + 1, last + 1)]
+        keys: list[str] = []
+        while len(keys) < count:
+            wanted = count - len(keys)
+            last = int(self.redis.incrby(_sequence_key(parent), wanted))
+            candidates = [f"{prefix}/{number}" for number in range(last - wanted + 1, last + 1)]
+            with self.redis.pipeline(transaction=False) as pipe:
+                for key in candidates:
+                    pipe.exists(_document_key(key))
+                taken = pipe.execute()
+            keys += [key for key, exists in zip(candidates, taken, strict=True) if not exists]
+        return keys
 
     @_unavailable_on_redis_error
     def write(self, writes: Sequence[Write]) -> list[Written]:

@@ -5,11 +5,11 @@ import pytest
 from feedstore.entry import (
     EntryId,
     Limits,
+    document_fields,
     entry_from_document,
     merge_top_level,
     parent_of,
     stored_document,
-    document_fields,
     validate_entry_key,
     validate_key,
 )

@@ -7,7 +7,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from feedstore import codec_json, store as store_module
+from feedstore import codec_json
+from feedstore import store as store_module
 from feedstore.errors import (
     DuplicatedKey,
     EntryErrors,

@@ -1,0 +1,280 @@
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+FORM = "application/x-www-form-urlencoded"
+
+
+def entry(key: str, id: str | None = None, **fields: Any) -> dict[str, Any]:
+    document: dict[str, Any] = {"link": [{"___href": key, "___rel": "self"}], **fields}
+    if id is not None:
+        document["id"] = id
+    return document
+
+
+def feed(*entries: dict[str, Any]) -> bytes:
+    return orjson.dumps({"feed": {"entry": list(entries)}})
+
+
+def read(client: FlaskClient, key: str) -> dict[str, Any]:
+    response = client.get(f"/d{key}?e")
+    assert response.status_code == 200
+    [document] = response.json["feed"]["entry"]  # type: ignore[index]
+    return document  # type: ignore[no-any-return]
+
+
+def title(response: TestResponse) -> str:
+    return response.json["feed"]["title"]  # type: ignore[index,no-any-return]
+
+
+@pytest.fixture
+def tree(client: FlaskClient) -> FlaskClient:
+    """/11 and /11/1 (with userinfo), created the way a vte.cx page does."""
+    assert client.post("/d/", data=feed(entry("/11")), content_type=FORM).status_code == 201
+    body = feed(entry("/11/1", userinfo={"id": 1234, "email": "hoge@foo.com"}))
+    assert client.post("/d/", data=body, content_type=FORM).status_code == 201
+    return client
+
+
+def test_walk_through_with_jquery_style_requests(tree: FlaskClient) -> None:
+    document = read(tree, "/11/1")
+    assert document["id"] == "/11/1,1"
+    for revision in (2, 3):
+        document["userinfo"]["email"] = f"v{revision}@foo.com"
+        response = tree.put("/d/", data=feed(document), content_type=FORM)
+        assert (response.status_code, title(response)) == (200, "Updated.")
+        document = read(tree, "/11/1")
+        assert document["id"] == f"/11/1,{revision}"
+        assert document["userinfo"]["email"] == f"v{revision}@foo.com"
+
+
+def test_stale_id_is_409_and_changes_nothing(tree: FlaskClient) -> None:
+    stale = read(tree, "/11/1")
+    tree.put("/d/", data=feed(entry("/11/1", id="/11/1,1", title="first")), content_type=FORM)
+    stale["title"] = "second"
+    response = tree.put("/d/", data=feed(stale), content_type=FORM)
+    assert response.status_code == 409
+    assert title(response) == "Optimistic locking failed. Key = /11/1"
+    error = response.json["error"]  # type: ignore[index]
+    assert (error["code"], error["key"], error["revision"]) == ("revision_conflict", "/11/1", 1)
+    assert error["current"]["id"] == "/11/1,2"
+    assert read(tree, "/11/1")["title"] == "first"
+
+
+def test_no_id_is_a_forced_overwrite(tree: FlaskClient) -> None:
+    tree.put("/d/", data=feed(entry("/11/1", title="a")), content_type=FORM)
+    response = tree.put("/d/", data=feed(entry("/11/1", title="b")), content_type=FORM)
+    assert response.status_code == 200
+    document = read(tree, "/11/1")
+    assert (document["id"], document["title"]) == ("/11/1,3", "b")
+    assert document["userinfo"]["id"] == 1234, "fields the PUT did not carry are kept"
+
+
+@pytest.mark.parametrize(
+    ("id", "existing", "status", "message", "revision_after"),
+    [
+        (None, True, 200, "Updated.", 2),
+        (None, False, 200, "Updated.", 1),
+        ("/11/2,1", True, 200, "Updated.", 2),
+        ("/11/2,5", True, 409, "Optimistic locking failed. Key = /11/2", 1),
+        ("/11/2,1", False, 404, "No entry. Key = /11/2", None),
+        ("/11/2,0", False, 200, "Updated.", 1),
+        ("/11/2,0", True, 409, "Duplicated key. /11/2", 1),
+        ("/11/2,1?_delete", True, 200, "Updated.", None),
+        ("/11/2?_delete", True, 200, "Updated.", None),
+        ("/11/2,7?_delete", True, 409, "Optimistic locking failed. Key = /11/2", 1),
+        ("/11/2?_delete", False, 404, "No entry. Key = /11/2", None),
+        ("/11/2", True, 400, "ID format is invalid. /11/2 has no revision.", 1),
+        ("/11/2,x", True, 400, "ID format is invalid. /11/2,x has an invalid revision.", 1),
+        ("/11/2,-1", True, 400, "ID format is invalid. /11/2,-1 has an invalid revision.", 1),
+        (
+            "/11/3,1",
+            True,
+            400,
+            "ID format is invalid. /11/3,1 does not match the self link /11/2.",
+            1,
+        ),
+    ],
+)
+def test_put_table(
+    tree: FlaskClient,
+    id: str | None,
+    existing: bool,
+    status: int,
+    message: str,
+    revision_after: int | None,
+) -> None:
+    if existing:
+        tree.put("/d/", json=entry("/11/2"))
+    response = tree.put("/d/", json=entry("/11/2", id=id, title="t"))
+    assert (response.status_code, title(response)) == (status, message)
+    after = tree.get("/d/11/2?e")
+    if revision_after is None:
+        assert after.status_code == 204 and after.data == b""
+    else:
+        assert after.headers["ETag"] == f'"{revision_after}"'
+
+
+def test_put_to_a_key_url_gives_a_linkless_entry_that_key(tree: FlaskClient) -> None:
+    response = tree.put("/d/11/9", json={"title": "t"})
+    assert (response.status_code, response.headers["ETag"]) == (200, '"1"')
+    assert read(tree, "/11/9")["link"] == [{"___href": "/11/9", "___rel": "self"}]
+
+
+def test_prefer_return_representation(tree: FlaskClient) -> None:
+    response = tree.put(
+        "/d/", json=entry("/11/1", title="t"), headers={"Prefer": "return=representation"}
+    )
+    assert response.json["feed"]["entry"][0]["id"] == "/11/1,2"  # type: ignore[index]
+
+
+def test_multi_entry_put_is_all_or_nothing(tree: FlaskClient) -> None:
+    body = feed(
+        entry("/11/1", id="/11/1,1", title="a"), entry("/11/5", id="/11/5,3"), entry("/12/1")
+    )
+    response = tree.put("/d/", data=body, content_type=FORM)
+    assert response.status_code == 404
+    assert [e["key"] for e in response.json["error"]["entries"]] == ["/11/5", "/12/1"]  # type: ignore[index]
+    assert "title" not in read(tree, "/11/1")
+
+
+def test_post_numbers_children_and_answers_201(tree: FlaskClient) -> None:
+    response = tree.post("/d/11", json=[{"title": "a"}, {"title": "b"}])
+    assert (response.status_code, title(response)) == (201, "/11/2,/11/3")
+    response = tree.post("/d/11", json={"title": "c"})
+    assert (response.headers["Location"], response.headers["ETag"]) == ("/d/11/4", '"1"')
+    assert read(tree, "/11/3")["title"] == "b"
+
+
+def test_post_errors(tree: FlaskClient) -> None:
+    assert title(tree.post("/d/", json={"title": "x"})) == "Key is required."
+    response = tree.post("/d/", json=entry("/11/1"))
+    assert (response.status_code, title(response)) == (409, "Duplicated key. /11/1")
+    response = tree.post("/d/", json=entry("/12/1"))
+    assert (response.status_code, title(response)) == (400, "Parent path is required. /12")
+    assert tree.post("/d/", json=[entry("/12/1"), entry("/12")]).status_code == 201
+
+
+def test_get_entry_etag_304_head_and_204(tree: FlaskClient) -> None:
+    response = tree.get("/d/11/1?e", headers={"If-None-Match": '"1"'})
+    assert (response.status_code, response.headers["ETag"]) == (304, '"1"')
+    head = tree.head("/d/11/1?e")
+    assert (head.status_code, head.data, head.headers["ETag"]) == (200, b"", '"1"')
+    missing = tree.get("/d/11/none?e")
+    assert (missing.status_code, missing.data) == (204, b"")
+
+
+def test_feed_pages_with_cursor_headers(client: FlaskClient) -> None:
+    client.post("/d/", json=entry("/p"))
+    client.post("/d/p", json=[{"n": n} for n in range(5)])
+    keys: list[str] = []
+    url = "/d/p?f&l=2"
+    while True:
+        response = client.get(url)
+        keys += [e["link"][0]["___href"] for e in response.json["feed"]["entry"]]  # type: ignore[index]
+        cursor = response.headers.get("x-vtecx-nextpage")
+        if cursor is None:
+            assert "Link" not in response.headers
+            break
+        assert response.headers["Link"] == f'</d/p?f&l=2&p={cursor}>; rel="next"'
+        url = f"/d/p?f&l=2&p={cursor}"
+    assert keys == ["/p/1", "/p/2", "/p/3", "/p/4", "/p/5"]
+    assert title(client.get("/d/p?c")) == "5"
+    assert client.get("/d/p/1?f").status_code == 204
+
+
+def test_cursor_skips_nothing_when_entries_are_inserted_meanwhile(client: FlaskClient) -> None:
+    client.post("/d/", json=[entry("/p"), entry("/p/b"), entry("/p/d"), entry("/p/f")])
+    first = client.get("/d/p?f&l=2")
+    client.post("/d/", json=[entry("/p/a"), entry("/p/e")])
+    cursor = first.headers["x-vtecx-nextpage"]
+    rest = client.get(f"/d/p?f&l=10&p={cursor}")
+    assert [e["id"] for e in rest.json["feed"]["entry"]] == ["/p/e,1", "/p/f,1"]  # type: ignore[index]
+
+
+def test_delete(tree: FlaskClient) -> None:
+    response = tree.delete("/d/11")
+    assert (response.status_code, title(response)) == (
+        400,
+        "Can't delete for the child entries exist. /11",
+    )
+    assert tree.delete("/d/11/1?r=7").status_code == 409
+    assert tree.delete("/d/11/1", headers={"If-Match": '"7"'}).status_code == 412
+    response = tree.delete("/d/11/1?r=1")
+    assert (response.status_code, title(response)) == (200, "Deleted.")
+    assert title(tree.delete("/d/11/1")) == "No entry. Key = /11/1"
+    tree.post("/d/11", json={"x": 1})
+    assert tree.delete("/d/11?_rf").status_code == 200
+    assert tree.get("/d/11/2?e").status_code == 204
+
+
+def test_reinsert_continues_the_revision(tree: FlaskClient) -> None:
+    tree.delete("/d/11/1")
+    assert tree.put("/d/", json=entry("/11/1", id="/11/1,1")).status_code == 404
+    assert tree.put("/d/", json=entry("/11/1")).headers["ETag"] == '"2"'
+
+
+def test_if_match_and_if_none_match_on_put(tree: FlaskClient) -> None:
+    assert tree.put("/d/11/1", json={"a": 1}, headers={"If-Match": "1"}).headers["ETag"] == '"2"'
+    response = tree.put("/d/11/1", json={"a": 2}, headers={"If-Match": '"1"'})
+    assert (response.status_code, title(response)) == (412, "Precondition failed. Key = /11/1")
+    assert response.json["error"]["current"]["a"] == 1  # type: ignore[index]
+    assert tree.put("/d/11/7", json={}, headers={"If-Match": "*"}).status_code == 412
+    assert tree.put("/d/11/1", json={}, headers={"If-None-Match": "*"}).status_code == 412
+    assert tree.put("/d/11/7", json={}, headers={"If-None-Match": "*"}).status_code == 200
+    both = tree.put("/d/", json=entry("/11/1", id="/11/1,2"), headers={"If-Match": '"1"'})
+    assert both.status_code == 400
+    multi = tree.put("/d/", json=[entry("/11/1"), entry("/11/7")], headers={"If-Match": "*"})
+    assert multi.status_code == 400
+
+
+@pytest.mark.parametrize("config", [{"require_revision": ["/11"]}])
+def test_require_revision_is_428_for_forced_writes(tree: FlaskClient) -> None:
+    response = tree.put("/d/", json=entry("/11/1", title="x"))
+    assert (response.status_code, title(response)) == (428, "Precondition required. Key = /11/1")
+    assert tree.delete("/d/11/1").status_code == 428
+    assert tree.put("/d/", json=entry("/11/1", id="/11/1,1")).status_code == 200
+    assert tree.put("/d/11/1", json={}, headers={"If-Match": "*"}).status_code == 200
+
+
+def test_csrf_guard(app: Any) -> None:
+    bare = app.test_client()
+    response = bare.post("/d/", data=feed(entry("/a")), content_type=FORM)
+    assert (response.status_code, title(response)) == (403, "Missing X-Requested-With header.")
+    assert bare.get("/d/a?e").status_code == 204
+    assert bare.post("/d/", json=entry("/a")).status_code == 201
+    assert bare.put("/d/a", data=b"{}", headers={"Authorization": "Bearer x"}).status_code == 200
+
+
+def test_method_override(tree: FlaskClient) -> None:
+    override = {"X-HTTP-Method-Override": "PUT"}
+    response = tree.post("/d/", json=entry("/11/1", id="/11/1,1", t=1), headers=override)
+    assert title(response) == "Updated."
+    assert tree.post("/d/11/1", headers={"x-method-override": "DELETE"}).status_code == 200
+    response = tree.post("/d/", json=entry("/11/5"), headers={"X-HTTP-Method-Override": "GET"})
+    assert response.status_code == 400
+    assert tree.get("/d/11/5?e").status_code == 204
+
+
+def test_health(client: FlaskClient) -> None:
+    assert client.get("/_health").status_code == 200
+
+
+def test_redis_down_is_503_with_retry_after() -> None:
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    from feedstore import create_app
+
+    down = redis.Redis(unix_socket_path="/nonexistent/redis.sock", retry=Retry(NoBackoff(), 0))
+    client = create_app({}, down).test_client()
+    for response in (client.get("/_health"), client.get("/d/a?e")):
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "1"
+        assert response.json["error"]["code"] == "service_unavailable"  # type: ignore[index]

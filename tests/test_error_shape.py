@@ -1,0 +1,420 @@
+"""Every error is the same body: a message feed plus the machine-readable `error` (API.md §7)."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import orjson
+import pytest
+import redis
+from flask.testing import FlaskClient
+
+from feedstore import errors
+from tests.conftest import snapshot
+
+FORM = "application/x-www-form-urlencoded"
+SELF = {"___href": "/p/1", "___rel": "self"}
+
+
+def error_classes() -> list[type[errors.FeedstoreError]]:
+    return [
+        cls
+        for _, cls in inspect.getmembers(errors, inspect.isclass)
+        if issubclass(cls, errors.FeedstoreError) and cls is not errors.EntryErrors
+    ]
+
+
+def make(cls: type[errors.FeedstoreError]) -> errors.FeedstoreError:
+    """An instance of any error class, whatever its constructor asks for."""
+    values = {"key": "/k", "parent": "/", "limit": 3, "count": 4, "revision": 2, "current": None}
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    positional = [p.name for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD][1:]
+    return cls(*(values.get(name, "detail") for name in positional))
+
+
+@pytest.mark.parametrize("cls", error_classes(), ids=lambda cls: cls.__name__)
+def test_every_error_class_has_the_documented_shape(cls: type[errors.FeedstoreError]) -> None:
+    error = make(cls)
+    body = error.to_dict()
+    assert body["status"] == cls.status and 400 <= cls.status <= 503
+    assert body["code"] == cls.code and body["code"].islower() and " " not in body["code"]
+    assert isinstance(body["entries"], list)
+    assert error.message and not error.message.startswith(" ")
+
+
+def test_entry_errors_list_every_entry_under_the_first_status() -> None:
+    error = errors.EntryErrors([errors.NotFound("/a"), errors.DuplicatedKey("/b")])
+    body = error.to_dict()
+    assert (error.status, body["code"], error.message) == (404, "not_found", "No entry. Key = /a")
+    assert [(e["key"], e["code"]) for e in body["entries"]] == [
+        ("/a", "not_found"),
+        ("/b", "duplicated_key"),
+    ]
+
+
+def deep(levels: int) -> Any:
+    value: Any = "x"
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
+def body(document: Any) -> bytes:
+    return orjson.dumps(document)
+
+
+# (method, url, body, headers, status, title or title prefix, code)
+BAD_INPUT: list[tuple[str, str, bytes | None, dict[str, str], int, str, str]] = [
+    ("PUT", "/d/", b'{"feed": [', {}, 400, "Request format is invalid: ", "invalid_body"),
+    (
+        "PUT",
+        "/d/",
+        b"hello",
+        {"Content-Type": "text/plain"},
+        400,
+        "Request format is invalid: the body is neither JSON nor XML.",
+        "invalid_body",
+    ),
+    (
+        "PUT",
+        "/d/",
+        b"{}",
+        {"Content-Type": "image/png"},
+        415,
+        "Unsupported media type: image/png",
+        "unsupported_media_type",
+    ),
+    (
+        "PUT",
+        "/d/",
+        body({"link": [{"___href": "p/1", "___rel": "self"}]}),
+        {},
+        400,
+        "Key must start with a slash. p/1",
+        "invalid_key",
+    ),
+    (
+        "PUT",
+        "/d/",
+        body({"link": [{"___href": "/p/1/", "___rel": "self"}]}),
+        {},
+        400,
+        "Key must not end with a slash. /p/1/",
+        "invalid_key",
+    ),
+    (
+        "PUT",
+        "/d/",
+        body({"link": [{"___href": "/p//1", "___rel": "self"}]}),
+        {},
+        400,
+        "Key must not contain an empty segment. /p//1",
+        "invalid_key",
+    ),
+    (
+        "PUT",
+        "/d/",
+        body({"link": [{"___href": "/p/<1>", "___rel": "self"}]}),
+        {},
+        400,
+        "Key must not contain any prohibited characters. /p/<1>",
+        "invalid_key",
+    ),
+    (
+        "PUT",
+        "/d/",
+        body({"link": [{"___href": "/p" * 11, "___rel": "self"}]}),
+        {},
+        400,
+        "Key is too deep. " + "/p" * 11,
+        "invalid_key",
+    ),
+    (
+        "PUT",
+        "/d/",
+        body({"link": [{"___href": "/_p", "___rel": "self"}]}),
+        {},
+        400,
+        "Key is reserved for the server. /_p",
+        "invalid_key",
+    ),
+    (
+        "PUT",
+        "/d/",
+        body({"id": "/p/1", "link": [SELF]}),
+        {},
+        400,
+        "ID format is invalid. /p/1 has no revision.",
+        "invalid_id",
+    ),
+    (
+        "PUT",
+        "/d/",
+        body({"id": "/p/1,abc", "link": [SELF]}),
+        {},
+        400,
+        "ID format is invalid. /p/1,abc has an invalid revision.",
+        "invalid_id",
+    ),
+    (
+        "PUT",
+        "/d/",
+        body({"id": "/p/1,-2", "link": [SELF]}),
+        {},
+        400,
+        "ID format is invalid. /p/1,-2 has an invalid revision.",
+        "invalid_id",
+    ),
+    (
+        "PUT",
+        "/d/",
+        body({"id": "/p/2,1", "link": [SELF]}),
+        {},
+        400,
+        "ID format is invalid. /p/2,1 does not match the self link /p/1.",
+        "invalid_id",
+    ),
+    (
+        "PUT",
+        "/d/",
+        body([{"link": [SELF]}] * 3),
+        {},
+        400,
+        "Too many entries. Please keep less than 2 entries.",
+        "too_many_entries",
+    ),
+    (
+        "PUT",
+        "/d/",
+        body([{"link": [SELF]}, {"link": [SELF]}]),
+        {},
+        400,
+        "Keys are duplicated. /p/1",
+        "duplicated_keys",
+    ),
+    ("PUT", "/d/", body({"feed": {"entry": []}}), {}, 400, "Entry is required.", "entry_required"),
+    ("PUT", "/d/", b"", {}, 400, "Entry is required.", "entry_required"),
+    (
+        "PUT",
+        "/d/",
+        body({"link": [SELF], "x": "y" * 5000}),
+        {},
+        413,
+        "Payload too large.",
+        "payload_too_large",
+    ),
+    (
+        "PUT",
+        "/d/",
+        body({"link": [SELF], "x": "y" * 200}),
+        {},
+        400,
+        "String is longer than 100 characters: x",
+        "invalid_field",
+    ),
+    (
+        "PUT",
+        "/d/",
+        body({"link": [SELF], "x": deep(70)}),
+        {},
+        400,
+        "Request format is invalid: nesting is deeper than 64 levels.",
+        "invalid_body",
+    ),
+    (
+        "PUT",
+        "/d/",
+        body({"link": [SELF], "bad name": 1}),
+        {},
+        400,
+        "Field name is invalid: bad name",
+        "invalid_field",
+    ),
+    (
+        "PUT",
+        "/d/",
+        body({"link": [SELF], "title": ["x"]}),
+        {},
+        400,
+        "title must be a string or an object.",
+        "invalid_field",
+    ),
+    (
+        "PUT",
+        "/d/",
+        body({"link": [SELF], "x": {"a.b": 1}}),
+        {},
+        400,
+        "Field name is invalid: x.a.b",
+        "invalid_field",
+    ),
+    ("PUT", "/d/", body([]), {}, 400, "Entry is required.", "entry_required"),
+    (
+        "PUT",
+        "/d/",
+        body("text"),
+        {},
+        400,
+        "Request format is invalid: the body must be a feed, an entry or an array of entries.",
+        "invalid_body",
+    ),
+    (
+        "PUT",
+        "/d/",
+        body({"link": [SELF]}),
+        {"If-Match": "abc"},
+        400,
+        "If-Match is invalid: abc",
+        "invalid_option",
+    ),
+    (
+        "PUT",
+        "/d/",
+        b"<feed/>",
+        {"Content-Type": "application/atom+xml"},
+        415,
+        "XML request bodies are not supported yet.",
+        "unsupported_media_type",
+    ),
+    ("POST", "/d/", body({"title": "x"}), {}, 400, "Key is required.", "key_required"),
+    ("POST", "/d/", body({"link": [SELF]}), {}, 409, "Duplicated key. /p/1", "duplicated_key"),
+    (
+        "POST",
+        "/d/",
+        body({"link": [{"___href": "/q/1", "___rel": "self"}]}),
+        {},
+        400,
+        "Parent path is required. /q",
+        "parent_required",
+    ),
+    (
+        "POST",
+        "/d/",
+        body({"link": [SELF]}),
+        {"X-HTTP-Method-Override": "GET"},
+        400,
+        "Method override is not allowed: GET",
+        "invalid_option",
+    ),
+    (
+        "POST",
+        "/d/",
+        body({"link": [{"___href": "/a", "___rel": "self"}]}),
+        {"Content-Type": FORM, "_bare": "1"},
+        403,
+        "Missing X-Requested-With header.",
+        "missing_csrf_header",
+    ),
+    (
+        "DELETE",
+        "/d/p",
+        None,
+        {},
+        400,
+        "Can't delete for the child entries exist. /p",
+        "has_children",
+    ),
+    ("DELETE", "/d/p/2", None, {}, 404, "No entry. Key = /p/2", "not_found"),
+    ("DELETE", "/d/p/1?r=abc", None, {}, 400, "Revision is invalid: r=abc", "invalid_option"),
+    (
+        "DELETE",
+        "/d/p/1?r=9",
+        None,
+        {},
+        409,
+        "Optimistic locking failed. Key = /p/1",
+        "revision_conflict",
+    ),
+    (
+        "DELETE",
+        "/d/p/1",
+        None,
+        {"If-Match": '"9"'},
+        412,
+        "Precondition failed. Key = /p/1",
+        "precondition_failed",
+    ),
+    (
+        "PUT",
+        "/d/",
+        body({"link": [SELF], "id": "/p/1,9"}),
+        {},
+        409,
+        "Optimistic locking failed. Key = /p/1",
+        "revision_conflict",
+    ),
+    (
+        "PUT",
+        "/d/",
+        body({"link": [SELF], "id": "/p/1,1"}),
+        {"If-Match": '"2"'},
+        400,
+        "If-Match does not agree with the id. Key = /p/1",
+        "invalid_option",
+    ),
+    (
+        "PUT",
+        "/d/",
+        body({"link": [SELF]}),
+        {"If-None-Match": "*"},
+        412,
+        "Precondition failed. Key = /p/1",
+        "precondition_failed",
+    ),
+    (
+        "GET",
+        "/d/p?f&l=0",
+        None,
+        {},
+        400,
+        "Limit must be a number from 1 to 1000, or *: l=0",
+        "invalid_option",
+    ),
+    ("GET", "/d/p?f&p=!!", None, {}, 400, "Cursor is invalid: p=!!", "invalid_option"),
+    ("GET", "/d/p?f&p=L3EvMQ", None, {}, 400, "Cursor is invalid: p=L3EvMQ", "invalid_option"),
+    (
+        "GET",
+        "/d/p//1?e",
+        None,
+        {},
+        400,
+        "Key must not contain an empty segment. /p//1",
+        "invalid_key",
+    ),
+    ("GET", "/nowhere", None, {}, 404, "The requested URL was not found", "not_found"),
+    ("PATCH", "/_health", None, {}, 405, "Method not allowed.", "method_not_allowed"),
+]
+
+
+@pytest.mark.parametrize("config", [{"max_entries": 2, "max_string": 100, "max_body": 4096}])
+@pytest.mark.parametrize(
+    ("method", "url", "data", "headers", "status", "message", "code"),
+    BAD_INPUT,
+    ids=[f"{row[0]} {row[5][:40]}" for row in BAD_INPUT],
+)
+def test_bad_input_is_answered_as_documented_and_changes_nothing(
+    client: FlaskClient,
+    redis_client: redis.Redis,
+    method: str,
+    url: str,
+    data: bytes | None,
+    headers: dict[str, str],
+    status: int,
+    message: str,
+    code: str,
+) -> None:
+    client.post("/d/", json=[{"link": [{"___href": "/p", "___rel": "self"}]}, {"link": [SELF]}])
+    before = snapshot(redis_client)
+    headers = {"Content-Type": "application/json", **headers}
+    if headers.pop("_bare", None):
+        client = client.application.test_client()
+    response = client.open(url, method=method, data=data, headers=headers)
+    assert response.status_code == status
+    assert response.content_type == "application/json; charset=utf-8"
+    document = response.json
+    assert document is not None
+    assert document["feed"]["title"].startswith(message)
+    assert (document["error"]["status"], document["error"]["code"]) == (status, code)
+    assert "Traceback" not in response.get_data(as_text=True)
+    assert snapshot(redis_client) == before
