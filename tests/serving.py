@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,8 @@ from typing import Any
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
+# Set in the environment of each serve subprocess, and so inherited by all it starts.
+MARK_VARIABLE = "FEEDSTORE_TESTS_SERVE_MARK"
 WRITE_HEADERS = {"X-Requested-With": "XMLHttpRequest", "Content-Type": "application/json"}
 
 
@@ -67,32 +70,33 @@ def request(
         connection.close()
 
 
-def living_processes(*, group: int | None = None, mentioning: str | None = None) -> list[int]:
-    """Pids of live (not zombie) processes in process group `group` or whose argv mentions text."""
+def living_processes(*, marked: str | None = None, mentioning: str | None = None) -> list[int]:
+    """Pids of live processes with MARK_VARIABLE=`marked` or whose argv mentions `mentioning`."""
+    wanted = f"{MARK_VARIABLE}={marked}".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            stat = (entry / "stat").read_text()
+            # The state is the first field after the parenthesised command name.
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
             argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            environ = (entry / "environ").read_bytes().split(b"\0") if marked else []
         except OSError:
             continue  # it exited while we looked
-        # Fields after the parenthesised command: state, ppid, pgrp, ...
-        state, _, pgrp = stat.rsplit(")", 1)[1].split()[:3]
         if state in ("Z", "X"):
             continue  # dead, waiting for a parent that may never reap it
-        if (group is not None and int(pgrp) == group) or (mentioning and mentioning in argv):
+        if wanted in environ or (mentioning and mentioning in argv):
             found.append(int(entry.name))
     return found
 
 
 def wait_until_gone(
-    *, group: int | None = None, mentioning: str | None = None, timeout: float = 10.0
+    *, marked: str | None = None, mentioning: str | None = None, timeout: float = 10.0
 ) -> list[int]:
     """Wait until no such process lives; return the ones still alive at the deadline."""
     deadline = time.monotonic() + timeout
-    while (alive := living_processes(group=group, mentioning=mentioning)) and (
+    while (alive := living_processes(marked=marked, mentioning=mentioning)) and (
         time.monotonic() < deadline
     ):
         time.sleep(0.05)
@@ -101,17 +105,18 @@ def wait_until_gone(
 
 @dataclass
 class Server:
-    """A `feedstore serve` subprocess, leader of its own process group."""
+    """A `feedstore serve` subprocess; every process it starts inherits its `marker`."""
 
     process: subprocess.Popen[bytes]
     port: int
     data_dir: Path | None
     log_path: Path
+    marker: str
     _log: Any = field(repr=False)
 
     @property
     def pid(self) -> int:
-        """The serve process, which is also its process group id."""
+        """The serve process."""
         return self.process.pid
 
     def request(
@@ -139,9 +144,10 @@ class Server:
         raise AssertionError(f"serve was not healthy within {timeout} s: {self.output()}")
 
     def processes(self) -> list[int]:
-        """Live processes that belong to this server: its group, its workers, its Redis."""
+        """Live processes of this server: the serve process, its workers, its Redis."""
+        # redis-server overwrites its environ with its process title, which names its socket.
         mentioning = str(self.data_dir) if self.data_dir is not None else None
-        return living_processes(group=self.pid, mentioning=mentioning)
+        return living_processes(marked=self.marker, mentioning=mentioning)
 
     def terminate(self, timeout: float = STOP_TIMEOUT) -> int:
         """Send SIGTERM to the serve process and return its exit status."""
@@ -149,21 +155,17 @@ class Server:
         return self.process.wait(timeout)
 
     def kill(self) -> None:
-        """SIGKILL the whole process group, as a crash would, and reap the serve process."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, signal.SIGKILL)
+        """SIGKILL all its processes at once (serve, workers, Redis), as a crash would."""
+        for pid in self.processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self.process.wait(STOP_TIMEOUT)
+        mentioning = str(self.data_dir) if self.data_dir is not None else None
+        wait_until_gone(marked=self.marker, mentioning=mentioning)
 
     def close(self) -> None:
         """Kill whatever is left and release the log file; safe to call more than once."""
-        if self.process.poll() is None:
-            self.kill()
-        self.process.wait(STOP_TIMEOUT)
-        mentioning = str(self.data_dir) if self.data_dir is not None else None
-        for pid in living_processes(group=self.pid, mentioning=mentioning):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        wait_until_gone(group=self.pid, mentioning=mentioning)
+        self.kill()
         self._log.close()
 
 
@@ -175,6 +177,7 @@ def start_serve(
     argv = ["--port", str(port), "--workers", str(workers), *args]
     if data_dir is not None:
         argv += ["--data", str(data_dir)]
+    marker = uuid.uuid4().hex
     log = log_path.open("ab")
     process = subprocess.Popen(
         serve_command(*argv),
@@ -182,9 +185,10 @@ def start_serve(
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=log_path.parent,
+        env={**os.environ, MARK_VARIABLE: marker},
         start_new_session=True,
     )
-    return Server(process, port, data_dir, log_path, log)
+    return Server(process, port, data_dir, log_path, marker, log)
 
 
 @contextlib.contextmanager
@@ -201,7 +205,7 @@ def running_serve(
 
 
 def run_serve(
-    *args: str, cwd: Path, timeout: float = START_TIMEOUT
+    *args: str, cwd: Path, env: Mapping[str, str] | None = None, timeout: float = START_TIMEOUT
 ) -> subprocess.CompletedProcess[str]:
     """Run `feedstore serve` expecting it to exit by itself (an error); return its result."""
     return subprocess.run(
@@ -210,6 +214,7 @@ def run_serve(
         capture_output=True,
         text=True,
         cwd=cwd,
+        env={**os.environ, **(env or {})},
         timeout=timeout,
         start_new_session=True,
     )

@@ -1,0 +1,336 @@
+"""The `feedstore` command line: one argparse subcommand per task (serve; import, export later)."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from feedstore.embedded import (
+    FSYNC_POLICIES,
+    EmbeddedRedis,
+    EmbeddedRedisError,
+    FsyncPolicy,
+    die_with_parent,
+)
+from feedstore.settings import Settings
+
+APP_FACTORY = "feedstore.app:create_app"
+SERVERS = ("granian", "gunicorn")
+DEFAULT_DATA_DIR = Path("feedstore-data")
+# Seconds a worker gets to finish its requests on shutdown before it is killed.
+SHUTDOWN_TIMEOUT = 10
+
+
+class CliError(Exception):
+    """A problem the user can fix, reported as one line on stderr with exit status 1."""
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """What `feedstore serve` was asked to do."""
+
+    host: str
+    port: int
+    workers: int
+    threads: int
+    data_dir: Path
+    redis_url: str | None
+    schema_file: Path | None
+    fsync: FsyncPolicy
+    server: str
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the feedstore command line; return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command: Callable[[argparse.Namespace], int] = args.command
+    try:
+        return command(args)
+    except (CliError, EmbeddedRedisError) as e:
+        print(f"feedstore: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the parser; each subcommand registers itself with an add_*_command function."""
+    parser = argparse.ArgumentParser(prog="feedstore", description=__doc__)
+    subcommands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    add_serve_command(subcommands)
+    return parser
+
+
+def add_serve_command(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `feedstore serve`."""
+    cpus = os.cpu_count() or 1
+    parser = subcommands.add_parser(
+        "serve",
+        help="serve the HTTP API with several worker processes",
+        description="Serve the HTTP API. Without --redis-url, an embedded Redis keeps the data "
+        "in --data with AOF persistence; it starts before the workers and stops after them.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
+    parser.add_argument("--port", type=int, default=8080, help="TCP port (%(default)s)")
+    parser.add_argument(
+        "--workers", type=_positive_int, default=cpus, help="worker processes (%(default)s)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        # Requests mostly wait on Redis, but more Python threads than this only fight over the GIL.
+        default=min(16, 2 * cpus + 1),
+        help="request threads per worker (%(default)s)",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help=f"data directory of the embedded Redis (./{DEFAULT_DATA_DIR}), created if missing",
+    )
+    parser.add_argument(
+        "--redis-url",
+        help="use this Redis (redis://, rediss://, unix://) instead of an embedded one",
+    )
+    parser.add_argument(
+        "--schema", type=Path, help="JSON Schema of the custom fields, loaded at start-up"
+    )
+    parser.add_argument(
+        "--fsync",
+        choices=FSYNC_POLICIES,
+        help="when the embedded Redis fsyncs its AOF (everysec; always survives power loss)",
+    )
+    parser.add_argument("--server", choices=SERVERS, default="granian", help="%(default)s")
+    parser.set_defaults(command=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Check the `serve` arguments, then serve until interrupted."""
+    if args.redis_url and (args.data or args.fsync):
+        raise CliError("--data and --fsync set up the embedded Redis; drop them with --redis-url")
+    schema_file: Path | None = args.schema
+    if schema_file is not None:
+        schema_file = schema_file.absolute()
+        if not schema_file.is_file():
+            raise CliError(f"no schema file at {schema_file}")
+    options = ServeOptions(
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        threads=args.threads,
+        data_dir=(args.data or DEFAULT_DATA_DIR).absolute(),
+        redis_url=args.redis_url,
+        schema_file=schema_file,
+        fsync=args.fsync or "everysec",
+        server=args.server,
+    )
+    return serve(options)
+
+
+def serve(options: ServeOptions) -> int:
+    """Start Redis unless given one, run the workers until a signal, then stop Redis after them."""
+    # Until the server installs its own handlers, SIGTERM must unwind through the finally below.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    try:
+        # Every worker reads FEEDSTORE_* again; a mistake there should stop us here, once.
+        Settings.load()
+    except ValueError as e:
+        raise CliError(str(e)) from e
+    check_port_free(options.host, options.port)
+    if options.schema_file is not None:
+        os.environ["FEEDSTORE_SCHEMA_FILE"] = str(options.schema_file)
+    embedded: EmbeddedRedis | None = None
+    try:
+        if options.redis_url is None:
+            embedded = EmbeddedRedis(options.data_dir, fsync=options.fsync).start()
+            redis_url = embedded.url
+            data = f"{options.data_dir} (embedded Redis, AOF fsync {options.fsync})"
+        else:
+            check_redis_url(options.redis_url)
+            redis_url = options.redis_url
+            data = _without_password(redis_url)
+        os.environ["FEEDSTORE_REDIS_URL"] = redis_url
+        banner = (
+            f"feedstore: serving http://{_host_in_url(options.host)}:{options.port} with "
+            f"{options.workers} {options.server} workers; data in {data}"
+        )
+        runner = run_granian if options.server == "granian" else run_gunicorn
+        return runner(options, banner, embedded)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def run_granian(options: ServeOptions, banner: str, embedded: EmbeddedRedis | None) -> int:
+    """Serve with granian's WSGI workers in this process; return when they have stopped."""
+    from granian import Granian
+    from granian.constants import Interfaces
+    from granian.log import LogLevels
+
+    server = Granian(
+        APP_FACTORY,
+        address=options.host,
+        port=options.port,
+        interface=Interfaces.WSGI,
+        workers=options.workers,
+        blocking_threads=options.threads,
+        respawn_failed_workers=True,
+        workers_kill_timeout=SHUTDOWN_TIMEOUT,
+        log_level=LogLevels.warning,
+    )
+    server.on_startup(lambda: print(banner, flush=True))
+    loader = _WorkerAppLoader(parent=os.getpid(), embedded=embedded)
+    try:
+        # granian calls the loader in each worker with the target, after forking.
+        server.serve(target_loader=loader)
+    except RuntimeError as e:
+        # granian reports socket errors as RuntimeError with a Rust backtrace after the first line.
+        raise CliError(f"can't listen on {options.host}:{options.port}: {_first_line(e)}") from e
+    except SystemExit as e:
+        # granian exits 1 after a crash loop of its workers, having already logged why.
+        return _exit_status(e)
+    return 0
+
+
+def run_gunicorn(options: ServeOptions, banner: str, embedded: EmbeddedRedis | None) -> int:
+    """Serve with gunicorn's gthread workers in this process; return when they have stopped."""
+    from gunicorn.app.base import BaseApplication
+
+    parent = os.getpid()
+    loader = _WorkerAppLoader(parent=parent, embedded=embedded)
+
+    class FeedstoreGunicorn(BaseApplication):
+        def load_config(self) -> None:
+            settings: dict[str, Any] = {
+                "bind": [f"{_host_in_url(options.host)}:{options.port}"],
+                "workers": options.workers,
+                "worker_class": "gthread",
+                "threads": options.threads,
+                "graceful_timeout": SHUTDOWN_TIMEOUT,
+                "loglevel": "warning",
+                "control_socket_disable": True,
+                "when_ready": lambda arbiter: print(banner, flush=True),
+                "post_fork": lambda arbiter, worker: loader.prepare_worker(),
+            }
+            for name, value in settings.items():
+                self.cfg.set(name, value)
+
+        def load(self) -> Callable[..., Any]:
+            return loader.create_app()
+
+    try:
+        FeedstoreGunicorn().run()
+    except SystemExit as e:
+        # gunicorn's arbiter always leaves through sys.exit, 0 after a clean stop.
+        return _exit_status(e)
+    return 0
+
+
+@dataclass
+class _WorkerAppLoader:
+    """Runs in each freshly forked worker: ties it to the serve process, then builds the app."""
+
+    parent: int
+    embedded: EmbeddedRedis | None
+
+    def __call__(self, target: str) -> Callable[..., Any]:
+        self.prepare_worker()
+        return self.create_app()
+
+    def prepare_worker(self) -> None:
+        """Tie the worker to the serve process alone, and drop its copy of the data dir lock."""
+        die_with_parent(self.parent)
+        # Its own process group: Ctrl-C or `kill -TERM -<pgid>` reach only the serve process,
+        # which stops each worker once. A granian worker signalled both directly and by its
+        # parent sometimes hangs until killed, or exits first and is reported as crashed.
+        os.setpgid(0, 0)
+        if self.embedded is not None:
+            self.embedded.close_inherited_lock()
+
+    def create_app(self) -> Callable[..., Any]:
+        """Build the WSGI app; it reads FEEDSTORE_* from the environment."""
+        from feedstore.app import create_app
+
+        return create_app()
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail with a CliError unless a server could listen on host:port right now."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as e:
+        raise CliError(f"can't listen on {host}:{port}: {e.strerror}") from e
+    with socket.socket(family, kind, proto) as probe:
+        # The same option the servers set, so a port in TIME_WAIT is not reported as busy.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise CliError(f"port {port} on {host} is already in use") from e
+            raise CliError(f"can't listen on {host}:{port}: {e.strerror}") from e
+
+
+def check_redis_url(url: str) -> None:
+    """Fail with a CliError unless `url` names a Redis that answers PING."""
+    import redis
+
+    shown = _without_password(url)
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+    except ValueError as e:
+        raise CliError(f"bad --redis-url {shown}: {e}") from e
+    try:
+        client.ping()
+    except redis.RedisError as e:
+        raise CliError(f"can't reach Redis at {shown}: {e}") from e
+    finally:
+        client.close()
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _exit_status(exit: SystemExit) -> int:
+    return exit.code if isinstance(exit.code, int) else 1
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().split("\n", 1)[0]
+
+
+def _host_in_url(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + netloc))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

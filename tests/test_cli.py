@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from feedstore.cli import build_parser
+from feedstore.embedded import AOF_FILE, EmbeddedRedis
+from tests.serving import free_port, run_serve, running_serve, wait_until_gone
+
+
+def test_serve_defaults() -> None:
+    args = build_parser().parse_args(["serve"])
+    assert (args.host, args.port, args.server) == ("127.0.0.1", 8080, "granian")
+    assert args.workers == (os.cpu_count() or 1)
+    assert (args.data, args.redis_url, args.fsync) == (None, None, None)
+
+
+def test_serve_refuses_zero_workers(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        build_parser().parse_args(["serve", "--workers", "0"])
+    assert caught.value.code == 2
+    assert "must be at least 1" in capsys.readouterr().err
+
+
+def test_serve_answers_health_and_says_where(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with running_serve(data_dir=data, log_path=tmp_path / "serve.log") as server:
+        health = server.request("GET", "/_health")
+        assert health.status == 200
+        assert health.json() == {"feed": {"title": "OK"}}
+        assert (data / AOF_FILE).exists()
+        assert server.output().splitlines() == [
+            f"feedstore: serving http://127.0.0.1:{server.port} with 2 granian workers; "
+            f"data in {data} (embedded Redis, AOF fsync everysec)"
+        ]
+
+
+def test_second_serve_on_the_same_data_dir_exits_1(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with running_serve(data_dir=data, log_path=tmp_path / "serve.log") as server:
+        second = run_serve("--port", str(free_port()), "--data", str(data), cwd=tmp_path)
+        assert second.returncode == 1
+        assert second.stderr == (
+            f"feedstore: {data} is in use by another feedstore serve (pid {server.pid})\n"
+        )
+        assert server.request("GET", "/_health").status == 200
+
+
+def test_serve_on_a_busy_port_exits_1_without_starting_redis(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_serve("--port", str(port), "--data", str(tmp_path / "data"), cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == f"feedstore: port {port} on 127.0.0.1 is already in use\n"
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://127.0.0.1/", "bad --redis-url http://127.0.0.1/: Redis URL must specify"),
+        ("redis://127.0.0.1:{port}/0", "can't reach Redis at redis://127.0.0.1:{port}/0: "),
+    ],
+)
+def test_serve_with_a_bad_redis_url_exits_1(tmp_path: Path, url: str, message: str) -> None:
+    port = free_port()
+    result = run_serve(
+        "--port", str(free_port()), "--redis-url", url.format(port=port), cwd=tmp_path
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"feedstore: {message.format(port=port)}")
+    assert result.stderr.count("\n") == 1
+
+
+def test_serve_refuses_data_with_redis_url(tmp_path: Path) -> None:
+    result = run_serve("--redis-url", "redis://x", "--data", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "drop them with --redis-url" in result.stderr
+
+
+def test_serve_refuses_a_missing_schema_file(tmp_path: Path) -> None:
+    result = run_serve("--schema", "nope.json", "--data", str(tmp_path / "data"), cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == f"feedstore: no schema file at {tmp_path / 'nope.json'}\n"
+
+
+def test_serve_refuses_bad_settings_in_the_environment(tmp_path: Path) -> None:
+    env = {"FEEDSTORE_MAX_BODY": "lots"}
+    result = run_serve("--data", str(tmp_path / "data"), cwd=tmp_path, env=env)
+    assert result.returncode == 1
+    assert result.stderr == "feedstore: FEEDSTORE_MAX_BODY must be a whole number: lots\n"
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("server_name", ["granian", "gunicorn"])
+def test_sigterm_stops_workers_then_redis_and_leaves_nothing(
+    tmp_path: Path, server_name: str
+) -> None:
+    data = tmp_path / "data"
+    log = tmp_path / "serve.log"
+    with running_serve("--server", server_name, data_dir=data, log_path=log) as server:
+        # The serve process, its two workers (gunicorn boots them lazily) and redis-server.
+        deadline = time.monotonic() + 10
+        while len(server.processes()) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(server.processes()) == 4
+        assert server.terminate() == 0
+        assert wait_until_gone(marked=server.marker, mentioning=str(data)) == []
+        # Redis shut down by itself (flushing its AOF) rather than being killed.
+        assert "ready to exit, bye bye" in (data / "redis.log").read_text()
+
+
+def test_kill_9_of_serve_takes_workers_and_redis_with_it(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with running_serve(data_dir=data, log_path=tmp_path / "serve.log") as server:
+        assert len(server.processes()) >= 3
+        os.kill(server.pid, signal.SIGKILL)
+        server.process.wait(10)
+        assert wait_until_gone(marked=server.marker, mentioning=str(data)) == []
+    with running_serve(data_dir=data, log_path=tmp_path / "again.log") as server:
+        assert server.request("GET", "/_health").status == 200
+
+
+def test_serve_uses_the_redis_url_given(tmp_path: Path) -> None:
+    with EmbeddedRedis(tmp_path / "redis", persistent=False) as redis_server:
+        log = tmp_path / "serve.log"
+        with running_serve("--redis-url", redis_server.url, data_dir=None, log_path=log) as server:
+            assert server.request("GET", "/_health").status == 200
+            assert f"data in {redis_server.url}" in server.output()
+            assert server.terminate() == 0
+            assert wait_until_gone(marked=server.marker) == []
+        assert not (tmp_path / "feedstore-data").exists()
