@@ -13,19 +13,18 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
-from feedstore import codec_json, negotiation
-from feedstore.entry import Entry, parent_of, validate_entry_key, validate_key
+from feedstore import codec_json, negotiation, writes
+from feedstore.entry import Entry, parent_of, validate_key
 from feedstore.errors import (
     FeedstoreError,
+    InvalidBody,
     InvalidOption,
     KeyRequired,
-    PreconditionRequired,
     UnsupportedMediaType,
-    collect,
 )
-from feedstore.negotiation import IfMatch
+from feedstore.negotiation import Format
 from feedstore.settings import Settings
-from feedstore.store import Action, Store, Write
+from feedstore.store import Store, Write
 
 bp = Blueprint("api", __name__)
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -76,13 +75,10 @@ def create(path: str) -> Response:
     if unnumbered:
         if parent == "/":
             raise KeyRequired()
-        for entry, key in zip(
-            unnumbered, get_feedstore().store.number(parent, len(unnumbered)), strict=True
-        ):
+        numbers = get_feedstore().store.number(parent, len(unnumbered))
+        for entry, key in zip(unnumbered, numbers, strict=True):
             entry.key = key
-    check_entry_keys(entries)
-    writes = [Write(Action.CREATE, str(e.key), e.fields, index=e.index) for e in entries]
-    written = get_feedstore().store.write(writes)
+    written = get_feedstore().store.write(writes.creates(writes.target_entries(entries, "/")))
     headers = {}
     if len(written) == 1:
         headers = {"Location": f"/d{written[0].key}", "ETag": negotiation.etag(written[0].revision)}
@@ -92,35 +88,48 @@ def create(path: str) -> Response:
 @bp.put("/d/", defaults={"path": ""}, strict_slashes=False)
 @bp.put("/d/<path:path>")
 def update(path: str) -> Response:
-    target = validate_key(request_key())
-    entries = decode_entries()
-    if target != "/" and len(entries) == 1 and entries[0].key is None:
-        entries[0].key = target
-    collect([KeyRequired(field=f"entry[{e.index}]") for e in entries if e.key is None])
-    check_entry_keys(entries)
-    if_match, if_none_match = preconditions(single=len(entries) == 1)
-    writes = [put_write(entry, if_match, if_none_match) for entry in entries]
-    written = get_feedstore().store.write(writes)
+    entries = writes.target_entries(decode_entries(), validate_key(request_key()))
+    conditions = request_conditions(single=len(entries) == 1)
+    written = get_feedstore().store.write(writes.puts(entries, conditions, settings()))
     if "return=representation" in request.headers.get("Prefer", ""):
-        body = codec_json.dumps(w.document for w in written if w.document is not None)
-        return Response(body, 200, content_type=codec_json.CONTENT_TYPE)
+        return feed_response([w.document for w in written if w.document is not None])
     single = len(written) == 1 and written[0].document is not None
     return message(
         "Updated.", 200, {"ETag": negotiation.etag(written[0].revision)} if single else {}
     )
 
 
+@bp.patch("/d/", defaults={"path": ""}, strict_slashes=False)
+@bp.patch("/d/<path:path>")
+def partial_update(path: str) -> Response:
+    target = validate_key(request_key())
+    written = get_feedstore().store.write(patch_writes(target))
+    headers = {"ETag": negotiation.etag(written[0].revision)} if len(written) == 1 else {}
+    status = 201 if any(w.created for w in written) else 200
+    if "return=minimal" in request.headers.get("Prefer", ""):
+        return Response(status=204, headers=headers)
+    return feed_response([w.document for w in written if w.document is not None], status, headers)
+
+
 @bp.delete("/d/<path:path>")
 def delete(path: str) -> Response:
-    key = validate_entry_key(request_key())
-    revision = parse_revision(request.args.get("r"))
-    if_match, _ = preconditions(single=True)
-    write = Write(
-        Action.DELETE, key, revision=revision, if_match=if_match, recursive="_rf" in request.args
+    write = writes.delete(
+        request_key(),
+        writes.parse_revision(request.args.get("r")),
+        "_rf" in request.args,
+        request_conditions(single=True),
+        settings(),
     )
-    require_condition(write)
     get_feedstore().store.write([write])
     return message("Deleted.")
+
+
+@bp.get("/d/_schema")
+def schema() -> Response:
+    document = get_feedstore().store.schema_document()
+    if document is None:
+        return Response(status=204)
+    return Response(codec_json.dumps_document(document), 200, content_type=codec_json.CONTENT_TYPE)
 
 
 @bp.get("/_health")
@@ -191,6 +200,58 @@ def decode_cursor(cursor: str, parent: str) -> str:
 # -- writing --------------------------------------------------------------------------------
 
 
+def patch_writes(target: str) -> list[Write]:
+    """The writes of a PATCH: its kind by Content-Type (API.md §4), its target and conditions."""
+    body = request.get_data(cache=True, parse_form_data=False)
+    kind = patch_kind(request.mimetype, body)
+    upsert, feedstore = "_upsert" in request.args, get_feedstore()
+    if kind is not writes.PatchKind.MERGE:
+        document = codec_json.loads_document(body, feedstore.settings.limits)
+        conditions = request_conditions(single=True)
+        return [writes.standard_patch(kind, target, document, conditions, settings(), upsert)]
+    documents = codec_json.unwrap(codec_json.loads_document(body, feedstore.settings.limits))
+    entries = codec_json.entries_from(documents, feedstore.settings.limits)
+    if target != "/":
+        if len(entries) != 1:
+            raise InvalidBody(f"PATCH /d{target} takes one entry.")
+        writes.check_id_key(entries[0], target)
+        entries[0].key = target
+    entries = writes.target_entries(entries, target)
+    return writes.merges(
+        documents,
+        entries,
+        request_conditions(single=len(entries) == 1),
+        settings(),
+        keep_unmentioned=request.headers.get("PATCHTYPE", "").upper() == "MERGE",
+        upsert=upsert,
+    )
+
+
+def patch_kind(mimetype: str, body: bytes) -> writes.PatchKind:
+    for kind in writes.PatchKind:
+        if mimetype == kind.value:
+            return kind
+    if (
+        mimetype in negotiation.SNIFFED_TYPES
+        and negotiation.body_format(mimetype, body) is Format.JSON
+    ):
+        return writes.PatchKind.MERGE
+    raise UnsupportedMediaType(
+        f"Unsupported patch type: {mimetype or 'none'}",
+        headers={"Accept-Patch": writes.ACCEPT_PATCH},
+    )
+
+
+def request_conditions(single: bool) -> writes.Conditions:
+    return writes.Conditions.from_headers(
+        request.headers.get("If-Match"), request.headers.get("If-None-Match"), single
+    )
+
+
+def settings() -> Settings:
+    return get_feedstore().settings
+
+
 def decode_entries() -> list[Entry]:
     body = request.get_data(cache=True, parse_form_data=False)
     if not body.strip():
@@ -198,50 +259,6 @@ def decode_entries() -> list[Entry]:
     if negotiation.body_format(request.mimetype, body) is negotiation.Format.XML:
         raise UnsupportedMediaType("XML request bodies are not supported yet.")
     return codec_json.loads(body, get_feedstore().settings.limits)
-
-
-def check_entry_keys(entries: list[Entry]) -> None:
-    errors: list[FeedstoreError] = []
-    for entry in entries:
-        try:
-            validate_entry_key(str(entry.key))
-        except FeedstoreError as error:
-            errors.append(error)
-    collect(errors)
-
-
-def put_write(entry: Entry, if_match: IfMatch | None, if_none_match: bool) -> Write:
-    key = str(entry.key)
-    revision = entry.revision
-    if isinstance(if_match, frozenset) and revision is not None and revision not in if_match:
-        raise InvalidOption(f"If-Match does not agree with the id. Key = {key}", key=key)
-    action = Action.DELETE if entry.id is not None and entry.id.delete else Action.PUT
-    write = Write(action, key, entry.fields, revision, if_match, if_none_match, index=entry.index)
-    require_condition(write)
-    return write
-
-
-def preconditions(single: bool) -> tuple[IfMatch | None, bool]:
-    if_match = negotiation.parse_if_match(request.headers.get("If-Match"))
-    if_none_match = negotiation.parse_if_none_match(request.headers.get("If-None-Match"))
-    if not single and (if_match is not None or if_none_match):
-        raise InvalidOption("If-Match and If-None-Match apply to one entry: use the ids.")
-    return if_match, if_none_match
-
-
-def require_condition(write: Write) -> None:
-    """428 for a forced write under a `require_revision` prefix."""
-    conditional = write.revision is not None or write.if_match is not None or write.if_none_match
-    if not conditional and get_feedstore().settings.requires_revision(write.key):
-        raise PreconditionRequired(write.key)
-
-
-def parse_revision(value: str | None) -> int | None:
-    if value is None:
-        return None
-    if not (value.isascii() and value.isdigit()):
-        raise InvalidOption(f"Revision is invalid: r={value}")
-    return int(value)
 
 
 # -- answering ------------------------------------------------------------------------------
@@ -254,6 +271,13 @@ def request_key() -> str:
 
 def override_header() -> str | None:
     return request.headers.get("X-HTTP-Method-Override") or request.headers.get("X-Method-Override")
+
+
+def feed_response(
+    documents: list[Mapping[str, Any]], status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    body = codec_json.dumps(documents)
+    return Response(body, status, dict(headers or {}), content_type=codec_json.CONTENT_TYPE)
 
 
 def message(title: str, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:

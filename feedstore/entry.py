@@ -20,6 +20,7 @@ SERVER_AUTHOR_PREFIX = "urn:feedstore:"
 SERVER_OWNED = ("id", "published", "updated")
 ATTRIBUTE_PREFIX = "___"
 TEXT_FIELD = "______text"
+PATCH_DIRECTIVE = "$patch"  # {"<merge key>": ..., "$patch": "delete"} in a keyed list
 
 # Atom's own fields, in the order they are written out; every other top-level name is custom.
 ATOM_LISTS = ("link", "author", "contributor", "category")
@@ -183,7 +184,7 @@ def check_field(name: str, value: Any, key: str | None, limits: Limits) -> None:
             if not isinstance(item, dict):
                 raise InvalidField(f"{name} must be a list of objects.", key=key, field=name)
             _check_atom_object(item, f"{name}[{position}]", key)
-    elif name in ATOM_TEXTS:
+    elif name in ATOM_TEXTS and value is not None:  # null: a PATCH resetting it
         if isinstance(value, dict):
             _check_atom_object(value, name, key)
         elif not isinstance(value, str):
@@ -211,7 +212,11 @@ def _check_bounds(value: Any, path: str, key: str | None, limits: Limits) -> Non
             )
     elif isinstance(value, dict):
         for name, item in value.items():
-            if not (_FIELD_NAME.fullmatch(name) or _ATTRIBUTE_NAME.fullmatch(name)):
+            if not (
+                _FIELD_NAME.fullmatch(name)
+                or _ATTRIBUTE_NAME.fullmatch(name)
+                or name == PATCH_DIRECTIVE
+            ):
                 raise InvalidField(
                     f"Field name is invalid: {path}.{name}", key=key, field=f"{path}.{name}"
                 )

@@ -6,6 +6,9 @@
     |   +-- InvalidKey              400 invalid_key         "Key must ... <key>"
     |   +-- InvalidId               400 invalid_id          "ID format is invalid. ..."
     |   +-- InvalidField            400 invalid_field       a field the server owns or can't read
+    |   +-- UnknownField            400 unknown_field       "Unknown field: favorite.color"
+    |   +-- InvalidPatch            400 invalid_patch       a patch that can't apply
+    |   +-- InvalidSchema           400 invalid_schema      a schema document that isn't one
     |   +-- InvalidOption           400 invalid_option      a query parameter or header
     |   +-- EntryRequired           400 entry_required      "Entry is required."
     |   +-- KeyRequired             400 key_required        "Key is required."
@@ -21,6 +24,7 @@
     +-- Conflict                        409 conflict
     |   +-- RevisionConflict        409 revision_conflict   "Optimistic locking failed. Key = /k"
     |   +-- DuplicatedKey           409 duplicated_key      "Duplicated key. /k"
+    |   +-- PatchTestFailed         409 patch_test_failed   a JSON Patch `test` that failed
     +-- PreconditionFailed          412 precondition_failed "Precondition failed. Key = /k"
     +-- PayloadTooLarge             413 payload_too_large   "Payload too large."
     +-- UnsupportedMediaType        415 unsupported_media_type
@@ -105,6 +109,21 @@ class InvalidId(BadRequest):
 
 class InvalidField(BadRequest):
     code = "invalid_field"
+
+
+class UnknownField(BadRequest):
+    code = "unknown_field"
+
+    def __init__(self, path: str, **context: Any) -> None:
+        super().__init__(f"Unknown field: {path}", field=path, **context)
+
+
+class InvalidPatch(BadRequest):
+    code = "invalid_patch"
+
+
+class InvalidSchema(BadRequest):
+    code = "invalid_schema"
 
 
 class InvalidOption(BadRequest):
@@ -206,6 +225,10 @@ class DuplicatedKey(Conflict):
 
     def __init__(self, key: str, current: Mapping[str, Any] | None = None) -> None:
         super().__init__(f"Duplicated key. {key}", key=key, current=current)
+
+
+class PatchTestFailed(Conflict):
+    code = "patch_test_failed"
 
 
 class PreconditionFailed(FeedstoreError):

@@ -5,6 +5,8 @@ Redis keys (all bytes; documents are orjson):
     fs:r:<key>   the last revision written; kept after a delete, so a re-insert continues from it
     fs:c:<key>   sorted set of the keys of <key>'s children (score 0: lexicographic order)
     fs:n:<key>   the counter that numbers children POSTed without a self link
+    fs:schema    the field schema in force (JSON), shared by every worker
+    fs:schema:v  its version, bumped on every change, read with every write to stay current
 
 Every write request goes through `Store.write`: WATCH every key it touches, read them, check every
 entry (collecting all failures), then MULTI, write all, EXEC. A failed check raises at once and is
@@ -48,9 +50,12 @@ from feedstore.errors import (
     TreeTooLarge,
     collect,
 )
+from feedstore.schema import Schema
 
 Fields = dict[str, Any]
-Merge = Callable[[Fields | None, Fields], Fields]
+Patcher = Callable[[Fields, Schema | None], Fields]
+SCHEMA_KEY = "fs:schema"
+SCHEMA_VERSION_KEY = "fs:schema:v"
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -58,6 +63,7 @@ T = TypeVar("T")
 class Action(Enum):
     CREATE = "create"  # POST: the key must not exist
     PUT = "put"  # PUT: the table of API.md §3.2
+    PATCH = "patch"  # PATCH: the entry must exist, unless `upsert`
     DELETE = "delete"
 
 
@@ -66,7 +72,8 @@ class Write:
     """One entry of a write request, with every precondition it carries.
 
     `revision` is the revision the client read (from the id or `?r=`), None for a forced write;
-    `if_match` is a set of revisions or "*"; `merge` builds the new fields from the stored ones.
+    `if_match` is a set of revisions or "*"; `patcher` (PATCH only) makes the new fields from
+    the stored ones, inside the transaction.
     """
 
     action: Action
@@ -76,7 +83,8 @@ class Write:
     if_match: frozenset[int] | Literal["*"] | None = None
     if_none_match: bool = False
     recursive: bool = False
-    merge: Merge = merge_top_level
+    upsert: bool = False
+    patcher: Patcher | None = None
     index: int = 0
 
 
@@ -87,6 +95,7 @@ class Written:
     key: str
     revision: int
     document: Mapping[str, Any] | None
+    created: bool = False
 
 
 @dataclass(frozen=True)
@@ -157,6 +166,7 @@ class Store:
         self.retries = retries
         self.max_subtree = max_subtree
         self.principal = principal
+        self._schema: tuple[bytes | None, Schema | None] = (None, None)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -192,6 +202,40 @@ class Store:
     @_unavailable_on_redis_error
     def ping(self) -> bool:
         return bool(self.redis.ping())
+
+    # -- the schema -----------------------------------------------------------------------------
+
+    @_unavailable_on_redis_error
+    def schema_document(self) -> dict[str, Any] | None:
+        """The schema in force, as it was set, or None."""
+        raw = cast(bytes | None, self.redis.get(SCHEMA_KEY))
+        return codec_json.loads_stored(raw) if raw is not None else None
+
+    @_unavailable_on_redis_error
+    def schema(self) -> Schema | None:
+        """The compiled schema in force (compiled again only when its version changes)."""
+        return self._schema_at(cast(bytes | None, self.redis.get(SCHEMA_VERSION_KEY)))
+
+    @_unavailable_on_redis_error
+    def set_schema(self, document: Mapping[str, Any] | None) -> None:
+        """Check, store and publish a schema to every worker; None removes it."""
+        if document is not None:
+            Schema(document)
+        with self.redis.pipeline(transaction=True) as pipe:
+            if document is None:
+                pipe.delete(SCHEMA_KEY)
+            else:
+                pipe.set(SCHEMA_KEY, codec_json.dumps_document(document))
+            pipe.incr(SCHEMA_VERSION_KEY)
+            pipe.execute()
+
+    def _schema_at(self, version: bytes | None) -> Schema | None:
+        cached_version, schema = self._schema
+        if version != cached_version:
+            document = self.schema_document()
+            schema = Schema(document) if document is not None else None
+            self._schema = (version, schema)
+        return schema
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -230,9 +274,12 @@ class Store:
 
     def _attempt(self, pipe: Pipeline, writes: Sequence[Write]) -> list[Written]:
         keys = [w.key for w in writes]
-        pipe.watch(*(_document_key(key) for key in keys))
-        raw = _read(pipe, "MGET", *map(_document_key, keys), *map(_revision_key, keys))
+        pipe.watch(*map(_document_key, keys))
+        raw = _read(
+            pipe, "MGET", *map(_document_key, keys), *map(_revision_key, keys), SCHEMA_VERSION_KEY
+        )
         states = {key: _State(raw[i], int(raw[len(keys) + i] or 0)) for i, key in enumerate(keys)}
+        schema = self._schema_at(raw[-1])
         subtrees = {
             w.key: self._watch_subtree(pipe, w.key, w.recursive)
             for w in writes
@@ -240,15 +287,18 @@ class Store:
         }
         missing_parents = self._watch_parents(pipe, writes, states)
 
+        now = timestamp()
+        documents: dict[str, dict[str, Any]] = {}
         errors: list[FeedstoreError] = []
         for w in writes:
             try:
                 _check(w, states[w.key], missing_parents, subtrees.get(w.key, []))
+                if w.action is not Action.DELETE:
+                    documents[w.key] = self._new_document(w, states[w.key], schema, now)
             except FeedstoreError as error:
                 errors.append(error)
         collect(errors)
 
-        now = timestamp()
         written: list[Written] = []
         pipe.multi()
         for w in writes:
@@ -259,30 +309,32 @@ class Store:
                     pipe.zrem(_children_key(parent_of(key)), key)
                 written.append(Written(w.key, state.revision, None))
                 continue
-            document = self._new_document(w, state, now)
             revision = state.revision + 1
-            pipe.set(_document_key(w.key), codec_json.dumps_document(document))
+            pipe.set(_document_key(w.key), codec_json.dumps_document(documents[w.key]))
             pipe.set(_revision_key(w.key), revision)
             if not state.exists:
                 pipe.zadd(_children_key(parent_of(w.key)), {w.key: 0})
-            written.append(Written(w.key, revision, document))
+            written.append(Written(w.key, revision, documents[w.key], created=not state.exists))
         pipe.execute()
         return written
 
-    def _new_document(self, w: Write, state: _State, now: str) -> dict[str, Any]:
+    def _new_document(
+        self, w: Write, state: _State, schema: Schema | None, now: str
+    ) -> dict[str, Any]:
+        """The document a write stores: the new fields, checked against the schema."""
         stored = state.document
-        if stored is None:
-            fields = w.merge(None, w.fields)
-            return stored_document(
-                w.key, state.revision + 1, fields,
-                published=now, updated=now, created_by=self.principal, updated_by=None,
-            )  # fmt: skip
-        fields = w.merge(document_fields(stored), w.fields)
-        created_by, _ = server_authors(stored)
+        if w.patcher is not None:
+            base = document_fields(stored) if stored else (schema.defaults() if schema else {})
+            fields = w.patcher(base, schema)
+        else:
+            fields = merge_top_level(document_fields(stored) if stored else None, w.fields)
+        if schema is not None:
+            schema.validate(fields, w.key)
+        created_by, _ = server_authors(stored) if stored else (self.principal, None)
         return stored_document(
             w.key, state.revision + 1, fields,
-            published=stored["published"], updated=now,
-            created_by=created_by, updated_by=self.principal,
+            published=stored["published"] if stored else now, updated=now,
+            created_by=created_by, updated_by=self.principal if stored else None,
         )  # fmt: skip
 
     def _watch_parents(
@@ -350,6 +402,8 @@ def _check(w: Write, state: _State, missing_parents: set[str], subtree: list[str
         raise PreconditionFailed(w.key, state.document)
     if w.action is Action.CREATE and state.exists:
         raise DuplicatedKey(w.key, state.document)
+    if w.action is Action.PATCH and not state.exists and not w.upsert:
+        raise NotFound(w.key)
     if w.action is Action.DELETE:
         if not state.exists:
             raise NotFound(w.key)

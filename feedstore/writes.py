@@ -1,0 +1,211 @@
+"""From a decoded request to the Store's writes: targets, preconditions, and which patch applies.
+
+Pure functions of entries, header values and settings, so the rules of API.md §3-§5 are tested
+without HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from feedstore import patch
+from feedstore.entry import Entry, validate_entry_key
+from feedstore.errors import (
+    FeedstoreError,
+    InvalidId,
+    InvalidOption,
+    InvalidPatch,
+    KeyRequired,
+    PreconditionRequired,
+    collect,
+)
+from feedstore.negotiation import IfMatch, parse_if_match, parse_if_none_match
+from feedstore.schema import Schema
+from feedstore.settings import Settings
+from feedstore.store import Action, Fields, Write
+
+
+class PatchKind(Enum):
+    MERGE = "application/json"  # the feedstore merge
+    MERGE_PATCH = "application/merge-patch+json"  # RFC 7396
+    JSON_PATCH = "application/json-patch+json"  # RFC 6902
+
+
+ACCEPT_PATCH = (
+    "application/json, application/merge-patch+json, application/json-patch+json, "
+    "application/atom+xml"
+)
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """The HTTP preconditions of a write request (API.md §5)."""
+
+    if_match: IfMatch | None = None
+    if_none_match: bool = False
+
+    @classmethod
+    def from_headers(
+        cls, if_match: str | None, if_none_match: str | None, single: bool
+    ) -> Conditions:
+        conditions = cls(parse_if_match(if_match), parse_if_none_match(if_none_match))
+        if not single and (conditions.if_match is not None or conditions.if_none_match):
+            raise InvalidOption("If-Match and If-None-Match apply to one entry: use the ids.")
+        return conditions
+
+
+def target_entries(entries: Sequence[Entry], target: str) -> list[Entry]:
+    """Give a lone linkless entry the URL's key; every entry then needs a valid key."""
+    if target != "/" and len(entries) == 1 and entries[0].key is None:
+        entries[0].key = target
+    errors: list[FeedstoreError] = []
+    for entry in entries:
+        try:
+            if entry.key is None:
+                raise KeyRequired(field=f"entry[{entry.index}]")
+            validate_entry_key(entry.key)
+        except FeedstoreError as error:
+            errors.append(error)
+    collect(errors)
+    return list(entries)
+
+
+def creates(entries: Sequence[Entry]) -> list[Write]:
+    """POST: every entry is created at its key."""
+    return [Write(Action.CREATE, str(e.key), e.fields, index=e.index) for e in entries]
+
+
+def puts(entries: Sequence[Entry], conditions: Conditions, settings: Settings) -> list[Write]:
+    """PUT: updates, inserts and `?_delete` ids, per the table of API.md §3.2."""
+    return [
+        _conditional(
+            Write(
+                Action.DELETE if entry.id is not None and entry.id.delete else Action.PUT,
+                str(entry.key),
+                entry.fields,
+                index=entry.index,
+            ),
+            entry,
+            conditions,
+            settings,
+        )
+        for entry in entries
+    ]
+
+
+def delete(
+    key: str, revision: int | None, recursive: bool, conditions: Conditions, settings: Settings
+) -> Write:
+    write = Write(Action.DELETE, validate_entry_key(key), revision=revision, recursive=recursive)
+    return _conditional(write, None, conditions, settings)
+
+
+def merges(
+    documents: Sequence[Any],
+    entries: Sequence[Entry],
+    conditions: Conditions,
+    settings: Settings,
+    *,
+    keep_unmentioned: bool,
+    upsert: bool,
+) -> list[Write]:
+    """PATCH with the feedstore merge: one write per partial entry."""
+    errors: list[FeedstoreError] = []
+    for document, entry in zip(documents, entries, strict=True):
+        try:
+            patch.check_patchable(document, str(entry.key))
+        except FeedstoreError as error:
+            errors.append(error)
+    collect(errors)
+    return [
+        _conditional(
+            Write(
+                Action.PATCH,
+                str(entry.key),
+                upsert=upsert,
+                patcher=_merger(entry.fields, keep_unmentioned),
+                index=entry.index,
+            ),
+            entry,
+            conditions,
+            settings,
+        )
+        for entry in entries
+    ]
+
+
+def standard_patch(
+    kind: PatchKind,
+    target: str,
+    body: Any,
+    conditions: Conditions,
+    settings: Settings,
+    upsert: bool,
+) -> Write:
+    """PATCH /d/{key} with an RFC 7396 merge patch or an RFC 6902 JSON Patch."""
+    if target == "/":
+        raise InvalidPatch(f"{kind.value} patches one entry: PATCH /d/<key>.")
+    validate_entry_key(target)
+    if kind is PatchKind.JSON_PATCH:
+        operations = patch.check_operations(body)
+
+        def apply(stored: Fields, schema: Schema | None) -> Fields:
+            return patch.check_result(patch.json_patch(stored, operations), target)
+
+    else:
+        if not isinstance(body, dict):
+            raise InvalidPatch("A merge patch of an entry must be an object.")
+
+        def apply(stored: Fields, schema: Schema | None) -> Fields:
+            return patch.check_result(patch.merge_patch(stored, body), target)
+
+    write = Write(Action.PATCH, target, upsert=upsert, patcher=apply)
+    return _conditional(write, None, conditions, settings)
+
+
+def _merger(fields: Fields, keep_unmentioned: bool) -> Any:
+    def apply(stored: Fields, schema: Schema | None) -> Fields:
+        return patch.merge(stored, fields, schema, keep_unmentioned=keep_unmentioned)
+
+    return apply
+
+
+def _conditional(
+    write: Write, entry: Entry | None, conditions: Conditions, settings: Settings
+) -> Write:
+    """Add the entry's revision and the headers' conditions; 400 when they disagree, 428 when
+    a `require_revision` key gets none."""
+    if entry is not None and entry.id is not None:
+        write.revision = entry.id.revision
+    if_match = conditions.if_match
+    if (
+        isinstance(if_match, frozenset)
+        and write.revision is not None
+        and write.revision not in if_match
+    ):
+        raise InvalidOption(
+            f"If-Match does not agree with the id. Key = {write.key}", key=write.key
+        )
+    write.if_match, write.if_none_match = if_match, conditions.if_none_match
+    conditional = write.revision is not None or if_match is not None or write.if_none_match
+    if not conditional and settings.requires_revision(write.key):
+        raise PreconditionRequired(write.key)
+    return write
+
+
+def parse_revision(value: str | None) -> int | None:
+    """`?r=<revision>` of a DELETE."""
+    if value is None:
+        return None
+    if not (value.isascii() and value.isdigit()):
+        raise InvalidOption(f"Revision is invalid: r={value}")
+    return int(value)
+
+
+def check_id_key(entry: Entry, target: str) -> None:
+    """In a PATCH of one key, an id must name that key."""
+    if entry.id is not None and entry.id.key != target:
+        raise InvalidId(f"{entry.id} does not name {target}.", key=target, field="id")
