@@ -10,10 +10,15 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, settings
 
 from feedstore import create_app
 from feedstore.embedded import EmbeddedRedis
 from feedstore.store import Store
+
+# CI has 2 cores shared by xdist workers and servers: timing says nothing about correctness here.
+settings.register_profile("feedstore", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("feedstore")
 
 
 @pytest.fixture(scope="session")
