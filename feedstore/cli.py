@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
+import json
 import os
 import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+import redis
 
 from feedstore.embedded import (
     FSYNC_POLICIES,
@@ -22,7 +26,10 @@ from feedstore.embedded import (
     FsyncPolicy,
     die_with_parent,
 )
+from feedstore.errors import FeedstoreError
+from feedstore.schema import Schema
 from feedstore.settings import Settings
+from feedstore.store import Store
 
 APP_FACTORY = "feedstore.app:create_app"
 SERVERS = ("granian", "gunicorn")
@@ -69,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="feedstore", description=__doc__)
     subcommands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     add_serve_command(subcommands)
+    add_schema_command(subcommands)
     return parser
 
 
@@ -114,6 +122,87 @@ def add_serve_command(subcommands: argparse._SubParsersAction[argparse.ArgumentP
     parser.set_defaults(command=run_serve)
 
 
+def add_schema_command(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `feedstore schema set|show|clear`."""
+    parser = subcommands.add_parser(
+        "schema",
+        help="set, show or clear the field schema",
+        description="The schema is kept in Redis, so every server process uses the same one. "
+        "Without --redis-url it goes to the embedded Redis of --data (started for the command "
+        "if no feedstore serve runs there).",
+    )
+    parser.add_argument("action", choices=("set", "show", "clear"))
+    parser.add_argument("file", nargs="?", type=Path, help="the JSON Schema file (for set)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="./%(default)s")
+    parser.add_argument("--redis-url", help="the Redis a feedstore serve uses")
+    parser.set_defaults(command=run_schema)
+
+
+def run_schema(args: argparse.Namespace) -> int:
+    """`feedstore schema`: set, show or clear the schema in the store's Redis."""
+    if args.action == "set" and args.file is None:
+        raise CliError("schema set needs the schema file")
+    document = read_schema_file(args.file) if args.action == "set" else None
+    with _redis_of(args.redis_url, args.data.absolute()) as url:
+        store = Store(redis.Redis.from_url(url))
+        try:
+            if args.action == "show":
+                shown = store.schema_document()
+                print(json.dumps(shown, indent=2, ensure_ascii=False) if shown else "no schema")
+                return 0
+            store.set_schema(document)
+        except FeedstoreError as e:
+            raise CliError(e.message) from e
+        finally:
+            store.redis.close()
+    print("schema set" if document is not None else "schema cleared")
+    return 0
+
+
+def read_schema_file(path: Path) -> dict[str, Any]:
+    """A schema file's JSON, checked as a schema; CliError naming the file otherwise."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        Schema(document)
+    except (OSError, ValueError) as e:
+        raise CliError(f"can't read the schema {path}: {e}") from e
+    except FeedstoreError as e:
+        raise CliError(f"{path}: {e.message}") from e
+    return dict(document)
+
+
+def store_schema(redis_url: str, document: dict[str, Any]) -> None:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        Store(client).set_schema(document)
+    except FeedstoreError as e:
+        raise CliError(f"can't store the schema: {e.message}") from e
+    finally:
+        client.close()
+
+
+@contextlib.contextmanager
+def _redis_of(redis_url: str | None, data_dir: Path) -> Iterator[str]:
+    """The Redis URL to use: the given one, a running serve's, or an embedded one started now."""
+    if redis_url is not None:
+        yield redis_url
+        return
+    running = EmbeddedRedis(data_dir)
+    if running.socket_path.exists() and _answers(running.url):
+        yield running.url
+        return
+    with EmbeddedRedis(data_dir) as embedded:
+        yield embedded.url
+
+
+def _answers(url: str) -> bool:
+    try:
+        with redis.Redis.from_url(url) as probe:
+            return bool(probe.ping())
+    except redis.RedisError:
+        return False
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """Check the `serve` arguments, then serve until interrupted."""
     if args.redis_url and (args.data or args.fsync):
@@ -147,8 +236,7 @@ def serve(options: ServeOptions) -> int:
     except ValueError as e:
         raise CliError(str(e)) from e
     check_port_free(options.host, options.port)
-    if options.schema_file is not None:
-        os.environ["FEEDSTORE_SCHEMA_FILE"] = str(options.schema_file)
+    schema = read_schema_file(options.schema_file) if options.schema_file else None
     embedded: EmbeddedRedis | None = None
     try:
         if options.redis_url is None:
@@ -160,6 +248,9 @@ def serve(options: ServeOptions) -> int:
             redis_url = options.redis_url
             data = _without_password(redis_url)
         os.environ["FEEDSTORE_REDIS_URL"] = redis_url
+        if schema is not None:
+            # Once, here: the workers read it from Redis, where every process sees the same one.
+            store_schema(redis_url, schema)
         banner = (
             f"feedstore: serving http://{_host_in_url(options.host)}:{options.port} with "
             f"{options.workers} {options.server} workers; data in {data}"

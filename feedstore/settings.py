@@ -25,7 +25,6 @@ class Settings:
     fetch_limit: int = 50_000
     require_revision: tuple[str, ...] = ()
     write_retries: int = 200
-    schema_file: str | None = None
 
     @classmethod
     def load(

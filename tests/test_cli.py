@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -8,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from feedstore.cli import build_parser
+from feedstore.cli import build_parser, main
 from feedstore.embedded import AOF_FILE, EmbeddedRedis
-from tests.serving import free_port, run_serve, running_serve, wait_until_gone
+from tests.serving import WRITE_HEADERS, free_port, run_serve, running_serve, wait_until_gone
 
 
 def test_serve_defaults() -> None:
@@ -137,3 +138,41 @@ def test_serve_uses_the_redis_url_given(tmp_path: Path) -> None:
             assert server.terminate() == 0
             assert wait_until_gone(marked=server.marker) == []
         assert not (tmp_path / "feedstore-data").exists()
+
+
+SCHEMA = {"type": "object", "properties": {"score": {"type": "integer", "default": 0}}}
+
+
+def test_serve_loads_the_schema_for_every_worker(tmp_path: Path) -> None:
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps(SCHEMA))
+    with running_serve(
+        "--schema", str(schema), data_dir=tmp_path / "data", log_path=tmp_path / "serve.log"
+    ) as server:
+        assert server.request("GET", "/d/_schema").json() == SCHEMA
+        for _ in range(4):  # whichever worker answers, it refuses what the schema doesn't declare
+            response = server.request("PUT", "/d/a", {"colour": 1}, WRITE_HEADERS)
+            assert response.json()["feed"]["title"] == "Unknown field: colour"
+
+
+def test_schema_set_show_clear_on_a_data_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    schema, data = tmp_path / "schema.json", tmp_path / "data"
+    schema.write_text(json.dumps(SCHEMA))
+    assert main(["schema", "set", str(schema), "--data", str(data)]) == 0
+    assert main(["schema", "show", "--data", str(data)]) == 0
+    assert json.loads(capsys.readouterr().out.split("\n", 1)[1]) == SCHEMA
+    with running_serve(data_dir=data, log_path=tmp_path / "serve.log") as server:
+        assert server.request("GET", "/d/_schema").json() == SCHEMA
+        assert main(["schema", "clear", "--data", str(data)]) == 0, "works beside a running serve"
+        assert server.request("GET", "/d/_schema").status == 204
+
+
+def test_schema_set_refuses_a_bad_schema(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    schema = tmp_path / "schema.json"
+    schema.write_text('{"type": "nonsense"}')
+    assert main(["schema", "set", str(schema), "--data", str(tmp_path / "data")]) == 1
+    assert "The schema is invalid" in capsys.readouterr().err
