@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+from urllib.parse import quote
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from flask import Blueprint, Response, current_app, request
 
-from feedstore import codec_json, negotiation, writes
-from feedstore.entry import Entry, parent_of, validate_key
+from feedstore import codec_json, codec_xml, negotiation, writes
+from feedstore.entry import Entry, Limits, parent_of, validate_key
 from feedstore.errors import (
     FeedstoreError,
     InvalidBody,
@@ -23,13 +24,27 @@ from feedstore.errors import (
     UnsupportedMediaType,
 )
 from feedstore.negotiation import Format
+from feedstore.schema import Schema
 from feedstore.settings import Settings
 from feedstore.store import Store, Write
 
 bp = Blueprint("api", __name__)
+CODECS: dict[Format, Codec] = {Format.JSON: codec_json, Format.XML: codec_xml}
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+
+
+class Codec(Protocol):
+    """What codec_json and codec_xml both offer: one format's readers and writers."""
+
+    CONTENT_TYPE: str
+
+    def loads(self, body: bytes, limits: Limits, schema: Schema | None = None) -> list[Entry]: ...
+    def loads_documents(self, body: bytes, limits: Limits, schema: Schema | None = None) -> Any: ...
+    def dumps(self, documents: Iterable[Mapping[str, Any]]) -> bytes: ...
+    def dumps_stored(self, raw_documents: Iterable[bytes]) -> bytes: ...
+    def dumps_message(self, title: str, error: Mapping[str, Any] | None = None) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -149,9 +164,8 @@ def read_entry(key: str) -> Response:
     headers = {"ETag": negotiation.etag(revision)}
     if request.if_none_match.contains(str(revision)):
         return Response(status=304, headers=headers)
-    return Response(
-        codec_json.dumps_stored([raw]), 200, headers, content_type=codec_json.CONTENT_TYPE
-    )
+    codec = answer_codec()
+    return Response(codec.dumps_stored([raw]), 200, headers, content_type=codec.CONTENT_TYPE)
 
 
 def read_feed(key: str) -> Response:
@@ -164,9 +178,20 @@ def read_feed(key: str) -> Response:
     if page.last is not None:
         cursor = encode_cursor(page.last)
         headers["x-vtecx-nextpage"] = cursor
-        headers["Link"] = f'</d{key if key != "/" else "/"}?f&l={limit}&p={cursor}>; rel="next"'
-    body = codec_json.dumps_stored(page.documents)
-    return Response(body, 200, headers, content_type=codec_json.CONTENT_TYPE)
+        headers["Link"] = f'</d{key}?{next_query(cursor)}>; rel="next"'
+    codec = answer_codec()
+    return Response(
+        codec.dumps_stored(page.documents), 200, headers, content_type=codec.CONTENT_TYPE
+    )
+
+
+def next_query(cursor: str) -> str:
+    """This request's query (options, filters, format) with the cursor of the next page."""
+    pairs = [(name, value) for name, value in request.args.items(multi=True) if name != "p"]
+    return "&".join(
+        quote(name, safe="") + (f"={quote(value, safe='*')}" if value else "")
+        for name, value in [*pairs, ("p", cursor)]
+    )
 
 
 def parse_limit(value: str | None, fetch_limit: int) -> int:
@@ -203,14 +228,15 @@ def decode_cursor(cursor: str, parent: str) -> str:
 def patch_writes(target: str) -> list[Write]:
     """The writes of a PATCH: its kind by Content-Type (API.md §4), its target and conditions."""
     body = request.get_data(cache=True, parse_form_data=False)
-    kind = patch_kind(request.mimetype, body)
-    upsert, feedstore = "_upsert" in request.args, get_feedstore()
+    kind, body_format = patch_kind(request.mimetype, body)
+    upsert, limits = "_upsert" in request.args, settings().limits
     if kind is not writes.PatchKind.MERGE:
-        document = codec_json.loads_document(body, feedstore.settings.limits)
+        document = codec_json.loads_document(body, limits)
         conditions = request_conditions(single=True)
         return [writes.standard_patch(kind, target, document, conditions, settings(), upsert)]
-    documents = codec_json.unwrap(codec_json.loads_document(body, feedstore.settings.limits))
-    entries = codec_json.entries_from(documents, feedstore.settings.limits)
+    codec = CODECS[body_format]
+    documents = codec.loads_documents(body, limits, body_schema(codec))
+    entries = codec_json.entries_from(documents, limits)
     if target != "/":
         if len(entries) != 1:
             raise InvalidBody(f"PATCH /d{target} takes one entry.")
@@ -227,15 +253,15 @@ def patch_writes(target: str) -> list[Write]:
     )
 
 
-def patch_kind(mimetype: str, body: bytes) -> writes.PatchKind:
+def patch_kind(mimetype: str, body: bytes) -> tuple[writes.PatchKind, Format]:
+    """Which patch a PATCH body is, by its type; sniffed only when the type says nothing."""
     for kind in writes.PatchKind:
         if mimetype == kind.value:
-            return kind
-    if (
-        mimetype in negotiation.SNIFFED_TYPES
-        and negotiation.body_format(mimetype, body) is Format.JSON
-    ):
-        return writes.PatchKind.MERGE
+            return kind, Format.JSON
+    if mimetype in negotiation.XML_TYPES:
+        return writes.PatchKind.MERGE, Format.XML
+    if mimetype in negotiation.SNIFFED_TYPES:
+        return writes.PatchKind.MERGE, negotiation.body_format(mimetype, body)
     raise UnsupportedMediaType(
         f"Unsupported patch type: {mimetype or 'none'}",
         headers={"Accept-Patch": writes.ACCEPT_PATCH},
@@ -253,12 +279,17 @@ def settings() -> Settings:
 
 
 def decode_entries() -> list[Entry]:
+    """The entries of a POST or PUT body, in whichever format it is (API.md §1.1)."""
     body = request.get_data(cache=True, parse_form_data=False)
     if not body.strip():
-        return codec_json.entries_from([], get_feedstore().settings.limits)
-    if negotiation.body_format(request.mimetype, body) is negotiation.Format.XML:
-        raise UnsupportedMediaType("XML request bodies are not supported yet.")
-    return codec_json.loads(body, get_feedstore().settings.limits)
+        return codec_json.entries_from([], settings().limits)
+    codec = CODECS[negotiation.body_format(request.mimetype, body)]
+    return codec.loads(body, settings().limits, body_schema(codec))
+
+
+def body_schema(codec: Codec) -> Schema | None:
+    """The schema types XML values; JSON carries its own types, so it needs no Redis read."""
+    return get_feedstore().store.schema() if codec is codec_xml else None
 
 
 # -- answering ------------------------------------------------------------------------------
@@ -273,19 +304,28 @@ def override_header() -> str | None:
     return request.headers.get("X-HTTP-Method-Override") or request.headers.get("X-Method-Override")
 
 
+def answer_codec() -> Codec:
+    """The codec of the answer: `?x` or an XML Accept header picks Atom XML (API.md §1.2)."""
+    return CODECS[negotiation.answer_format(request.args, request.headers.get("Accept", ""))]
+
+
 def feed_response(
     documents: list[Mapping[str, Any]], status: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
-    body = codec_json.dumps(documents)
-    return Response(body, status, dict(headers or {}), content_type=codec_json.CONTENT_TYPE)
+    codec = answer_codec()
+    return Response(
+        codec.dumps(documents), status, dict(headers or {}), content_type=codec.CONTENT_TYPE
+    )
 
 
 def message(title: str, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    body = codec_json.dumps_message(title)
-    return Response(body, status, dict(headers or {}), content_type=codec_json.CONTENT_TYPE)
+    codec = answer_codec()
+    body = codec.dumps_message(title)
+    return Response(body, status, dict(headers or {}), content_type=codec.CONTENT_TYPE)
 
 
 def error_response(error: FeedstoreError) -> Response:
     """The one rendering of every error: a message feed with the `error` member (API.md §7)."""
-    body: Any = codec_json.dumps_message(error.message, error.to_dict())
-    return Response(body, error.status, error.headers, content_type=codec_json.CONTENT_TYPE)
+    codec = answer_codec()
+    body = codec.dumps_message(error.message, error.to_dict())
+    return Response(body, error.status, error.headers, content_type=codec.CONTENT_TYPE)

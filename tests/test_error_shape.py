@@ -9,8 +9,10 @@ import orjson
 import pytest
 import redis
 from flask.testing import FlaskClient
+from lxml import etree
 
 from feedstore import errors
+from feedstore.codec_xml import ATOM, FIELDS
 from tests.conftest import snapshot
 
 FORM = "application/x-www-form-urlencoded"
@@ -63,6 +65,15 @@ def deep(levels: int) -> Any:
 def body(document: Any) -> bytes:
     return orjson.dumps(document)
 
+
+BILLION_LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>
+<entry><link href="/p/1" rel="self"/><title>&lol3;</title></entry>"""
+XXE = b"""<?xml version="1.0"?><!DOCTYPE e [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
+<entry><link href="/p/1" rel="self"/><title>&xxe;</title></entry>"""
+EXTERNAL_DTD = b"""<?xml version="1.0"?><!DOCTYPE entry SYSTEM "http://127.0.0.1:9/x.dtd">
+<entry><link href="/p/1" rel="self"/></entry>"""
 
 # (method, url, body, headers, status, title or title prefix, code)
 BAD_INPUT: list[tuple[str, str, bytes | None, dict[str, str], int, str, str]] = [
@@ -271,11 +282,65 @@ BAD_INPUT: list[tuple[str, str, bytes | None, dict[str, str], int, str, str]] = 
     (
         "PUT",
         "/d/",
-        b"<feed/>",
+        b"<feed><entry>",
         {"Content-Type": "application/atom+xml"},
-        415,
-        "XML request bodies are not supported yet.",
-        "unsupported_media_type",
+        400,
+        "Request format is invalid: ",
+        "invalid_body",
+    ),
+    (
+        "PUT",
+        "/d/",
+        BILLION_LAUGHS,
+        {"Content-Type": "application/xml"},
+        400,
+        "Request format is invalid: DTDs and entity declarations are not allowed.",
+        "invalid_body",
+    ),
+    (
+        "PUT",
+        "/d/",
+        XXE,
+        {"Content-Type": "text/xml"},
+        400,
+        "Request format is invalid: DTDs and entity declarations are not allowed.",
+        "invalid_body",
+    ),
+    (
+        "PUT",
+        "/d/",
+        EXTERNAL_DTD,
+        {"Content-Type": "text/plain"},
+        400,
+        "Request format is invalid: DTDs and entity declarations are not allowed.",
+        "invalid_body",
+    ),
+    (
+        "PUT",
+        "/d/?x",
+        b"<entry><link href='/p/1' rel='self'/><id>/p/1,9</id></entry>",
+        {"Content-Type": "application/atom+xml"},
+        409,
+        "Optimistic locking failed. Key = /p/1",
+        "revision_conflict",
+    ),
+    (
+        "PUT",
+        "/d/",
+        b"<html><body/></html>",
+        {"Content-Type": "application/xml"},
+        400,
+        "Request format is invalid: the root element must be an Atom feed or entry, not html.",
+        "invalid_body",
+    ),
+    (
+        "PUT",
+        "/d/",
+        b"<entry xmlns:o='urn:other'><link href='/p/1' rel='self'/><o:x/></entry>",
+        {"Content-Type": "application/xml"},
+        400,
+        "Request format is invalid: unknown element {urn:other}x in an entry.",
+        "invalid_body",
     ),
     ("POST", "/d/", body({"title": "x"}), {}, 400, "Key is required.", "key_required"),
     ("POST", "/d/", body({"link": [SELF]}), {}, 409, "Duplicated key. /p/1", "duplicated_key"),
@@ -411,10 +476,17 @@ def test_bad_input_is_answered_as_documented_and_changes_nothing(
         client = client.application.test_client()
     response = client.open(url, method=method, data=data, headers=headers)
     assert response.status_code == status
-    assert response.content_type == "application/json; charset=utf-8"
-    document = response.json
-    assert document is not None
-    assert document["feed"]["title"].startswith(message)
-    assert (document["error"]["status"], document["error"]["code"]) == (status, code)
+    if "x" in response.request.args:
+        assert response.content_type == "application/atom+xml; charset=utf-8"
+        feed = etree.fromstring(response.data)
+        assert feed.findtext(f"{{{ATOM}}}title").startswith(message)
+        error = feed.find(f"{{{FIELDS}}}error")
+        assert (error.get("status"), error.get("code")) == (str(status), code)
+    else:
+        assert response.content_type == "application/json; charset=utf-8"
+        document = response.json
+        assert document is not None
+        assert document["feed"]["title"].startswith(message)
+        assert (document["error"]["status"], document["error"]["code"]) == (status, code)
     assert "Traceback" not in response.get_data(as_text=True)
     assert snapshot(redis_client) == before
