@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-from urllib.parse import quote
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, request
 

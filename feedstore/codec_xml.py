@@ -131,7 +131,7 @@ def _read_atom(element: etree._Element, name: str) -> Any:
 def _read_children(
     children: Iterable[etree._Element], path: Path, schema: Schema | None
 ) -> dict[str, Any]:
-    """Custom elements as fields; a repeated element, or one the schema calls an array, is a list."""
+    """Custom elements as fields; an element repeated, or an array in the schema, is a list."""
     grouped: dict[str, list[etree._Element]] = {}
     for child in children:
         grouped.setdefault(_local(child), []).append(child)
