@@ -9,6 +9,7 @@ them), and a schema gives values their JSON types; without one they are strings.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -42,6 +43,7 @@ _DECLARATION = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 _ATOM_FIELD_NAMES = frozenset(ATOM_FIELDS)
 _SCALAR_ATOM = ("id", "published", "updated")
 _INTEGER = re.compile(r"-?[0-9]+")
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -162,15 +164,21 @@ def _typed(text: str, path: Path, schema: Schema | None) -> Any:
     """A leaf's text as the JSON type the schema declares (a string without one)."""
     declared = schema.type_of(path) if schema is not None else None
     try:
-        if declared == "integer":
-            return int(text)
+        if declared == "integer" or declared == "number" and _INTEGER.fullmatch(text.strip()):
+            number: int | float = int(text)
+            if not _INT_MIN <= number <= _INT_MAX:  # what JSON (orjson) can carry exactly
+                raise ValueError(text)
+            return number
         if declared == "number":
-            return int(text) if _INTEGER.fullmatch(text.strip()) else float(text)
+            number = float(text)
+            if not math.isfinite(number):
+                raise ValueError(text)
+            return number
         if declared == "boolean":
             return {"true": True, "false": False}[text.strip()]
     except (ValueError, KeyError) as e:
         where = format_path(path)
-        message = f"Invalid value: {where}: {text!r} is not a {declared}"
+        message = f"Invalid value: {where}: {text!r} is not a valid {declared}"
         raise InvalidField(message, field=where) from e
     if declared == "object":
         return {}
