@@ -164,7 +164,8 @@ def _typed(text: str, path: Path, schema: Schema | None) -> Any:
     """A leaf's text as the JSON type the schema declares (a string without one)."""
     declared = schema.type_of(path) if schema is not None else None
     try:
-        if declared == "integer" or declared == "number" and _INTEGER.fullmatch(text.strip()):
+        integral = declared == "number" and _INTEGER.fullmatch(text.strip())
+        if declared == "integer" or integral:
             number: int | float = int(text)
             if not _INT_MIN <= number <= _INT_MAX:  # what JSON (orjson) can carry exactly
                 raise ValueError(text)
