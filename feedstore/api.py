@@ -5,8 +5,7 @@ Every route is listed here; no view touches Redis or builds a body by hand.
 
 from __future__ import annotations
 
-import base64
-import binascii
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -14,8 +13,9 @@ from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, request
 
-from feedstore import codec_json, codec_xml, negotiation, writes
-from feedstore.entry import Entry, Limits, parent_of, validate_key
+from feedstore import codec_json, codec_xml, cursor, negotiation, writes
+from feedstore import query as query_module
+from feedstore.entry import Entry, Limits, validate_key
 from feedstore.errors import (
     FeedstoreError,
     InvalidBody,
@@ -23,6 +23,7 @@ from feedstore.errors import (
     KeyRequired,
     UnsupportedMediaType,
 )
+from feedstore.feed import FeedReader
 from feedstore.negotiation import Format
 from feedstore.schema import Schema
 from feedstore.settings import Settings
@@ -31,8 +32,7 @@ from feedstore.store import Store, Write
 bp = Blueprint("api", __name__)
 CODECS: dict[Format, Codec] = {Format.JSON: codec_json, Format.XML: codec_xml}
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000
+META_FIELDS = ("id", "author", "published", "updated")
 
 
 class Codec(Protocol):
@@ -73,10 +73,10 @@ def guard_writes() -> None:
 @bp.get("/d/<path:path>")
 def read(path: str) -> Response:
     key = validate_key(request_key())
-    if "f" in request.args:
-        return read_feed(key)
-    if "c" in request.args:
-        return message(str(get_feedstore().store.count(key)))
+    if "_getids" in request.args:
+        return message(str(get_feedstore().store.get_ids(key)))
+    if "f" in request.args or "c" in request.args:
+        return read_feed(key, counting="f" not in request.args)
     return read_entry(key)
 
 
@@ -103,6 +103,8 @@ def create(path: str) -> Response:
 @bp.put("/d/", defaults={"path": ""}, strict_slashes=False)
 @bp.put("/d/<path:path>")
 def update(path: str) -> Response:
+    if "_addids" in request.args or "_setids" in request.args:
+        return counter(validate_key(request_key()))
     entries = writes.target_entries(decode_entries(), validate_key(request_key()))
     conditions = request_conditions(single=len(entries) == 1)
     written = get_feedstore().store.write(writes.puts(entries, conditions, settings()))
@@ -147,6 +149,14 @@ def schema() -> Response:
     return Response(codec_json.dumps_document(document), 200, content_type=codec_json.CONTENT_TYPE)
 
 
+def counter(key: str) -> Response:
+    """vte.cx counters: `?_addids=<n>` adds (n may be negative), `?_setids=<v>` sets (§6)."""
+    store = get_feedstore().store
+    if "_addids" in request.args:
+        return message(str(store.add_ids(key, parse_integer("_addids"))))
+    return message(str(store.set_ids(key, parse_integer("_setids"))))
+
+
 @bp.get("/_health")
 def health() -> Response:
     get_feedstore().store.ping()
@@ -164,25 +174,44 @@ def read_entry(key: str) -> Response:
     headers = {"ETag": negotiation.etag(revision)}
     if request.if_none_match.contains(str(revision)):
         return Response(status=304, headers=headers)
-    codec = answer_codec()
-    return Response(codec.dumps_stored([raw]), 200, headers, content_type=codec.CONTENT_TYPE)
+    return stored_response([raw], 200, headers)
 
 
-def read_feed(key: str) -> Response:
-    limit = parse_limit(request.args.get("l"), get_feedstore().settings.fetch_limit)
-    after = decode_cursor(request.args["p"], key) if "p" in request.args else None
-    page = get_feedstore().store.children(key, limit, after)
-    if not page.documents:
-        return Response(status=204)
+def read_feed(key: str, counting: bool) -> Response:
+    """`?f` (a page of children) or `?c` (their count), with filters, sort and cursor (§2)."""
+    store, fetch_limit = get_feedstore().store, settings().fetch_limit
+    schema = store.schema()
+    query = query_module.parse(list(request.args.items(multi=True)), schema, fetch_limit)
+    scope = f"{key}\n{query.fingerprint()}"
+    after = None
+    if "p" in request.args:
+        after = cursor.decode(request.args["p"], scope, store.existing_secret())
+    reader = FeedReader(store, schema, fetch_limit)
+    page = reader.count(key, query, after) if counting else reader.page(key, query, after)
     headers = {}
-    if page.last is not None:
-        cursor = encode_cursor(page.last)
-        headers["x-vtecx-nextpage"] = cursor
-        headers["Link"] = f'</d{key}?{next_query(cursor)}>; rel="next"'
+    if page.next is not None:
+        token = cursor.encode(page.next, scope, store.secret())
+        headers["x-vtecx-nextpage"] = token
+        headers["Link"] = f'</d{key}?{next_query(token)}>; rel="next"'
+    status = 206 if page.partial else 200
+    if counting:
+        return message(str(page.count), status, headers)
+    if not page.documents and not page.partial:
+        return Response(status=204)
+    return stored_response(page.documents, status, headers, nometa=query.nometa)
+
+
+def stored_response(
+    raw_documents: list[bytes], status: int, headers: Mapping[str, str], nometa: bool = False
+) -> Response:
+    """Stored entries in the answer's format; `?_nometa` leaves out the server's fields."""
     codec = answer_codec()
-    return Response(
-        codec.dumps_stored(page.documents), 200, headers, content_type=codec.CONTENT_TYPE
-    )
+    if nometa or "_nometa" in request.args:
+        documents = [without_meta(codec_json.loads_stored(raw)) for raw in raw_documents]
+        body = codec.dumps(documents)
+    else:
+        body = codec.dumps_stored(raw_documents)
+    return Response(body, status, dict(headers), content_type=codec.CONTENT_TYPE)
 
 
 def next_query(cursor: str) -> str:
@@ -192,34 +221,6 @@ def next_query(cursor: str) -> str:
         quote(name, safe="") + (f"={quote(value, safe='*')}" if value else "")
         for name, value in [*pairs, ("p", cursor)]
     )
-
-
-def parse_limit(value: str | None, fetch_limit: int) -> int:
-    """`l=<n>` (1..1000) or `l=*` (everything, up to the fetch limit)."""
-    if value is None or value == "":
-        return DEFAULT_LIMIT
-    if value == "*":
-        return fetch_limit
-    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_LIMIT:
-        raise InvalidOption(f"Limit must be a number from 1 to {MAX_LIMIT}, or *: l={value}")
-    return int(value)
-
-
-def encode_cursor(last_key: str) -> str:
-    """An opaque, URL-safe cursor: the last key returned, base64url without padding."""
-    return base64.urlsafe_b64encode(last_key.encode()).rstrip(b"=").decode()
-
-
-def decode_cursor(cursor: str, parent: str) -> str:
-    """The key a cursor continues after; 400 when it isn't one of `parent`'s children."""
-    try:
-        key = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        validate_key(key)
-    except (binascii.Error, UnicodeDecodeError, ValueError, FeedstoreError) as e:
-        raise InvalidOption(f"Cursor is invalid: p={cursor}") from e
-    if parent_of(key) != parent:
-        raise InvalidOption(f"Cursor is invalid: p={cursor}")
-    return key
 
 
 # -- writing --------------------------------------------------------------------------------
@@ -293,6 +294,17 @@ def body_schema(codec: Codec) -> Schema | None:
 
 
 # -- answering ------------------------------------------------------------------------------
+
+
+def parse_integer(name: str) -> int:
+    value = request.args[name]
+    if not re.fullmatch(r"-?[0-9]{1,18}", value):
+        raise InvalidOption(f"{name} must be a whole number: {name}={value}")
+    return int(value)
+
+
+def without_meta(document: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in document.items() if name not in META_FIELDS}
 
 
 def request_key() -> str:

@@ -7,6 +7,9 @@ Redis keys (all bytes; documents are orjson):
     fs:n:<key>   the counter that numbers children POSTed without a self link
     fs:schema    the field schema in force (JSON), shared by every worker
     fs:schema:v  its version, bumped on every change, read with every write to stay current
+    fs:i:<field>:<key>  the index of <key>'s children on an `x-index` field (see index.py)
+    fs:ids:<key> the vte.cx counter of <key> (`_addids`, `_getids`, `_setids`)
+    fs:secret    the key that signs feed cursors, made once, shared by every worker
 
 Every write request goes through `Store.write`: WATCH every key it touches, read them, check every
 entry (collecting all failures), then MULTI, write all, EXEC. A failed check raises at once and is
@@ -17,6 +20,7 @@ times, so a stale revision becomes a 409 and a forced write applies to the newes
 from __future__ import annotations
 
 import functools
+import os
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -50,12 +54,14 @@ from feedstore.errors import (
     TreeTooLarge,
     collect,
 )
+from feedstore.index import index_key, indexed_fields, members
 from feedstore.schema import Schema
 
 Fields = dict[str, Any]
 Patcher = Callable[[Fields, Schema | None], Fields]
 SCHEMA_KEY = "fs:schema"
 SCHEMA_VERSION_KEY = "fs:schema:v"
+SECRET_KEY = "fs:secret"
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -138,6 +144,10 @@ def _sequence_key(key: str) -> str:
     return f"fs:n:{key}"
 
 
+def _counter_key(key: str) -> str:
+    return f"fs:ids:{key}"
+
+
 def _unavailable_on_redis_error(method: Callable[P, T]) -> Callable[P, T]:
     """Rewrap redis's connection failures as 503, at the one boundary that calls redis."""
 
@@ -167,6 +177,7 @@ class Store:
         self.max_subtree = max_subtree
         self.principal = principal
         self._schema: tuple[bytes | None, Schema | None] = (None, None)
+        self._secret: bytes | None = None
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -193,6 +204,63 @@ class Store:
         raws = cast(list[bytes | None], self.redis.mget([b"fs:d:" + child for child in keys]))
         documents = [raw for raw in raws if raw is not None]
         return Page(documents, keys[-1].decode() if more else None)
+
+    @_unavailable_on_redis_error
+    def child_keys(self, key: str, after: str | None, count: int) -> list[str]:
+        """Up to `count` child keys of `key` in key order, after the key `after`."""
+        start = b"(" + after.encode() if after is not None else b"-"
+        found = cast(
+            list[bytes], self.redis.zrangebylex(_children_key(key), start, b"+", start=0, num=count)
+        )
+        return [child.decode() for child in found]
+
+    @_unavailable_on_redis_error
+    def documents(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The stored JSON of each key (None where the entry is gone)."""
+        if not keys:
+            return []
+        return cast(list[bytes | None], self.redis.mget([_document_key(key) for key in keys]))
+
+    @_unavailable_on_redis_error
+    def index_range(
+        self, name: str, low: bytes, high: bytes, count: int, descending: bool = False
+    ) -> list[bytes]:
+        """Up to `count` members of an index between ZRANGEBYLEX bounds, in order."""
+        if descending:
+            found = self.redis.zrevrangebylex(name, high, low, start=0, num=count)
+        else:
+            found = self.redis.zrangebylex(name, low, high, start=0, num=count)
+        return cast(list[bytes], found)
+
+    @_unavailable_on_redis_error
+    def secret(self) -> bytes:
+        """The key that signs cursors: made by the first worker that issues one, then shared."""
+        if self._secret is None:
+            self.redis.set(SECRET_KEY, os.urandom(32), nx=True)
+            self._secret = cast(bytes, self.redis.get(SECRET_KEY))
+        return self._secret
+
+    @_unavailable_on_redis_error
+    def existing_secret(self) -> bytes | None:
+        """The cursor key if one was made; reading a cursor must not create it (reads change
+        nothing), and with no key yet no cursor can be valid."""
+        if self._secret is None:
+            self._secret = cast(bytes | None, self.redis.get(SECRET_KEY))
+        return self._secret
+
+    @_unavailable_on_redis_error
+    def add_ids(self, key: str, amount: int) -> int:
+        """Add to the counter of `key` (vte.cx `_addids`) and return its new value."""
+        return int(self.redis.incrby(_counter_key(key), amount))
+
+    @_unavailable_on_redis_error
+    def get_ids(self, key: str) -> int:
+        return int(cast(bytes | None, self.redis.get(_counter_key(key))) or 0)
+
+    @_unavailable_on_redis_error
+    def set_ids(self, key: str, value: int) -> int:
+        self.redis.set(_counter_key(key), value)
+        return value
 
     @_unavailable_on_redis_error
     def count(self, key: str) -> int:
@@ -228,6 +296,37 @@ class Store:
                 pipe.set(SCHEMA_KEY, codec_json.dumps_document(document))
             pipe.incr(SCHEMA_VERSION_KEY)
             pipe.execute()
+        self.reindex(Schema(document) if document is not None else None)
+
+    @_unavailable_on_redis_error
+    def reindex(self, schema: Schema | None) -> int:
+        """Rebuild every field index from the stored entries; return how many entries it read.
+
+        Writes made meanwhile maintain the indexes themselves; this fills in what was stored
+        before an index was declared.
+        """
+        for name in self.redis.scan_iter(match="fs:i:*", count=1000):
+            self.redis.delete(name)
+        fields = indexed_fields(schema)
+        if not fields:
+            return 0
+        read = 0
+        batch: list[str] = []
+        for name in self.redis.scan_iter(match="fs:d:*", count=1000):
+            batch.append(name.decode()[len("fs:d:") :])
+            if len(batch) == 1000:
+                read += self._index_batch(batch, fields)
+                batch = []
+        return read + self._index_batch(batch, fields)
+
+    def _index_batch(self, keys: list[str], fields: list[tuple[str, ...]]) -> int:
+        with self.redis.pipeline(transaction=False) as pipe:
+            for key, raw in zip(keys, self.documents(keys), strict=True):
+                if raw is not None:
+                    for path, member in members(codec_json.loads_stored(raw), key, fields).items():
+                        pipe.zadd(index_key(parent_of(key), ".".join(path)), {member: 0})
+            pipe.execute()
+        return len(keys)
 
     def _schema_at(self, version: bytes | None) -> Schema | None:
         cached_version, schema = self._schema
@@ -299,13 +398,17 @@ class Store:
                 errors.append(error)
         collect(errors)
 
+        fields = indexed_fields(schema)
         written: list[Written] = []
         pipe.multi()
         for w in writes:
             state = states[w.key]
+            _update_indexes(pipe, w.key, state.document, documents.get(w.key), fields)
             if w.action is Action.DELETE:
                 for key in [w.key, *subtrees[w.key]]:
                     pipe.delete(_document_key(key), _children_key(key))
+                    for path in fields:
+                        pipe.delete(index_key(key, ".".join(path)))
                     pipe.zrem(_children_key(parent_of(key)), key)
                 written.append(Written(w.key, state.revision, None))
                 continue
@@ -377,6 +480,26 @@ class Store:
             if len(subtree) + 1 > self.max_subtree:
                 raise TreeTooLarge(key, len(subtree) + 1, self.max_subtree)
         return subtree
+
+
+def _update_indexes(
+    pipe: Pipeline,
+    key: str,
+    old: Mapping[str, Any] | None,
+    new: Mapping[str, Any] | None,
+    fields: list[tuple[str, ...]],
+) -> None:
+    """Queue the index changes of one entry's write (inside the write's MULTI)."""
+    if not fields:
+        return
+    before, after = members(old, key, fields), members(new, key, fields)
+    parent = parent_of(key)
+    for path in fields:
+        name = index_key(parent, ".".join(path))
+        if path in before and before[path] != after.get(path):
+            pipe.zrem(name, before[path])
+        if path in after and after[path] != before.get(path):
+            pipe.zadd(name, {after[path]: 0})
 
 
 def _read(pipe: Pipeline, *command: Any) -> Any:

@@ -1,0 +1,203 @@
+"""Reading feeds: a Query run over one parent's children, the cheapest way the data allows.
+
+Plans, in the order they are chosen:
+- no filter, no sort: the children in key order, one page (O(log n + page));
+- sort on an indexed field: walk its index in order, narrowed by a filter on the same field;
+- an `eq` filter (AND group) on an indexed field: walk that value's index range, in key order;
+- any other filter: scan the children in key order;
+- sort on a field without an index: read every child (at most the fetch limit) and sort.
+Scans and walks examine at most `fetch_limit` children per request; stopping there before the
+page is full makes the page partial (206), with a cursor to go on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from feedstore import codec_json
+from feedstore.cursor import Position
+from feedstore.errors import InvalidOption
+from feedstore.index import encode_text, encode_value, index_key, indexed_fields, key_of
+from feedstore.query import Filter, Matcher, Query, sort_value
+from feedstore.schema import Schema
+from feedstore.store import Store
+
+BATCH = 500
+# Which filters can bound an index walk, and the ZRANGEBYLEX bounds each gives (value encoded).
+_LOW = {"eq": ("[", b"\x00"), "ge": ("[", b"\x00"), "gt": ("(", b"\x01"), "fm": ("[", b"")}
+_HIGH = {"eq": ("(", b"\x01"), "le": ("(", b"\x01"), "lt": ("(", b"\x00"), "fm": ("(", b"\xff")}
+
+
+@dataclass
+class Page:
+    """Matching children (stored JSON), where the next page starts, and whether it is partial."""
+
+    documents: list[bytes]
+    next: Position | None = None
+    partial: bool = False
+    count: int = 0
+
+
+@dataclass(frozen=True)
+class _Walk:
+    """One index to walk: its Redis key, its bounds, its direction."""
+
+    name: str
+    low: bytes
+    high: bytes
+    descending: bool
+
+
+class FeedReader:
+    """Runs queries for one request against a Store, within the fetch limit."""
+
+    def __init__(self, store: Store, schema: Schema | None, fetch_limit: int) -> None:
+        self.store = store
+        self.schema = schema
+        self.fetch_limit = fetch_limit
+        self.indexed = {".".join(path) for path in indexed_fields(schema)}
+
+    def page(self, parent: str, query: Query, after: Position | None) -> Page:
+        """Up to `query.limit` matching children after `after`, in the query's order."""
+        if not query.filtered and query.sort is None:
+            keys = self.store.child_keys(parent, after.key if after else None, query.limit + 1)
+            more = len(keys) > query.limit
+            keys = keys[: query.limit]
+            documents = [raw for raw in self.store.documents(keys) if raw is not None]
+            return Page(documents, Position(keys[-1]) if more and keys else None)
+        if query.sort is not None and query.sort.field not in self.indexed:
+            return self._sorted_in_memory(parent, query, after)
+        return self._collect(
+            self._candidates(parent, query, after), Matcher(query, self.schema), query.limit
+        )
+
+    def count(self, parent: str, query: Query, after: Position | None) -> Page:
+        """How many children match (`?c`); partial when the fetch limit stopped the count."""
+        if not query.filtered:
+            return Page([], count=self.store.count(parent))
+        page = self._collect(
+            self._candidates(parent, query, after), Matcher(query, self.schema), None
+        )
+        page.count, page.documents = len(page.documents), []
+        return page
+
+    # -- plans ------------------------------------------------------------------------------
+
+    def _candidates(
+        self, parent: str, query: Query, after: Position | None
+    ) -> Iterator[tuple[Position, bytes | None]]:
+        walk = self._index_walk(parent, query)
+        if walk is None:
+            return self._scan(parent, after)
+        return self._walk(walk, after)
+
+    def _index_walk(self, parent: str, query: Query) -> _Walk | None:
+        """The index that serves this query, if one does (see the module docstring)."""
+        if query.sort is not None:
+            bounds = [f for f in query.filters if f.field == query.sort.field]
+            return self._walk_of(parent, query.sort.field, bounds[:1], query.sort.descending)
+        for condition in query.filters:
+            if condition.op == "eq" and condition.field in self.indexed:
+                return self._walk_of(parent, condition.field, [condition], False)
+        return None
+
+    def _walk_of(self, parent: str, field: str, bounds: list[Filter], descending: bool) -> _Walk:
+        low, high = b"-", b"+"
+        for condition in bounds:
+            declared = self.schema.type_of(condition.path) if self.schema else None
+            encoded = encode_text(condition.value, declared)
+            if encoded is None:  # a number filter that isn't a number: nothing can match
+                return _Walk(index_key(parent, field), b"+", b"-", descending)
+            if condition.op in _LOW:
+                bracket, suffix = _LOW[condition.op]
+                low = bracket.encode() + encoded + suffix
+            if condition.op in _HIGH:
+                bracket, suffix = _HIGH[condition.op]
+                high = bracket.encode() + encoded + suffix
+        return _Walk(index_key(parent, field), low, high, descending)
+
+    def _scan(self, parent: str, after: Position | None) -> Iterator[tuple[Position, bytes | None]]:
+        last = after.key if after else None
+        while True:
+            keys = self.store.child_keys(parent, last, BATCH)
+            yield from zip(map(Position, keys), self.store.documents(keys), strict=True)
+            if len(keys) < BATCH:
+                return
+            last = keys[-1]
+
+    def _walk(self, walk: _Walk, after: Position | None) -> Iterator[tuple[Position, bytes | None]]:
+        low, high = walk.low, walk.high
+        while True:
+            if after is not None and after.member is not None:
+                if walk.descending:
+                    high = b"(" + after.member
+                else:
+                    low = b"(" + after.member
+            found = self.store.index_range(walk.name, low, high, BATCH, walk.descending)
+            keys = [key_of(member) for member in found]
+            positions = [Position(key, member) for key, member in zip(keys, found, strict=True)]
+            yield from zip(positions, self.store.documents(keys), strict=True)
+            if len(found) < BATCH:
+                return
+            after = positions[-1]
+
+    def _collect(
+        self,
+        candidates: Iterator[tuple[Position, bytes | None]],
+        matches: Callable[[dict[str, Any]], bool],
+        limit: int | None,
+    ) -> Page:
+        """Take matching candidates until the page is full or the fetch limit is reached."""
+        documents: list[bytes] = []
+        last: Position | None = None
+        for examined, (position, raw) in enumerate(candidates, start=1):
+            last = position
+            if raw is not None and matches(codec_json.loads_stored(raw)):
+                documents.append(raw)
+                if limit is not None and len(documents) == limit:
+                    more = next(candidates, None) is not None
+                    return Page(documents, position if more else None)
+            if examined >= self.fetch_limit:
+                more = next(candidates, None) is not None
+                return Page(documents, last if more else None, partial=more)
+        return Page(documents)
+
+    def _sorted_in_memory(self, parent: str, query: Query, after: Position | None) -> Page:
+        """Sort on a field without an index: every child is read, so at most the fetch limit."""
+        assert query.sort is not None
+        total = self.store.count(parent)
+        if total > self.fetch_limit:
+            raise InvalidOption(
+                f"Sorting {total} children needs an index: declare {query.sort.field} "
+                f'"x-index": true in the schema (the fetch limit is {self.fetch_limit}).'
+            )
+        matches = Matcher(query, self.schema)
+        declared = self.schema.type_of(query.sort.path) if self.schema else None
+        rows: list[tuple[bytes, bytes]] = []
+        for position, raw in self._scan(parent, None):
+            if raw is None:
+                continue
+            document = codec_json.loads_stored(raw)
+            if matches(document):
+                value = encode_value(sort_value(document, query.sort.path, declared))
+                # Missing values sort lowest; ties in key order, so positions are total.
+                order = (
+                    (b"\x00" if value is None else b"\x01" + value)
+                    + b"\x00"
+                    + position.key.encode()
+                )
+                rows.append((order, raw))
+        rows.sort(reverse=query.sort.descending)
+        if after is not None and after.member is not None:
+            if query.sort.descending:
+                rows = [row for row in rows if row[0] < after.member]
+            else:
+                rows = [row for row in rows if row[0] > after.member]
+        page = rows[: query.limit]
+        more = len(rows) > query.limit
+        next_position = (
+            Position(page[-1][0].rpartition(b"\x00")[2].decode(), page[-1][0]) if more else None
+        )
+        return Page([raw for _, raw in page], next_position)
