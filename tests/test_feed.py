@@ -1,0 +1,212 @@
+"""Feed reads over HTTP (API.md §2, §6): filters, sort, count, indexes, the fetch limit, cursors."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from tests.serving import WRITE_HEADERS, running_serve
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "score": {"type": "integer", "x-index": True},
+        "name": {"type": "string", "x-index": True},
+        "level": {"type": "integer"},
+        "user": {"type": "object", "properties": {"email": {"type": "string"}}},
+    },
+}
+
+
+def keys(response: TestResponse) -> list[str]:
+    if response.status_code == 204:
+        return []
+    return [e["link"][0]["___href"] for e in response.json["feed"]["entry"]]  # type: ignore[index]
+
+
+def all_pages(client: FlaskClient, url: str) -> tuple[list[str], list[int]]:
+    """Follow x-vtecx-nextpage to the end: every key, and every status seen."""
+    found: list[str] = []
+    statuses: list[int] = []
+    while True:
+        response = client.get(url)
+        statuses.append(response.status_code)
+        found += keys(response)
+        cursor = response.headers.get("x-vtecx-nextpage")
+        if cursor is None:
+            return found, statuses
+        url = f"{url.split('&p=')[0]}&p={cursor}"
+        assert len(statuses) < 100
+
+
+@pytest.fixture
+def app(app: Flask) -> Flask:
+    app.extensions["feedstore"].store.set_schema(SCHEMA)
+    return app
+
+
+@pytest.fixture
+def people(client: FlaskClient) -> FlaskClient:
+    """/p with 12 children /p/01../p/12: score 12..1 (descending), names cycling a, b, c."""
+    client.post("/d/", json={"link": [{"___href": "/p", "___rel": "self"}]})
+    entries = [
+        {
+            "link": [{"___href": f"/p/{n:02}", "___rel": "self"}],
+            "title": f"Person {n}",
+            "score": 13 - n,
+            "name": "abc"[n % 3],
+            "level": n * 10,
+            "user": {"email": f"u{n}@{'foo' if n % 2 else 'bar'}.com"},
+        }
+        for n in range(1, 13)
+    ]
+    assert client.post("/d/", json=entries).status_code == 201
+    return client
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("score-gt-10", ["/p/01", "/p/02"]),
+        ("level-ge-100", ["/p/10", "/p/11", "/p/12"]),  # as numbers: "100" > "90" only so
+        ("level-lt-30", ["/p/01", "/p/02"]),
+        ("name=a&score-le-6", ["/p/09", "/p/12"]),
+        ("user.email-bm-@bar.com&level-le-40", ["/p/02", "/p/04"]),
+        ("user.email-rg-u1[0-9]@.*", ["/p/10", "/p/11", "/p/12"]),
+        ("title-fm-Person 1", ["/p/01", "/p/10", "/p/11", "/p/12"]),
+        ("score-ne-1&score-ne-2&level-gt-90", ["/p/10"]),
+        ("|score-eq-12&|name-eq-c", ["/p/01", "/p/02", "/p/05", "/p/08", "/p/11"]),
+        (
+            "level-gt-20&|name=a&|name=b",
+            ["/p/03", "/p/04", "/p/06", "/p/07", "/p/09", "/p/10", "/p/12"],
+        ),
+    ],
+)
+def test_filters(people: FlaskClient, query: str, expected: list[str]) -> None:
+    assert keys(people.get(f"/d/p?f&{query}")) == expected
+    count = people.get(f"/d/p?c&{query}")
+    assert count.json["feed"]["title"] == str(len(expected))  # type: ignore[index]
+
+
+def test_percent_encoded_bar_is_the_same_as_a_bar(people: FlaskClient) -> None:
+    assert keys(people.get("/d/p?f&%7Cscore-eq-12&%7Cscore-eq-1")) == ["/p/01", "/p/12"]
+
+
+@pytest.mark.parametrize("field", ["score", "level"])  # with and without an index
+def test_sort_both_ways_and_page_through_it(people: FlaskClient, field: str) -> None:
+    ascending, _ = all_pages(people, f"/d/p?f&l=5&s={field}")
+    descending, _ = all_pages(people, f"/d/p?f&l=5&s={field}-desc")
+    by_level = [f"/p/{n:02}" for n in range(1, 13)]
+    expected = by_level if field == "level" else by_level[::-1]
+    assert (ascending, descending) == (expected, expected[::-1])
+
+
+def test_sorted_and_filtered_through_the_index(people: FlaskClient) -> None:
+    response = people.get("/d/p?f&s=score&score-ge-3&score-lt-10&name=b")
+    assert keys(response) == ["/p/10", "/p/07", "/p/04"]
+
+
+def test_nometa_and_xml(people: FlaskClient) -> None:
+    document = people.get("/d/p?f&l=1&_nometa").json["feed"]["entry"][0]  # type: ignore[index]
+    assert not {"id", "author", "published", "updated"} & set(document)
+    assert "id" not in people.get("/d/p/01?e&_nometa").json["feed"]["entry"][0]  # type: ignore[index]
+    assert people.get("/d/p?f&l=1&x&score-gt-1").data.count(b"<entry>") == 1
+
+
+def test_unknown_filter_field_is_400_with_a_schema(people: FlaskClient) -> None:
+    response = people.get("/d/p?f&favorite.color=red")
+    assert (response.status_code, response.json["feed"]["title"]) == (
+        400,
+        "Unknown field: favorite.color",
+    )  # type: ignore[index]
+
+
+@pytest.mark.parametrize("config", [{"fetch_limit": 5}])
+def test_fetch_limit_gives_206_with_a_cursor_to_go_on(people: FlaskClient) -> None:
+    found, statuses = all_pages(people, "/d/p?f&level-ge-110")
+    assert found == ["/p/11", "/p/12"]
+    assert statuses[0] == 206 and statuses[-1] == 200
+    count = people.get("/d/p?c&level-ge-110")
+    assert (count.status_code, count.json["feed"]["title"]) == (206, "0")  # type: ignore[index]
+    assert "x-vtecx-nextpage" in count.headers
+
+
+@pytest.mark.parametrize("config", [{"fetch_limit": 5}])
+def test_an_indexed_filter_is_not_bound_by_the_scan(people: FlaskClient) -> None:
+    response = people.get("/d/p?f&name=a")
+    assert (response.status_code, keys(response)) == (200, ["/p/03", "/p/06", "/p/09", "/p/12"])
+    too_many = people.get("/d/p?f&s=level")
+    assert too_many.status_code == 400 and "needs an index" in too_many.json["feed"]["title"]  # type: ignore[index]
+
+
+def test_indexes_follow_updates_deletes_and_subtree_deletes(people: FlaskClient) -> None:
+    people.patch("/d/p/03", json={"name": "z"})
+    people.delete("/d/p/06")
+    assert keys(people.get("/d/p?f&name=a")) == ["/p/09", "/p/12"]
+    assert keys(people.get("/d/p?f&name=z")) == ["/p/03"]
+    people.delete("/d/p?_rf")
+    people.post("/d/", json={"link": [{"___href": "/p", "___rel": "self"}]})
+    assert people.get("/d/p?f&name=z").status_code == 204
+
+
+def test_an_index_declared_later_covers_what_was_stored(app: Flask, people: FlaskClient) -> None:
+    schema = {
+        **SCHEMA,
+        "properties": {**SCHEMA["properties"], "level": {"type": "integer", "x-index": True}},
+    }
+    app.extensions["feedstore"].store.set_schema(schema)
+    assert keys(people.get("/d/p?f&s=level-desc&l=2")) == ["/p/12", "/p/11"]
+
+
+def test_cursors_are_bound_to_their_query(people: FlaskClient) -> None:
+    cursor = people.get("/d/p?f&l=2&name=a").headers["x-vtecx-nextpage"]
+    assert people.get(f"/d/p?f&l=2&name=a&p={cursor}").status_code == 200
+    assert people.get(f"/d/p?f&l=2&name=b&p={cursor}").status_code == 400
+    assert people.get(f"/d/p?f&l=2&p={cursor}x").status_code == 400
+
+
+@pytest.mark.parametrize("sort", ["", "&s=score", "&name-fm-"])
+def test_paging_is_stable_while_entries_come_and_go(people: FlaskClient, sort: str) -> None:
+    """Every entry that exists throughout is returned once; none twice."""
+    url = f"/d/p?f&l=3{sort}"
+    first = people.get(url)
+    seen = keys(first)
+    cursor = first.headers["x-vtecx-nextpage"]
+    people.delete(f"/d{seen[0]}")  # already returned
+    people.post("/d/p", json=[{"score": 100, "name": "a"}, {"score": -1, "name": "b"}])
+    people.post("/d/", json={"link": [{"___href": "/p/00", "___rel": "self"}], "score": 50})
+    rest, _ = all_pages(people, f"{url}&p={cursor}")
+    assert len(seen + rest) == len(set(seen + rest)), "no entry twice"
+    throughout = {f"/p/{n:02}" for n in range(1, 13)}
+    assert throughout <= set(seen + rest)
+
+
+def test_counters(client: FlaskClient) -> None:
+    assert client.get("/d/n?_getids").json["feed"]["title"] == "0"  # type: ignore[index]
+    assert client.put("/d/n?_addids=5").json["feed"]["title"] == "5"  # type: ignore[index]
+    assert client.put("/d/n?_addids=-2").json["feed"]["title"] == "3"  # type: ignore[index]
+    assert client.put("/d/n?_setids=10").json["feed"]["title"] == "10"  # type: ignore[index]
+    assert client.get("/d/n?_getids").json["feed"]["title"] == "10"  # type: ignore[index]
+    assert client.put("/d/n?_addids=x").status_code == 400
+    assert client.get("/d/n?e").status_code == 204, "a counter needs no entry"
+
+
+def test_concurrent_counter_increments_are_never_lost(tmp_path: Path) -> None:
+    with running_serve(data_dir=tmp_path / "data", log_path=tmp_path / "serve.log") as server:
+
+        def add(times: int) -> None:
+            for _ in range(times):
+                assert server.request("PUT", "/d/hits?_addids=1", None, WRITE_HEADERS).status == 200
+
+        threads = [threading.Thread(target=add, args=(25,)) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert server.request("GET", "/d/hits?_getids").json()["feed"]["title"] == "200"
