@@ -25,7 +25,8 @@ SCHEMA = Schema(
 def test_parse_reads_filters_or_group_sort_limit_and_skips_options() -> None:
     args = [
         ("f", ""), ("x", ""), ("_nometa", ""), ("l", "5"), ("s", "userinfo.id-desc"),
-        ("userinfo.email", "a@b"), ("userinfo.id-ge-3", ""), ("|code-fm-A", ""), ("|code-bm-=Z", "q"),
+        ("userinfo.email", "a@b"), ("userinfo.id-ge-3", ""),
+        ("|code-fm-A", ""), ("|code-bm-=Z", "q"),
     ]  # fmt: skip
     query = parse(args, SCHEMA, 50_000)
     assert query.filters == [
