@@ -19,7 +19,8 @@ from typing import Any
 from feedstore import codec_json
 from feedstore.cursor import Position
 from feedstore.errors import InvalidOption
-from feedstore.index import encode_text, encode_value, index_key, indexed_fields, key_of
+from feedstore.index import encode_text, encode_value, indexed_fields, key_of
+from feedstore.keys import index_key
 from feedstore.query import Filter, Matcher, Query, sort_value
 from feedstore.schema import Schema
 from feedstore.store import Store

@@ -18,10 +18,6 @@ SEPARATOR = b"\x00"
 INDEX_TYPES = ("string", "integer", "number", "boolean")
 
 
-def index_key(parent: str, field: str) -> str:
-    return f"fs:i:{field}:{parent}"
-
-
 def indexed_fields(schema: Schema | None) -> list[tuple[str, ...]]:
     """The paths of the scalar fields the schema marks `"x-index": true`."""
     if schema is None:

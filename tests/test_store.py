@@ -1,14 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from feedstore import codec_json
-from feedstore import store as store_module
 from feedstore.errors import (
     DuplicatedKey,
     EntryErrors,
@@ -127,109 +124,19 @@ def test_if_match_and_if_none_match(store: Store) -> None:
     assert store.write([Write(Action.PUT, "/a", if_match=frozenset({1, 4}))])[0].revision == 2
 
 
-def test_children_page_in_key_order(store: Store) -> None:
+def test_child_keys_in_key_order_after_a_key(store: Store) -> None:
     store.write([put("/a"), *(put(f"/a/{n}") for n in "dbca")])
-    first = store.children("/a", 3)
-    assert [codec_json.loads_stored(d)["id"] for d in first.documents] == [
-        "/a/a,1",
-        "/a/b,1",
-        "/a/c,1",
-    ]
-    assert first.last == "/a/c"
-    rest = store.children("/a", 3, first.last)
-    assert len(rest.documents) == 1 and rest.last is None
+    assert store.child_keys("/a", None, 3) == ["/a/a", "/a/b", "/a/c"]
+    assert store.child_keys("/a", "/a/c", 3) == ["/a/d"]
+    documents = store.documents(["/a/b", "/a/none"])
+    assert codec_json.loads_stored(documents[0] or b"")["id"] == "/a/b,1"
+    assert documents[1] is None
 
 
 def test_numbering_counts_per_parent(store: Store) -> None:
     assert store.number("/a", 2) == ["/a/1", "/a/2"]
     assert store.number("/a", 1) == ["/a/3"]
     assert store.number("/", 1) == ["/1"]
-
-
-def interleave(monkeypatch: pytest.MonkeyPatch, action: Callable[[], None]) -> list[int]:
-    """Run `action` (another client's write) once, between the store's WATCH and its EXEC."""
-    calls: list[int] = []
-    original = store_module.timestamp
-
-    interleaving: list[bool] = []
-
-    def timestamp_then_interleave() -> str:
-        if not interleaving:  # the other writer's own call is not the store's
-            calls.append(1)
-            if len(calls) == 1:
-                interleaving.append(True)
-                action()
-                interleaving.clear()
-        return original()
-
-    monkeypatch.setattr(store_module, "timestamp", timestamp_then_interleave)
-    return calls
-
-
-def second_client(client: redis.Redis) -> redis.Redis:
-    """Another connection to the same server, as a second writer would have."""
-    pool = client.connection_pool
-    return redis.Redis(
-        connection_pool=redis.ConnectionPool(pool.connection_class, **pool.connection_kwargs)
-    )
-
-
-def test_forced_write_retries_after_a_writer_slips_in(
-    real_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = Store(real_redis)
-    store.write([put("/a", x=0, y=0)])
-    other = Store(second_client(real_redis))
-    calls = interleave(monkeypatch, lambda: other.write([put("/a", y=1)]) and None)
-    written = store.write([put("/a", x=1)])
-    assert len(calls) == 2, "the first EXEC must fail with WatchError and the check run again"
-    assert written[0].revision == 3
-    document = stored(store, "/a")
-    assert (document["x"], document["y"]) == (1, 1), "neither writer's field is lost"
-    other.redis.close()
-
-
-def test_stale_revision_after_a_writer_slips_in_is_409_not_a_retry(
-    real_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = Store(real_redis)
-    store.write([put("/a", x=0)])
-    other = second_client(real_redis)
-    interleave(monkeypatch, lambda: Store(other).write([put("/a", x=5)]) and None)
-    with pytest.raises(RevisionConflict) as caught:
-        store.write([put("/a", 1, x=1)])
-    assert caught.value.current is not None and caught.value.current["x"] == 5
-    assert stored(store, "/a")["id"] == "/a,2"
-    other.close()
-
-
-def test_watch_error_is_really_raised_by_redis(real_redis: redis.Redis) -> None:
-    """The mechanism the store relies on, shown directly as redis-py's own test does."""
-    real_redis.set("fs:d:/a", b"1")
-    other = second_client(real_redis)
-    with real_redis.pipeline() as pipe:
-        pipe.watch("fs:d:/a")
-        other.set("fs:d:/a", b"2")
-        pipe.multi()
-        pipe.set("fs:d:/a", b"3")
-        with pytest.raises(redis.WatchError):
-            pipe.execute()
-    assert real_redis.get("fs:d:/a") == b"2"
-    other.close()
-
-
-def test_endless_contention_becomes_503(
-    real_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = Store(real_redis, retries=3)
-    store.write([put("/a")])
-    other = second_client(real_redis)
-    document = real_redis.get("fs:d:/a")
-    monkeypatch.setattr(store_module, "timestamp", lambda: other.set("fs:d:/a", document) and "t")
-    with pytest.raises(ServiceUnavailable) as caught:
-        store.write([put("/a", x=1)])
-    assert caught.value.headers["Retry-After"] == "1"
-    other.close()
 
 
 def test_unreachable_redis_is_503() -> None:

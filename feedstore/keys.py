@@ -1,0 +1,44 @@
+"""The Redis key scheme: every key feedstore writes, in one place.
+
+fs:d:<key>          the stored document (orjson), present while the entry exists
+fs:r:<key>          the last revision written; kept after a delete, so a re-insert continues
+fs:c:<key>          sorted set of the keys of <key>'s children (score 0: lexicographic order)
+fs:n:<key>          the counter that numbers children POSTed without a self link
+fs:ids:<key>        the vte.cx counter of <key> (`_addids`, `_getids`, `_setids`)
+fs:i:<field>:<key>  the index of <key>'s children on an `x-index` field (index.py)
+fs:schema           the field schema in force (JSON), shared by every worker
+fs:schema:v         its version, bumped on every change, read with every write
+fs:secret           the key that signs feed cursors, made once, shared by every worker
+"""
+
+from __future__ import annotations
+
+DOCUMENT_PREFIX = "fs:d:"
+INDEX_PREFIX = "fs:i:"
+SCHEMA_KEY = "fs:schema"
+SCHEMA_VERSION_KEY = "fs:schema:v"
+SECRET_KEY = "fs:secret"
+
+
+def document_key(key: str) -> str:
+    return DOCUMENT_PREFIX + key
+
+
+def revision_key(key: str) -> str:
+    return f"fs:r:{key}"
+
+
+def children_key(key: str) -> str:
+    return f"fs:c:{key}"
+
+
+def sequence_key(key: str) -> str:
+    return f"fs:n:{key}"
+
+
+def counter_key(key: str) -> str:
+    return f"fs:ids:{key}"
+
+
+def index_key(parent: str, field: str) -> str:
+    return f"{INDEX_PREFIX}{field}:{parent}"

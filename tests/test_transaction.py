@@ -1,0 +1,108 @@
+"""The write transaction under contention: a second client writes between WATCH and EXEC."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import redis
+
+from feedstore import codec_json, transaction
+from feedstore.errors import RevisionConflict, ServiceUnavailable
+from feedstore.store import Action, Store, Write
+
+
+def put(key: str, revision: int | None = None, **fields: object) -> Write:
+    return Write(Action.PUT, key, dict(fields), revision)
+
+
+def stored(store: Store, key: str) -> dict[str, object]:
+    found = store.get(key)
+    assert found is not None
+    return codec_json.loads_stored(found[1])
+
+
+def interleave(monkeypatch: pytest.MonkeyPatch, action: Callable[[], None]) -> list[int]:
+    """Run `action` (another client's write) once, between the store's WATCH and its EXEC."""
+    calls: list[int] = []
+    original = transaction.timestamp
+
+    interleaving: list[bool] = []
+
+    def timestamp_then_interleave() -> str:
+        if not interleaving:  # the other writer's own call is not the store's
+            calls.append(1)
+            if len(calls) == 1:
+                interleaving.append(True)
+                action()
+                interleaving.clear()
+        return original()
+
+    monkeypatch.setattr(transaction, "timestamp", timestamp_then_interleave)
+    return calls
+
+
+def second_client(client: redis.Redis) -> redis.Redis:
+    """Another connection to the same server, as a second writer would have."""
+    pool = client.connection_pool
+    return redis.Redis(
+        connection_pool=redis.ConnectionPool(pool.connection_class, **pool.connection_kwargs)
+    )
+
+
+def test_forced_write_retries_after_a_writer_slips_in(
+    real_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(real_redis)
+    store.write([put("/a", x=0, y=0)])
+    other = Store(second_client(real_redis))
+    calls = interleave(monkeypatch, lambda: other.write([put("/a", y=1)]) and None)
+    written = store.write([put("/a", x=1)])
+    assert len(calls) == 2, "the first EXEC must fail with WatchError and the check run again"
+    assert written[0].revision == 3
+    document = stored(store, "/a")
+    assert (document["x"], document["y"]) == (1, 1), "neither writer's field is lost"
+    other.redis.close()
+
+
+def test_stale_revision_after_a_writer_slips_in_is_409_not_a_retry(
+    real_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(real_redis)
+    store.write([put("/a", x=0)])
+    other = second_client(real_redis)
+    interleave(monkeypatch, lambda: Store(other).write([put("/a", x=5)]) and None)
+    with pytest.raises(RevisionConflict) as caught:
+        store.write([put("/a", 1, x=1)])
+    assert caught.value.current is not None and caught.value.current["x"] == 5
+    assert stored(store, "/a")["id"] == "/a,2"
+    other.close()
+
+
+def test_watch_error_is_really_raised_by_redis(real_redis: redis.Redis) -> None:
+    """The mechanism the store relies on, shown directly as redis-py's own test does."""
+    real_redis.set("fs:d:/a", b"1")
+    other = second_client(real_redis)
+    with real_redis.pipeline() as pipe:
+        pipe.watch("fs:d:/a")
+        other.set("fs:d:/a", b"2")
+        pipe.multi()
+        pipe.set("fs:d:/a", b"3")
+        with pytest.raises(redis.WatchError):
+            pipe.execute()
+    assert real_redis.get("fs:d:/a") == b"2"
+    other.close()
+
+
+def test_endless_contention_becomes_503(
+    real_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(real_redis, retries=3)
+    store.write([put("/a")])
+    other = second_client(real_redis)
+    document = real_redis.get("fs:d:/a")
+    monkeypatch.setattr(transaction, "timestamp", lambda: other.set("fs:d:/a", document) and "t")
+    with pytest.raises(ServiceUnavailable) as caught:
+        store.write([put("/a", x=1)])
+    assert caught.value.headers["Retry-After"] == "1"
+    other.close()
