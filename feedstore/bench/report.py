@@ -1,0 +1,190 @@
+"""Turning wrk results into measurements, the faster server, the ratios, a table and JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from feedstore.bench.scenarios import Comparison, Scenario
+from feedstore.bench.wrk import WrkResult
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One scenario under one server, over all rounds.
+
+    Throughput is over all rounds together; p50 is the median of the rounds' p50s, p99 the
+    worst round's p99 (an upper bound of the p99 over all requests).
+    """
+
+    scenario: str
+    operation: str
+    app: str
+    server: str
+    description: str
+    rounds: int
+    requests: int
+    seconds: float
+    requests_per_s: float
+    entries_per_s: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    conflicts: int
+    socket_errors: int
+    timeouts: int
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """feedstore over baseline for one operation, under one server."""
+
+    operation: str
+    server: str
+    ratio: float
+    target: float
+
+    @property
+    def met(self) -> bool:
+        return self.ratio >= self.target
+
+
+@dataclass(frozen=True)
+class Report:
+    measurements: list[Measurement]
+    server_ratios: dict[str, float]
+    faster_server: str | None
+    ratios: list[Ratio]
+    settings: dict[str, Any]
+
+
+def measure(
+    scenario: Scenario, server: str, results: Sequence[WrkResult], entries_per_request: int
+) -> Measurement:
+    """Combine the rounds of `scenario` under `server`."""
+    requests = sum(result.measured for result in results)
+    seconds = sum(result.seconds for result in results)
+    rate = requests / seconds if seconds else 0.0
+    return Measurement(
+        scenario=scenario.name,
+        operation=scenario.operation,
+        app=scenario.app.name,
+        server=server,
+        description=scenario.description,
+        rounds=len(results),
+        requests=requests,
+        seconds=round(seconds, 3),
+        requests_per_s=round(rate, 1),
+        entries_per_s=round(rate * entries_per_request, 1),
+        p50_ms=round(statistics.median(result.p50_ms for result in results), 2),
+        p99_ms=round(max(result.p99_ms for result in results), 2),
+        non_2xx=sum(result.non_2xx for result in results),
+        conflicts=sum(result.conflicts for result in results),
+        socket_errors=sum(result.socket_errors for result in results),
+        timeouts=sum(result.timeouts for result in results),
+    )
+
+
+def throughput(measurements: Iterable[Measurement]) -> dict[tuple[str, str], float]:
+    """Requests per second by (scenario, server)."""
+    return {(m.scenario, m.server): m.requests_per_s for m in measurements}
+
+
+def rank_servers(
+    measurements: Sequence[Measurement], servers: Sequence[str], app: str = "baseline"
+) -> tuple[dict[str, float], str | None]:
+    """Each server's speed relative to the first (geometric mean over `app`'s scenarios), and
+    the fastest; None when fewer than two servers ran the same scenarios."""
+    rates = throughput(measurements)
+    scenarios = sorted({m.scenario for m in measurements if m.app == app})
+    common = [s for s in scenarios if all(rates.get((s, server), 0) > 0 for server in servers)]
+    if len(servers) < 2 or not common:
+        return {}, servers[0] if len(servers) == 1 else None
+    first = servers[0]
+    relative = {
+        server: round(
+            math.exp(
+                statistics.fmean(math.log(rates[s, server] / rates[s, first]) for s in common)
+            ),
+            3,
+        )
+        for server in servers
+    }
+    return relative, max(servers, key=lambda server: relative[server])
+
+
+def compare(
+    measurements: Sequence[Measurement], comparisons: Sequence[Comparison], server: str
+) -> list[Ratio]:
+    """feedstore/baseline throughput under `server` for every comparison both sides ran."""
+    rates = throughput(measurements)
+    ratios = []
+    for comparison in comparisons:
+        feedstore = rates.get((comparison.feedstore, server))
+        baseline = rates.get((comparison.baseline, server))
+        if feedstore is not None and baseline:
+            ratios.append(
+                Ratio(
+                    comparison.operation, server, round(feedstore / baseline, 3), comparison.target
+                )
+            )
+    return ratios
+
+
+def table(report: Report) -> str:
+    """The report as fixed-width text."""
+    header = (
+        f"{'scenario':<17} {'server':<16} {'req/s':>9} {'entries/s':>10} {'p50 ms':>7} "
+        f"{'p99 ms':>7} {'non-2xx':>7} {'409':>5} {'sock err':>8}"
+    )
+    lines = [header, "-" * len(header)]
+    for m in report.measurements:
+        entries = f"{m.entries_per_s:10.0f}" if m.entries_per_s != m.requests_per_s else " " * 10
+        lines.append(
+            f"{m.scenario:<17} {m.server:<16} {m.requests_per_s:9.0f} {entries} {m.p50_ms:7.2f} "
+            f"{m.p99_ms:7.2f} {m.non_2xx:7d} {m.conflicts:5d} {m.socket_errors + m.timeouts:8d}"
+        )
+    if report.server_ratios:
+        first = next(iter(report.server_ratios))
+        speeds = ", ".join(f"{s} {r:.2f}x" for s, r in report.server_ratios.items())
+        lines += ["", f"baseline throughput relative to {first}: {speeds}"]
+        lines.append(f"faster server: {report.faster_server}")
+    for ratio in report.ratios:
+        verdict = "met" if ratio.met else "MISSED"
+        lines.append(
+            f"feedstore/baseline {ratio.operation:<4} under {ratio.server}: {ratio.ratio:.2f}x "
+            f"(target >= {ratio.target:.2f}x) {verdict}"
+        )
+    return "\n".join(lines)
+
+
+def warnings(report: Report) -> list[str]:
+    """Signs that a run measured something else than intended."""
+    found = []
+    for m in report.measurements:
+        failed = m.non_2xx + m.socket_errors + m.timeouts
+        if m.requests and failed > m.requests * 0.001:
+            found.append(
+                f"{m.scenario} under {m.server}: {failed} of {m.requests} requests failed "
+                f"({m.conflicts} were 409)"
+            )
+    return found
+
+
+def as_json(report: Report) -> dict[str, Any]:
+    """The report as plain JSON data, for regenerating README figures."""
+    return {
+        "settings": report.settings,
+        "measurements": [dataclasses.asdict(m) for m in report.measurements],
+        "server_ratios": report.server_ratios,
+        "faster_server": report.faster_server,
+        "ratios": [{**dataclasses.asdict(r), "met": r.met} for r in report.ratios],
+    }
+
+
+def settings_summary(values: Mapping[str, Any]) -> str:
+    return ", ".join(f"{key} {value}" for key, value in values.items())

@@ -1,0 +1,209 @@
+"""The WSGI servers under test: how each is started, waited for and stopped, identically.
+
+Each server runs as `python -m <server>` in its own process group, so stopping it stops every
+worker; it is also sent SIGKILL if the thread that started it dies without cleaning up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from feedstore.bench import client
+from feedstore.embedded import die_with_parent
+
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+
+
+class ServerError(Exception):
+    """A server did not start, or did not answer its health check in time."""
+
+
+@dataclass(frozen=True)
+class App:
+    """A WSGI app the bench serves: a zero-argument factory that reads FEEDSTORE_REDIS_URL."""
+
+    name: str
+    factory: str  # "module:function"
+    health_path: str = "/_health"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """What every server gets, so they differ only in the server itself."""
+
+    workers: int
+    threads: int
+
+
+ArgvBuilder = Callable[[App, int, ServerSettings], list[str]]
+
+
+def granian_argv(app: App, port: int, settings: ServerSettings) -> list[str]:
+    return [
+        *(sys.executable, "-m", "granian", "--interface", "wsgi", "--factory", app.factory),
+        *("--host", client.HOST, "--port", str(port), "--workers", str(settings.workers)),
+        *("--blocking-threads", str(settings.threads), "--log-level", "warning"),
+    ]
+
+
+def gunicorn_sync_argv(app: App, port: int, settings: ServerSettings) -> list[str]:
+    # Sync workers serve one request at a time and close the connection after it.
+    return [
+        *(sys.executable, "-m", "gunicorn", "--worker-class", "sync"),
+        *("--workers", str(settings.workers), "--bind", f"{client.HOST}:{port}"),
+        *("--log-level", "warning", f"{app.factory}()"),
+    ]
+
+
+def gunicorn_gthread_argv(app: App, port: int, settings: ServerSettings) -> list[str]:
+    return [
+        *(sys.executable, "-m", "gunicorn", "--worker-class", "gthread"),
+        *("--workers", str(settings.workers), "--threads", str(settings.threads)),
+        *("--bind", f"{client.HOST}:{port}", "--log-level", "warning", f"{app.factory}()"),
+    ]
+
+
+# Every server the bench knows, by the name --servers takes.
+SERVERS: dict[str, ArgvBuilder] = {
+    "granian": granian_argv,
+    "gunicorn": gunicorn_sync_argv,
+    "gunicorn-gthread": gunicorn_gthread_argv,
+}
+
+
+@dataclass
+class RunningServer:
+    """One app under one server, leader of its own process group."""
+
+    app: App
+    server: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    _log: IO[bytes] = field(repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://{client.HOST}:{self.port}"
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+        """Wait until the app's health path answers 200; ServerError with its log otherwise."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServerError(
+                    f"{self.server} ({self.app.name}) exited with {self.process.returncode}: "
+                    f"{self.log_tail()}"
+                )
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                if client.send(self.port, "GET", self.app.health_path, timeout=2).status == 200:
+                    return
+            time.sleep(0.05)
+        raise ServerError(
+            f"{self.server} ({self.app.name}) was not ready within {timeout:g} s: {self.log_tail()}"
+        )
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """SIGTERM the group, SIGKILL what is left after `timeout`, reap; safe to repeat."""
+        group = self.process.pid
+        _signal_group(group, signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            _signal_group(group, signal.SIGKILL)
+            self.process.wait(timeout)
+        # Workers outlive a leader that died first; they are in the group all the same.
+        if group_members(group):
+            _signal_group(group, signal.SIGKILL)
+            _wait_until_empty(group, timeout)
+        self._log.close()
+
+    def log_tail(self, lines: int = 10) -> str:
+        text = self.log_path.read_text(encoding="utf-8", errors="replace").strip()
+        return " | ".join(text.splitlines()[-lines:]) or "(no output)"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind((client.HOST, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def start(
+    app: App, server: str, settings: ServerSettings, redis_url: str, log_dir: Path
+) -> RunningServer:
+    """Start `app` under `server` on a free port; don't wait for it (see wait_ready)."""
+    port = free_port()
+    argv = SERVERS[server](app, port, settings)
+    log_path = log_dir / f"{app.name}-{server}.log"
+    log = log_path.open("ab")
+    try:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "FEEDSTORE_REDIS_URL": redis_url},
+            start_new_session=True,
+            preexec_fn=functools.partial(die_with_parent, os.getpid()),
+        )
+    except BaseException:
+        log.close()
+        raise
+    return RunningServer(app, server, port, process, log_path, log)
+
+
+@contextlib.contextmanager
+def running(
+    app: App, server: str, settings: ServerSettings, redis_url: str, log_dir: Path
+) -> Iterator[RunningServer]:
+    """Start `app` under `server`, wait until it is ready, and always stop it on the way out."""
+    started = start(app, server, settings, redis_url, log_dir)
+    try:
+        started.wait_ready()
+        yield started
+    finally:
+        started.stop()
+
+
+def group_members(group: int) -> list[int]:
+    """Live (not zombie) processes in process group `group`."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # it exited while we looked
+        # After the parenthesised command: state, ppid, pgrp, ...
+        state, _, pgrp = stat.rsplit(")", 1)[1].split()[:3]
+        if int(pgrp) == group and state not in ("Z", "X"):
+            members.append(int(entry.name))
+    return members
+
+
+def _signal_group(group: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signum)
+
+
+def _wait_until_empty(group: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while group_members(group) and time.monotonic() < deadline:
+        time.sleep(0.05)
