@@ -124,3 +124,29 @@ def test_concurrent_read_modify_write_increments_lose_nothing(tmp_path: Path) ->
     assert entry["count"] == total
     assert (revision, entry["id"]) == (1 + total, f"/t/counter,{1 + total}")
     assert conflicts, "the writers never overlapped, so the 409 path went untested"
+
+
+FORCED_WRITERS = 16
+FORCED_WRITES_EACH = 10
+
+
+def test_sixteen_forced_writers_on_one_key_are_never_refused(tmp_path: Path) -> None:
+    """A write without a revision check is never 409, and the retry bound outlasts 16 writers."""
+    with running_serve(data_dir=tmp_path / "data", log_path=tmp_path / "serve.log") as server:
+        create_parent(server)
+        assert put(server, "/t/hot").status == 200
+        statuses: list[int] = []
+
+        def overwrite(writer: int) -> None:
+            for count in range(FORCED_WRITES_EACH):
+                statuses.append(put(server, "/t/hot", **{f"w{writer}": count}).status)
+
+        threads = [threading.Thread(target=overwrite, args=(n,)) for n in range(FORCED_WRITERS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert statuses == [200] * FORCED_WRITERS * FORCED_WRITES_EACH
+        revision, entry = read_entry(server, "/t/hot")
+        assert revision == 1 + FORCED_WRITERS * FORCED_WRITES_EACH
+        assert all(entry[f"w{n}"] == FORCED_WRITES_EACH - 1 for n in range(FORCED_WRITERS))
