@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from lxml import etree
@@ -234,16 +234,10 @@ def _write_entry(parent: etree._Element, document: Mapping[str, Any]) -> None:
 
 def _write_atom(parent: etree._Element, name: str, value: Any) -> None:
     element = etree.SubElement(parent, f"{{{ATOM}}}{name}")
-    if not isinstance(value, Mapping):
+    if isinstance(value, Mapping):
+        _write_mapping(element, value, _write_atom)
+    else:
         element.text = str(value)
-        return
-    for key, item in value.items():
-        if key == TEXT_FIELD:
-            element.text = str(item)
-        elif key.startswith(ATTRIBUTE_PREFIX):
-            element.set(key[len(ATTRIBUTE_PREFIX) :], str(item))
-        else:
-            etree.SubElement(element, f"{{{ATOM}}}{key}").text = str(item)
 
 
 def _write_value(parent: etree._Element, name: str, value: Any) -> None:
@@ -257,15 +251,24 @@ def _write_value(parent: etree._Element, name: str, value: Any) -> None:
     if value is None:
         element.set(NIL, "true")
     elif isinstance(value, Mapping):
-        for key, item in value.items():
-            if key == TEXT_FIELD:
-                element.text = str(item)
-            elif key.startswith(ATTRIBUTE_PREFIX):
-                element.set(key[len(ATTRIBUTE_PREFIX) :], _text(item))
-            else:
-                _write_value(element, key, item)
+        _write_mapping(element, value, _write_value)
     else:
         element.text = _text(value)
+
+
+def _write_mapping(
+    element: etree._Element,
+    value: Mapping[str, Any],
+    write_child: Callable[[etree._Element, str, Any], None],
+) -> None:
+    """`______text` as the text, `___name` as attributes, the rest as child elements."""
+    for key, item in value.items():
+        if key == TEXT_FIELD:
+            element.text = _text(item)
+        elif key.startswith(ATTRIBUTE_PREFIX):
+            element.set(key[len(ATTRIBUTE_PREFIX) :], _text(item))
+        else:
+            write_child(element, key, item)
 
 
 def _text(value: Any) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import fakeredis
 import pytest
@@ -12,9 +13,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, settings
 
-from feedstore import create_app
+from feedstore import codec_json, create_app
 from feedstore.embedded import EmbeddedRedis
-from feedstore.store import Store
+from feedstore.store import Action, Store, Write
 
 # CI has 2 cores shared by xdist workers and servers: timing says nothing about correctness here.
 settings.register_profile("feedstore", deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -76,3 +77,15 @@ def store(redis_client: redis.Redis) -> Store:
 def snapshot(client: redis.Redis) -> dict[bytes, bytes | None]:
     """Every key of the database with its serialized value, to prove a request changed nothing."""
     return {key: client.dump(key) for key in sorted(client.keys("*"))}
+
+
+def put(key: str, revision: int | None = None, **fields: object) -> Write:
+    """A PUT of `fields` at `key`, conditional on `revision` when given."""
+    return Write(Action.PUT, key, dict(fields), revision)
+
+
+def stored(store: Store, key: str) -> dict[str, Any]:
+    """The stored document of an entry that must exist."""
+    found = store.get(key)
+    assert found is not None
+    return codec_json.loads_stored(found[1])

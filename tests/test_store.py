@@ -18,17 +18,7 @@ from feedstore.errors import (
     TreeTooLarge,
 )
 from feedstore.store import Action, Store, Write
-from tests.conftest import snapshot
-
-
-def put(key: str, revision: int | None = None, **fields: object) -> Write:
-    return Write(Action.PUT, key, dict(fields), revision)
-
-
-def stored(store: Store, key: str) -> dict[str, object]:
-    found = store.get(key)
-    assert found is not None
-    return codec_json.loads_stored(found[1])
+from tests.conftest import put, snapshot, stored
 
 
 def test_revisions_start_at_one_and_add_one_per_write(store: Store) -> None:

@@ -7,19 +7,10 @@ from collections.abc import Callable
 import pytest
 import redis
 
-from feedstore import codec_json, transaction
+from feedstore import transaction
 from feedstore.errors import RevisionConflict, ServiceUnavailable
-from feedstore.store import Action, Store, Write
-
-
-def put(key: str, revision: int | None = None, **fields: object) -> Write:
-    return Write(Action.PUT, key, dict(fields), revision)
-
-
-def stored(store: Store, key: str) -> dict[str, object]:
-    found = store.get(key)
-    assert found is not None
-    return codec_json.loads_stored(found[1])
+from feedstore.store import Store
+from tests.conftest import put, stored
 
 
 def interleave(monkeypatch: pytest.MonkeyPatch, action: Callable[[], None]) -> list[int]:
