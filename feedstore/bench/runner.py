@@ -15,6 +15,7 @@ import re
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,9 @@ from feedstore.embedded import EmbeddedRedis, EmbeddedRedisError
 
 Progress = Callable[[str], None]
 _DURATION = re.compile(r"(\d+)(s|m)?")
+# After wrk exits, a server may still be answering requests it had read (gunicorn's sync workers
+# do); they would bump the revisions the next scenario seeds. This pause lets them land first.
+SETTLE_SECONDS = 0.5
 
 
 class BenchError(Exception):
@@ -116,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--threads",
         type=_positive_int,
-        default=4,
+        default=8,
         help="request threads per worker, granian and gunicorn-gthread (%(default)s)",
     )
     parser.add_argument(
@@ -217,6 +221,7 @@ def run(options: Options, progress: Progress) -> Report:
                             target.port, scenario.prepare(target.port, options.concurrency)
                         )
                         wrk.run(warm, target.url, options.warmup, work)
+                        time.sleep(SETTLE_SECONDS)
                     load = scenarios.check(
                         target.port, scenario.prepare(target.port, options.concurrency)
                     )
@@ -226,6 +231,7 @@ def run(options: Options, progress: Progress) -> Report:
                     )
                     result = wrk.run(load, target.url, options.seconds_per_round, work)
                     results.setdefault((scenario.name, server), []).append(result)
+                    time.sleep(SETTLE_SECONDS)
                     entries[scenario.name] = load.entries_per_request
     return build_report(options, results, entries)
 
