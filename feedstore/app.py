@@ -11,7 +11,7 @@ import redis
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from feedstore import api, negotiation
+from feedstore import api, negotiation, page
 from feedstore.errors import FeedstoreError, MethodNotAllowed, PayloadTooLarge
 from feedstore.settings import Settings
 from feedstore.store import Store
@@ -35,6 +35,7 @@ def create_app(
         Store(client, retries=settings.write_retries, max_subtree=settings.max_entries), settings
     )
     app.register_blueprint(api.bp)
+    app.register_blueprint(page.bp)
     app.register_error_handler(FeedstoreError, api.error_response)
     app.register_error_handler(HTTPException, render_http_exception)
     app.register_error_handler(Exception, render_unexpected)
