@@ -1,0 +1,507 @@
+"""The page in real headless Chromium (Debian's, driven by Playwright) against a real server.
+
+The server is the app on werkzeug in a thread of this test process, over a real redis-server;
+each test starts from an empty database. Screenshots go to tests/artifacts/ (ignored by git).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Locator,
+    Page,
+    Playwright,
+    ViewportSize,
+    expect,
+    sync_playwright,
+)
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from feedstore import create_app
+from feedstore.embedded import EmbeddedRedis
+from feedstore.store import Store
+from tests.serving import WRITE_HEADERS, Response, request
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+LAPTOP: ViewportSize = {"width": 1280, "height": 800}
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "userinfo": {
+            "type": "object",
+            "properties": {"id": {"type": "integer"}, "email": {"type": "string"}},
+        },
+        "favorite": {
+            "type": "object",
+            "properties": {"food": {"type": "string"}, "music": {"type": "string"}},
+        },
+        "score": {"type": "integer", "default": 0},
+        "done": {"type": "boolean"},
+        "parts": {
+            "type": "array",
+            "x-merge-key": "partsid",
+            "items": {
+                "type": "object",
+                "properties": {"partsid": {"type": "string"}, "quantity": {"type": "integer"}},
+            },
+        },
+    },
+}
+ORDER = {
+    "title": "Order for Hanako",
+    "userinfo": {"id": 1234, "email": "hanako@example.com"},
+    "favorite": {"food": "crème brûlée", "music": "J-POP"},
+    "score": 120,
+    "done": False,
+    "parts": [{"partsid": "a1", "quantity": 2}, {"partsid": "b7", "quantity": 5}],
+}
+
+
+class QuietHandler(WSGIRequestHandler):
+    """werkzeug's handler without a log line per request."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
+@dataclass
+class Server:
+    """The app served on 127.0.0.1 in a thread; `store` is its Store, for seeding the schema."""
+
+    http: BaseWSGIServer
+    store: Store
+    port: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.port = self.http.server_port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def call(self, method: str, path: str, body: Any = None) -> Response:
+        return request(self.port, method, path, body, WRITE_HEADERS)
+
+    def create(self, key: str, **fields: Any) -> None:
+        entry = {"link": [{"___href": key, "___rel": "self"}], **fields}
+        assert self.call("POST", "/d/", {"feed": {"entry": [entry]}}).status == 201
+
+    def entry(self, key: str) -> dict[str, Any] | None:
+        answer = self.call("GET", f"/d{key}?e")
+        if answer.status == 204:
+            return None
+        found: dict[str, Any] = answer.json()["feed"]["entry"][0]
+        return found
+
+
+@pytest.fixture(scope="module")
+def live_server(redis_server: EmbeddedRedis) -> Iterator[Server]:
+    client = redis.Redis.from_url(redis_server.url)
+    app = create_app(None, client)
+    http = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
+    thread = threading.Thread(target=http.serve_forever, name="page-server", daemon=True)
+    thread.start()
+    try:
+        yield Server(http, app.extensions["feedstore"].store)
+    finally:
+        http.shutdown()
+        thread.join(10)
+        http.server_close()
+        client.close()
+
+
+@pytest.fixture
+def server(live_server: Server) -> Server:
+    """The live server over an empty database."""
+    live_server.store.redis.flushdb()
+    return live_server
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    # Playwright gives every launch a fresh temporary user-data-dir.
+    browser = playwright.chromium.launch(
+        executable_path=CHROMIUM, args=CHROMIUM_ARGS, chromium_sandbox=False
+    )
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def open_page(browser: Browser, server: Server) -> Iterator[Callable[[str], Page]]:
+    """Open the page at a hash in a new browser context (a separate user); check what it did."""
+    contexts: list[BrowserContext] = []
+    failures: list[str] = []
+    elsewhere: list[str] = []
+
+    def opener(hash_part: str = "") -> Page:
+        context = browser.new_context(viewport=LAPTOP)
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda error: failures.append(str(error)))
+        page.on(
+            "request",
+            lambda sent: None if sent.url.startswith(server.url) else elsewhere.append(sent.url),
+        )
+        page.goto(f"{server.url}/{hash_part}")
+        expect(page.locator("body")).to_have_attribute("data-ready", "true")
+        return page
+
+    yield opener
+    for context in contexts:
+        context.close()
+    assert failures == [], "the page threw"
+    assert elsewhere == [], "the page reached beyond the feedstore server"
+
+
+def field_control(page: Page, *path: str | int) -> Locator:
+    """The form control of the field at path, e.g. ("parts", 1, "quantity")."""
+    key = json.dumps(list(path), separators=(",", ":"), ensure_ascii=False)
+    return page.locator(f"#fields [data-kind][data-path='{key}']")
+
+
+def save_screenshot(page: Page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path))
+    return path
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height of a PNG file; AssertionError when it isn't one."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", f"{path} is no PNG"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def seed_orders(server: Server, count: int) -> None:
+    server.store.set_schema(SCHEMA)
+    server.create("/orders", title="Orders")
+    entries = [
+        {
+            "link": [{"___href": f"/orders/{n:03d}", "___rel": "self"}],
+            **ORDER,
+            "title": f"Order {n:03d}",
+            "score": n,
+        }
+        for n in range(1, count + 1)
+    ]
+    assert server.call("POST", "/d/", {"feed": {"entry": entries}}).status == 201
+
+
+# -- browse and page ---------------------------------------------------------------------------
+
+
+def test_lists_children_and_pages_through_them(server: Server, open_page: Any) -> None:
+    seed_orders(server, 25)
+    page = open_page("#list=/orders")
+    rows = page.locator("#children tbody tr")
+    expect(rows).to_have_count(20)
+    expect(rows.first).to_contain_text("Order 001")
+    expect(page.locator("#page-info")).to_have_text("Page 1 · 1–20")
+
+    page.get_by_role("button", name="Next ›").click()
+    expect(page.locator("#page-info")).to_have_text("Page 2 · 21–25")
+    expect(rows).to_have_count(5)
+    expect(rows.last).to_contain_text("Order 025")
+    expect(page.get_by_role("button", name="Next ›")).to_be_disabled()
+
+    page.get_by_role("button", name="‹ Previous").click()
+    expect(page.locator("#page-info")).to_have_text("Page 1 · 1–20")
+    page.get_by_label("Per page").select_option("10")
+    expect(rows).to_have_count(10)
+
+
+def test_browses_into_children_and_back(server: Server, open_page: Any) -> None:
+    seed_orders(server, 2)
+    page = open_page()
+    expect(page.locator("#children tbody tr")).to_have_count(1)
+    page.get_by_role("button", name="Children of /orders ›").click()
+    expect(page.locator("#list-key")).to_have_text("/orders")
+    expect(page.locator("#children tbody tr")).to_have_count(2)
+    page.locator("#breadcrumb").get_by_role("link", name="root").click()
+    expect(page.locator("#list-key")).to_have_text("/")
+    page.get_by_label("Key", exact=True).fill("/orders")
+    page.get_by_label("Key", exact=True).press("Enter")
+    expect(page.locator("#children tbody tr")).to_have_count(2)
+
+
+# -- open, edit, save --------------------------------------------------------------------------
+
+
+def test_opens_an_entry_as_a_form_typed_by_the_schema(server: Server, open_page: Any) -> None:
+    seed_orders(server, 1)
+    page = open_page("#list=/orders")
+    page.get_by_role("link", name="001").click()
+    expect(page.locator("#entry-key")).to_have_text("/orders/001")
+    expect(page.locator("#revision")).to_have_text("revision 1")
+    expect(field_control(page, "title")).to_have_value("Order 001")
+    expect(field_control(page, "userinfo", "email")).to_have_value("hanako@example.com")
+    expect(field_control(page, "userinfo", "id")).to_have_attribute("type", "number")
+    expect(field_control(page, "userinfo", "id")).to_have_attribute("step", "1")
+    expect(field_control(page, "done")).to_have_attribute("type", "checkbox")
+    expect(field_control(page, "parts", 1, "quantity")).to_have_value("5")
+    expect(page.locator("#fields legend").filter(has_text="keyed list · partsid")).to_be_visible()
+
+    page.get_by_role("tab", name="JSON").click()
+    raw = json.loads(page.get_by_label("The entry as JSON").input_value())
+    assert raw["id"] == "/orders/001,1" and raw["parts"] == ORDER["parts"]
+
+
+def test_saves_with_put_sending_the_id_it_read(server: Server, open_page: Any) -> None:
+    seed_orders(server, 1)
+    page = open_page("#list=/orders&open=/orders/001")
+    with page.expect_request(lambda sent: sent.method == "PUT") as sent_put:
+        field_control(page, "title").fill("Rush order")
+        field_control(page, "parts", 0, "quantity").fill("3")
+        field_control(page, "done").check()
+        expect(page.locator("#dirty")).to_be_visible()
+        page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#revision")).to_have_text("revision 2")
+    expect(page.locator("#dirty")).to_be_hidden()
+    expect(page.locator("#notice")).to_contain_text("(PUT)")
+
+    put = sent_put.value
+    assert put.headers["content-type"].startswith("application/x-www-form-urlencoded")
+    assert put.headers["x-requested-with"] == "XMLHttpRequest"
+    assert json.loads(put.post_data or "")["feed"]["entry"][0]["id"] == "/orders/001,1"
+    stored = server.entry("/orders/001")
+    assert stored is not None and stored["id"] == "/orders/001,2"
+    assert (stored["title"], stored["done"]) == ("Rush order", True)
+    assert stored["parts"] == [{"partsid": "a1", "quantity": 3}, {"partsid": "b7", "quantity": 5}]
+    expect(page.locator("#children tr.current")).to_contain_text("Rush order")
+
+
+def test_saves_with_patch_of_only_the_changed_fields(server: Server, open_page: Any) -> None:
+    seed_orders(server, 1)
+    page = open_page("#open=/orders/001")
+    page.get_by_label("PATCH").check()
+    with page.expect_request(lambda sent: sent.method == "PATCH") as sent_patch:
+        field_control(page, "userinfo", "email").fill("hanako@example.org")
+        page.get_by_role("button", name="Remove favorite", exact=True).click()
+        page.get_by_role("button", name="Remove parts[0]", exact=True).click()
+        page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#revision")).to_have_text("revision 2")
+
+    patch = sent_patch.value
+    assert patch.headers["if-match"] == '"1"'
+    assert json.loads(patch.post_data or "") == {
+        "feed": {
+            "entry": [
+                {
+                    "userinfo": {"email": "hanako@example.org"},
+                    "parts": [{"partsid": "b7"}],
+                    "favorite": None,
+                }
+            ]
+        }
+    }
+    stored = server.entry("/orders/001")
+    assert stored is not None and "favorite" not in stored
+    assert stored["userinfo"] == {"id": 1234, "email": "hanako@example.org"}
+    assert stored["parts"] == [{"partsid": "b7", "quantity": 5}]
+
+
+def test_adds_fields_and_items_and_saves_from_the_keyboard(server: Server, open_page: Any) -> None:
+    server.create("/notes")
+    page = open_page("#open=/notes")
+    page.get_by_role("button", name="Other field…", exact=True).click()
+    page.get_by_label("Name", exact=True).fill("tags")
+    page.get_by_label("Type", exact=True).select_option("array")
+    page.get_by_label("Name", exact=True).press("Enter")
+    page.get_by_role("button", name="+ Add item to tags").click()
+    page.keyboard.type("red")
+    page.keyboard.press("Control+s")
+    expect(page.locator("#revision")).to_have_text("revision 2")
+    stored = server.entry("/notes")
+    assert stored is not None and stored["tags"] == ["red"]
+
+
+def test_edits_the_raw_json(server: Server, open_page: Any) -> None:
+    server.create("/notes", title="Plain", body="first")
+    page = open_page("#open=/notes")
+    page.get_by_role("tab", name="JSON").click()
+    editor = page.get_by_label("The entry as JSON")
+    editor.fill("{ not json")
+    expect(page.locator("#json-error")).not_to_be_empty()
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#error")).to_contain_text("not valid")
+
+    raw = json.loads(server.call("GET", "/d/notes?e").body)["feed"]["entry"][0]
+    editor.fill(json.dumps({**raw, "body": "second", "extra": {"n": 1}}))
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#revision")).to_have_text("revision 2")
+    stored = server.entry("/notes")
+    assert stored is not None and (stored["body"], stored["extra"]) == ("second", {"n": 1})
+
+
+# -- create and delete -------------------------------------------------------------------------
+
+
+def test_creates_children_numbered_and_named(server: Server, open_page: Any) -> None:
+    server.create("/inbox", title="Inbox")
+    page = open_page("#list=/inbox")
+    expect(page.locator("#list-empty")).to_be_visible()
+    page.get_by_role("button", name="New child").click()
+    field_control(page, "title").fill("First")
+    page.get_by_role("button", name="Create").click()
+    expect(page.locator("#entry-key")).to_have_text("/inbox/1")
+    expect(page.locator("#revision")).to_have_text("revision 1")
+
+    page.get_by_role("button", name="New child").click()
+    page.get_by_label("New key").fill("named")
+    field_control(page, "title").fill("Second")
+    page.get_by_role("button", name="Create").click()
+    expect(page.locator("#entry-key")).to_have_text("/inbox/named")
+    expect(page.locator("#children tbody tr")).to_have_count(2)
+    stored = server.entry("/inbox/1")
+    assert stored is not None and stored["title"] == "First"
+
+
+def test_deletes_an_entry_and_refuses_one_with_children(server: Server, open_page: Any) -> None:
+    server.create("/box", title="Box")
+    server.create("/box/a", title="A")
+    page = open_page("#list=/box&open=/box")
+    page.get_by_role("button", name="Delete…").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    expect(page.locator("#error")).to_contain_text("Can't delete for the child entries exist")
+
+    page.get_by_role("link", name="a", exact=True).click()
+    expect(page.locator("#entry-key")).to_have_text("/box/a")
+    page.get_by_role("button", name="Delete…").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    expect(page.locator("#notice")).to_have_text("Deleted /box/a.")
+    expect(page.locator("#list-empty")).to_be_visible()
+    assert server.entry("/box/a") is None
+
+
+# -- conflicts ---------------------------------------------------------------------------------
+
+
+def edit_in_two_contexts(server: Server, open_page: Any, mode: str) -> tuple[Page, Page]:
+    """Users A and B open /orders/001; A saves first (revision 2); B's save then conflicts."""
+    seed_orders(server, 1)
+    first, second = open_page("#open=/orders/001"), open_page("#open=/orders/001")
+    field_control(first, "title").fill("Title by A")
+    field_control(first, "score").fill("7")
+    first.get_by_role("button", name="Save", exact=True).click()
+    expect(first.locator("#revision")).to_have_text("revision 2")
+
+    second.get_by_label(mode).check()
+    field_control(second, "title").fill("Title by B")
+    field_control(second, "favorite", "music").fill("Jazz")
+    second.get_by_role("button", name="Save", exact=True).click()
+    expect(second.locator("#conflict")).to_be_visible()
+    return first, second
+
+
+def test_conflict_shows_both_versions_and_keep_mine_wins(server: Server, open_page: Any) -> None:
+    _, page = edit_in_two_contexts(server, open_page, "PUT")
+    expect(page.locator("#conflict-summary")).to_contain_text("409")
+    differing = page.locator("#conflict-table tr.differs")
+    expect(differing).to_have_count(3)
+    title = page.locator("#conflict-table tr[data-path='title']")
+    expect(title.locator("td.mine")).to_have_text("Title by B")
+    expect(title.locator("td.theirs")).to_have_text("Title by A")
+    expect(title).to_contain_text("both changed")
+    expect(page.locator("#conflict-table tr[data-path='score']")).to_contain_text("they changed")
+
+    page.get_by_role("button", name="Keep mine").click()
+    expect(page.locator("#revision")).to_have_text("revision 3")
+    stored = server.entry("/orders/001")
+    assert stored is not None
+    assert (stored["title"], stored["score"], stored["favorite"]["music"]) == (
+        "Title by B",
+        1,
+        "Jazz",
+    )
+
+
+def test_conflict_on_patch_take_theirs_keeps_the_stored_entry(
+    server: Server, open_page: Any
+) -> None:
+    _, page = edit_in_two_contexts(server, open_page, "PATCH")
+    expect(page.locator("#conflict-summary")).to_contain_text("412")
+    page.get_by_role("button", name="Take theirs").click()
+    expect(page.locator("#revision")).to_have_text("revision 2")
+    expect(field_control(page, "title")).to_have_value("Title by A")
+    stored = server.entry("/orders/001")
+    assert stored is not None and stored["id"] == "/orders/001,2"
+    assert (stored["title"], stored["score"], stored["favorite"]["music"]) == (
+        "Title by A",
+        7,
+        "J-POP",
+    )
+
+
+def test_conflict_merges_field_by_field(server: Server, open_page: Any) -> None:
+    _, page = edit_in_two_contexts(server, open_page, "PATCH")
+    page.get_by_role("radiogroup", name="Keep for title").get_by_label("Theirs").check()
+    page.get_by_role("button", name="Save merge").click()
+    expect(page.locator("#revision")).to_have_text("revision 3")
+    stored = server.entry("/orders/001")
+    assert stored is not None
+    assert (stored["title"], stored["score"], stored["favorite"]["music"]) == (
+        "Title by A",
+        7,
+        "Jazz",
+    )
+
+
+# -- screenshots -------------------------------------------------------------------------------
+
+
+def test_screenshots_of_the_list_the_editor_and_the_conflict(
+    server: Server, open_page: Any
+) -> None:
+    seed_orders(server, 12)
+    page = open_page("#list=/orders")
+    expect(page.locator("#children tbody tr")).to_have_count(12)
+    shots = [save_screenshot(page, "list.png")]
+
+    page.get_by_role("link", name="003").click()
+    field_control(page, "title").fill("Order 003, gift wrapped")
+    field_control(page, "parts", 1, "quantity").fill("6")
+    expect(page.locator("#dirty")).to_be_visible()
+    shots.append(save_screenshot(page, "editor.png"))
+
+    other = server.entry("/orders/003")
+    assert other is not None
+    other.update(title="Order 003 (phoned in)", score=99)
+    assert server.call("PUT", "/d/", {"feed": {"entry": [other]}}).status == 200
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#conflict")).to_be_visible()
+    shots.append(save_screenshot(page, "conflict.png"))
+
+    for shot in shots:
+        assert shot.stat().st_size > 10_000
+        assert png_size(shot) == (LAPTOP["width"], LAPTOP["height"])
