@@ -32,9 +32,10 @@ def result(requests: int, p50: float, p99: float, seconds: float = 1.0) -> wrk.W
     return wrk.WrkResult(requests, seconds, requests, 0, 0, 0, 0, 0, p50, p99, p50)
 
 
-def measurement(scenario: str, server: str, rate: float) -> report.Measurement:
+def measurement(scenario: str, server: str, rate: float, cpu: float = 1.0) -> report.Measurement:
+    """`rate` requests in one second, using `cpu` seconds of server CPU."""
     found = next(s for s in scenarios.SCENARIOS if s.name == scenario)
-    return report.measure(found, server, [result(int(rate), 1.0, 2.0)], 1)
+    return report.measure(found, server, [result(int(rate), 1.0, 2.0)], 1, cpu_seconds=cpu)
 
 
 def test_lua_literal_escapes_quotes_backslashes_controls_and_utf8() -> None:
@@ -90,6 +91,7 @@ def test_measure_sums_throughput_and_bounds_latency_over_rounds() -> None:
     assert combined.entries_per_s == 20_000.0
     assert combined.p50_ms == statistics.median([1.0, 3.0, 2.0])
     assert combined.p99_ms == 9.0
+    assert report.measure(scenario, "granian", rounds, 1, cpu_seconds=1.2).cpu_ms == 2.0
 
 
 def test_faster_server_and_ratios_under_it() -> None:
@@ -98,16 +100,16 @@ def test_faster_server_and_ratios_under_it() -> None:
         measurement("baseline-put", "granian", 1000),
         measurement("baseline-get", "gunicorn", 1000),
         measurement("baseline-put", "gunicorn", 500),
-        measurement("feedstore-get", "granian", 1800),
-        measurement("feedstore-put", "granian", 600),
+        measurement("feedstore-get", "granian", 1800, cpu=1.8),
+        measurement("feedstore-put", "granian", 600, cpu=1.2),
     ]
     relative, faster = report.rank_servers(measurements, ["gunicorn", "granian"])
     assert faster == "granian"
     assert relative == {"gunicorn": 1.0, "granian": 2.0}
     ratios = report.compare(measurements, scenarios.COMPARISONS, "granian")
-    assert [(r.operation, r.ratio, r.met) for r in ratios] == [
-        ("GET", 0.9, True),
-        ("PUT", 0.6, False),
+    assert [(r.operation, r.ratio, r.met, r.cpu_ratio) for r in ratios] == [
+        ("GET", 0.9, True, 2.0),  # 1 ms per request over the baseline's 0.5 ms
+        ("PUT", 0.6, False, 2.0),
     ]
     shown = report.table(report.Report(measurements, relative, faster, ratios, {}))
     assert "faster server: granian" in shown
@@ -157,4 +159,5 @@ def test_every_scenario_prepares_against_real_servers_which_then_stop(tmp_path: 
                                 running.port, "PUT", path, body, plan.request.headers
                             )
                             assert sent.status == status, (scenario.name, sent.body)
+                assert running.cpu_seconds() > 0
     assert all(servers.group_members(group) == [] for group in groups)

@@ -37,6 +37,10 @@ class Measurement:
     conflicts: int
     socket_errors: int
     timeouts: int
+    # CPU time per request, of all the server's processes and of Redis: unlike throughput, it
+    # hardly moves when something else on the machine competes for the cores.
+    cpu_ms: float
+    redis_cpu_ms: float
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class Ratio:
     server: str
     ratio: float
     target: float
+    cpu_ratio: float  # feedstore's server CPU per request over the baseline's
 
     @property
     def met(self) -> bool:
@@ -63,9 +68,14 @@ class Report:
 
 
 def measure(
-    scenario: Scenario, server: str, results: Sequence[WrkResult], entries_per_request: int
+    scenario: Scenario,
+    server: str,
+    results: Sequence[WrkResult],
+    entries_per_request: int,
+    cpu_seconds: float = 0.0,
+    redis_cpu_seconds: float = 0.0,
 ) -> Measurement:
-    """Combine the rounds of `scenario` under `server`."""
+    """Combine the rounds of `scenario` under `server`; CPU seconds are their totals."""
     requests = sum(result.measured for result in results)
     seconds = sum(result.seconds for result in results)
     rate = requests / seconds if seconds else 0.0
@@ -86,6 +96,8 @@ def measure(
         conflicts=sum(result.conflicts for result in results),
         socket_errors=sum(result.socket_errors for result in results),
         timeouts=sum(result.timeouts for result in results),
+        cpu_ms=round(1000 * cpu_seconds / requests, 3) if requests else 0.0,
+        redis_cpu_ms=round(1000 * redis_cpu_seconds / requests, 3) if requests else 0.0,
     )
 
 
@@ -121,15 +133,19 @@ def compare(
     measurements: Sequence[Measurement], comparisons: Sequence[Comparison], server: str
 ) -> list[Ratio]:
     """feedstore/baseline throughput under `server` for every comparison both sides ran."""
-    rates = throughput(measurements)
+    found = {(m.scenario, m.server): m for m in measurements}
     ratios = []
     for comparison in comparisons:
-        feedstore = rates.get((comparison.feedstore, server))
-        baseline = rates.get((comparison.baseline, server))
-        if feedstore is not None and baseline:
+        feedstore = found.get((comparison.feedstore, server))
+        baseline = found.get((comparison.baseline, server))
+        if feedstore is not None and baseline is not None and baseline.requests_per_s:
             ratios.append(
                 Ratio(
-                    comparison.operation, server, round(feedstore / baseline, 3), comparison.target
+                    comparison.operation,
+                    server,
+                    round(feedstore.requests_per_s / baseline.requests_per_s, 3),
+                    comparison.target,
+                    round(feedstore.cpu_ms / baseline.cpu_ms, 3) if baseline.cpu_ms else 0.0,
                 )
             )
     return ratios
@@ -139,14 +155,15 @@ def table(report: Report) -> str:
     """The report as fixed-width text."""
     header = (
         f"{'scenario':<17} {'server':<16} {'req/s':>9} {'entries/s':>10} {'p50 ms':>7} "
-        f"{'p99 ms':>7} {'non-2xx':>7} {'409':>5} {'sock err':>8}"
+        f"{'p99 ms':>7} {'non-2xx':>7} {'409':>5} {'sock err':>8} {'cpu ms/req':>10}"
     )
     lines = [header, "-" * len(header)]
     for m in report.measurements:
         entries = f"{m.entries_per_s:10.0f}" if m.entries_per_s != m.requests_per_s else " " * 10
         lines.append(
             f"{m.scenario:<17} {m.server:<16} {m.requests_per_s:9.0f} {entries} {m.p50_ms:7.2f} "
-            f"{m.p99_ms:7.2f} {m.non_2xx:7d} {m.conflicts:5d} {m.socket_errors + m.timeouts:8d}"
+            f"{m.p99_ms:7.2f} {m.non_2xx:7d} {m.conflicts:5d} {m.socket_errors + m.timeouts:8d} "
+            f"{m.cpu_ms:10.3f}"
         )
     if report.server_ratios:
         first = next(iter(report.server_ratios))
@@ -157,7 +174,8 @@ def table(report: Report) -> str:
         verdict = "met" if ratio.met else "MISSED"
         lines.append(
             f"feedstore/baseline {ratio.operation:<4} under {ratio.server}: {ratio.ratio:.2f}x "
-            f"(target >= {ratio.target:.2f}x) {verdict}"
+            f"(target >= {ratio.target:.2f}x) {verdict}; server CPU per request "
+            f"{ratio.cpu_ratio:.2f}x the baseline's"
         )
     return "\n".join(lines)
 

@@ -190,6 +190,7 @@ def run(options: Options, progress: Progress) -> Report:
     wrk.executable()
     apps = list(dict.fromkeys(scenario.app for scenario in options.scenarios))
     results: dict[tuple[str, str], list[wrk.WrkResult]] = {}
+    cpu: dict[tuple[str, str], list[float]] = {}
     entries: dict[str, int] = {}
     with (
         _signals_as_exit(),
@@ -229,20 +230,32 @@ def run(options: Options, progress: Progress) -> Report:
                         f"[{step}/{steps}] round {round_number}: {scenario.name} under {server}, "
                         f"{options.seconds_per_round} s, {load.connections} connections"
                     )
+                    before = (target.cpu_seconds(), servers.cpu_seconds([redis.pid or 0]))
                     result = wrk.run(load, target.url, options.seconds_per_round, work)
+                    after = (target.cpu_seconds(), servers.cpu_seconds([redis.pid or 0]))
                     results.setdefault((scenario.name, server), []).append(result)
+                    used = cpu.setdefault((scenario.name, server), [0.0, 0.0])
+                    used[0] += after[0] - before[0]
+                    used[1] += after[1] - before[1]
                     time.sleep(SETTLE_SECONDS)
                     entries[scenario.name] = load.entries_per_request
-    return build_report(options, results, entries)
+    return build_report(options, results, entries, cpu)
 
 
 def build_report(
     options: Options,
     results: dict[tuple[str, str], list[wrk.WrkResult]],
     entries: dict[str, int],
+    cpu: dict[tuple[str, str], list[float]],
 ) -> Report:
     measurements = [
-        report.measure(scenario, server, results[scenario.name, server], entries[scenario.name])
+        report.measure(
+            scenario,
+            server,
+            results[scenario.name, server],
+            entries[scenario.name],
+            *cpu[scenario.name, server],
+        )
         for scenario in options.scenarios
         for server in options.servers
         if (scenario.name, server) in results

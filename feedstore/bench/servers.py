@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -25,6 +25,7 @@ from feedstore.embedded import die_with_parent
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class ServerError(Exception):
@@ -131,6 +132,10 @@ class RunningServer:
             _wait_until_empty(group, timeout)
         self._log.close()
 
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by every process of the server (leader and workers)."""
+        return cpu_seconds(group_members(self.process.pid))
+
     def log_tail(self, lines: int = 10) -> str:
         text = self.log_path.read_text(encoding="utf-8", errors="replace").strip()
         return " | ".join(text.splitlines()[-lines:]) or "(no output)"
@@ -196,6 +201,20 @@ def group_members(group: int) -> list[int]:
         if int(pgrp) == group and state not in ("Z", "X"):
             members.append(int(entry.name))
     return members
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User plus system CPU time of these processes so far; ones that are gone count 0."""
+    total = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        # After the parenthesised command, utime and stime are the 12th and 13th fields.
+        fields = stat.rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / _CLOCK_TICKS
 
 
 def _signal_group(group: int, signum: int) -> None:
