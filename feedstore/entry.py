@@ -6,10 +6,12 @@ produces and consumes the same form, so everything here is format-neutral.
 
 from __future__ import annotations
 
+import functools
 import re
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from feedstore.errors import InvalidField, InvalidId, InvalidKey
@@ -32,6 +34,14 @@ _FIELD_NAME = re.compile(r"(?!___)[^\W\d][\w\-]*")
 _ATTRIBUTE_NAME = re.compile(r"___[A-Za-z][\w\-]*|______text")
 
 
+@functools.lru_cache(maxsize=4096)  # documents repeat the same few names
+def _valid_nested_name(name: str) -> bool:
+    return bool(
+        _FIELD_NAME.fullmatch(name) or _ATTRIBUTE_NAME.fullmatch(name) or name == PATCH_DIRECTIVE
+    )
+
+
+@functools.lru_cache(maxsize=4096)  # the same keys come back request after request
 def validate_key(key: str) -> str:
     """Return `key` if it is a well-formed entry key, else raise InvalidKey (API.md §1)."""
     if not key.startswith("/"):
@@ -212,11 +222,7 @@ def _check_bounds(value: Any, path: str, key: str | None, limits: Limits) -> Non
             )
     elif isinstance(value, dict):
         for name, item in value.items():
-            if not (
-                _FIELD_NAME.fullmatch(name)
-                or _ATTRIBUTE_NAME.fullmatch(name)
-                or name == PATCH_DIRECTIVE
-            ):
+            if not _valid_nested_name(name):
                 raise InvalidField(
                     f"Field name is invalid: {path}.{name}", key=key, field=f"{path}.{name}"
                 )
@@ -235,9 +241,17 @@ def _is_server_author(author: Any) -> bool:
     return isinstance(uri, str) and uri.startswith(SERVER_AUTHOR_PREFIX)
 
 
-def timestamp(moment: datetime | None = None) -> str:
+def timestamp(moment: float | None = None) -> str:
     """RFC 3339 with milliseconds and the local offset, as vte.cx writes them."""
-    return (moment or datetime.now()).astimezone().isoformat(timespec="milliseconds")
+    seconds = time.time() if moment is None else moment
+    zone = _zone(time.localtime(seconds).tm_gmtoff)  # the offset of that moment (DST included)
+    return datetime.fromtimestamp(seconds, zone).isoformat(timespec="milliseconds")
+
+
+@functools.lru_cache(maxsize=16)
+def _zone(offset: int) -> timezone:
+    # datetime.astimezone() looks the local zone up on every call; offsets are few, so keep them.
+    return timezone(timedelta(seconds=offset))
 
 
 def stored_document(

@@ -30,7 +30,6 @@ from feedstore.keys import (
     counter_key,
     document_key,
     index_key,
-    revision_key,
     sequence_key,
 )
 from feedstore.schema import Schema
@@ -86,10 +85,8 @@ class Store:
     @_unavailable_on_redis_error
     def get(self, key: str) -> tuple[int, bytes] | None:
         """The revision and stored JSON of `key`, or None when it has no entry."""
-        revision, raw = cast(
-            list[bytes | None], self.redis.mget(revision_key(key), document_key(key))
-        )
-        return None if raw is None or revision is None else (int(revision), raw)
+        raw = cast(bytes | None, self.redis.get(document_key(key)))
+        return None if raw is None else (codec_json.stored_revision(raw, key), raw)
 
     @_unavailable_on_redis_error
     def child_keys(self, key: str, after: str | None, count: int) -> list[str]:
