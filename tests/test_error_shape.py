@@ -490,3 +490,19 @@ def test_bad_input_is_answered_as_documented_and_changes_nothing(
         assert (document["error"]["status"], document["error"]["code"]) == (status, code)
     assert "Traceback" not in response.get_data(as_text=True)
     assert snapshot(redis_client) == before
+
+
+def test_a_bug_is_a_500_in_the_same_shape_without_a_traceback(
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(key: str) -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(client.application.extensions["feedstore"].store, "get", broken)
+    for url, content_type in (("/d/a?e", "application/json"), ("/d/a?e&x", "application/atom+xml")):
+        response = client.get(url)
+        assert response.status_code == 500
+        assert response.content_type.startswith(content_type)
+        assert b"Internal server error." in response.data
+        assert b"secret internals" not in response.data and b"Traceback" not in response.data
+    assert "secret internals" in caplog.text, "the traceback goes to the log instead"
