@@ -13,7 +13,7 @@ page is full makes the page partial (206), with a cursor to go on.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from feedstore import codec_json
@@ -70,54 +70,63 @@ class FeedReader:
             return Page(documents, Position(keys[-1]) if more and keys else None)
         if query.sort is not None and query.sort.field not in self.indexed:
             return self._sorted_in_memory(parent, query, after)
-        return self._collect(
-            self._candidates(parent, query, after), Matcher(query, self.schema), query.limit
-        )
+        candidates, matches = self._plan(parent, query, after, query.limit + 1)
+        return self._collect(candidates, matches, query.limit)
 
     def count(self, parent: str, query: Query, after: Position | None) -> Page:
         """How many children match (`?c`); partial when the fetch limit stopped the count."""
         if not query.filtered:
             return Page([], count=self.store.count(parent))
-        page = self._collect(
-            self._candidates(parent, query, after), Matcher(query, self.schema), None
-        )
+        candidates, matches = self._plan(parent, query, after, BATCH)
+        page = self._collect(candidates, matches, None)
         page.count, page.documents = len(page.documents), []
         return page
 
     # -- plans ------------------------------------------------------------------------------
 
-    def _candidates(
-        self, parent: str, query: Query, after: Position | None
-    ) -> Iterator[tuple[Position, bytes | None]]:
-        walk = self._index_walk(parent, query)
+    def _plan(
+        self, parent: str, query: Query, after: Position | None, first_batch: int
+    ) -> tuple[Iterator[tuple[Position, bytes | None]], Matcher | None]:
+        """The candidates to examine, and the matcher for what the index doesn't settle."""
+        walk, served = self._index_walk(parent, query)
         if walk is None:
-            return self._scan(parent, after)
-        return self._walk(walk, after)
+            candidates = self._scan(parent, after)
+        else:
+            candidates = self._walk(walk, after, first_batch)
+        rest = replace(query, filters=[f for f in query.filters if f not in served])
+        return candidates, (Matcher(rest, self.schema) if rest.filtered else None)
 
-    def _index_walk(self, parent: str, query: Query) -> _Walk | None:
-        """The index that serves this query, if one does (see the module docstring)."""
+    def _index_walk(self, parent: str, query: Query) -> tuple[_Walk | None, list[Filter]]:
+        """The index that serves this query, if one does, and the filters its bounds settle."""
         if query.sort is not None:
-            bounds = [f for f in query.filters if f.field == query.sort.field]
-            return self._walk_of(parent, query.sort.field, bounds[:1], query.sort.descending)
+            bounds = [f for f in query.filters if f.field == query.sort.field][:1]
+            return self._walk_of(parent, query.sort.field, bounds, query.sort.descending)
         for condition in query.filters:
             if condition.op == "eq" and condition.field in self.indexed:
                 return self._walk_of(parent, condition.field, [condition], False)
-        return None
+        return None, []
 
-    def _walk_of(self, parent: str, field: str, bounds: list[Filter], descending: bool) -> _Walk:
+    def _walk_of(
+        self, parent: str, field: str, bounds: list[Filter], descending: bool
+    ) -> tuple[_Walk, list[Filter]]:
         low, high = b"-", b"+"
+        served: list[Filter] = []
         for condition in bounds:
             declared = self.schema.type_of(condition.path) if self.schema else None
+            if condition.op == "fm" and declared != "string":
+                continue  # a prefix of a number's text is no range of numbers
             encoded = encode_text(condition.value, declared)
             if encoded is None:  # a number filter that isn't a number: nothing can match
-                return _Walk(index_key(parent, field), b"+", b"-", descending)
+                return _Walk(index_key(parent, field), b"+", b"-", descending), [condition]
             if condition.op in _LOW:
                 bracket, suffix = _LOW[condition.op]
                 low = bracket.encode() + encoded + suffix
             if condition.op in _HIGH:
                 bracket, suffix = _HIGH[condition.op]
                 high = bracket.encode() + encoded + suffix
-        return _Walk(index_key(parent, field), low, high, descending)
+            if condition.op in _LOW or condition.op in _HIGH:
+                served.append(condition)
+        return _Walk(index_key(parent, field), low, high, descending), served
 
     def _scan(self, parent: str, after: Position | None) -> Iterator[tuple[Position, bytes | None]]:
         last = after.key if after else None
@@ -128,7 +137,10 @@ class FeedReader:
                 return
             last = keys[-1]
 
-    def _walk(self, walk: _Walk, after: Position | None) -> Iterator[tuple[Position, bytes | None]]:
+    def _walk(
+        self, walk: _Walk, after: Position | None, batch: int
+    ) -> Iterator[tuple[Position, bytes | None]]:
+        """Index members in order; the first batch is a page's worth, later ones BATCH."""
         low, high = walk.low, walk.high
         while True:
             if after is not None and after.member is not None:
@@ -136,26 +148,29 @@ class FeedReader:
                     high = b"(" + after.member
                 else:
                     low = b"(" + after.member
-            found = self.store.index_range(walk.name, low, high, BATCH, walk.descending)
+            found = self.store.index_range(walk.name, low, high, batch, walk.descending)
             keys = [key_of(member) for member in found]
             positions = [Position(key, member) for key, member in zip(keys, found, strict=True)]
             yield from zip(positions, self.store.documents(keys), strict=True)
-            if len(found) < BATCH:
+            if len(found) < batch:
                 return
-            after = positions[-1]
+            after, batch = positions[-1], BATCH
 
     def _collect(
         self,
         candidates: Iterator[tuple[Position, bytes | None]],
-        matches: Callable[[dict[str, Any]], bool],
+        matches: Callable[[dict[str, Any]], bool] | None,
         limit: int | None,
     ) -> Page:
-        """Take matching candidates until the page is full or the fetch limit is reached."""
+        """Take matching candidates until the page is full or the fetch limit is reached.
+
+        With no matcher (the index settled every filter) documents are taken without decoding.
+        """
         documents: list[bytes] = []
         last: Position | None = None
         for examined, (position, raw) in enumerate(candidates, start=1):
             last = position
-            if raw is not None and matches(codec_json.loads_stored(raw)):
+            if raw is not None and (matches is None or matches(codec_json.loads_stored(raw))):
                 documents.append(raw)
                 if limit is not None and len(documents) == limit:
                     more = next(candidates, None) is not None
