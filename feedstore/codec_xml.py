@@ -9,6 +9,7 @@ them), and a schema gives values their JSON types; without one they are strings.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -44,6 +45,8 @@ _ATOM_FIELD_NAMES = frozenset(ATOM_FIELDS)
 _SCALAR_ATOM = ("id", "published", "updated")
 _INTEGER = re.compile(r"-?[0-9]+")
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+_ATOM_TAGS = {"entry": f"{{{ATOM}}}entry", "feed": f"{{{ATOM}}}feed"}
+SubElement = etree.SubElement
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -223,7 +226,7 @@ def dumps_message(title: str, error: Mapping[str, Any] | None = None) -> bytes:
 
 
 def _write_entry(parent: etree._Element, document: Mapping[str, Any]) -> None:
-    entry = etree.SubElement(parent, f"{{{ATOM}}}entry")
+    entry = SubElement(parent, _ATOM_TAGS["entry"])
     for name, value in document.items():
         if name in _ATOM_FIELD_NAMES:
             for item in value if name in ATOM_LISTS else [value]:
@@ -233,24 +236,25 @@ def _write_entry(parent: etree._Element, document: Mapping[str, Any]) -> None:
 
 
 def _write_atom(parent: etree._Element, name: str, value: Any) -> None:
-    element = etree.SubElement(parent, f"{{{ATOM}}}{name}")
-    if isinstance(value, Mapping):
+    element = SubElement(parent, _atom_tag(name))
+    if type(value) is dict:
         _write_mapping(element, value, _write_atom)
     else:
         element.text = str(value)
 
 
 def _write_value(parent: etree._Element, name: str, value: Any) -> None:
-    if isinstance(value, list):
+    kind = type(value)
+    if kind is list:
         for item in value:
-            if isinstance(item, list):
+            if type(item) is list:
                 raise InvalidField(f"An array of arrays has no XML form: {name}", field=name)
             _write_value(parent, name, item)
         return
-    element = etree.SubElement(parent, f"{{{FIELDS}}}{name}")
+    element = SubElement(parent, _field_tag(name))
     if value is None:
         element.set(NIL, "true")
-    elif isinstance(value, Mapping):
+    elif kind is dict:
         _write_mapping(element, value, _write_value)
     else:
         element.text = _text(value)
@@ -271,7 +275,19 @@ def _write_mapping(
             write_child(element, key, item)
 
 
+@functools.lru_cache(maxsize=1024)
+def _atom_tag(name: str) -> str:
+    return f"{{{ATOM}}}{name}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _field_tag(name: str) -> str:
+    return f"{{{FIELDS}}}{name}"
+
+
 def _text(value: Any) -> str:
+    if type(value) is str:
+        return value
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
