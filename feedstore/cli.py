@@ -1,4 +1,4 @@
-"""The `feedstore` command line: one argparse subcommand per task (serve; import, export later)."""
+"""The `feedstore` command line: one argparse subcommand per task (serve, schema, bench)."""
 
 from __future__ import annotations
 
@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     subcommands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     add_serve_command(subcommands)
     add_schema_command(subcommands)
+    add_bench_command(subcommands)
     return parser
 
 
@@ -136,6 +137,27 @@ def add_schema_command(subcommands: argparse._SubParsersAction[argparse.Argument
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="./%(default)s")
     parser.add_argument("--redis-url", help="the Redis a feedstore serve uses")
     parser.set_defaults(command=run_schema)
+
+
+def add_bench_command(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `feedstore bench`: every argument after it goes, as given, to feedstore.bench."""
+    parser = subcommands.add_parser(
+        "bench",
+        help="measure feedstore on this machine (feedstore bench --help)",
+        add_help=False,
+        # No argument can start with NUL, so none looks like an option here and REMAINDER takes
+        # them all, --help included, for the bench's own parser to read.
+        prefix_chars="\0",
+    )
+    parser.add_argument("arguments", nargs=argparse.REMAINDER)
+    parser.set_defaults(command=run_bench)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """`feedstore bench`: the load benchmark, with its own options."""
+    from feedstore.bench import main as bench_main
+
+    return bench_main(list(args.arguments))
 
 
 def run_schema(args: argparse.Namespace) -> int:

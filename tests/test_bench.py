@@ -1,4 +1,5 @@
-"""The bench's pieces without wrk: Lua text, wrk's summary, the arithmetic, the apps and servers."""
+"""The bench's pieces without wrk: Lua text, wrk's summary, the arithmetic, the apps and servers,
+the scale data set, the codec micro-benchmark and the `feedstore bench` command."""
 
 from __future__ import annotations
 
@@ -7,9 +8,23 @@ from pathlib import Path
 
 import fakeredis
 import pytest
+import redis
 
-from feedstore.bench import baseline, client, lua, report, runner, scenarios, servers, wrk
+from feedstore import cli
+from feedstore.bench import (
+    baseline,
+    client,
+    codecs,
+    lua,
+    report,
+    runner,
+    scale,
+    scenarios,
+    servers,
+    wrk,
+)
 from feedstore.bench.load import REVISION, ConnectionPlan, Load, RequestTemplate
+from feedstore.bench.scenarios import Target
 from feedstore.embedded import EmbeddedRedis
 
 # stdout of `wrk -t2 -c2 -d1s -s <lua.script(baseline-put)>`, captured on the dev machine.
@@ -49,8 +64,15 @@ def test_template_renders_the_revision_into_path_and_body() -> None:
         "PUT", f"/b/k?r={REVISION}", body=f'{{"id":"/k,{REVISION}"}}'.encode()
     )
     assert template.has_revision
-    assert template.render(7) == ("/b/k?r=7", b'{"id":"/k,7"}')
-    assert RequestTemplate("GET", "/d/k?e").render(None) == ("/d/k?e", b"")
+    rendered = template.render(7)
+    assert (rendered.path, rendered.body) == ("/b/k?r=7", b'{"id":"/k,7"}')
+    assert RequestTemplate("GET", "/d/k?e").render(None).path == "/d/k?e"
+
+
+def test_template_renders_the_revision_into_a_header() -> None:
+    template = RequestTemplate("PATCH", "/d/k", {"If-Match": f'"{REVISION}"', "X-A": "b"})
+    assert template.has_revision
+    assert template.render(4).headers == {"If-Match": '"4"', "X-A": "b"}
 
 
 def test_script_bakes_in_each_plan_cut_at_the_revision() -> None:
@@ -63,6 +85,14 @@ def test_script_bakes_in_each_plan_cut_at_the_revision() -> None:
     assert '["X-Requested-With"] = "x"' in text
     for function in ("setup(thread)", "init(args)", "request()", "response(", "done("):
         assert f"function {function}" in text
+    assert "revision_in_headers" not in text.split("plans = {", 1)[1].split("\n}")[0]
+
+
+def test_script_cuts_a_header_at_the_revision() -> None:
+    request = RequestTemplate("PATCH", "/d/k", {"If-Match": f'"{REVISION}"'}, b"{}")
+    text = lua.script(Load((ConnectionPlan(request, revision=1),), threads=1, connections=1))
+    assert '["If-Match"] = {"\\034", "\\034"}' in text
+    assert "revision_in_headers = true" in text
 
 
 def test_parse_output_reads_the_summary_line() -> None:
@@ -107,9 +137,9 @@ def test_faster_server_and_ratios_under_it() -> None:
     assert faster == "granian"
     assert relative == {"gunicorn": 1.0, "granian": 2.0}
     ratios = report.compare(measurements, scenarios.COMPARISONS, "granian")
-    assert [(r.operation, r.ratio, r.met, r.cpu_ratio) for r in ratios] == [
-        ("GET", 0.9, True, 2.0),  # 1 ms per request over the baseline's 0.5 ms
-        ("PUT", 0.6, False, 2.0),
+    assert [(r.name, r.ratio, r.met, r.cpu_ratio) for r in ratios] == [
+        ("feedstore/baseline GET", 0.9, True, 2.0),  # 1 ms per request over the baseline's 0.5
+        ("feedstore/baseline PUT", 0.6, False, 2.0),
     ]
     shown = report.table(report.Report(measurements, relative, faster, ratios, {}))
     assert "faster server: granian" in shown
@@ -121,12 +151,69 @@ def test_durations_are_whole_seconds(text: str, seconds: int) -> None:
     assert runner.parse_duration(text) == seconds
 
 
+def test_ratios_of_two_feedstore_scenarios_under_one_server() -> None:
+    measurements = [
+        measurement("feedstore-put", "granian", 1000, cpu=1.0),
+        measurement("feedstore-patch", "granian", 800, cpu=1.2),
+        measurement("scale-small-g3", "granian", 1000),
+        measurement("scale-big-g3", "granian", 600),
+    ]
+    ratios = {r.name: r for r in report.compare(measurements, scenarios.COMPARISONS, "granian")}
+    assert (ratios["PATCH/PUT"].ratio, ratios["PATCH/PUT"].met) == (0.8, False)
+    assert ratios["PATCH/PUT"].cpu_ratio == 1.5  # 1.5 ms per request over 1 ms
+    assert (ratios["big/small group=g3"].ratio, ratios["big/small group=g3"].met) == (0.6, False)
+
+
 def test_quick_options_and_unknown_servers() -> None:
     options = runner.parse_options(["--quick", "--scenario", "feedstore-get"])
     assert (options.seconds, options.rounds, options.warmup) == (1, 1, 0)
     assert [s.name for s in options.scenarios] == ["feedstore-get"]
     with pytest.raises(runner.BenchError):
         runner.parse_options(["--servers", "apache"])
+
+
+def test_scale_scenarios_run_by_default_and_no_scale_drops_them() -> None:
+    default = runner.parse_options([])
+    assert {"scale-big-page", "feedstore-patch", "feedstore-put-xml"} <= {
+        s.name for s in default.scenarios
+    }
+    assert default.scale_children == 1_000_000
+    quick = runner.parse_options(["--no-scale", "--scale", "50"])
+    assert not any(s.scale for s in quick.scenarios)
+    assert runner.parse_options(["--scale", "50"]).scale_children == 50
+    with pytest.raises(runner.BenchError):
+        runner.parse_options(["--no-scale", "--scenario", "scale-big-g3"])
+
+
+def test_feedstore_bench_passes_its_arguments_to_the_bench(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["bench", "--help"])
+    assert exited.value.code == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith("usage: feedstore bench")
+    assert "--no-scale" in shown and "--scenario NAME" in shown
+
+
+def test_codec_micro_benchmark_times_both_formats() -> None:
+    timings = codecs.measure(3, repeat=1, min_seconds=0.0001)
+    assert [t.operation for t in timings] == [
+        "encode (dumps)",
+        "encode stored (GET)",
+        "decode (loads)",
+    ]
+    assert all(t.json_us > 0 and t.xml_us > 0 for t in timings)
+    assert timings[0].target == codecs.ENCODING_TARGET
+    assert timings[0].met == (timings[0].ratio <= 2.0)
+    shown = report.codec_lines(timings)
+    assert "XML/JSON" in shown[2] and "target <= 2.0x" in shown[2]
+
+
+def test_stored_entries_are_what_a_get_serves() -> None:
+    (first,) = codecs.stored_entries(1)
+    assert first["id"] == "/bench/c000,1"
+    assert {"published", "updated", "author", "userinfo"} <= set(first)
 
 
 def test_baseline_app_bumps_the_revision_and_refuses_a_stale_one() -> None:
@@ -143,21 +230,56 @@ def test_every_scenario_prepares_against_real_servers_which_then_stop(tmp_path: 
     settings = servers.ServerSettings(workers=1, threads=2)
     few = scenarios.Concurrency(connections=2, reader_threads=1, writers=2)
     groups = []
-    with EmbeddedRedis(tmp_path / "redis", persistent=False) as redis:
+    with EmbeddedRedis(tmp_path / "redis", persistent=False) as embedded:
         for app, server in [(scenarios.BASELINE, "gunicorn"), (scenarios.FEEDSTORE, "granian")]:
-            with servers.running(app, server, settings, redis.url, tmp_path) as running:
+            with servers.running(app, server, settings, embedded.url, tmp_path) as running:
                 groups.append(running.process.pid)
                 for scenario in [s for s in scenarios.SCENARIOS if s.app == app]:
-                    load = scenarios.check(running.port, scenario.prepare(running.port, few))
+                    load = scenarios.check(
+                        running.port, scenario.prepare(Target(running.port, few))
+                    )
                     for plan in load.plans:
                         if plan.revision is None:
                             continue
-                        # What wrk sends next is accepted; one revision behind is a conflict.
-                        for revision, status in [(plan.revision, 200), (plan.revision, 409)]:
-                            path, body = plan.request.render(revision)
+                        # What wrk sends next is accepted; one revision behind is refused.
+                        stale = 412 if "If-Match" in plan.request.headers else 409
+                        for revision, status in [(plan.revision, 200), (plan.revision, stale)]:
+                            request = plan.request.render(revision)
                             sent = client.send(
-                                running.port, "PUT", path, body, plan.request.headers
+                                running.port,
+                                request.method,
+                                request.path,
+                                request.body,
+                                request.headers,
                             )
                             assert sent.status == status, (scenario.name, sent.body)
                 assert running.cpu_seconds() > 0
     assert all(servers.group_members(group) == [] for group in groups)
+
+
+def test_scale_data_set_is_seeded_indexed_and_served(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Below the 50 children of /big, so the unindexed filter stops at the fetch limit.
+    monkeypatch.setenv("FEEDSTORE_FETCH_LIMIT", "20")
+    lines: list[str] = []
+    with EmbeddedRedis(tmp_path / "scale", persistent=False) as embedded:
+        data = scale.seed(embedded.url, big=50, small=20, processes=2, progress=lines.append)
+        assert (data.big, data.small, data.processes) == (50, 20, 2)
+        # used_memory moves by more than 50 small entries weigh; one key's usage is exact.
+        assert data.document_memory > data.document_bytes > 100
+        assert sum("%)" in line for line in lines) == 10  # a line every 10%
+        with redis.Redis.from_url(embedded.url) as connection:
+            assert connection.zcard("fs:c:/big") == 50
+            assert connection.zcard("fs:i:group:/big") == connection.zcard("fs:i:score:/big") == 50
+        settings = servers.ServerSettings(workers=1, threads=2)
+        app = scenarios.FEEDSTORE_SCALE
+        with servers.running(app, "granian", settings, embedded.url, tmp_path) as running:
+            target = Target(running.port, scenarios.Concurrency(2, 1, 2), data)
+            for scenario in [s for s in scenarios.SCENARIOS if s.scale]:
+                scenarios.check(running.port, scenario.prepare(target))
+            middle = client.send(running.port, "GET", f"/d/big?f&l=1&p={data.middle_cursor}")
+            assert b'"/big/25,1"' in middle.body
+            page, count = scale.probes(running.port)
+    assert (page.status, page.next_page) == (206, True)
+    assert (count.status, count.next_page, count.title) == (206, True, "0")

@@ -5,8 +5,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-# Stands for the revision in a template's path or body; wrk fills in the one it last read.
+# Stands for the revision in a template's path, headers or body; wrk fills in the one it last read.
 REVISION = "@@REVISION@@"
+
+
+@dataclass(frozen=True)
+class Request:
+    """One concrete HTTP request: a template rendered for one revision."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
 
 
 @dataclass(frozen=True)
@@ -20,7 +30,11 @@ class RequestTemplate:
 
     @property
     def has_revision(self) -> bool:
-        return REVISION in self.path or REVISION.encode() in self.body
+        return (
+            REVISION in self.path
+            or REVISION.encode() in self.body
+            or any(REVISION in value for value in self.headers.values())
+        )
 
     def path_pieces(self) -> list[str]:
         """The path cut at each REVISION, to be joined with the revision (Lua's table.concat)."""
@@ -29,10 +43,19 @@ class RequestTemplate:
     def body_pieces(self) -> list[bytes]:
         return self.body.split(REVISION.encode())
 
-    def render(self, revision: int | None) -> tuple[str, bytes]:
-        """The path and body sent for `revision`, exactly as the Lua script builds them."""
+    def header_pieces(self) -> dict[str, list[str]]:
+        """Each header value cut at each REVISION (one piece when it has none)."""
+        return {name: value.split(REVISION) for name, value in self.headers.items()}
+
+    def render(self, revision: int | None) -> Request:
+        """The request sent for `revision`, exactly as the Lua script builds it."""
         text = "" if revision is None else str(revision)
-        return text.join(self.path_pieces()), text.encode().join(self.body_pieces())
+        return Request(
+            self.method,
+            text.join(self.path_pieces()),
+            {name: text.join(pieces) for name, pieces in self.header_pieces().items()},
+            text.encode().join(self.body_pieces()),
+        )
 
 
 @dataclass(frozen=True)

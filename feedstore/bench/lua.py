@@ -47,6 +47,16 @@ local function revision_of(headers)
   return value and string.match(value, "(%d+)")
 end
 
+-- Header values with the revision in them (If-Match) are lists of pieces, like paths and bodies.
+local function headers_for(template, revision)
+  if not template.revision_in_headers then return template.headers end
+  local headers = {}
+  for name, value in pairs(template.headers) do
+    headers[name] = type(value) == "table" and table.concat(value, revision) or value
+  end
+  return headers
+end
+
 function request()
   if resyncing then
     local again = plan.resync
@@ -54,7 +64,8 @@ function request()
   end
   if fixed then return fixed end
   local body = plan.body and table.concat(plan.body, revision)
-  return wrk.format(plan.method, table.concat(plan.path, revision), plan.headers, body)
+  local path = table.concat(plan.path, revision)
+  return wrk.format(plan.method, path, headers_for(plan, revision), body)
 end
 
 function response(status, headers, body)
@@ -126,8 +137,10 @@ def _request_fields(request: RequestTemplate) -> list[str]:
     fields = [
         f"method = {literal(request.method)}",
         f"path = {_list(request.path_pieces())}",
-        f"headers = {_table(request.headers)}",
+        f"headers = {_headers(request.header_pieces())}",
     ]
+    if any(len(pieces) > 1 for pieces in request.header_pieces().values()):
+        fields.append("revision_in_headers = true")
     if request.body:
         fields.append(f"body = {_list(request.body_pieces())}")
     return fields
@@ -137,5 +150,10 @@ def _list(pieces: Sequence[str | bytes]) -> str:
     return "{" + ", ".join(literal(piece) for piece in pieces) + "}"
 
 
-def _table(mapping: Mapping[str, str]) -> str:
-    return "{" + ", ".join(f"[{literal(k)}] = {literal(v)}" for k, v in mapping.items()) + "}"
+def _headers(pieces: Mapping[str, list[str]]) -> str:
+    """A Lua table of header values: a string, or a list of pieces around the revision."""
+    values = {
+        name: literal(parts[0]) if len(parts) == 1 else _list(parts)
+        for name, parts in pieces.items()
+    }
+    return "{" + ", ".join(f"[{literal(name)}] = {value}" for name, value in values.items()) + "}"

@@ -1,4 +1,8 @@
-"""Turning wrk results into measurements, the faster server, the ratios, a table and JSON."""
+"""Turning wrk results into measurements, the faster server, the ratios, a table and JSON.
+
+Beside wrk's numbers a report carries what the run measured without wrk: the codec
+micro-benchmark, and the scale data set's seeding, memory and one-off timed requests.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from feedstore.bench.codecs import CodecTiming
+from feedstore.bench.scale import PROBE_REPEATS, Probe, ScaleData
 from feedstore.bench.scenarios import Comparison, Scenario
 from feedstore.bench.wrk import WrkResult
 
@@ -45,13 +51,14 @@ class Measurement:
 
 @dataclass(frozen=True)
 class Ratio:
-    """feedstore over baseline for one operation, under one server."""
+    """One comparison's throughput ratio under one server, and its CPU per request ratios."""
 
-    operation: str
+    name: str
     server: str
     ratio: float
     target: float
-    cpu_ratio: float  # feedstore's server CPU per request over the baseline's
+    cpu_ratio: float  # the subject's server CPU per request over the reference's
+    redis_cpu_ratio: float  # the same for Redis's CPU
 
     @property
     def met(self) -> bool:
@@ -65,6 +72,15 @@ class Report:
     faster_server: str | None
     ratios: list[Ratio]
     settings: dict[str, Any]
+    codecs: list[CodecTiming] = dataclasses.field(default_factory=list)
+    scale: ScaleData | None = None
+    probes: list[Probe] = dataclasses.field(default_factory=list)
+    probe_server: str | None = None
+
+    @property
+    def met(self) -> bool:
+        """Whether every target of the run was met: the ratios and the codecs'."""
+        return all(r.met for r in self.ratios) and all(c.met for c in self.codecs)
 
 
 def measure(
@@ -132,30 +148,36 @@ def rank_servers(
 def compare(
     measurements: Sequence[Measurement], comparisons: Sequence[Comparison], server: str
 ) -> list[Ratio]:
-    """feedstore/baseline throughput under `server` for every comparison both sides ran."""
+    """subject/reference throughput under `server` for every comparison both sides ran."""
     found = {(m.scenario, m.server): m for m in measurements}
     ratios = []
     for comparison in comparisons:
-        feedstore = found.get((comparison.feedstore, server))
-        baseline = found.get((comparison.baseline, server))
-        if feedstore is not None and baseline is not None and baseline.requests_per_s:
+        subject = found.get((comparison.subject, server))
+        reference = found.get((comparison.reference, server))
+        if subject is not None and reference is not None and reference.requests_per_s:
             ratios.append(
                 Ratio(
-                    comparison.operation,
+                    comparison.name,
                     server,
-                    round(feedstore.requests_per_s / baseline.requests_per_s, 3),
+                    round(subject.requests_per_s / reference.requests_per_s, 3),
                     comparison.target,
-                    round(feedstore.cpu_ms / baseline.cpu_ms, 3) if baseline.cpu_ms else 0.0,
+                    _over(subject.cpu_ms, reference.cpu_ms),
+                    _over(subject.redis_cpu_ms, reference.redis_cpu_ms),
                 )
             )
     return ratios
+
+
+def _over(value: float, reference: float) -> float:
+    return round(value / reference, 3) if reference else 0.0
 
 
 def table(report: Report) -> str:
     """The report as fixed-width text."""
     header = (
         f"{'scenario':<17} {'server':<16} {'req/s':>9} {'entries/s':>10} {'p50 ms':>7} "
-        f"{'p99 ms':>7} {'non-2xx':>7} {'409':>5} {'sock err':>8} {'cpu ms/req':>10}"
+        f"{'p99 ms':>7} {'non-2xx':>7} {'409':>5} {'sock err':>8} {'cpu ms/req':>10} "
+        f"{'redis ms':>8}"
     )
     lines = [header, "-" * len(header)]
     for m in report.measurements:
@@ -163,7 +185,7 @@ def table(report: Report) -> str:
         lines.append(
             f"{m.scenario:<17} {m.server:<16} {m.requests_per_s:9.0f} {entries} {m.p50_ms:7.2f} "
             f"{m.p99_ms:7.2f} {m.non_2xx:7d} {m.conflicts:5d} {m.socket_errors + m.timeouts:8d} "
-            f"{m.cpu_ms:10.3f}"
+            f"{m.cpu_ms:10.3f} {m.redis_cpu_ms:8.3f}"
         )
     if report.server_ratios:
         first = next(iter(report.server_ratios))
@@ -173,16 +195,65 @@ def table(report: Report) -> str:
     for ratio in report.ratios:
         verdict = "met" if ratio.met else "MISSED"
         lines.append(
-            f"feedstore/baseline {ratio.operation:<4} under {ratio.server}: {ratio.ratio:.2f}x "
-            f"(target >= {ratio.target:.2f}x) {verdict}; server CPU per request "
-            f"{ratio.cpu_ratio:.2f}x the baseline's"
+            f"{ratio.name:<22} under {ratio.server}: {ratio.ratio:.2f}x "
+            f"(target >= {ratio.target:.2f}x) {verdict}; CPU per request: server "
+            f"{ratio.cpu_ratio:.2f}x, Redis {ratio.redis_cpu_ratio:.2f}x"
         )
+    lines += codec_lines(report.codecs)
+    lines += scale_lines(report.scale, report.probes, report.probe_server)
     return "\n".join(lines)
+
+
+def codec_lines(timings: Sequence[CodecTiming]) -> list[str]:
+    """The codec micro-benchmark, one line per operation."""
+    if not timings:
+        return []
+    lines = ["", "codecs, in-process, µs per entry (best of the repeats):"]
+    for timing in timings:
+        verdict = ""
+        if timing.target is not None:
+            verdict = f" (target <= {timing.target:.1f}x) " + ("met" if timing.met else "MISSED")
+        lines.append(
+            f"  {timing.operation:<20} JSON {timing.json_us:8.2f}  XML {timing.xml_us:8.2f}  "
+            f"XML/JSON {timing.ratio:.1f}x{verdict}"
+        )
+    return lines
+
+
+def scale_lines(scale: ScaleData | None, probes: Sequence[Probe], server: str | None) -> list[str]:
+    """How the scale data set was seeded, what it weighs, and the one-off requests."""
+    if scale is None:
+        return []
+    rate = scale.big / scale.seconds if scale.seconds else 0.0
+    lines = [
+        "",
+        f"scale: /small {scale.small:,} and /big {scale.big:,} children; /big seeded in "
+        f"{scale.seconds:.0f} s from {scale.processes} processes ({rate:,.0f} entries/s)",
+        f"scale: Redis used_memory {scale.bytes_per_entry:,.0f} B per /big child (document, "
+        f"revision, children and 2 index members); MEMORY USAGE of one fs:d: key "
+        f"{scale.document_memory} B for {scale.document_bytes} B of JSON",
+    ]
+    for probe in probes:
+        cursor = "with" if probe.next_page else "WITHOUT"
+        count = f", count {probe.title}" if probe.title else ""
+        lines.append(
+            f"scale: {probe.path} under {server}: {probe.status} in {probe.milliseconds:,.0f} ms "
+            f"(median of {PROBE_REPEATS}), {cursor} the next-page headers{count}"
+        )
+    return lines
 
 
 def warnings(report: Report) -> list[str]:
     """Signs that a run measured something else than intended."""
     found = []
+    limit = report.settings.get("fetch_limit")
+    if report.scale is not None and isinstance(limit, int) and report.scale.big > limit:
+        found += [
+            f"{probe.path} answered {probe.status} (next-page headers: {probe.next_page}), "
+            f"where the fetch limit of {limit:,} should stop it with a 206 and a cursor"
+            for probe in report.probes
+            if probe.status != 206 or not probe.next_page
+        ]
     for m in report.measurements:
         failed = m.non_2xx + m.socket_errors + m.timeouts
         if m.requests and failed > m.requests * 0.001:
@@ -201,6 +272,12 @@ def as_json(report: Report) -> dict[str, Any]:
         "server_ratios": report.server_ratios,
         "faster_server": report.faster_server,
         "ratios": [{**dataclasses.asdict(r), "met": r.met} for r in report.ratios],
+        "codecs": [
+            {**dataclasses.asdict(c), "ratio": c.ratio, "met": c.met} for c in report.codecs
+        ],
+        "scale": dataclasses.asdict(report.scale) if report.scale else None,
+        "probes": [dataclasses.asdict(p) for p in report.probes],
+        "probe_server": report.probe_server,
     }
 
 

@@ -3,13 +3,15 @@
 Everything runs on this machine: one embedded Redis (AOF, fsync everysec, as in production) in a
 temp dir, every app under every server with the same workers and threads, and wrk as the only
 load generator. Rounds interleave the scenarios, so a burst of other load on the machine hits
-all of them alike instead of skewing one.
+all of them alike instead of skewing one. The scale scenarios get a second Redis, seeded once
+before the servers start; the codec micro-benchmark runs first, in-process, on a quiet machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import re
 import signal
@@ -21,12 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from feedstore.bench import report, scenarios, servers, wrk
+from feedstore.bench import codecs, report, scale, scenarios, servers, wrk
 from feedstore.bench.client import RequestFailed
+from feedstore.bench.codecs import CodecTiming
 from feedstore.bench.report import Report
-from feedstore.bench.scenarios import Concurrency, Scenario
+from feedstore.bench.scale import Probe, ScaleData
+from feedstore.bench.scenarios import Concurrency, Scenario, Target
 from feedstore.bench.servers import RunningServer, ServerError, ServerSettings
 from feedstore.embedded import EmbeddedRedis, EmbeddedRedisError
+from feedstore.settings import Settings
 
 Progress = Callable[[str], None]
 _DURATION = re.compile(r"(\d+)(s|m)?")
@@ -52,6 +57,9 @@ class Options:
     concurrency: Concurrency
     json_path: str | None
     check: bool
+    scale_children: int = scale.BIG_CHILDREN
+    seed_processes: int = 2
+    codecs: bool = True
 
     @property
     def seconds_per_round(self) -> int:
@@ -83,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             print(text)
         else:
             Path(options.json_path).write_text(text + "\n", encoding="utf-8")
-    if options.check and not all(ratio.met for ratio in result.ratios):
+    if options.check and not result.met:
         return 3
     return 0
 
@@ -145,10 +153,31 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"run only this scenario (repeatable): {', '.join(names)}",
     )
     parser.add_argument(
+        "--scale",
+        type=_positive_int,
+        default=scale.BIG_CHILDREN,
+        metavar="N",
+        help="children of /big for the scale-* scenarios, seeded once per run (%(default)s)",
+    )
+    parser.add_argument(
+        "--no-scale",
+        action="store_true",
+        help="skip the scale-* scenarios and their seeding, for quick runs",
+    )
+    parser.add_argument(
+        "--seed-processes",
+        type=_positive_int,
+        default=2,
+        help="processes that seed /big (%(default)s)",
+    )
+    parser.add_argument(
+        "--no-codecs", action="store_true", help="skip the in-process codec micro-benchmark"
+    )
+    parser.add_argument(
         "--json", metavar="FILE", help="also write the results as JSON (- for stdout)"
     )
     parser.add_argument(
-        "--check", action="store_true", help="exit 3 when a feedstore/baseline target is missed"
+        "--check", action="store_true", help="exit 3 when a comparison or codec target is missed"
     )
     return parser
 
@@ -160,12 +189,21 @@ def parse_options(argv: list[str] | None) -> Options:
     if unknown or not chosen:
         raise BenchError(f"unknown server {', '.join(unknown) or '(none)'}")
     picked = set(args.scenario or [])
+    chosen_scenarios = tuple(
+        s
+        for s in scenarios.SCENARIOS
+        if (not picked or s.name in picked) and not (args.no_scale and s.scale)
+    )
+    if not chosen_scenarios:
+        raise BenchError("no scenario left to run (--no-scale drops the scale-* ones)")
+    if args.scale < 2:
+        raise BenchError(f"--scale must be at least 2, for /big to have a middle, not {args.scale}")
     return Options(
         seconds=1 if args.quick else args.duration,
         rounds=1 if args.quick else args.rounds,
         warmup=0 if args.quick else args.warmup,
         servers=tuple(dict.fromkeys(chosen)),
-        scenarios=tuple(s for s in scenarios.SCENARIOS if not picked or s.name in picked),
+        scenarios=chosen_scenarios,
         settings=ServerSettings(workers=args.workers, threads=args.threads),
         concurrency=Concurrency(
             connections=args.connections,
@@ -174,6 +212,9 @@ def parse_options(argv: list[str] | None) -> Options:
         ),
         json_path=args.json,
         check=args.check,
+        scale_children=args.scale,
+        seed_processes=args.seed_processes,
+        codecs=not args.no_codecs,
     )
 
 
@@ -188,18 +229,22 @@ def parse_duration(text: str) -> int:
 def run(options: Options, progress: Progress) -> Report:
     """Start Redis and every server, run every scenario in rounds, stop everything, report."""
     wrk.executable()
+    codec_timings: list[CodecTiming] = []
+    if options.codecs:
+        progress(f"bench: codec micro-benchmark, {codecs.ENTRIES} stored entries, in-process")
+        codec_timings = codecs.measure()
     apps = list(dict.fromkeys(scenario.app for scenario in options.scenarios))
     results: dict[tuple[str, str], list[wrk.WrkResult]] = {}
     cpu: dict[tuple[str, str], list[float]] = {}
     entries: dict[str, int] = {}
+    probes: list[Probe] = []
     with (
         _signals_as_exit(),
         tempfile.TemporaryDirectory(prefix="fsbench-") as temp,
         contextlib.ExitStack() as stack,
     ):
         work = Path(temp)
-        progress(f"bench: Redis with AOF (fsync everysec) in {work}")
-        redis = stack.enter_context(EmbeddedRedis(work / "redis", fsync="everysec"))
+        redis_servers, scale_data = _start_redis(apps, options, work, stack, progress)
         running: dict[tuple[str, str], RunningServer] = {}
         for server in options.servers:
             for app in apps:
@@ -208,8 +253,14 @@ def run(options: Options, progress: Progress) -> Report:
                     f"({options.settings.workers} workers)"
                 )
                 running[app.name, server] = stack.enter_context(
-                    servers.running(app, server, options.settings, redis.url, work)
+                    servers.running(
+                        app, server, options.settings, redis_servers[app.redis].url, work
+                    )
                 )
+        if scale_data is not None:
+            probed = running[scenarios.FEEDSTORE_SCALE.name, options.servers[0]]
+            progress(f"bench: timing the unindexed filter over /big under {probed.server}")
+            probes = scale.probes(probed.port)
         steps = len(options.scenarios) * len(options.servers) * options.rounds
         step = 0
         for round_number in range(1, options.rounds + 1):
@@ -217,29 +268,65 @@ def run(options: Options, progress: Progress) -> Report:
                 for server in options.servers:
                     step += 1
                     target = running[scenario.app.name, server]
+                    redis_pid = redis_servers[scenario.app.redis].pid or 0
+                    prepared = Target(target.port, options.concurrency, scale_data)
                     if round_number == 1 and options.warmup:
-                        warm = scenarios.check(
-                            target.port, scenario.prepare(target.port, options.concurrency)
-                        )
+                        warm = scenarios.check(target.port, scenario.prepare(prepared))
                         wrk.run(warm, target.url, options.warmup, work)
                         time.sleep(SETTLE_SECONDS)
-                    load = scenarios.check(
-                        target.port, scenario.prepare(target.port, options.concurrency)
-                    )
+                    load = scenarios.check(target.port, scenario.prepare(prepared))
                     progress(
                         f"[{step}/{steps}] round {round_number}: {scenario.name} under {server}, "
                         f"{options.seconds_per_round} s, {load.connections} connections"
                     )
-                    before = (target.cpu_seconds(), servers.cpu_seconds([redis.pid or 0]))
+                    before = (target.cpu_seconds(), servers.cpu_seconds([redis_pid]))
                     result = wrk.run(load, target.url, options.seconds_per_round, work)
-                    after = (target.cpu_seconds(), servers.cpu_seconds([redis.pid or 0]))
+                    after = (target.cpu_seconds(), servers.cpu_seconds([redis_pid]))
                     results.setdefault((scenario.name, server), []).append(result)
                     used = cpu.setdefault((scenario.name, server), [0.0, 0.0])
                     used[0] += after[0] - before[0]
                     used[1] += after[1] - before[1]
                     time.sleep(SETTLE_SECONDS)
                     entries[scenario.name] = load.entries_per_request
-    return build_report(options, results, entries, cpu)
+    measured = build_report(options, results, entries, cpu)
+    return dataclasses.replace(
+        measured,
+        codecs=codec_timings,
+        scale=scale_data,
+        probes=probes,
+        probe_server=options.servers[0] if probes else None,
+    )
+
+
+def _start_redis(
+    apps: list[servers.App],
+    options: Options,
+    work: Path,
+    stack: contextlib.ExitStack,
+    progress: Progress,
+) -> tuple[dict[str, EmbeddedRedis], ScaleData | None]:
+    """Start the Redis servers the apps use, by App.redis; seed the scale one if it is used."""
+    started: dict[str, EmbeddedRedis] = {}
+    if any(app.redis == "main" for app in apps):
+        progress(f"bench: Redis with AOF (fsync everysec) in {work}")
+        started["main"] = stack.enter_context(EmbeddedRedis(work / "redis", fsync="everysec"))
+    if not any(app.redis == "scale" for app in apps):
+        return started, None
+    # No AOF: its scenarios only read, and rewriting a million keys' AOF would fork a big Redis
+    # in the middle of the run.
+    progress(
+        f"bench: scale Redis (no AOF) in {work}; seeding /small and "
+        f"{options.scale_children:,} children of /big from {options.seed_processes} processes"
+    )
+    started["scale"] = stack.enter_context(EmbeddedRedis(work / "scale", persistent=False))
+    seeded = scale.seed(
+        started["scale"].url,
+        options.scale_children,
+        processes=options.seed_processes,
+        progress=progress,
+    )
+    progress(f"bench: seeded /big in {seeded.seconds:.0f} s")
+    return started, seeded
 
 
 def build_report(
@@ -261,7 +348,8 @@ def build_report(
         if (scenario.name, server) in results
     ]
     server_ratios, faster = report.rank_servers(measurements, options.servers)
-    ratios = report.compare(measurements, scenarios.COMPARISONS, faster) if faster else []
+    # Without the baseline to rank the servers by, compare under the first one.
+    ratios = report.compare(measurements, scenarios.COMPARISONS, faster or options.servers[0])
     settings = {
         "seconds": options.seconds,
         "rounds": options.rounds,
@@ -273,6 +361,10 @@ def build_report(
         "servers": list(options.servers),
         "redis": "embedded, AOF fsync everysec",
     }
+    if any(scenario.scale for scenario in options.scenarios):
+        settings["scale"] = options.scale_children
+        settings["scale_redis"] = "embedded, no AOF"
+        settings["fetch_limit"] = Settings.load().fetch_limit
     return Report(measurements, server_ratios, faster, ratios, settings)
 
 

@@ -39,6 +39,9 @@ class App:
     name: str
     factory: str  # "module:function"
     health_path: str = "/_health"
+    # Which of the run's Redis servers it is given: "main", or "scale" for the big data set,
+    # kept apart so its schema and its million keys leave the other scenarios as they were.
+    redis: str = "main"
 
 
 @dataclass(frozen=True)
