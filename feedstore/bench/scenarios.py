@@ -149,20 +149,38 @@ def _read_entry(target: Target, options: str) -> Load:
 
 
 def feedstore_put(target: Target) -> Load:
-    return _write_entries(target, "w", lambda key: feed_body(entry(key, REVISION)), WRITE_HEADERS)
+    return _write_entries(
+        target, "w", lambda key: put_request(feed_body(entry(key, REVISION)), WRITE_HEADERS)
+    )
 
 
 def feedstore_put_xml(target: Target) -> Load:
     """The entry of feedstore-put with its id, sent as an Atom feed."""
     return _write_entries(
-        target, "x", lambda key: codec_xml.dumps([entry(key, REVISION)]), XML_HEADERS
+        target, "x", lambda key: put_request(codec_xml.dumps([entry(key, REVISION)]), XML_HEADERS)
     )
 
 
-def _write_entries(
-    target: Target, prefix: str, body: Callable[[str], bytes], headers: dict[str, str]
-) -> Load:
-    """One key per writer, seeded with a forced PUT, then PUT conditionally with `body(key)`."""
+def feedstore_patch(target: Target) -> Load:
+    """`{"score": n}` on the entry of feedstore-put, n the revision, with `If-Match` of it."""
+    return _write_entries(
+        target,
+        "p",
+        lambda key: RequestTemplate(
+            "PATCH",
+            f"/d{key}",
+            {**WRITE_HEADERS, "If-Match": f'"{REVISION}"'},
+            f'{{"score": {REVISION}}}'.encode(),
+        ),
+    )
+
+
+def put_request(body: bytes, headers: dict[str, str]) -> RequestTemplate:
+    return RequestTemplate("PUT", "/d/", headers, body)
+
+
+def _write_entries(target: Target, prefix: str, request: Callable[[str], RequestTemplate]) -> Load:
+    """One key per writer, seeded by a forced PUT, then written conditionally by `request(key)`."""
     port, concurrency = target.port, target.concurrency
     create_parent(port)
     plans = []
@@ -171,30 +189,8 @@ def _write_entries(
         seeded = client.expect(
             client.send(port, "PUT", "/d/", feed_body(entry(key)), WRITE_HEADERS), 200, doing=key
         )
-        conditional = RequestTemplate("PUT", "/d/", headers, body(key))
         resync = RequestTemplate("GET", f"/d{key}?e")
-        plans.append(ConnectionPlan(conditional, _revision(seeded, key), resync))
-    return Load(tuple(plans), concurrency.writers, concurrency.writers)
-
-
-def feedstore_patch(target: Target) -> Load:
-    """`{"score": n}` on the entry of feedstore-put, n the revision, with `If-Match` of it."""
-    port, concurrency = target.port, target.concurrency
-    create_parent(port)
-    plans = []
-    for writer in range(1, concurrency.writers + 1):
-        key = f"{PARENT}/p{writer}"
-        seeded = client.expect(
-            client.send(port, "PUT", "/d/", feed_body(entry(key)), WRITE_HEADERS), 200, doing=key
-        )
-        patch = RequestTemplate(
-            "PATCH",
-            f"/d{key}",
-            {**WRITE_HEADERS, "If-Match": f'"{REVISION}"'},
-            f'{{"score": {REVISION}}}'.encode(),
-        )
-        resync = RequestTemplate("GET", f"/d{key}?e")
-        plans.append(ConnectionPlan(patch, _revision(seeded, key), resync))
+        plans.append(ConnectionPlan(request(key), _revision(seeded, key), resync))
     return Load(tuple(plans), concurrency.writers, concurrency.writers)
 
 
