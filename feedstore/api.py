@@ -12,8 +12,9 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from flask import Blueprint, Response, current_app, request
+from werkzeug.routing import PathConverter
 
-from feedstore import codec_json, codec_xml, cursor, negotiation, writes
+from feedstore import codec_json, codec_xml, cursor, negotiation, openapi, writes
 from feedstore import query as query_module
 from feedstore.entry import Entry, Limits, validate_key
 from feedstore.errors import (
@@ -33,6 +34,14 @@ bp = Blueprint("api", __name__)
 CODECS: dict[Format, Codec] = {Format.JSON: codec_json, Format.XML: codec_xml}
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 META_FIELDS = ("id", "author", "published", "updated")
+# The server's own resources under /d/: only GET reaches them, other methods are 405.
+RESERVED_RESOURCES = ("_schema", "_openapi")
+
+
+class EntryPath(PathConverter):
+    """A key after /d/, except the server's own resources, so that they answer 405 to writes."""
+
+    regex = rf"(?!(?:{'|'.join(RESERVED_RESOURCES)})$)[^/].*?"
 
 
 class Codec(Protocol):
@@ -71,7 +80,7 @@ def guard_writes() -> None:
 
 
 @bp.get("/d/", defaults={"path": ""}, strict_slashes=False)
-@bp.get("/d/<path:path>")
+@bp.get("/d/<entry_path:path>")
 def read(path: str) -> Response:
     key = validate_key(request_key())
     if "_getids" in request.args:
@@ -82,7 +91,7 @@ def read(path: str) -> Response:
 
 
 @bp.post("/d/", defaults={"path": ""}, strict_slashes=False)
-@bp.post("/d/<path:path>")
+@bp.post("/d/<entry_path:path>")
 def create(path: str) -> Response:
     negotiation.method_override(request.method, override_header())
     parent = validate_key(request_key())
@@ -102,7 +111,7 @@ def create(path: str) -> Response:
 
 
 @bp.put("/d/", defaults={"path": ""}, strict_slashes=False)
-@bp.put("/d/<path:path>")
+@bp.put("/d/<entry_path:path>")
 def update(path: str) -> Response:
     if "_addids" in request.args or "_setids" in request.args:
         return counter(validate_key(request_key()))
@@ -118,7 +127,7 @@ def update(path: str) -> Response:
 
 
 @bp.patch("/d/", defaults={"path": ""}, strict_slashes=False)
-@bp.patch("/d/<path:path>")
+@bp.patch("/d/<entry_path:path>")
 def partial_update(path: str) -> Response:
     target = validate_key(request_key())
     written = get_feedstore().store.write(patch_writes(target))
@@ -129,7 +138,7 @@ def partial_update(path: str) -> Response:
     return feed_response([w.document for w in written if w.document is not None], status, headers)
 
 
-@bp.delete("/d/<path:path>")
+@bp.delete("/d/<entry_path:path>")
 def delete(path: str) -> Response:
     write = writes.delete(
         request_key(),
@@ -148,6 +157,17 @@ def schema() -> Response:
     if document is None:
         return Response(status=204)
     return Response(codec_json.dumps_document(document), 200, content_type=codec_json.CONTENT_TYPE)
+
+
+@bp.get("/d/_openapi")
+@bp.get("/openapi.json")
+def openapi_document() -> Response:
+    """The OpenAPI 3.1 document, with the loaded schema's custom fields."""
+    body, tag = openapi.rendered(get_feedstore().store.schema())
+    headers = {"ETag": tag}
+    if request.if_none_match.contains(tag.strip('"')):
+        return Response(status=304, headers=headers)
+    return Response(body, 200, headers, content_type=openapi.CONTENT_TYPE)
 
 
 def counter(key: str) -> Response:

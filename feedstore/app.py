@@ -31,6 +31,7 @@ def create_app(
     app = Flask(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body
     app.url_map.merge_slashes = False
+    app.url_map.converters["entry_path"] = api.EntryPath
     app.extensions["feedstore"] = api.Feedstore(
         Store(client, retries=settings.write_retries, max_subtree=settings.max_entries), settings
     )

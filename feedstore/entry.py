@@ -29,9 +29,12 @@ ATOM_LISTS = ("link", "author", "contributor", "category")
 ATOM_TEXTS = ("title", "subtitle", "summary", "content", "rights")
 ATOM_FIELDS = ("id", *ATOM_LISTS, *ATOM_TEXTS, "published", "updated")
 
-_SEGMENT = re.compile(r"[A-Za-z0-9$_.\-@'()\[\]\u0080-\U0010ffff]+")
+# Non-ASCII is allowed but for the noncharacters U+FFFE and U+FFFF, which XML can't carry.
+_SEGMENT = re.compile(r"[A-Za-z0-9$_.\-@'()\[\]\u0080-\ufffd\U00010000-\U0010ffff]+")
 _FIELD_NAME = re.compile(r"(?!___)[^\W\d][\w\-]*")
 _ATTRIBUTE_NAME = re.compile(r"___[A-Za-z][\w\-]*|______text")
+# What XML 1.0 can't carry: C0 controls but tab and newlines, lone surrogates, U+FFFE and U+FFFF.
+XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 @functools.lru_cache(maxsize=4096)  # documents repeat the same few names
@@ -185,6 +188,12 @@ def entry_from_document(document: object, index: int, limits: Limits) -> Entry:
     return Entry(key=key, id=entry_id, fields=fields, index=index)
 
 
+def check_fields(fields: Mapping[str, Any], key: str | None, limits: Limits) -> None:
+    """check_field on every field of an entry's final content (a patch's result)."""
+    for name, value in fields.items():
+        check_field(name, value, key, limits)
+
+
 def check_field(name: str, value: Any, key: str | None, limits: Limits) -> None:
     """Check a top-level field's name, Atom shape, depth and string sizes."""
     if not _FIELD_NAME.fullmatch(name):
@@ -220,6 +229,10 @@ def _check_bounds(value: Any, path: str, key: str | None, limits: Limits) -> Non
             raise InvalidField(
                 f"String is longer than {limits.max_string} characters: {path}", key=key, field=path
             )
+        if XML_INVALID.search(value):
+            # Entries must read back in Atom as they were written in JSON, and XML has no form
+            # for these characters.
+            raise InvalidField(f"String contains a control character: {path}", key=key, field=path)
     elif isinstance(value, dict):
         for name, item in value.items():
             if not _valid_nested_name(name):

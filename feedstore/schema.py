@@ -47,7 +47,7 @@ class Schema:
         if not isinstance(document.get("properties", {}), Mapping):
             raise InvalidSchema("The schema's properties must be an object.")
         self.document = dict(document)
-        self._validator = Draft202012Validator(_closed(copy.deepcopy(self.document)))
+        self._validator = Draft202012Validator(closed(copy.deepcopy(self.document)))
 
     def validate(self, fields: Mapping[str, Any], key: str | None = None) -> None:
         """Raise UnknownField or InvalidField for the first thing the fields break."""
@@ -104,7 +104,7 @@ class Schema:
         return declared if declared in _JSON_TYPES else None
 
 
-def _closed(node: Any) -> Any:
+def closed(node: Any) -> Any:
     """Close every object schema that declares properties and says nothing of others."""
     if not isinstance(node, dict):
         return node
@@ -113,11 +113,11 @@ def _closed(node: Any) -> Any:
     for name in _SUBSCHEMA_MAPS:
         if isinstance(node.get(name), dict):
             for child in node[name].values():
-                _closed(child)
+                closed(child)
     for name in _SUBSCHEMA_LISTS:
         if isinstance(node.get(name), list):
             for child in node[name]:
-                _closed(child)
+                closed(child)
     for name in ("items", "additionalProperties", "not", "if", "then", "else"):
-        _closed(node.get(name))
+        closed(node.get(name))
     return node

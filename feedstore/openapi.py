@@ -1,0 +1,112 @@
+"""The OpenAPI 3.1 document: the static core (openapi.json) plus the loaded schema's custom fields.
+
+OpenAPI 3.1's schema dialect is JSON Schema 2020-12, the dialect of feedstore's schema, so the
+schema goes in as it is (closed as the server closes it) under `components.schemas.CustomFields`,
+and its properties become properties of `Entry` and `StoredEntry` beside the Atom fields. They are
+merged rather than composed with `allOf`: a closed object can't be combined with another one.
+
+The core lists response sets once (`components.x-response-sets`); an operation's `responses` that
+refers to one gets a copy, with its own statuses on top, and the sets leave the served document.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from feedstore.schema import Schema, closed
+
+CORE_PATH = Path(__file__).with_name("openapi.json")
+CONTENT_TYPE = "application/json"
+RESPONSE_SETS = "x-response-sets"
+_SET_PREFIX = f"#/components/{RESPONSE_SETS}/"
+_CUSTOM = "#/components/schemas/CustomFields"
+# Keywords that change how a schema's references resolve; they'd be wrong inside another document.
+_RELOCATING = ("$id", "$schema", "$anchor", "$dynamicAnchor")
+
+
+@functools.cache
+def core() -> dict[str, Any]:
+    """The static core with its response sets expanded: the document when no schema is loaded."""
+    from feedstore import __version__
+
+    document: dict[str, Any] = orjson.loads(CORE_PATH.read_bytes())
+    document["info"]["version"] = __version__
+    sets = document["components"].pop(RESPONSE_SETS)
+    for path_item in document["paths"].values():
+        for operation in path_item.values():
+            if isinstance(operation, dict) and "responses" in operation:
+                operation["responses"] = _expanded(operation["responses"], sets)
+    return document
+
+
+def _expanded(responses: dict[str, Any], sets: Mapping[str, Any]) -> dict[str, Any]:
+    reference = responses.get("$ref")
+    if not isinstance(reference, str) or not reference.startswith(_SET_PREFIX):
+        return responses
+    own = {status: response for status, response in responses.items() if status != "$ref"}
+    return {**copy.deepcopy(sets[reference.removeprefix(_SET_PREFIX)]), **own}
+
+
+def document(schema: Schema | None) -> dict[str, Any]:
+    """The document for the schema in force (the core itself when there is none)."""
+    result = copy.deepcopy(core())
+    if schema is not None:
+        _add_custom_fields(result["components"]["schemas"], schema.document)
+    return result
+
+
+@functools.lru_cache(maxsize=8)
+def rendered(schema: Schema | None) -> tuple[bytes, str]:
+    """The document as JSON bytes and its ETag; a Schema is cached until its version changes."""
+    body = orjson.dumps(document(schema))
+    return body, f'"{hashlib.sha256(body).hexdigest()}"'
+
+
+def _add_custom_fields(schemas: dict[str, Any], schema_document: Mapping[str, Any]) -> None:
+    """Put the schema under CustomFields and its properties into Entry and StoredEntry."""
+    custom = _relocated(closed(copy.deepcopy(dict(schema_document))), "#", _CUSTOM)
+    for keyword in _RELOCATING:
+        custom.pop(keyword, None)
+    custom["description"] = "The custom fields: the schema loaded in the server."
+    schemas["CustomFields"] = custom
+    declared = {
+        name: {"$ref": f"{_CUSTOM}/properties/{_pointer_token(name)}"}
+        for name in custom.get("properties", {})
+    }
+    entry, stored = schemas["Entry"], schemas["StoredEntry"]
+    # Atom fields are the server's to define, whatever the schema says of the same names.
+    for target in (entry, stored):
+        atom = target["properties"]
+        target["properties"] = {**atom, **{n: s for n, s in declared.items() if n not in atom}}
+    if "additionalProperties" in custom:
+        entry["additionalProperties"] = copy.deepcopy(custom["additionalProperties"])
+    if isinstance(custom.get("required"), list):
+        entry["required"] = list(custom["required"])
+
+
+def _relocated(node: Any, old_root: str, new_root: str) -> Any:
+    """Rewrite local references (`#/$defs/x`) for a schema that now lives at `new_root`."""
+    if isinstance(node, dict):
+        return {
+            name: (
+                new_root + value[len(old_root) :]
+                if name == "$ref" and isinstance(value, str) and value.startswith(old_root)
+                else _relocated(value, old_root, new_root)
+            )
+            for name, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_relocated(item, old_root, new_root) for item in node]
+    return node
+
+
+def _pointer_token(name: str) -> str:
+    """A property name as a JSON Pointer token (RFC 6901)."""
+    return name.replace("~", "~0").replace("/", "~1")
