@@ -83,6 +83,7 @@ def guard_writes() -> None:
 @bp.get("/d/<entry_path:path>")
 def read(path: str) -> Response:
     key = validate_key(request_key())
+    query_module.check_options(request.args)
     if "_getids" in request.args:
         return message(str(get_feedstore().store.get_ids(key)))
     if "f" in request.args or "c" in request.args:
@@ -96,6 +97,7 @@ def create(path: str) -> Response:
     negotiation.method_override(request.method, override_header())
     parent = validate_key(request_key())
     entries = decode_entries()
+    conditions = request_conditions(single=len(entries) == 1)
     unnumbered = [entry for entry in entries if entry.key is None]
     if unnumbered:
         if parent == "/":
@@ -103,7 +105,8 @@ def create(path: str) -> Response:
         numbers = get_feedstore().store.number(parent, len(unnumbered))
         for entry, key in zip(unnumbered, numbers, strict=True):
             entry.key = key
-    written = get_feedstore().store.write(writes.creates(writes.target_entries(entries, "/")))
+    targets = writes.target_entries(entries, "/")
+    written = get_feedstore().store.write(writes.creates(targets, conditions))
     headers = {}
     if len(written) == 1:
         headers = {"Location": f"/d{written[0].key}", "ETag": negotiation.etag(written[0].revision)}
@@ -171,7 +174,18 @@ def openapi_document() -> Response:
 
 
 def counter(key: str) -> Response:
-    """vte.cx counters: `?_addids=<n>` adds (n may be negative), `?_setids=<v>` sets (§6)."""
+    """vte.cx counters: `?_addids=<n>` adds (n may be negative), `?_setids=<v>` sets (§6).
+
+    A counter request carries nothing else: a body, preconditions or both options are 400, never
+    silently ignored.
+    """
+    option = "_addids" if "_addids" in request.args else "_setids"
+    if "_addids" in request.args and "_setids" in request.args:
+        raise InvalidOption("_addids and _setids can't be combined.")
+    if request.get_data(cache=True, parse_form_data=False).strip():
+        raise InvalidOption(f"A counter request takes no body: {option}")
+    if any(request.headers.get(name, "").strip() for name in ("If-Match", "If-None-Match")):
+        raise InvalidOption(f"If-Match and If-None-Match don't apply to counters: {option}")
     store = get_feedstore().store
     if "_addids" in request.args:
         return message(str(store.add_ids(key, parse_integer("_addids"))))

@@ -18,7 +18,15 @@ from typing import Any
 from lxml import etree
 
 from feedstore import codec_json
-from feedstore.entry import ATOM_FIELDS, ATOM_LISTS, ATTRIBUTE_PREFIX, TEXT_FIELD, Entry, Limits
+from feedstore.entry import (
+    ATOM_FIELDS,
+    ATOM_LISTS,
+    ATTRIBUTE_PREFIX,
+    TEXT_FIELD,
+    XML_INVALID,
+    Entry,
+    Limits,
+)
 from feedstore.errors import InvalidBody, InvalidField
 from feedstore.schema import Path, Schema, format_path
 
@@ -210,16 +218,16 @@ def dumps_stored(raw_documents: Iterable[bytes]) -> bytes:
 def dumps_message(title: str, error: Mapping[str, Any] | None = None) -> bytes:
     """A message feed `<feed><title>...</title></feed>`, with `fs:error` for errors."""
     feed = etree.Element(f"{{{ATOM}}}feed", nsmap=NAMESPACES)
-    etree.SubElement(feed, f"{{{ATOM}}}title").text = title
+    etree.SubElement(feed, f"{{{ATOM}}}title").text = _text(title)
     if error is not None:
         element = etree.SubElement(feed, f"{{{FIELDS}}}error")
         for name in ("status", "code", "key", "field", "revision"):
             if error.get(name) is not None:
-                element.set(name, str(error[name]))
+                element.set(name, _text(error[name]))
         for failure in error.get("entries", ()):
             item = etree.SubElement(element, f"{{{FIELDS}}}entry")
             for name, value in failure.items():
-                item.set(name, str(value))
+                item.set(name, _text(value))
         if error.get("current") is not None:
             _write_entry(etree.SubElement(element, f"{{{FIELDS}}}current"), error["current"])
     return etree.tostring(feed, encoding="UTF-8", xml_declaration=True)
@@ -240,7 +248,7 @@ def _write_atom(parent: etree._Element, name: str, value: Any) -> None:
     if type(value) is dict:
         _write_mapping(element, value, _write_atom)
     else:
-        element.text = str(value)
+        element.text = _text(value)
 
 
 def _write_value(parent: etree._Element, name: str, value: Any) -> None:
@@ -251,7 +259,10 @@ def _write_value(parent: etree._Element, name: str, value: Any) -> None:
                 raise InvalidField(f"An array of arrays has no XML form: {name}", field=name)
             _write_value(parent, name, item)
         return
-    element = SubElement(parent, _field_tag(name))
+    try:
+        element = SubElement(parent, _field_tag(name))
+    except ValueError as e:  # a name stored before the rules that keep them XML names
+        raise InvalidField(f"Field name has no XML form: {name}", field=name) from e
     if value is None:
         element.set(NIL, "true")
     elif kind is dict:
@@ -270,7 +281,10 @@ def _write_mapping(
         if key == TEXT_FIELD:
             element.text = _text(item)
         elif key.startswith(ATTRIBUTE_PREFIX):
-            element.set(key[len(ATTRIBUTE_PREFIX) :], _text(item))
+            try:
+                element.set(key[len(ATTRIBUTE_PREFIX) :], _text(item))
+            except ValueError as e:
+                raise InvalidField(f"Attribute name has no XML form: {key}", field=key) from e
         else:
             write_child(element, key, item)
 
@@ -286,8 +300,10 @@ def _field_tag(name: str) -> str:
 
 
 def _text(value: Any) -> str:
+    """A value as XML text. Characters XML can't carry (in data stored before writes refused
+    them, or quoted in an error message) become U+FFFD, so writing XML never fails on them."""
     if type(value) is str:
-        return value
+        return XML_INVALID.sub("\ufffd", value) if XML_INVALID.search(value) else value
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)

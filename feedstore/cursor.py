@@ -11,6 +11,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 
 import orjson
@@ -18,6 +19,7 @@ import orjson
 from feedstore.errors import InvalidOption
 
 TAG_SIZE = 12
+ALPHABET = re.compile(r"[A-Za-z0-9_\-]+")  # base64url without padding
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,12 @@ def encode(position: Position, scope: str, secret: bytes) -> str:
     payload = orjson.dumps([position.key, position.member.hex() if position.member else None])
     tag = hmac.new(secret, scope.encode() + b"\n" + payload, hashlib.sha256).digest()[:TAG_SIZE]
     return base64.urlsafe_b64encode(tag + payload).rstrip(b"=").decode()
+
+
+def check_syntax(cursor: str) -> None:
+    """400 unless `cursor` could be one: reads that don't page still refuse a malformed one."""
+    if not ALPHABET.fullmatch(cursor):
+        raise InvalidOption(f"Cursor is invalid: p={cursor}")
 
 
 def decode(cursor: str, scope: str, secret: bytes | None) -> Position:

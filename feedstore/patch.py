@@ -14,7 +14,14 @@ from typing import Any
 import jsonpatch
 import jsonpointer
 
-from feedstore.entry import PATCH_DIRECTIVE, SERVER_OWNED, merge_top_level, self_link
+from feedstore.entry import (
+    PATCH_DIRECTIVE,
+    SERVER_OWNED,
+    Limits,
+    check_fields,
+    merge_top_level,
+    self_link,
+)
 from feedstore.errors import InvalidField, InvalidPatch, PatchTestFailed
 from feedstore.schema import Path, Schema, format_path
 
@@ -154,11 +161,13 @@ def check_operations(operations: Any) -> list[Any]:
     return operations
 
 
-def check_result(fields: Mapping[str, Any], key: str) -> dict[str, Any]:
-    """What a merge patch or JSON Patch made must keep the server's fields and the self link."""
+def check_result(fields: Mapping[str, Any], key: str, limits: Limits) -> dict[str, Any]:
+    """What a merge patch or JSON Patch made must keep the server's fields and the self link,
+    and be an entry a PUT could have sent (names, Atom shapes, strings)."""
     for name in SERVER_OWNED:
         if name in fields:
             raise InvalidField(f"{name} can't be patched.", key=key, field=name)
     if self_link(fields) not in (key, None):
         raise InvalidField(f"The self link can't be patched. Key = {key}", key=key, field="link")
+    check_fields(fields, key, limits)
     return dict(fields)

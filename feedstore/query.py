@@ -18,6 +18,7 @@ from typing import Any
 
 import regex
 
+from feedstore import cursor
 from feedstore.entry import ATOM_FIELDS
 from feedstore.errors import InvalidOption
 from feedstore.schema import Schema
@@ -82,6 +83,17 @@ class Query:
 def is_option(name: str) -> bool:
     """One-letter parameters and those starting with `_` are options, never filters."""
     return len(name) == 1 or name.startswith("_")
+
+
+def check_options(args: Mapping[str, str]) -> None:
+    """The feed options' syntax, in every read mode: `?e&l=0` is 400 even though `?e` doesn't
+    page. (What a value means is checked by `parse`, which needs the schema.)"""
+    if "l" in args:
+        _limit(args["l"], MAX_LIMIT)
+    if "s" in args:
+        _sort(args["s"], None)
+    if "p" in args:
+        cursor.check_syntax(args["p"])
 
 
 def parse(args: Sequence[tuple[str, str]], schema: Schema | None, fetch_limit: int) -> Query:

@@ -73,9 +73,20 @@ def target_entries(entries: Sequence[Entry], target: str) -> list[Entry]:
     return list(entries)
 
 
-def creates(entries: Sequence[Entry]) -> list[Write]:
-    """POST: every entry is created at its key."""
-    return [Write(Action.CREATE, str(e.key), e.fields, index=e.index) for e in entries]
+def creates(entries: Sequence[Entry], conditions: Conditions) -> list[Write]:
+    """POST: every entry is created at its key. A create needs no revision, so `require_revision`
+    doesn't apply; `If-Match` can only fail (412) on a key that doesn't exist yet."""
+    return [
+        Write(
+            Action.CREATE,
+            str(e.key),
+            e.fields,
+            index=e.index,
+            if_match=conditions.if_match,
+            if_none_match=conditions.if_none_match,
+        )
+        for e in entries
+    ]
 
 
 def puts(entries: Sequence[Entry], conditions: Conditions, settings: Settings) -> list[Write]:
@@ -149,18 +160,19 @@ def standard_patch(
     if target == "/":
         raise InvalidPatch(f"{kind.value} patches one entry: PATCH /d/<key>.")
     validate_entry_key(target)
+    limits = settings.limits
     if kind is PatchKind.JSON_PATCH:
         operations = patch.check_operations(body)
 
         def apply(stored: Fields, schema: Schema | None) -> Fields:
-            return patch.check_result(patch.json_patch(stored, operations), target)
+            return patch.check_result(patch.json_patch(stored, operations), target, limits)
 
     else:
         if not isinstance(body, dict):
             raise InvalidPatch("A merge patch of an entry must be an object.")
 
         def apply(stored: Fields, schema: Schema | None) -> Fields:
-            return patch.check_result(patch.merge_patch(stored, body), target)
+            return patch.check_result(patch.merge_patch(stored, body), target, limits)
 
     write = Write(Action.PATCH, target, upsert=upsert, patcher=apply)
     return _conditional(write, None, conditions, settings)

@@ -194,6 +194,24 @@ def test_messages_and_errors() -> None:
     assert element.findtext(f"{{{FIELDS}}}current/{{{ATOM}}}entry/{{{ATOM}}}id") == "/a,2"
 
 
+def test_writing_xml_never_fails_on_characters_xml_cant_carry() -> None:
+    """Writes refuse them now; data stored before, and messages quoting a bad key, still render."""
+    document = with_key("/a", 1, {"title": "a\x00b", "note": {"___x": "\ufffe", "v": "\x1f"}})
+    entry = etree.fromstring(codec_xml.dumps([document])).find(f"{{{ATOM}}}entry")
+    assert entry.findtext(f"{{{ATOM}}}title") == "a\ufffdb"
+    note = entry.find(f"{{{FIELDS}}}note")
+    assert (note.get("x"), note.findtext(f"{{{FIELDS}}}v")) == ("\ufffd", "\ufffd")
+    error = {"status": 400, "code": "invalid_key", "key": "/k\x01", "entries": []}
+    message = etree.fromstring(codec_xml.dumps_message("Bad key /k\x01", error))
+    assert message.findtext(f"{{{ATOM}}}title") == "Bad key /k\ufffd"
+
+
+def test_a_stored_name_xml_cant_carry_is_a_400_naming_it() -> None:
+    with pytest.raises(InvalidField) as caught:
+        codec_xml.dumps([with_key("/a", 1, {"x¤": 1})])
+    assert caught.value.field == "x¤"
+
+
 # -- over HTTP --------------------------------------------------------------------------------
 
 

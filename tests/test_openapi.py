@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from openapi_spec_validator import validate
 
-from feedstore import errors, negotiation, openapi
+from feedstore import cursor, errors, negotiation, openapi, query
 from feedstore.entry import EntryId, validate_key
 from feedstore.errors import FeedstoreError
 from feedstore.schema import Schema
@@ -177,6 +177,9 @@ def test_field_names_the_server_takes_match_the_document(name: str) -> None:
 @pytest.mark.parametrize(
     ("parameter", "check"),
     [
+        ("l", lambda value: query.check_options({"l": value})),
+        ("s", lambda value: query.check_options({"s": value})),
+        ("p", cursor.check_syntax),
         ("IfMatch", negotiation.parse_if_match),
         ("IfNoneMatchWrite", negotiation.parse_if_none_match),
         ("MethodOverride", lambda value: negotiation.method_override("POST", value or None)),

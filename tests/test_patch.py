@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from feedstore import patch
+from feedstore.entry import Limits
 from feedstore.errors import InvalidField, InvalidPatch, PatchTestFailed
 from feedstore.schema import Schema
 from tests.test_schema import DOCUMENT
@@ -131,11 +132,27 @@ def test_json_patch_failures() -> None:
         patch.check_operations([{"op": "replace", "path": "/published", "value": "x"}])
 
 
+@pytest.mark.parametrize(
+    ("result", "field"),
+    [
+        ({"x¤": 1}, "x¤"),  # a name PUT refuses
+        ({"a": {"b c": 1}}, "a.b c"),
+        ({"title": 5}, "title"),  # not Atom text
+        ({"a": "x\u0000y"}, "a"),  # XML can't carry it
+    ],
+)
+def test_a_patch_result_is_checked_as_a_put_would_be(result: dict[str, object], field: str) -> None:
+    with pytest.raises(InvalidField) as caught:
+        patch.check_result(result, "/a", Limits())
+    assert caught.value.field == field
+    assert caught.value.key == "/a"
+
+
 def test_server_fields_and_self_link_cant_be_patched() -> None:
     with pytest.raises(InvalidField):
         patch.check_patchable({"updated": "x"}, "/a")
     with pytest.raises(InvalidField):
-        patch.check_result({"link": [{"___href": "/b", "___rel": "self"}]}, "/a")
+        patch.check_result({"link": [{"___href": "/b", "___rel": "self"}]}, "/a", Limits())
     patch.check_patchable({"id": "/a,1", "link": [{"___href": "/a", "___rel": "self"}]}, "/a")
 
 
