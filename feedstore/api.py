@@ -348,7 +348,9 @@ def request_key() -> str:
 
 
 def override_header() -> str | None:
-    return request.headers.get("X-HTTP-Method-Override") or request.headers.get("X-Method-Override")
+    """The method override asked for; an empty header is none, as MethodOverride reads it."""
+    headers = request.headers
+    return headers.get("X-HTTP-Method-Override") or headers.get("X-Method-Override") or None
 
 
 def answer_codec() -> Codec:

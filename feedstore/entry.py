@@ -31,8 +31,10 @@ ATOM_FIELDS = ("id", *ATOM_LISTS, *ATOM_TEXTS, "published", "updated")
 
 # Non-ASCII is allowed but for the noncharacters U+FFFE and U+FFFF, which XML can't carry.
 _SEGMENT = re.compile(r"[A-Za-z0-9$_.\-@'()\[\]\u0080-\ufffd\U00010000-\U0010ffff]+")
-_FIELD_NAME = re.compile(r"(?!___)[^\W\d][\w\-]*")
-_ATTRIBUTE_NAME = re.compile(r"___[A-Za-z][\w\-]*|______text")
+# Names are ASCII: every one is then an XML name, and JSON Schema patterns can state the rule
+# (they have no portable "any letter").
+_FIELD_NAME = re.compile(r"(?!___)[A-Za-z_][A-Za-z0-9_\-]*")
+_ATTRIBUTE_NAME = re.compile(r"___[A-Za-z][A-Za-z0-9_\-]*|______text")
 # What XML 1.0 can't carry: C0 controls but tab and newlines, lone surrogates, U+FFFE and U+FFFF.
 XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
@@ -160,11 +162,26 @@ def self_link(document: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _sent_self_link(document: Mapping[str, Any]) -> str | None:
+    """The key a sent entry's self link names; 400 for a self link without an href, or two."""
+    links = document.get("link")
+    items = links if isinstance(links, list) else [links]
+    own = [link for link in items if isinstance(link, Mapping) and link.get("___rel") == "self"]
+    if not own:
+        return None
+    href = own[0].get("___href")
+    if not isinstance(href, str):
+        raise InvalidField("The self link has no ___href.", field="link")
+    if len(own) > 1:
+        raise InvalidField(f"An entry has one self link. {href}", key=href, field="link")
+    return href
+
+
 def entry_from_document(document: object, index: int, limits: Limits) -> Entry:
     """Read one JSON-form entry; raise a BadRequest naming the entry and field when it is bad."""
     if not isinstance(document, dict):
         raise InvalidField(f"Entry {index} is not an object.", field=f"entry[{index}]")
-    key = self_link(document)
+    key = _sent_self_link(document)
     if key is not None:
         validate_key(key)
     entry_id = EntryId.parse(document["id"]) if document.get("id") is not None else None

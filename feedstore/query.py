@@ -29,7 +29,7 @@ MAX_LIMIT = 1000
 REGEX_BUDGET = 1.0  # seconds of regular-expression matching one request may spend
 MAX_PATTERN = 1000
 _FILTER = re.compile(rf"(?P<field>[^\s]+?)-(?P<op>{'|'.join(OPERATORS)})-(?P<value>.*)", re.S)
-_FIELD_PATH = re.compile(r"[^\W\d][\w\-]*(\.(___)?[^\W\d][\w\-]*)*")
+_FIELD_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*(\.(___)?[A-Za-z_][A-Za-z0-9_\-]*)*")
 _MISSING = object()
 _ORDER = {"lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge}
 

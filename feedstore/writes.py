@@ -170,6 +170,7 @@ def standard_patch(
     else:
         if not isinstance(body, dict):
             raise InvalidPatch("A merge patch of an entry must be an object.")
+        patch.check_patchable(body, target)  # published, updated, author: as the other kinds
 
         def apply(stored: Fields, schema: Schema | None) -> Fields:
             return patch.check_result(patch.merge_patch(stored, body), target, limits)

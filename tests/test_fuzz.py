@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 import redis
 import schemathesis
@@ -36,6 +37,8 @@ CONFIG = SchemathesisConfig.from_dict(
     {
         "checks": {"positive_data_acceptance": {"enabled": False}},
         "generation": {"max-examples": EXAMPLES},
+        # Chains need each step to succeed; the per-operation phases send the invalid requests.
+        "phases": {"stateful": {"generation": {"mode": "positive"}}},
         "suppress-health-check": ["too_slow", "filter_too_much", "data_too_large"],
     }
 )
@@ -85,3 +88,22 @@ def test_without_schema(case: schemathesis.Case, app_without_schema: Flask) -> N
 @with_schema.parametrize()
 def test_with_schema(case: schemathesis.Case, app_with_schema: Flask) -> None:
     case.call_and_validate(app=app_with_schema)
+
+
+def test_create_read_update_delete_chains(app_without_schema: Flask) -> None:
+    """The stateful phase: requests chained along the document's links (a PUT's entry is read,
+    patched and deleted with the ETag it answered) and along the `Location` of a POST's 201, so
+    they meet entries that exist, with every check after each step."""
+
+    class Workflow(without_schema.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, Any]:
+            return {"app": app_without_schema}
+
+    Workflow.run(
+        settings=hypothesis.settings(
+            max_examples=max(EXAMPLES // 2, 5),
+            stateful_step_count=6,
+            deadline=None,
+            suppress_health_check=list(hypothesis.HealthCheck),
+        )
+    )
