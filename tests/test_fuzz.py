@@ -44,12 +44,15 @@ CONFIG = SchemathesisConfig.from_dict(
 )
 
 
-def fuzzed_app(redis_server: EmbeddedRedis, schema_document: dict[str, Any] | None) -> Flask:
-    """The app on the test process's redis-server, emptied, with the schema and two seeds."""
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushdb()
-    app = create_app({}, client)
-    app.extensions["feedstore"].store.set_schema(schema_document)
+def fuzzed_app(
+    redis_server: EmbeddedRedis, schema_document: dict[str, Any] | None, app: Flask | None = None
+) -> Flask:
+    """The app (a new one, or `app` again) on the test process's redis-server, emptied, with the
+    schema and two seeds."""
+    app = app or create_app({}, redis.Redis.from_url(redis_server.url))
+    store = app.extensions["feedstore"].store
+    store.redis.flushdb()
+    store.set_schema(schema_document)
     tester = app.test_client()
     headers = {"X-Requested-With": "XMLHttpRequest"}
     for key in ("/11", "/11/0-8-2-9-1-1-1"):
@@ -90,14 +93,22 @@ def test_with_schema(case: schemathesis.Case, app_with_schema: Flask) -> None:
     case.call_and_validate(app=app_with_schema)
 
 
-def test_create_read_update_delete_chains(app_without_schema: Flask) -> None:
+def test_create_read_update_delete_chains(redis_server: EmbeddedRedis) -> None:
     """The stateful phase: requests chained along the document's links (a PUT's entry is read,
     patched and deleted with the ETag it answered) and along the `Location` of a POST's 201, so
     they meet entries that exist, with every check after each step."""
+    # A database of its own: its scenarios empty it, the module's apps keep theirs.
+    app = fuzzed_app(
+        redis_server, None, create_app({}, redis.Redis.from_url(redis_server.url, db=1))
+    )
 
     class Workflow(without_schema.as_state_machine()):  # type: ignore[misc]
+        def setup(self) -> None:
+            # Each scenario starts from the same store, so hypothesis can replay and shrink it.
+            fuzzed_app(redis_server, None, app)
+
         def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, Any]:
-            return {"app": app_without_schema}
+            return {"app": app}
 
     Workflow.run(
         settings=hypothesis.settings(
