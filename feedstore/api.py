@@ -41,7 +41,9 @@ RESERVED_RESOURCES = ("_schema", "_openapi")
 class EntryPath(PathConverter):
     """A key after /d/, except the server's own resources, so that they answer 405 to writes."""
 
-    regex = rf"(?!(?:{'|'.join(RESERVED_RESOURCES)})$)[^/].*?"
+    # [\s\S]: a key may hold any character the URL can carry, newlines included, so that a bad
+    # one reaches validate_key (400) instead of matching no route (404).
+    regex = rf"(?!(?:{'|'.join(RESERVED_RESOURCES)})\Z)[^/][\s\S]*?"
 
 
 class Codec(Protocol):
@@ -272,7 +274,7 @@ def patch_writes(target: str) -> list[Write]:
         return [writes.standard_patch(kind, target, document, conditions, settings(), upsert)]
     codec = CODECS[body_format]
     documents = codec.loads_documents(body, limits, body_schema(codec))
-    entries = codec_json.entries_from(documents, limits)
+    entries = codec_json.entries_from(documents, limits, directives=True)
     if target != "/":
         if len(entries) != 1:
             raise InvalidBody(f"PATCH /d{target} takes one entry.")

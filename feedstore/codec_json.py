@@ -60,8 +60,11 @@ def unwrap(document: Any) -> list[Any]:
     raise InvalidBody("the body must be a feed, an entry or an array of entries.")
 
 
-def entries_from(documents: Sequence[Any], limits: Limits) -> list[Entry]:
-    """Entries from JSON-form documents, with the per-request count limits checked first."""
+def entries_from(
+    documents: Sequence[Any], limits: Limits, *, directives: bool = False
+) -> list[Entry]:
+    """Entries from JSON-form documents, with the per-request count limits checked first;
+    `directives` for a feedstore merge's body (`$patch` in keyed list items)."""
     if not documents:
         raise EntryRequired()
     if len(documents) > limits.max_entries:
@@ -70,7 +73,7 @@ def entries_from(documents: Sequence[Any], limits: Limits) -> list[Entry]:
     errors: list[FeedstoreError] = []
     for index, document in enumerate(documents):
         try:
-            entries.append(entry_from_document(document, index, limits))
+            entries.append(entry_from_document(document, index, limits, directives=directives))
         except FeedstoreError as error:
             errors.append(error)
     collect(errors)

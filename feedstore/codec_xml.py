@@ -229,7 +229,13 @@ def dumps_message(title: str, error: Mapping[str, Any] | None = None) -> bytes:
             for name, value in failure.items():
                 item.set(name, _text(value))
         if error.get("current") is not None:
-            _write_entry(etree.SubElement(element, f"{{{FIELDS}}}current"), error["current"])
+            current = etree.SubElement(element, f"{{{FIELDS}}}current")
+            try:
+                _write_entry(current, error["current"])
+            except InvalidField:
+                # An entry stored before the rules that keep it writable: the error still goes
+                # out, without the copy (JSON carries it).
+                element.remove(current)
     return etree.tostring(feed, encoding="UTF-8", xml_declaration=True)
 
 

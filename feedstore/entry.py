@@ -40,9 +40,12 @@ XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]"
 
 
 @functools.lru_cache(maxsize=4096)  # documents repeat the same few names
-def _valid_nested_name(name: str) -> bool:
+def _valid_nested_name(name: str, directives: bool) -> bool:
+    """A name inside a field; `$patch` only in a feedstore merge's body, never in an entry."""
     return bool(
-        _FIELD_NAME.fullmatch(name) or _ATTRIBUTE_NAME.fullmatch(name) or name == PATCH_DIRECTIVE
+        _FIELD_NAME.fullmatch(name)
+        or _ATTRIBUTE_NAME.fullmatch(name)
+        or (directives and name == PATCH_DIRECTIVE)
     )
 
 
@@ -177,8 +180,14 @@ def _sent_self_link(document: Mapping[str, Any]) -> str | None:
     return href
 
 
-def entry_from_document(document: object, index: int, limits: Limits) -> Entry:
-    """Read one JSON-form entry; raise a BadRequest naming the entry and field when it is bad."""
+def entry_from_document(
+    document: object, index: int, limits: Limits, *, directives: bool = False
+) -> Entry:
+    """Read one JSON-form entry; raise a BadRequest naming the entry and field when it is bad.
+
+    `directives`: the document is a feedstore merge's body, where keyed list items may carry
+    `$patch`; anywhere else that name is refused.
+    """
     if not isinstance(document, dict):
         raise InvalidField(f"Entry {index} is not an object.", field=f"entry[{index}]")
     key = _sent_self_link(document)
@@ -194,7 +203,7 @@ def entry_from_document(document: object, index: int, limits: Limits) -> Entry:
     for name, value in document.items():
         if name in SERVER_OWNED:
             continue
-        check_field(name, value, key, limits)
+        check_field(name, value, key, limits, directives=directives)
         if name == "author":
             value = [a for a in _as_list(value) if not _is_server_author(a)]
             if not value:
@@ -211,7 +220,9 @@ def check_fields(fields: Mapping[str, Any], key: str | None, limits: Limits) -> 
         check_field(name, value, key, limits)
 
 
-def check_field(name: str, value: Any, key: str | None, limits: Limits) -> None:
+def check_field(
+    name: str, value: Any, key: str | None, limits: Limits, *, directives: bool = False
+) -> None:
     """Check a top-level field's name, Atom shape, depth and string sizes."""
     if not _FIELD_NAME.fullmatch(name):
         raise InvalidField(f"Field name is invalid: {name}", key=key, field=name)
@@ -225,7 +236,7 @@ def check_field(name: str, value: Any, key: str | None, limits: Limits) -> None:
             _check_atom_object(value, name, key)
         elif not isinstance(value, str):
             raise InvalidField(f"{name} must be a string or an object.", key=key, field=name)
-    _check_bounds(value, name, key, limits)
+    _check_bounds(value, name, key, limits, directives)
 
 
 def _check_atom_object(item: dict[str, Any], path: str, key: str | None) -> None:
@@ -239,7 +250,7 @@ def _check_atom_object(item: dict[str, Any], path: str, key: str | None) -> None
             raise InvalidField(f"{path}.{name} must be a string.", key=key, field=f"{path}.{name}")
 
 
-def _check_bounds(value: Any, path: str, key: str | None, limits: Limits) -> None:
+def _check_bounds(value: Any, path: str, key: str | None, limits: Limits, directives: bool) -> None:
     # Nesting depth is bounded by the codecs before this walk, so the recursion is bounded too.
     if isinstance(value, str):
         if len(value) > limits.max_string:
@@ -252,14 +263,14 @@ def _check_bounds(value: Any, path: str, key: str | None, limits: Limits) -> Non
             raise InvalidField(f"String contains a control character: {path}", key=key, field=path)
     elif isinstance(value, dict):
         for name, item in value.items():
-            if not _valid_nested_name(name):
+            if not _valid_nested_name(name, directives):
                 raise InvalidField(
                     f"Field name is invalid: {path}.{name}", key=key, field=f"{path}.{name}"
                 )
-            _check_bounds(item, f"{path}.{name}", key, limits)
+            _check_bounds(item, f"{path}.{name}", key, limits, directives)
     elif isinstance(value, list):
         for position, item in enumerate(value):
-            _check_bounds(item, f"{path}[{position}]", key, limits)
+            _check_bounds(item, f"{path}[{position}]", key, limits, directives)
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -12,7 +12,7 @@ from enum import Enum
 from typing import Any
 
 from feedstore import patch
-from feedstore.entry import Entry, validate_entry_key
+from feedstore.entry import Entry, Limits, validate_entry_key
 from feedstore.errors import (
     FeedstoreError,
     InvalidId,
@@ -137,7 +137,7 @@ def merges(
                 Action.PATCH,
                 str(entry.key),
                 upsert=upsert,
-                patcher=_merger(entry.fields, keep_unmentioned),
+                patcher=_merger(entry.fields, keep_unmentioned, str(entry.key), settings.limits),
                 index=entry.index,
             ),
             entry,
@@ -179,9 +179,11 @@ def standard_patch(
     return _conditional(write, None, conditions, settings)
 
 
-def _merger(fields: Fields, keep_unmentioned: bool) -> Any:
+def _merger(fields: Fields, keep_unmentioned: bool, key: str, limits: Limits) -> Any:
     def apply(stored: Fields, schema: Schema | None) -> Fields:
-        return patch.merge(stored, fields, schema, keep_unmentioned=keep_unmentioned)
+        merged = patch.merge(stored, fields, schema, keep_unmentioned=keep_unmentioned)
+        # A `$patch` outside a keyed list item is left in the result, and refused here.
+        return patch.check_result(merged, key, limits)
 
     return apply
 

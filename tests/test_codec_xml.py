@@ -206,6 +206,14 @@ def test_writing_xml_never_fails_on_characters_xml_cant_carry() -> None:
     assert message.findtext(f"{{{ATOM}}}title") == "Bad key /k\ufffd"
 
 
+def test_an_error_whose_stored_entry_has_no_xml_form_still_renders() -> None:
+    error = {"status": 409, "code": "duplicated_key", "key": "/a", "entries": []}
+    error["current"] = with_key("/a", 1, {"x": {"$patch": True}})
+    message = etree.fromstring(codec_xml.dumps_message("Duplicated key. /a", error))
+    assert message.find(f"{{{FIELDS}}}error").get("code") == "duplicated_key"
+    assert message.find(f"{{{FIELDS}}}error/{{{FIELDS}}}current") is None
+
+
 def test_a_stored_name_xml_cant_carry_is_a_400_naming_it() -> None:
     with pytest.raises(InvalidField) as caught:
         codec_xml.dumps([with_key("/a", 1, {"x¤": 1})])

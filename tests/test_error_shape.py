@@ -451,6 +451,33 @@ BAD_INPUT: list[tuple[str, str, bytes | None, dict[str, str], int, str, str]] = 
     ("PATCH", "/_health", None, {}, 405, "Method not allowed.", "method_not_allowed"),
     # Found by the schemathesis run (tests/test_fuzz.py): each was accepted, or a 500.
     (
+        "GET",
+        "/d/p%0A?e",
+        None,
+        {},
+        400,
+        "Key must not contain any prohibited characters. /p\n",
+        "invalid_key",
+    ),
+    (
+        "PUT",
+        "/d/",
+        body({"link": [SELF], "a": {"$patch": "delete"}}),
+        {},
+        400,
+        "Field name is invalid: a.$patch",
+        "invalid_field",
+    ),
+    (
+        "PATCH",
+        "/d/p/1",
+        body({"a": {"$patch": "delete"}}),
+        {},
+        400,
+        "Field name is invalid: a.$patch",
+        "invalid_field",
+    ),
+    (
         "POST",
         "/d/p",
         body({"link": {"___rel": "self"}}),
