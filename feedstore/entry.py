@@ -110,6 +110,10 @@ class EntryId:
         if not comma:
             if not delete:
                 raise InvalidId(f"{text} has no revision.", key=body or None, field="id")
+            if not body:
+                # What vtecxnext sends to delete an entry it read without an id: the self
+                # link names the key (entry_from_document).
+                return cls("", None, delete=True)
             key, revision = body, ""
         if comma and not (revision.isascii() and revision.isdigit()):
             raise InvalidId(f"{text} has an invalid revision.", key=key, field="id")
@@ -194,6 +198,10 @@ def entry_from_document(
     if key is not None:
         validate_key(key)
     entry_id = EntryId.parse(document["id"]) if document.get("id") is not None else None
+    if entry_id is not None and not entry_id.key:
+        if key is None:
+            raise InvalidId("?_delete needs the entry's self link.", field="id")
+        entry_id = EntryId(key, None, delete=True)
     if entry_id is not None:
         if key is None:
             key = entry_id.key

@@ -114,8 +114,8 @@ class InvalidField(BadRequest):
 class UnknownField(BadRequest):
     code = "unknown_field"
 
-    def __init__(self, path: str, **context: Any) -> None:
-        super().__init__(f"Unknown field: {path}", field=path, **context)
+    def __init__(self, path: str, note: str = "", **context: Any) -> None:
+        super().__init__(f"Unknown field: {path}{note}", field=path, **context)
 
 
 class InvalidPatch(BadRequest):

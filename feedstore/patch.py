@@ -127,16 +127,48 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 
 def json_patch(document: Mapping[str, Any], operations: Sequence[Any]) -> dict[str, Any]:
-    """RFC 6902 JSON Patch: a failed `test` is PatchTestFailed (409), other failures 400."""
-    try:
-        patched = jsonpatch.JsonPatch(list(operations)).apply(copy.deepcopy(dict(document)))
-    except jsonpatch.JsonPatchTestFailed as e:
-        raise PatchTestFailed(f"JSON Patch test failed: {e}") from e
-    except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, TypeError) as e:
-        raise InvalidPatch(f"JSON Patch can't be applied: {e}") from e
+    """RFC 6902 JSON Patch: a failed `test` is PatchTestFailed (409), other failures 400.
+
+    Operations apply one by one, so a failure names the operation and the field it points at.
+    """
+    patched: Any = copy.deepcopy(dict(document))
+    for index, operation in enumerate(operations):
+        pointer = operation.get("path")
+        where = f"operation {index} ({operation.get('op')} {pointer})"
+        field = _pointer_field(pointer)
+        try:
+            patched = jsonpatch.JsonPatch([operation]).apply(patched, in_place=True)
+        except jsonpatch.JsonPatchTestFailed as e:
+            raise PatchTestFailed(f"JSON Patch test failed: {where}", field=field) from e
+        except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, TypeError) as e:
+            detail = str(e) if isinstance(e, jsonpatch.InvalidJsonPatch) else type(e).__name__
+            raise InvalidPatch(
+                f"JSON Patch can't be applied: {where}: {_readable(detail)}", field=field
+            ) from e
     if not isinstance(patched, dict):
         raise InvalidPatch("JSON Patch must leave the entry an object.")
     return patched
+
+
+def _pointer_field(pointer: Any) -> str | None:
+    """A JSON Pointer as a field path: `/parts/1/quantity` -> `parts[1].quantity`."""
+    if not isinstance(pointer, str) or not pointer.startswith("/"):
+        return None
+    tokens = [t.replace("~1", "/").replace("~0", "~") for t in pointer[1:].split("/")]
+    return format_path([int(t) if t.isascii() and t.isdigit() else t for t in tokens]) or None
+
+
+_READABLE = {
+    "JsonPatchConflict": "the path does not exist or can't take the value",
+    "JsonPatchPathNotFound": "the path does not exist",
+    "JsonPointerException": "the path does not exist",
+    "TypeError": "the path runs through a value that isn't an object or array",
+}
+
+
+def _readable(detail: str) -> str:
+    """What went wrong, without the library's reprs of the stored values."""
+    return _READABLE.get(detail, detail)
 
 
 def check_patchable(fields: Mapping[str, Any], key: str) -> None:

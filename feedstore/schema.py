@@ -49,8 +49,17 @@ class Schema:
         self.document = dict(document)
         self._validator = Draft202012Validator(closed(copy.deepcopy(self.document)))
 
-    def validate(self, fields: Mapping[str, Any], key: str | None = None) -> None:
-        """Raise UnknownField or InvalidField for the first thing the fields break."""
+    def validate(
+        self,
+        fields: Mapping[str, Any],
+        key: str | None = None,
+        sent: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Raise UnknownField or InvalidField for the first thing the fields break.
+
+        `sent`, for a PUT, is what the request carried: a failing field it didn't carry was
+        stored before (under another schema), and the message says so and how to remove it.
+        """
         custom = {name: value for name, value in fields.items() if name not in ATOM_FIELDS}
         error = jsonschema.exceptions.best_match(self._validator.iter_errors(custom))
         if error is None:
@@ -59,9 +68,14 @@ class Schema:
         if error.validator in ("additionalProperties", "unevaluatedProperties"):
             declared = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
             extra = sorted(name for name in error.instance if name not in declared)
-            raise UnknownField(format_path([*path, extra[0] if extra else "?"]), key=key)
+            path = [*path, extra[0] if extra else "?"]
+            raise UnknownField(format_path(path), key=key, note=_stored_note(path, sent))
         where = format_path(path) or "entry"
-        raise InvalidField(f"Invalid value: {where}: {error.message}", key=key, field=where)
+        raise InvalidField(
+            f"Invalid value: {where}: {error.message}{_stored_note(path, sent)}",
+            key=key,
+            field=where,
+        )
 
     def node(self, path: Path) -> Mapping[str, Any] | None:
         """The subschema that describes the value at `path`; list positions may be left out."""
@@ -102,6 +116,12 @@ class Schema:
         if isinstance(declared, list):
             declared = next((t for t in declared if t != "null"), None)
         return declared if declared in _JSON_TYPES else None
+
+
+def _stored_note(path: Path, sent: Mapping[str, Any] | None) -> str:
+    if sent is None or not path or path[0] in sent:
+        return ""
+    return f" (stored before the schema changed: PATCH {path[0]} with null to remove it)"
 
 
 def closed(node: Any) -> Any:

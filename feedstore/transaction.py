@@ -28,6 +28,7 @@ from feedstore.entry import (
     timestamp,
 )
 from feedstore.errors import (
+    Conflict,
     DuplicatedKey,
     DuplicatedKeys,
     FeedstoreError,
@@ -180,13 +181,21 @@ class Transaction:
     ) -> dict[str, Any]:
         """The document a write stores: the new fields, checked against the schema."""
         stored = state.document
-        if w.patcher is not None:
-            base = document_fields(stored) if stored else (schema.defaults() if schema else {})
-            fields = w.patcher(base, schema)
-        else:
-            fields = merge_top_level(document_fields(stored) if stored else None, w.fields)
-        if schema is not None:
-            schema.validate(fields, w.key)
+        try:
+            if w.patcher is not None:
+                base = document_fields(stored) if stored else (schema.defaults() if schema else {})
+                fields = w.patcher(base, schema)
+            else:
+                fields = merge_top_level(document_fields(stored) if stored else None, w.fields)
+            if schema is not None:
+                schema.validate(fields, w.key, sent=w.fields if w.patcher is None else None)
+        except FeedstoreError as error:
+            # Patches and the schema know the field, not the entry: name it, and give a
+            # conflict the stored entry, as every 409 carries it.
+            error.key = error.key or w.key
+            if isinstance(error, Conflict) and error.current is None:
+                error.current = stored
+            raise
         created_by, _ = server_authors(stored) if stored else (self.principal, None)
         return stored_document(
             w.key, state.revision + 1, fields,

@@ -89,6 +89,8 @@ def test_no_id_is_a_forced_overwrite(tree: FlaskClient) -> None:
         ("/11/2?_delete", True, 200, "Updated.", None),
         ("/11/2,7?_delete", True, 409, "Optimistic locking failed. Key = /11/2", 1),
         ("/11/2?_delete", False, 404, "No entry. Key = /11/2", None),
+        ("?_delete", True, 200, "Updated.", None),  # vtecxnext, for an entry read without an id
+        ("?_delete", False, 404, "No entry. Key = /11/2", None),
         ("/11/2", True, 400, "ID format is invalid. /11/2 has no revision.", 1),
         ("/11/2,x", True, 400, "ID format is invalid. /11/2,x has an invalid revision.", 1),
         ("/11/2,-1", True, 400, "ID format is invalid. /11/2,-1 has an invalid revision.", 1),

@@ -80,6 +80,8 @@ def test_item_without_its_key_is_400_and_changes_nothing(
     response = stored.patch("/d/u/1", json={"parts": [{"quantity": 1}]})
     assert response.status_code == 400
     assert response.json["feed"]["title"] == "Merge key partsid is required: parts[0]"  # type: ignore[index]
+    error = response.json["error"]  # type: ignore[index]
+    assert (error["key"], error["field"]) == ("/u/1", "parts[0]")
     assert snapshot(redis_client) == before
 
 
@@ -168,6 +170,42 @@ def test_merge_patch_and_json_patch(stored: FlaskClient) -> None:
     failed = stored.patch("/d/u/1", json=ops, content_type="application/json-patch+json")
     assert (failed.status_code, failed.json["error"]["code"]) == (409, "patch_test_failed")  # type: ignore[index]
     assert stored.get("/d/u/1?e").headers["ETag"] == '"3"'
+
+
+def test_a_failed_json_patch_names_the_operation_entry_and_field(stored: FlaskClient) -> None:
+    ops = [
+        {"op": "replace", "path": "/score", "value": 1},
+        {"op": "test", "path": "/score", "value": 2},
+    ]
+    failed = stored.patch("/d/u/1", json=ops, content_type="application/json-patch+json")
+    assert failed.status_code == 409
+    assert failed.json["feed"]["title"] == "JSON Patch test failed: operation 1 (test /score)"  # type: ignore[index]
+    error = failed.json["error"]  # type: ignore[index]
+    assert (error["key"], error["field"], error["current"]["score"]) == ("/u/1", "score", 10)
+    missing = [{"op": "remove", "path": "/parts/7"}]
+    refused = stored.patch("/d/u/1", json=missing, content_type="application/json-patch+json")
+    assert refused.status_code == 400
+    assert refused.json["feed"]["title"] == (  # type: ignore[index]
+        "JSON Patch can't be applied: operation 0 (remove /parts/7): the path does not exist"
+    )
+    assert (refused.json["error"]["key"], refused.json["error"]["field"]) == ("/u/1", "parts[7]")  # type: ignore[index]
+
+
+def test_a_field_the_schema_no_longer_declares_is_named_as_stored(
+    stored: FlaskClient, app: Flask
+) -> None:
+    store = app.extensions["feedstore"].store
+    store.set_schema(None)
+    assert stored.patch("/d/u/1", json={"color": "red"}).status_code == 200
+    store.set_schema(DOCUMENT)
+    blocked = stored.put("/d/u/1", json={"score": 3})
+    assert blocked.status_code == 400
+    assert blocked.json["feed"]["title"] == (  # type: ignore[index]
+        "Unknown field: color "
+        "(stored before the schema changed: PATCH color with null to remove it)"
+    )
+    assert stored.patch("/d/u/1", json={"color": None}).status_code == 200
+    assert stored.put("/d/u/1", json={"score": 3}).status_code == 200
 
 
 def test_other_patch_types_are_415_with_accept_patch(stored: FlaskClient) -> None:

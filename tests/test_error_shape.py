@@ -449,6 +449,15 @@ BAD_INPUT: list[tuple[str, str, bytes | None, dict[str, str], int, str, str]] = 
     ),
     ("GET", "/nowhere", None, {}, 404, "The requested URL was not found", "not_found"),
     ("PATCH", "/_health", None, {}, 405, "Method not allowed.", "method_not_allowed"),
+    (
+        "PUT",
+        "/d/",
+        body({"id": "?_delete"}),
+        {},
+        400,
+        "ID format is invalid. ?_delete needs the entry's self link.",
+        "invalid_id",
+    ),
     # Found by the schemathesis run (tests/test_fuzz.py): each was accepted, or a 500.
     (
         "GET",
