@@ -21,7 +21,6 @@ from feedstore.errors import (
     FeedstoreError,
     InvalidBody,
     InvalidOption,
-    KeyRequired,
     UnsupportedMediaType,
 )
 from feedstore.feed import FeedReader
@@ -100,15 +99,7 @@ def create(path: str) -> Response:
     parent = validate_key(request_key())
     entries = decode_entries()
     conditions = request_conditions(single=len(entries) == 1)
-    unnumbered = [entry for entry in entries if entry.key is None]
-    if unnumbered:
-        if parent == "/":
-            raise KeyRequired()
-        numbers = get_feedstore().store.number(parent, len(unnumbered))
-        for entry, key in zip(unnumbered, numbers, strict=True):
-            entry.key = key
-    targets = writes.target_entries(entries, "/")
-    written = get_feedstore().store.write(writes.creates(targets, conditions))
+    written = get_feedstore().store.write(writes.creates(entries, parent, conditions))
     headers = {}
     if len(written) == 1:
         headers = {"Location": f"/d{written[0].key}", "ETag": negotiation.etag(written[0].revision)}

@@ -17,7 +17,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 import redis
 
 from feedstore import codec_json
-from feedstore.entry import ROOT, parent_of
+from feedstore.entry import parent_of
 from feedstore.errors import ServiceUnavailable
 from feedstore.index import indexed_fields, members
 from feedstore.keys import (
@@ -30,7 +30,6 @@ from feedstore.keys import (
     counter_key,
     document_key,
     index_key,
-    sequence_key,
 )
 from feedstore.schema import Schema
 from feedstore.transaction import (
@@ -220,26 +219,6 @@ class Store:
         return schema
 
     # -- writing ------------------------------------------------------------------------------
-
-    @_unavailable_on_redis_error
-    def number(self, parent: str, count: int) -> list[str]:
-        """Allocate `count` new child keys under `parent` (POST without a self link).
-
-        Numbers taken by entries written at explicit keys are skipped; the write's own check
-        still answers 409 if another writer takes a number between this and the write.
-        """
-        prefix = "" if parent == ROOT else parent
-        keys: list[str] = []
-        while len(keys) < count:
-            wanted = count - len(keys)
-            last = int(self.redis.incrby(sequence_key(parent), wanted))
-            candidates = [f"{prefix}/{number}" for number in range(last - wanted + 1, last + 1)]
-            with self.redis.pipeline(transaction=False) as pipe:
-                for key in candidates:
-                    pipe.exists(document_key(key))
-                taken = pipe.execute()
-            keys += [key for key, exists in zip(candidates, taken, strict=True) if not exists]
-        return keys
 
     @_unavailable_on_redis_error
     def write(self, writes: Sequence[Write]) -> list[Written]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, Literal
 
@@ -47,6 +47,7 @@ from feedstore.keys import (
     document_key,
     index_key,
     revision_key,
+    sequence_key,
 )
 from feedstore.schema import Schema
 
@@ -67,7 +68,9 @@ class Write:
 
     `revision` is the revision the client read (from the id or `?r=`), None for a forced write;
     `if_match` is a set of revisions or "*"; `patcher` (PATCH only) makes the new fields from
-    the stored ones, inside the transaction.
+    the stored ones, inside the transaction. `numbered_under` (a POST without a self link) asks
+    for the next free number under that parent: the transaction picks it, so only a write that
+    commits spends one; `key` is empty until then.
     """
 
     action: Action
@@ -80,6 +83,7 @@ class Write:
     upsert: bool = False
     patcher: Patcher | None = None
     index: int = 0
+    numbered_under: str | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,8 @@ class Transaction:
     def run(self, writes: Sequence[Write]) -> list[Written]:
         """Check every write against what is stored, then write all of them in one MULTI/EXEC."""
         pipe = self.pipe
+        writes, sequences = self._numbered(writes)
+        reject_duplicates(writes)
         keys = [w.key for w in writes]
         pipe.watch(*map(document_key, keys))
         raw = _read(
@@ -156,6 +162,8 @@ class Transaction:
         fields = indexed_fields(schema)
         written: list[Written] = []
         pipe.multi()
+        for parent, last in sequences.items():
+            pipe.set(sequence_key(parent), last)
         for w in writes:
             state = states[w.key]
             _update_indexes(pipe, w.key, state.document, documents.get(w.key), fields)
@@ -202,6 +210,47 @@ class Transaction:
             published=stored["published"] if stored else now, updated=now,
             created_by=created_by, updated_by=self.principal if stored else None,
         )  # fmt: skip
+
+    def _numbered(self, writes: Sequence[Write]) -> tuple[list[Write], dict[str, int]]:
+        """Give every numbered write the next free number under its parent, WATCHing the
+        counters and the keys picked; return the writes and each counter's new value.
+
+        Numbers taken by entries written at explicit keys are skipped. The counters are set in
+        the MULTI, so a request that fails spends no number (a copy of each write gets its key,
+        since a retry picks again).
+        """
+        parents = sorted({w.numbered_under for w in writes if w.numbered_under is not None})
+        if not parents:
+            return list(writes), {}
+        pipe = self.pipe
+        pipe.watch(*map(sequence_key, parents))
+        sequences = {
+            parent: int(value or 0)
+            for parent, value in zip(
+                parents, _read(pipe, "MGET", *map(sequence_key, parents)), strict=True
+            )
+        }
+        explicit = {w.key for w in writes if w.numbered_under is None}
+        free: dict[str, list[str]] = {parent: [] for parent in parents}
+        for parent in parents:
+            wanted = sum(1 for w in writes if w.numbered_under == parent)
+            prefix = "" if parent == ROOT else parent
+            while len(free[parent]) < wanted:
+                first = sequences[parent] + 1
+                sequences[parent] += wanted - len(free[parent])
+                candidates = [f"{prefix}/{n}" for n in range(first, sequences[parent] + 1)]
+                pipe.watch(*map(document_key, candidates))
+                taken = _read(pipe, "MGET", *map(document_key, candidates))
+                free[parent] += [
+                    key
+                    for key, raw in zip(candidates, taken, strict=True)
+                    if raw is None and key not in explicit
+                ]
+        numbered = [
+            replace(w, key=free[w.numbered_under].pop(0)) if w.numbered_under is not None else w
+            for w in writes
+        ]
+        return numbered, sequences
 
     def _watch_parents(self, writes: Sequence[Write], states: Mapping[str, _State]) -> set[str]:
         """WATCH the parents that inserts need and return those that are missing."""
@@ -271,8 +320,11 @@ def _read(pipe: Pipeline, *command: Any) -> Any:
 
 
 def reject_duplicates(writes: Sequence[Write]) -> None:
+    """400 for a key written twice in one request (numbered writes have none yet)."""
     seen: set[str] = set()
     for w in writes:
+        if w.numbered_under is not None:
+            continue
         if w.key in seen:
             raise DuplicatedKeys(w.key)
         seen.add(w.key)

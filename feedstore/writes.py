@@ -12,7 +12,7 @@ from enum import Enum
 from typing import Any
 
 from feedstore import patch
-from feedstore.entry import Entry, Limits, validate_entry_key
+from feedstore.entry import ROOT, Entry, Limits, validate_entry_key
 from feedstore.errors import (
     FeedstoreError,
     InvalidId,
@@ -73,17 +73,24 @@ def target_entries(entries: Sequence[Entry], target: str) -> list[Entry]:
     return list(entries)
 
 
-def creates(entries: Sequence[Entry], conditions: Conditions) -> list[Write]:
-    """POST: every entry is created at its key. A create needs no revision, so `require_revision`
-    doesn't apply; `If-Match` can only fail (412) on a key that doesn't exist yet."""
+def creates(entries: Sequence[Entry], parent: str, conditions: Conditions) -> list[Write]:
+    """POST: every entry is created at its key, or numbered under `parent` when it has none
+    (the root numbers nothing: 400). A create needs no revision, so `require_revision` doesn't
+    apply; `If-Match` can only fail (412) on a key that doesn't exist yet."""
+    keyed = target_entries([e for e in entries if e.key is not None], ROOT)
+    if len(keyed) < len(entries):
+        if parent == ROOT:
+            raise KeyRequired(field=f"entry[{next(e.index for e in entries if e.key is None)}]")
+        validate_entry_key(parent)
     return [
         Write(
             Action.CREATE,
-            str(e.key),
+            e.key or "",
             e.fields,
             index=e.index,
             if_match=conditions.if_match,
             if_none_match=conditions.if_none_match,
+            numbered_under=None if e.key is not None else parent,
         )
         for e in entries
     ]

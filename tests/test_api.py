@@ -4,8 +4,11 @@ from typing import Any
 
 import orjson
 import pytest
+import redis
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
+
+from feedstore.keys import sequence_key
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -151,6 +154,14 @@ def test_post_numbers_children_and_answers_201(tree: FlaskClient) -> None:
     response = tree.post("/d/11", json={"title": "c"})
     assert (response.headers["Location"], response.headers["ETag"]) == ("/d/11/4", '"1"')
     assert read(tree, "/11/3")["title"] == "b"
+
+
+def test_a_failed_post_spends_no_number(tree: FlaskClient, redis_client: redis.Redis) -> None:
+    refused = tree.post("/d/11", json={"title": "a"}, headers={"If-Match": '"1"'})
+    assert refused.status_code == 412
+    assert tree.post("/d/12", json={"title": "a"}).status_code == 400  # no parent /12
+    assert title(tree.post("/d/11", json={"title": "a"})) == "/11/2"
+    assert redis_client.exists(sequence_key("/12")) == 0, "no counter for a parent that isn't"
 
 
 def test_post_errors(tree: FlaskClient) -> None:

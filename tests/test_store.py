@@ -17,6 +17,7 @@ from feedstore.errors import (
     ServiceUnavailable,
     TreeTooLarge,
 )
+from feedstore.keys import sequence_key
 from feedstore.store import Action, Store, Write
 from tests.conftest import put, snapshot, stored
 
@@ -123,10 +124,28 @@ def test_child_keys_in_key_order_after_a_key(store: Store) -> None:
     assert documents[1] is None
 
 
-def test_numbering_counts_per_parent(store: Store) -> None:
-    assert store.number("/a", 2) == ["/a/1", "/a/2"]
-    assert store.number("/a", 1) == ["/a/3"]
-    assert store.number("/", 1) == ["/1"]
+def numbered(parent: str, **fields: object) -> Write:
+    return Write(Action.CREATE, "", dict(fields), numbered_under=parent)
+
+
+def test_numbering_counts_per_parent_and_skips_taken_keys(store: Store) -> None:
+    store.write([put("/a"), put("/b")])
+    assert [w.key for w in store.write([numbered("/a"), numbered("/a")])] == ["/a/1", "/a/2"]
+    store.write([put("/a/3")])
+    assert [w.key for w in store.write([numbered("/a"), numbered("/b")])] == ["/a/4", "/b/1"]
+    # A number is skipped when the same request writes that key explicitly.
+    written = store.write([put("/b/2"), numbered("/b")])
+    assert [w.key for w in written] == ["/b/2", "/b/3"]
+
+
+def test_a_failed_write_spends_no_number(store: Store, redis_client: redis.Redis) -> None:
+    store.write([put("/a")])
+    with pytest.raises(ParentRequired):
+        store.write([numbered("/nowhere")])
+    with pytest.raises(NotFound):
+        store.write([numbered("/a"), put("/a/x", 1)])  # /a/x has no revision 1: 404
+    assert [w.key for w in store.write([numbered("/a")])] == ["/a/1"]
+    assert redis_client.exists(sequence_key("/nowhere")) == 0
 
 
 def test_unreachable_redis_is_503() -> None:
