@@ -134,17 +134,24 @@ def partial_update(path: str) -> Response:
     return feed_response([w.document for w in written if w.document is not None], status, headers)
 
 
+@bp.delete("/d/", defaults={"path": ""}, strict_slashes=False)
 @bp.delete("/d/<entry_path:path>")
 def delete(path: str) -> Response:
-    write = writes.delete(
-        request_key(),
-        writes.parse_revision(request.args.get("r")),
-        "_rf" in request.args,
-        request_conditions(single=True),
-        settings(),
-    )
-    get_feedstore().store.write([write])
-    return message("Deleted.")
+    key, revision = request_key(), writes.parse_revision(request.args.get("r"))
+    if "_clearfolder" in request.args:
+        conditions = request_conditions(single=True)
+        write_list = [writes.clear(key, revision, conditions, settings())]
+    elif key == "/":
+        # A feed of the entries to delete, all or none.
+        entries = writes.target_entries(decode_entries(), key)
+        conditions = request_conditions(single=len(entries) == 1)
+        write_list = writes.deletes(entries, "_rf" in request.args, conditions, settings())
+    else:
+        conditions = request_conditions(single=True)
+        write = writes.delete(key, revision, "_rf" in request.args, conditions, settings())
+        write_list = [write]
+    get_feedstore().store.write(write_list)
+    return message("The folder has been emptied." if "_clearfolder" in request.args else "Deleted.")
 
 
 @bp.get("/d/_schema")

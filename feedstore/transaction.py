@@ -60,6 +60,10 @@ class Action(Enum):
     PUT = "put"  # PUT: the table of API.md §3.2
     PATCH = "patch"  # PATCH: the entry must exist, unless `upsert`
     DELETE = "delete"
+    CLEAR = "clear"  # DELETE ?_clearfolder: the key's whole subtree, not the key
+
+
+_REMOVALS = (Action.DELETE, Action.CLEAR)
 
 
 @dataclass
@@ -141,9 +145,9 @@ class Transaction:
         states = {key: _State(raw[i], int(raw[len(keys) + i] or 0)) for i, key in enumerate(keys)}
         schema = self.schema_at(raw[-1])
         subtrees = {
-            w.key: self._watch_subtree(w.key, w.recursive)
+            w.key: self._watch_subtree(w.key, w.recursive or w.action is Action.CLEAR)
             for w in writes
-            if w.action is Action.DELETE and states[w.key].exists
+            if w.action in _REMOVALS and states[w.key].exists
         }
         missing_parents = self._watch_parents(writes, states)
 
@@ -153,7 +157,7 @@ class Transaction:
         for w in writes:
             try:
                 _check(w, states[w.key], missing_parents, subtrees.get(w.key, []))
-                if w.action is not Action.DELETE:
+                if w.action not in _REMOVALS:
                     documents[w.key] = self._new_document(w, states[w.key], schema, now)
             except FeedstoreError as error:
                 errors.append(error)
@@ -166,13 +170,15 @@ class Transaction:
             pipe.set(sequence_key(parent), last)
         for w in writes:
             state = states[w.key]
+            if w.action is Action.CLEAR:
+                # The folder stays as it is; what goes is below it.
+                _remove(pipe, subtrees[w.key], w.key, fields)
+                written.append(Written(w.key, state.revision, state.document))
+                continue
             _update_indexes(pipe, w.key, state.document, documents.get(w.key), fields)
             if w.action is Action.DELETE:
-                for key in [w.key, *subtrees[w.key]]:
-                    pipe.delete(document_key(key), children_key(key))
-                    for path in fields:
-                        pipe.delete(index_key(key, ".".join(path)))
-                    pipe.zrem(children_key(parent_of(key)), key)
+                pipe.zrem(children_key(parent_of(w.key)), w.key)
+                _remove(pipe, [w.key, *subtrees[w.key]], w.key, fields)
                 written.append(Written(w.key, state.revision, None))
                 continue
             revision = state.revision + 1
@@ -260,7 +266,7 @@ class Transaction:
         parents = {
             parent_of(w.key)
             for w in writes
-            if w.action is not Action.DELETE and not states[w.key].exists
+            if w.action not in _REMOVALS and not states[w.key].exists
         }
         # A parent written in this same request is there when the child is, one being deleted isn't.
         stored_parents = sorted(parents - written - {ROOT})
@@ -292,6 +298,16 @@ class Transaction:
             if len(subtree) + 1 > self.max_subtree:
                 raise TreeTooLarge(key, len(subtree) + 1, self.max_subtree)
         return subtree
+
+
+def _remove(pipe: Pipeline, keys: Sequence[str], top: str, fields: list[tuple[str, ...]]) -> None:
+    """Queue the removal of `keys` (a subtree below or at `top`), their children and indexes;
+    each key's own children set and indexes go with it, so no parent needs updating but the
+    top's (done by the caller)."""
+    for key in keys:
+        pipe.delete(document_key(key))
+    for key in {*keys, top}:
+        pipe.delete(children_key(key), *(index_key(key, ".".join(path)) for path in fields))
 
 
 def _update_indexes(
@@ -342,16 +358,15 @@ def _check(w: Write, state: _State, missing_parents: set[str], subtree: list[str
         raise DuplicatedKey(w.key, state.document)
     if w.action is Action.PATCH and not state.exists and not w.upsert:
         raise NotFound(w.key)
-    if w.action is Action.DELETE:
-        if not state.exists:
-            raise NotFound(w.key)
-        if not w.recursive and subtree:
-            raise HasChildren(w.key)
+    if w.action in _REMOVALS and not state.exists:
+        raise NotFound(w.key)
+    if w.action is Action.DELETE and not w.recursive and subtree:
+        raise HasChildren(w.key)
     if w.revision == 0 and state.exists:
         raise DuplicatedKey(w.key, state.document)
     if w.revision and not state.exists:
         raise NotFound(w.key)
     if w.revision and w.revision != state.revision:
         raise RevisionConflict(w.key, w.revision, state.document)
-    if not state.exists and w.action is not Action.DELETE and parent_of(w.key) in missing_parents:
+    if not state.exists and w.action not in _REMOVALS and parent_of(w.key) in missing_parents:
         raise ParentRequired(w.key, parent_of(w.key))

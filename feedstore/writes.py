@@ -121,6 +121,28 @@ def delete(
     return _conditional(write, None, conditions, settings)
 
 
+def deletes(
+    entries: Sequence[Entry], recursive: bool, conditions: Conditions, settings: Settings
+) -> list[Write]:
+    """DELETE /d/ with a feed: each entry named (self link or id) is deleted, revision-checked
+    when its id carries a revision."""
+    return [
+        _conditional(
+            Write(Action.DELETE, str(entry.key), recursive=recursive, index=entry.index),
+            entry,
+            conditions,
+            settings,
+        )
+        for entry in entries
+    ]
+
+
+def clear(key: str, revision: int | None, conditions: Conditions, settings: Settings) -> Write:
+    """DELETE ?_clearfolder: everything below the key goes, the key's entry stays."""
+    write = Write(Action.CLEAR, validate_entry_key(key), revision=revision)
+    return _conditional(write, None, conditions, settings)
+
+
 def merges(
     documents: Sequence[Any],
     entries: Sequence[Entry],

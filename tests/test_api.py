@@ -291,3 +291,31 @@ def test_redis_down_is_503_with_retry_after() -> None:
         assert response.status_code == 503
         assert response.headers["Retry-After"] == "1"
         assert response.json["error"]["code"] == "service_unavailable"  # type: ignore[index]
+
+
+def test_clearfolder_empties_the_folder_and_keeps_it(tree: FlaskClient) -> None:
+    tree.post("/d/11/1", json=[{"title": "grandchild"}, {"title": "another"}])
+    tree.post("/d/", json=entry("/11/2"))
+    response = tree.delete("/d/11?_clearfolder")
+    assert (response.status_code, title(response)) == (200, "The folder has been emptied.")
+    assert read(tree, "/11")["id"] == "/11,1", "the folder itself is untouched"
+    assert tree.get("/d/11?f").status_code == 204
+    assert tree.get("/d/11?c").json["feed"]["title"] == "0"  # type: ignore[index]
+    assert tree.get("/d/11/1/1?e").status_code == 204
+    again = tree.delete("/d/11?_clearfolder")
+    assert (again.status_code, title(again)) == (200, "The folder has been emptied.")
+    assert read(tree, "/11")["id"] == "/11,1", "an empty folder is kept, not deleted"
+    assert tree.delete("/d/12?_clearfolder").status_code == 404
+    assert tree.delete("/d/11?_clearfolder&r=9").status_code == 409
+
+
+def test_delete_a_feed_of_entries_atomically(tree: FlaskClient) -> None:
+    tree.post("/d/", json=[entry("/11/2"), entry("/11/3")])
+    stale = tree.delete("/d/", json=[{"id": "/11/2,1"}, {"id": "/11/3,5"}])
+    assert (stale.status_code, title(stale)) == (409, "Optimistic locking failed. Key = /11/3")
+    assert read(tree, "/11/2")["id"] == "/11/2,1", "nothing was deleted"
+    response = tree.delete("/d/", json={"feed": {"entry": [{"id": "/11/2,1"}, entry("/11/3")]}})
+    assert (response.status_code, title(response)) == (200, "Deleted.")
+    assert tree.get("/d/11/2?e").status_code == 204 and tree.get("/d/11/3?e").status_code == 204
+    assert tree.delete("/d/", json=[entry("/11/9")]).status_code == 404
+    assert title(tree.delete("/d/")) == "Entry is required."

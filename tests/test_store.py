@@ -17,7 +17,7 @@ from feedstore.errors import (
     ServiceUnavailable,
     TreeTooLarge,
 )
-from feedstore.keys import sequence_key
+from feedstore.keys import children_key, document_key, index_key, revision_key, sequence_key
 from feedstore.store import Action, Store, Write
 from tests.conftest import put, snapshot, stored
 
@@ -155,3 +155,20 @@ def test_unreachable_redis_is_503() -> None:
         store.get("/a")
     with pytest.raises(ServiceUnavailable):
         store.write([put("/a")])
+
+
+def test_clear_removes_the_subtree_its_children_and_indexes_and_keeps_the_key(
+    store: Store, redis_client: redis.Redis
+) -> None:
+    store.set_schema({"type": "object", "properties": {"n": {"type": "integer", "x-index": True}}})
+    store.write([put("/a", n=1), put("/a/1", n=2), put("/a/1/x", n=3), put("/a/2", n=4)])
+    store.write([Write(Action.CLEAR, "/a")])
+    assert stored(store, "/a")["n"] == 1
+    assert store.count("/a") == 0 and store.child_keys("/a", None, 10) == []
+    left = {key.decode() for key in redis_client.keys("*")}
+    below = [children_key("/a"), index_key("/a", "n"), index_key("/a/1", "n")]
+    below += [document_key(key) for key in ("/a/1", "/a/1/x", "/a/2")]
+    assert not left & set(below), "nothing below /a is left"
+    kept = [document_key("/a"), *(revision_key(key) for key in ("/a", "/a/1", "/a/1/x", "/a/2"))]
+    assert set(kept) <= left, "revisions stay, so a key written again continues"
+    assert redis_client.zrange(index_key("/", "n"), 0, -1), "/a is still in its parent's index"
