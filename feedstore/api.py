@@ -113,7 +113,14 @@ def update(path: str) -> Response:
         return counter(validate_key(request_key()))
     entries = writes.target_entries(decode_entries(), validate_key(request_key()))
     conditions = request_conditions(single=len(entries) == 1)
-    written = get_feedstore().store.write(writes.puts(entries, conditions, settings()))
+    adding, removing = "_addalias" in request.args, "_removealias" in request.args
+    if adding and removing:
+        raise InvalidOption("_addalias and _removealias can't be combined.")
+    if adding or removing:
+        write_list = writes.alias_edits(entries, adding, conditions, settings())
+    else:
+        write_list = writes.puts(entries, conditions, settings())
+    written = get_feedstore().store.write(write_list)
     if "return=representation" in request.headers.get("Prefer", ""):
         return feed_response([w.document for w in written if w.document is not None])
     single = len(written) == 1 and written[0].document is not None

@@ -202,11 +202,10 @@ def entry_from_document(
         if key is None:
             raise InvalidId("?_delete needs the entry's self link.", field="id")
         entry_id = EntryId(key, None, delete=True)
-    if entry_id is not None:
-        if key is None:
-            key = entry_id.key
-        elif entry_id.key != key:
-            raise InvalidId(f"{entry_id} does not match the self link {key}.", key=key, field="id")
+    # An id naming another key than the self link is checked by the write: it is right when
+    # the self link is an alias of the entry the id names (an entry read through the alias).
+    if entry_id is not None and key is None:
+        key = entry_id.key
     fields: dict[str, Any] = {}
     for name, value in document.items():
         if name in SERVER_OWNED:

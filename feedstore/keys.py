@@ -3,6 +3,7 @@
 fs:d:<key>          the stored document (orjson), present while the entry exists
 fs:r:<key>          the last revision written; kept after a delete, so a re-insert continues
 fs:c:<key>          sorted set of the keys of <key>'s children (score 0: lexicographic order)
+fs:a:<alias>        an alias (alias.py): the key of the entry it names, while it does
 fs:n:<key>          the counter that numbers children POSTed without a self link
 fs:ids:<key>        the vte.cx counter of <key> (`_addids`, `_getids`, `_setids`)
 fs:i:<field>:<key>  the index of <key>'s children on an `x-index` field (index.py)
@@ -30,6 +31,10 @@ def revision_key(key: str) -> str:
 
 def children_key(key: str) -> str:
     return f"fs:c:{key}"
+
+
+def alias_key(alias: str) -> str:
+    return f"fs:a:{alias}"
 
 
 def sequence_key(key: str) -> str:

@@ -193,13 +193,20 @@ def check_operations(operations: Any) -> list[Any]:
     return operations
 
 
-def check_result(fields: Mapping[str, Any], key: str, limits: Limits) -> dict[str, Any]:
-    """What a merge patch or JSON Patch made must keep the server's fields and the self link,
-    and be an entry a PUT could have sent (names, Atom shapes, strings)."""
+def check_result(
+    fields: Mapping[str, Any],
+    key: str,
+    limits: Limits,
+    stored: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What a patch made of the `stored` fields must keep the server's fields and the self link
+    (the stored one; `key` for an entry being created), and be an entry a PUT could have sent
+    (names, Atom shapes, strings)."""
+    own = (self_link(stored) if stored else None) or key
     for name in SERVER_OWNED:
         if name in fields:
-            raise InvalidField(f"{name} can't be patched.", key=key, field=name)
-    if self_link(fields) not in (key, None):
-        raise InvalidField(f"The self link can't be patched. Key = {key}", key=key, field="link")
-    check_fields(fields, key, limits)
+            raise InvalidField(f"{name} can't be patched.", key=own, field=name)
+    if self_link(fields) not in (own, None):
+        raise InvalidField(f"The self link can't be patched. Key = {own}", key=own, field="link")
+    check_fields(fields, own, limits)
     return dict(fields)

@@ -16,7 +16,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 import redis
 
-from feedstore import codec_json
+from feedstore import alias, codec_json
 from feedstore.entry import parent_of
 from feedstore.errors import ServiceUnavailable
 from feedstore.index import indexed_fields, members
@@ -26,6 +26,7 @@ from feedstore.keys import (
     SCHEMA_KEY,
     SCHEMA_VERSION_KEY,
     SECRET_KEY,
+    alias_key,
     children_key,
     counter_key,
     document_key,
@@ -83,9 +84,15 @@ class Store:
 
     @_unavailable_on_redis_error
     def get(self, key: str) -> tuple[int, bytes] | None:
-        """The revision and stored JSON of `key`, or None when it has no entry."""
-        raw = cast(bytes | None, self.redis.get(document_key(key)))
-        return None if raw is None else (codec_json.stored_revision(raw, key), raw)
+        """The revision and stored JSON of `key` (of its entry, seen through it, when `key` is
+        an alias), or None when it has no entry."""
+        raw, target = cast(list[bytes | None], self.redis.mget(document_key(key), alias_key(key)))
+        if raw is not None:
+            return codec_json.stored_revision(raw, key), raw
+        if target is None:
+            return None
+        [seen] = self._through_aliases([key], [target.decode()])
+        return None if seen is None else (codec_json.stored_revision(seen, target.decode()), seen)
 
     @_unavailable_on_redis_error
     def child_keys(self, key: str, after: str | None, count: int) -> list[str]:
@@ -98,10 +105,34 @@ class Store:
 
     @_unavailable_on_redis_error
     def documents(self, keys: Sequence[str]) -> list[bytes | None]:
-        """The stored JSON of each key (None where the entry is gone)."""
+        """The stored JSON of each key (None where the entry is gone); an alias gives its
+        entry, seen through it."""
         if not keys:
             return []
-        return cast(list[bytes | None], self.redis.mget([document_key(key) for key in keys]))
+        found = cast(list[bytes | None], self.redis.mget([document_key(key) for key in keys]))
+        missing = [i for i, raw in enumerate(found) if raw is None]
+        if missing:
+            targets = cast(
+                list[bytes | None], self.redis.mget([alias_key(keys[i]) for i in missing])
+            )
+            hits = [(i, t.decode()) for i, t in zip(missing, targets, strict=True) if t is not None]
+            if hits:
+                seen = self._through_aliases([keys[i] for i, _ in hits], [t for _, t in hits])
+                for (i, _), raw in zip(hits, seen, strict=True):
+                    found[i] = raw
+        return found
+
+    def _through_aliases(
+        self, aliases: Sequence[str], targets: Sequence[str]
+    ) -> list[bytes | None]:
+        """The stored JSON of each alias's entry, its self link made the alias."""
+        raws = cast(list[bytes | None], self.redis.mget([document_key(t) for t in targets]))
+        return [
+            None
+            if raw is None
+            else codec_json.dumps_document(alias.seen_through(codec_json.loads_stored(raw), name))
+            for name, raw in zip(aliases, raws, strict=True)
+        ]
 
     @_unavailable_on_redis_error
     def index_range(

@@ -17,9 +17,9 @@ from typing import Any, Literal
 
 from redis.client import Pipeline
 
-from feedstore import codec_json
+from feedstore import alias, codec_json, watch
 from feedstore.entry import (
-    ROOT,
+    EntryId,
     document_fields,
     merge_top_level,
     parent_of,
@@ -33,16 +33,17 @@ from feedstore.errors import (
     DuplicatedKeys,
     FeedstoreError,
     HasChildren,
+    InvalidId,
     NotFound,
     ParentRequired,
     PreconditionFailed,
     RevisionConflict,
-    TreeTooLarge,
     collect,
 )
 from feedstore.index import indexed_fields, members
 from feedstore.keys import (
     SCHEMA_VERSION_KEY,
+    alias_key,
     children_key,
     document_key,
     index_key,
@@ -88,6 +89,7 @@ class Write:
     patcher: Patcher | None = None
     index: int = 0
     numbered_under: str | None = None
+    claimed_id: EntryId | None = None  # the body's id, when it names another key than `key`
 
 
 @dataclass(frozen=True)
@@ -102,10 +104,11 @@ class Written:
 
 @dataclass
 class _State:
-    """What the transaction read of one target key."""
+    """What the transaction read of one target key; `alias_of` when the key is an alias."""
 
     raw: bytes | None
     revision: int
+    alias_of: str | None = None
 
     @property
     def exists(self) -> bool:
@@ -136,25 +139,27 @@ class Transaction:
         """Check every write against what is stored, then write all of them in one MULTI/EXEC."""
         pipe = self.pipe
         writes, sequences = self._numbered(writes)
-        reject_duplicates(writes)
-        keys = [w.key for w in writes]
-        pipe.watch(*map(document_key, keys))
-        raw = _read(
-            pipe, "MGET", *map(document_key, keys), *map(revision_key, keys), SCHEMA_VERSION_KEY
-        )
-        states = {key: _State(raw[i], int(raw[len(keys) + i] or 0)) for i, key in enumerate(keys)}
-        schema = self.schema_at(raw[-1])
+        states, schema = self._read(writes)
+        if any(states[w.key].alias_of for w in writes):
+            # A write addressed to an alias is the entry's (a delete drops just the alias).
+            writes = [_through_alias(w, states[w.key].alias_of) for w in writes]
+            states, schema = self._read(writes)
         subtrees = {
-            w.key: self._watch_subtree(w.key, w.recursive or w.action is Action.CLEAR)
+            w.key: watch.subtree(
+                pipe, w.key, w.recursive or w.action is Action.CLEAR, self.max_subtree
+            )
             for w in writes
             if w.action in _REMOVALS and states[w.key].exists
         }
-        missing_parents = self._watch_parents(writes, states)
+        inside, unaliasing = self._aliases_inside(writes, subtrees)
+        if unaliasing:
+            states.update(self._read([*writes, *unaliasing])[0])
+        missing_parents = self._missing_parents(writes, states)
 
         now = timestamp()
         documents: dict[str, dict[str, Any]] = {}
         errors: list[FeedstoreError] = []
-        for w in writes:
+        for w in [*writes, *unaliasing]:
             try:
                 _check(w, states[w.key], missing_parents, subtrees.get(w.key, []))
                 if w.action not in _REMOVALS:
@@ -162,13 +167,14 @@ class Transaction:
             except FeedstoreError as error:
                 errors.append(error)
         collect(errors)
+        aliases = self._alias_changes([*writes, *unaliasing], states, documents, subtrees, inside)
 
         fields = indexed_fields(schema)
         written: list[Written] = []
         pipe.multi()
         for parent, last in sequences.items():
             pipe.set(sequence_key(parent), last)
-        for w in writes:
+        for w in [*writes, *unaliasing]:
             state = states[w.key]
             if w.action is Action.CLEAR:
                 # The folder stays as it is; what goes is below it.
@@ -187,8 +193,107 @@ class Transaction:
             if not state.exists:
                 pipe.zadd(children_key(parent_of(w.key)), {w.key: 0})
             written.append(Written(w.key, revision, documents[w.key], created=not state.exists))
+        for change in aliases:
+            change.queue(pipe, fields)
         pipe.execute()
-        return written
+        return written[: len(writes)]  # what the request asked for, without the unaliasing
+
+    def _read(self, writes: Sequence[Write]) -> tuple[dict[str, _State], Schema | None]:
+        """WATCH and read, in one MGET, every target's document, revision and alias mapping,
+        and the schema version."""
+        reject_duplicates(writes)
+        keys = [w.key for w in writes]
+        names = [*map(document_key, keys), *map(revision_key, keys), *map(alias_key, keys)]
+        self.pipe.watch(*names)
+        raw = watch.read(self.pipe, "MGET", *names, SCHEMA_VERSION_KEY)
+        n = len(keys)
+        states = {
+            key: _State(raw[i], int(raw[n + i] or 0), _decoded(raw[2 * n + i]))
+            for i, key in enumerate(keys)
+        }
+        return states, self.schema_at(raw[-1])
+
+    def _numbered(self, writes: Sequence[Write]) -> tuple[list[Write], dict[str, int]]:
+        """Give every numbered write the next free number under its parent (so only a request
+        that commits spends numbers: the counters are set in its MULTI); return copies of the
+        writes, since a retry picks again, and each counter's new value."""
+        wanted: dict[str, int] = {}
+        for w in writes:
+            if w.numbered_under is not None:
+                wanted[w.numbered_under] = wanted.get(w.numbered_under, 0) + 1
+        if not wanted:
+            return list(writes), {}
+        explicit = {w.key for w in writes if w.numbered_under is None}
+        free, counters = watch.numbers(self.pipe, wanted, explicit)
+        numbered = [
+            replace(w, key=free[w.numbered_under].pop(0)) if w.numbered_under is not None else w
+            for w in writes
+        ]
+        return numbered, counters
+
+    def _missing_parents(self, writes: Sequence[Write], states: Mapping[str, _State]) -> set[str]:
+        """The parents inserts need that have no entry, or lose it in this request."""
+        deleted = {w.key for w in writes if w.action is Action.DELETE}
+        parents = {
+            parent_of(w.key)
+            for w in writes
+            if w.action not in _REMOVALS and not states[w.key].exists
+        }
+        written = {w.key for w in writes if w.action is not Action.DELETE}
+        return watch.missing_parents(self.pipe, parents, written) | (parents & deleted)
+
+    def _aliases_inside(
+        self, writes: Sequence[Write], subtrees: Mapping[str, list[str]]
+    ) -> tuple[dict[str, dict[str, Any]], list[Write]]:
+        """What removals take with them: the documents of the entries below them (their
+        aliases go too), and a write dropping the alternate link from each entry outside that
+        an alias below them names."""
+        gone = {w.key for w in writes if w.action is Action.DELETE}
+        gone |= {key for keys in subtrees.values() for key in keys}
+        inside: dict[str, dict[str, Any]] = {}
+        dropped: dict[str, list[str]] = {}
+        for keys in subtrees.values():
+            documents, aliases = watch.subtree_contents(self.pipe, keys)
+            inside.update((key, codec_json.loads_stored(raw)) for key, raw in documents.items())
+            for name, target in aliases.items():
+                if target not in gone:
+                    dropped.setdefault(target, []).append(name)
+        return inside, [
+            Write(Action.PATCH, target, patcher=alias.removing(names))
+            for target, names in dropped.items()
+        ]
+
+    def _alias_changes(
+        self,
+        writes: Sequence[Write],
+        states: Mapping[str, _State],
+        documents: Mapping[str, dict[str, Any]],
+        subtrees: Mapping[str, list[str]],
+        inside: Mapping[str, dict[str, Any]],
+    ) -> list[_AliasChange]:
+        """How each write moves aliases, once the keys new ones claim are checked (409, 400)."""
+        changes = [
+            _AliasChange(w.key, states[w.key].document, documents.get(w.key))
+            for w in writes
+            if w.action is not Action.CLEAR
+        ]
+        changes += [_AliasChange(key, document, None) for key, document in inside.items()]
+        changes = [change for change in changes if change.old or change.new]
+        claims: dict[str, str] = {}
+        errors: list[FeedstoreError] = []
+        for change in changes:
+            for name in change.added:
+                if name in claims:
+                    errors.append(DuplicatedKey(name))
+                claims[name] = change.key
+        if claims:
+            deleted = {w.key for w in writes if w.action is Action.DELETE}
+            deleted |= {key for keys in subtrees.values() for key in keys}
+            released = {name for change in changes for name in change.removed}
+            written = set(documents)
+            errors += watch.alias_claims(self.pipe, claims, released, written, deleted)
+        collect(errors)
+        return changes
 
     def _new_document(
         self, w: Write, state: _State, schema: Schema | None, now: str
@@ -203,6 +308,7 @@ class Transaction:
                 fields = merge_top_level(document_fields(stored) if stored else None, w.fields)
             if schema is not None:
                 schema.validate(fields, w.key, sent=w.fields if w.patcher is None else None)
+            alias.check(w.key, alias.aliases_of(fields))
         except FeedstoreError as error:
             # Patches and the schema know the field, not the entry: name it, and give a
             # conflict the stored entry, as every 409 carries it.
@@ -217,87 +323,55 @@ class Transaction:
             created_by=created_by, updated_by=self.principal if stored else None,
         )  # fmt: skip
 
-    def _numbered(self, writes: Sequence[Write]) -> tuple[list[Write], dict[str, int]]:
-        """Give every numbered write the next free number under its parent, WATCHing the
-        counters and the keys picked; return the writes and each counter's new value.
 
-        Numbers taken by entries written at explicit keys are skipped. The counters are set in
-        the MULTI, so a request that fails spends no number (a copy of each write gets its key,
-        since a retry picks again).
-        """
-        parents = sorted({w.numbered_under for w in writes if w.numbered_under is not None})
-        if not parents:
-            return list(writes), {}
-        pipe = self.pipe
-        pipe.watch(*map(sequence_key, parents))
-        sequences = {
-            parent: int(value or 0)
-            for parent, value in zip(
-                parents, _read(pipe, "MGET", *map(sequence_key, parents)), strict=True
-            )
-        }
-        explicit = {w.key for w in writes if w.numbered_under is None}
-        free: dict[str, list[str]] = {parent: [] for parent in parents}
-        for parent in parents:
-            wanted = sum(1 for w in writes if w.numbered_under == parent)
-            prefix = "" if parent == ROOT else parent
-            while len(free[parent]) < wanted:
-                first = sequences[parent] + 1
-                sequences[parent] += wanted - len(free[parent])
-                candidates = [f"{prefix}/{n}" for n in range(first, sequences[parent] + 1)]
-                pipe.watch(*map(document_key, candidates))
-                taken = _read(pipe, "MGET", *map(document_key, candidates))
-                free[parent] += [
-                    key
-                    for key, raw in zip(candidates, taken, strict=True)
-                    if raw is None and key not in explicit
-                ]
-        numbered = [
-            replace(w, key=free[w.numbered_under].pop(0)) if w.numbered_under is not None else w
-            for w in writes
-        ]
-        return numbered, sequences
+@dataclass
+class _AliasChange:
+    """One entry's aliases before and after the request, and what that queues in the MULTI."""
 
-    def _watch_parents(self, writes: Sequence[Write], states: Mapping[str, _State]) -> set[str]:
-        """WATCH the parents that inserts need and return those that are missing."""
-        pipe = self.pipe
-        written = {w.key for w in writes if w.action is not Action.DELETE}
-        deleted = {w.key for w in writes if w.action is Action.DELETE}
-        parents = {
-            parent_of(w.key)
-            for w in writes
-            if w.action not in _REMOVALS and not states[w.key].exists
-        }
-        # A parent written in this same request is there when the child is, one being deleted isn't.
-        stored_parents = sorted(parents - written - {ROOT})
-        missing = parents & deleted
-        if stored_parents:
-            pipe.watch(*(document_key(key) for key in stored_parents))
-            if _read(pipe, "EXISTS", *map(document_key, stored_parents)) < len(stored_parents):
-                missing |= {
-                    key for key in stored_parents if not _read(pipe, "EXISTS", document_key(key))
-                }
-        return missing
+    key: str
+    old_document: Mapping[str, Any] | None
+    new_document: Mapping[str, Any] | None
 
-    def _watch_subtree(self, key: str, recursive: bool) -> list[str]:
-        """WATCH the children of a key being deleted; with `recursive`, list its whole subtree."""
-        pipe = self.pipe
-        pipe.watch(children_key(key))
-        if not recursive:
-            return [child.decode() for child in _read(pipe, "ZRANGE", children_key(key), 0, 0)]
-        subtree: list[str] = []
-        level = [key]
-        while level:
-            pipe.watch(*(children_key(node) for node in level))
-            level = [
-                child.decode()
-                for node in level
-                for child in _read(pipe, "ZRANGE", children_key(node), 0, -1)
-            ]
-            subtree.extend(level)
-            if len(subtree) + 1 > self.max_subtree:
-                raise TreeTooLarge(key, len(subtree) + 1, self.max_subtree)
-        return subtree
+    def __post_init__(self) -> None:
+        self.old = set(alias.aliases_of(self.old_document))
+        self.new = set(alias.aliases_of(self.new_document))
+        self.added = sorted(self.new - self.old)
+        self.removed = sorted(self.old - self.new)
+
+    def queue(self, pipe: Pipeline, fields: list[tuple[str, ...]]) -> None:
+        """Map the aliases added, unmap the ones removed, and keep every alias's place in its
+        parent's children and indexes in step with the entry."""
+        for name in self.added:
+            pipe.set(alias_key(name), self.key)
+            pipe.zadd(children_key(parent_of(name)), {name: 0})
+        for name in self.removed:
+            pipe.delete(alias_key(name))
+            pipe.zrem(children_key(parent_of(name)), name)
+        for name in self.old | self.new:
+            old = self.old_document if name in self.old else None
+            new = self.new_document if name in self.new else None
+            _update_indexes(pipe, name, old, new, fields)
+
+
+def _through_alias(w: Write, target: str | None) -> Write:
+    """A write addressed to an alias, made the entry's: PUT and PATCH write the entry, DELETE
+    drops only the alias; creating at an alias stays there (and is refused as a duplicate)."""
+    if target is None or w.action in (Action.CREATE, Action.CLEAR):
+        return w
+    if w.action is Action.DELETE:
+        return Write(
+            Action.PATCH,
+            target,
+            revision=w.revision,
+            if_match=w.if_match,
+            patcher=alias.removing([w.key]),
+            index=w.index,
+        )
+    return replace(w, key=target)
+
+
+def _decoded(raw: bytes | None) -> str | None:
+    return raw.decode() if raw is not None else None
 
 
 def _remove(pipe: Pipeline, keys: Sequence[str], top: str, fields: list[tuple[str, ...]]) -> None:
@@ -330,11 +404,6 @@ def _update_indexes(
             pipe.zadd(name, {after[path]: 0})
 
 
-def _read(pipe: Pipeline, *command: Any) -> Any:
-    """Run a read at once on a pipeline that is WATCHing (before MULTI nothing is buffered)."""
-    return pipe.execute_command(*command)
-
-
 def reject_duplicates(writes: Sequence[Write]) -> None:
     """400 for a key written twice in one request (numbered writes have none yet)."""
     seen: set[str] = set()
@@ -348,13 +417,17 @@ def reject_duplicates(writes: Sequence[Write]) -> None:
 
 def _check(w: Write, state: _State, missing_parents: set[str], subtree: list[str]) -> None:
     """Raise the error one write meets against the stored state, if any (API.md §3, §5)."""
+    if w.claimed_id is not None and w.claimed_id.key != w.key:
+        raise InvalidId(
+            f"{w.claimed_id} does not match the self link {w.key}.", key=w.key, field="id"
+        )
     if w.if_none_match and state.exists:
         raise PreconditionFailed(w.key, state.document)
     if w.if_match is not None and not (
         state.exists and (w.if_match == "*" or state.revision in w.if_match)
     ):
         raise PreconditionFailed(w.key, state.document)
-    if w.action is Action.CREATE and state.exists:
+    if w.action is Action.CREATE and (state.exists or state.alias_of is not None):
         raise DuplicatedKey(w.key, state.document)
     if w.action is Action.PATCH and not state.exists and not w.upsert:
         raise NotFound(w.key)

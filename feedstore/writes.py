@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from feedstore import patch
+from feedstore import alias, patch
 from feedstore.entry import ROOT, Entry, Limits, validate_entry_key
 from feedstore.errors import (
     FeedstoreError,
@@ -114,6 +114,25 @@ def puts(entries: Sequence[Entry], conditions: Conditions, settings: Settings) -
     ]
 
 
+def alias_edits(
+    entries: Sequence[Entry], adding: bool, conditions: Conditions, settings: Settings
+) -> list[Write]:
+    """PUT ?_addalias / ?_removealias: each entry's alternate links are added to (or removed
+    from) the stored entry's aliases; its other fields are left alone."""
+    edit = alias.adding if adding else alias.removing
+    return [
+        _conditional(
+            Write(
+                Action.PATCH, str(e.key), patcher=edit(alias.aliases_of(e.fields)), index=e.index
+            ),
+            e,
+            conditions,
+            settings,
+        )
+        for e in entries
+    ]
+
+
 def delete(
     key: str, revision: int | None, recursive: bool, conditions: Conditions, settings: Settings
 ) -> Write:
@@ -194,7 +213,7 @@ def standard_patch(
         operations = patch.check_operations(body)
 
         def apply(stored: Fields, schema: Schema | None) -> Fields:
-            return patch.check_result(patch.json_patch(stored, operations), target, limits)
+            return patch.check_result(patch.json_patch(stored, operations), target, limits, stored)
 
     else:
         if not isinstance(body, dict):
@@ -202,7 +221,7 @@ def standard_patch(
         patch.check_patchable(body, target)  # published, updated, author: as the other kinds
 
         def apply(stored: Fields, schema: Schema | None) -> Fields:
-            return patch.check_result(patch.merge_patch(stored, body), target, limits)
+            return patch.check_result(patch.merge_patch(stored, body), target, limits, stored)
 
     write = Write(Action.PATCH, target, upsert=upsert, patcher=apply)
     return _conditional(write, None, conditions, settings)
@@ -212,7 +231,7 @@ def _merger(fields: Fields, keep_unmentioned: bool, key: str, limits: Limits) ->
     def apply(stored: Fields, schema: Schema | None) -> Fields:
         merged = patch.merge(stored, fields, schema, keep_unmentioned=keep_unmentioned)
         # A `$patch` outside a keyed list item is left in the result, and refused here.
-        return patch.check_result(merged, key, limits)
+        return patch.check_result(merged, key, limits, stored)
 
     return apply
 
@@ -224,6 +243,8 @@ def _conditional(
     a `require_revision` key gets none."""
     if entry is not None and entry.id is not None:
         write.revision = entry.id.revision
+        if entry.id.key != write.key:
+            write.claimed_id = entry.id
     if_match = conditions.if_match
     if (
         isinstance(if_match, frozenset)
