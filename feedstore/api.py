@@ -14,7 +14,7 @@ from urllib.parse import quote
 from flask import Blueprint, Response, current_app, request
 from werkzeug.routing import PathConverter
 
-from feedstore import codec_json, codec_xml, cursor, negotiation, openapi, writes
+from feedstore import codec_json, codec_xml, cursor, negotiation, openapi, options, writes
 from feedstore import query as query_module
 from feedstore.entry import Entry, Limits, validate_key
 from feedstore.errors import (
@@ -36,6 +36,10 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 META_FIELDS = ("id", "author", "published", "updated")
 # The server's own resources under /d/: only GET reaches them, other methods are 405.
 RESERVED_RESOURCES = ("_schema", "_openapi")
+# The views of entries, whose query options the options table governs.
+ENTRY_VIEWS = frozenset(
+    {"api.read", "api.create", "api.update", "api.partial_update", "api.delete"}
+)
 
 
 class EntryPath(PathConverter):
@@ -73,10 +77,13 @@ def get_feedstore() -> Feedstore:
 
 
 @bp.before_request
-def guard_writes() -> None:
+def guard() -> None:
+    """The CSRF guard first, then the options the method takes, before any view runs."""
     # X-Requested-With is what jQuery sends: settle the common case without scanning headers.
     if request.method in WRITE_METHODS and "X-Requested-With" not in request.headers:
         negotiation.check_csrf(request.headers.keys(), request.mimetype)
+    if request.endpoint in ENTRY_VIEWS and request.args:
+        options.check(request.method, request.args.keys())
 
 
 @bp.get("/d/", defaults={"path": ""}, strict_slashes=False)

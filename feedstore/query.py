@@ -21,6 +21,7 @@ import regex
 from feedstore import cursor
 from feedstore.entry import ATOM_FIELDS
 from feedstore.errors import InvalidOption
+from feedstore.options import is_option
 from feedstore.schema import Schema
 
 OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge", "rg", "fm", "bm")
@@ -78,11 +79,6 @@ class Query:
         if self.sort is not None:
             parts.append(f"s={self.sort.field}{'-desc' if self.sort.descending else ''}")
         return "&".join(parts)
-
-
-def is_option(name: str) -> bool:
-    """One-letter parameters and those starting with `_` are options, never filters."""
-    return len(name) == 1 or name.startswith("_")
 
 
 def check_options(args: Mapping[str, str]) -> None:
