@@ -99,7 +99,11 @@ class FeedReader:
     def _index_walk(self, parent: str, query: Query) -> tuple[_Walk | None, list[Filter]]:
         """The index that serves this query, if one does, and the filters its bounds settle."""
         if query.sort is not None:
-            bounds = [f for f in query.filters if f.field == query.sort.field][:1]
+            bounds = [
+                f
+                for f in query.filters
+                if f.field == query.sort.field and (f.op in _LOW or f.op in _HIGH)
+            ][:1]
             return self._walk_of(parent, query.sort.field, bounds, query.sort.descending)
         for condition in query.filters:
             if condition.op == "eq" and condition.field in self.indexed:
