@@ -16,6 +16,7 @@ from werkzeug.routing import PathConverter
 
 from feedstore import codec_json, codec_xml, cursor, negotiation, openapi, options, writes
 from feedstore import query as query_module
+from feedstore.counter import CounterRange, allocate_count, check_read_amount
 from feedstore.entry import Entry, Limits, validate_key
 from feedstore.errors import (
     FeedstoreError,
@@ -55,6 +56,7 @@ class Codec(Protocol):
 
     def loads(self, body: bytes, limits: Limits, schema: Schema | None = None) -> list[Entry]: ...
     def loads_documents(self, body: bytes, limits: Limits, schema: Schema | None = None) -> Any: ...
+    def loads_message(self, body: bytes, limits: Limits) -> str | None: ...
     def dumps(self, documents: Iterable[Mapping[str, Any]]) -> bytes: ...
     def dumps_stored(self, raw_documents: Iterable[bytes]) -> bytes: ...
     def dumps_message(self, title: str, error: Mapping[str, Any] | None = None) -> bytes: ...
@@ -91,10 +93,14 @@ def guard() -> None:
 def read(path: str) -> Response:
     key = validate_key(request_key())
     query_module.check_options(request.args)
-    if "_getids" in request.args:
-        return message(str(get_feedstore().store.get_ids(key)))
-    if "f" in request.args or "c" in request.args:
-        return read_feed(key, counting="f" not in request.args)
+    counter_option = options.counter_option(request.args)
+    if counter_option is not None:
+        return counter(key, counter_option)
+    # When a URL names several read modes, vte.cx's order decides: count, entry, feed.
+    if "c" in request.args:
+        return read_feed(key, counting=True)
+    if "f" in request.args and "e" not in request.args:
+        return read_feed(key, counting=False)
     return read_entry(key)
 
 
@@ -123,8 +129,9 @@ def create(path: str) -> Response:
 @bp.put("/d/", defaults={"path": ""}, strict_slashes=False)
 @bp.put("/d/<entry_path:path>")
 def update(path: str) -> Response:
-    if "_addids" in request.args or "_setids" in request.args:
-        return counter(validate_key(request_key()))
+    counter_option = options.counter_option(request.args)
+    if counter_option is not None:
+        return counter(validate_key(request_key()), counter_option)
     entries = writes.target_entries(decode_entries(), validate_key(request_key()))
     conditions = request_conditions(single=len(entries) == 1)
     written = get_feedstore().store.write(writes.puts(entries, conditions, settings()))
@@ -180,23 +187,44 @@ def openapi_document() -> Response:
     return Response(body, 200, headers, content_type=openapi.CONTENT_TYPE)
 
 
-def counter(key: str) -> Response:
-    """vte.cx counters: `?_addids=<n>` adds (n may be negative), `?_setids=<v>` sets (§6).
+def counter(key: str, option: str) -> Response:
+    """A vte.cx counter request (API.md §8) instead of an entry request.
 
-    A counter request carries nothing else: a body, preconditions or both options are 400, never
-    silently ignored.
+    It carries nothing else: preconditions, and a body (but the range a PUT `_rangeids` sends),
+    are 400, never silently ignored.
     """
-    option = "_addids" if "_addids" in request.args else "_setids"
-    if "_addids" in request.args and "_setids" in request.args:
-        raise InvalidOption("_addids and _setids can't be combined.")
-    if request.get_data(cache=True, parse_form_data=False).strip():
+    body = request.get_data(cache=True, parse_form_data=False)
+    writing = request.method == "PUT"
+    if body.strip() and not (writing and option == "_rangeids"):
         raise InvalidOption(f"A counter request takes no body: {option}")
     if any(request.headers.get(name, "").strip() for name in ("If-Match", "If-None-Match")):
         raise InvalidOption(f"If-Match and If-None-Match don't apply to counters: {option}")
-    store = get_feedstore().store
-    if "_addids" in request.args:
-        return message(str(store.add_ids(key, parse_integer("_addids"))))
-    return message(str(store.set_ids(key, parse_integer("_setids"))))
+    store, value = get_feedstore().store, request.args[option]
+    if option == "_allocids":
+        numbers = store.allocate_ids(key, allocate_count(value))
+        return message(",".join(map(str, numbers)))
+    if option == "_rangeids":
+        span = range_body(body) if writing else store.counter_range(key)
+        if writing:
+            store.set_counter_range(key, span)
+        return message(str(span) if span is not None else "")
+    if option == "_setids":
+        return message(str(store.set_ids(key, parse_integer(option))))
+    if option == "_addids" and writing:
+        return message(str(store.add_ids(key, parse_integer(option))))
+    if option == "_addids":
+        check_read_amount(value)
+    return message(str(store.get_ids(key)))
+
+
+def range_body(body: bytes) -> CounterRange | None:
+    """The range a PUT `_rangeids` sends, as vte.cx clients do: `{"feed":{"title":"1-100"}}`
+    (or Atom `<feed><title>1-100</title></feed>`). No body, or no title, removes the range."""
+    if not body.strip():
+        return None
+    codec = CODECS[negotiation.body_format(request.mimetype, body)]
+    title = codec.loads_message(body, settings().limits)
+    return CounterRange.parse(title) if title else None
 
 
 @bp.get("/_health")

@@ -43,6 +43,18 @@ def loads_document(body: bytes, limits: Limits) -> Any:
     return document
 
 
+def loads_message(body: bytes, limits: Limits) -> str | None:
+    """The title of a message feed `{"feed":{"title":"..."}}` (None without a title)."""
+    document = loads_document(body, limits)
+    feed = document.get("feed") if isinstance(document, dict) and len(document) == 1 else None
+    if not isinstance(feed, dict) or set(feed) - {"title"}:
+        raise InvalidBody('a message is a feed with only a title: {"feed":{"title":"..."}}')
+    title = feed.get("title")
+    if title is not None and not isinstance(title, str):
+        raise InvalidBody("a message's title must be a string.")
+    return title
+
+
 def unwrap(document: Any) -> list[Any]:
     """The entries of a feed, an `entry` wrapper, a bare array or a single bare entry."""
     if isinstance(document, dict) and len(document) == 1:

@@ -76,6 +76,17 @@ def loads_documents(body: bytes, limits: Limits, schema: Schema | None = None) -
     return [_read_entry(child, schema) for child in root if _local(child) == "entry"]
 
 
+def loads_message(body: bytes, limits: Limits) -> str | None:
+    """The title of a message feed `<feed><title>...</title></feed>` (None without a title)."""
+    root = parse(body, limits)
+    if etree.QName(root).namespace not in (None, ATOM) or _local(root) != "feed":
+        raise InvalidBody("a message is an Atom feed with a title.")
+    if any(not isinstance(child.tag, str) or _local(child) != "title" for child in root):
+        raise InvalidBody("a message feed holds only its title.")
+    title = root.find("{*}title")
+    return None if title is None else "".join(title.itertext())
+
+
 def parse(body: bytes, limits: Limits) -> etree._Element:
     """Parse with the hardened parser; DTDs, entities and deep trees are 400."""
     if _DECLARATION.search(body):

@@ -3,8 +3,9 @@
 fs:d:<key>          the stored document (orjson), present while the entry exists
 fs:r:<key>          the last revision written; kept after a delete, so a re-insert continues
 fs:c:<key>          sorted set of the keys of <key>'s children (score 0: lexicographic order)
-fs:n:<key>          the counter that numbers children POSTed without a self link
+fs:n:<key>          the counter that numbers children POSTed without a self link (and `_allocids`)
 fs:ids:<key>        the vte.cx counter of <key> (`_addids`, `_getids`, `_setids`)
+fs:idr:<key>        the range of that counter (`_rangeids`, counter.py), absent when it has none
 fs:i:<field>:<key>  the index of <key>'s children on an `x-index` field (index.py)
 fs:schema           the field schema in force (JSON), shared by every worker
 fs:schema:v         its version, bumped on every change, read with every write
@@ -38,6 +39,10 @@ def sequence_key(key: str) -> str:
 
 def counter_key(key: str) -> str:
     return f"fs:ids:{key}"
+
+
+def counter_range_key(key: str) -> str:
+    return f"fs:idr:{key}"
 
 
 def index_key(parent: str, field: str) -> str:
