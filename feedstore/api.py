@@ -6,7 +6,7 @@ Every route is listed here; no view touches Redis or builds a body by hand.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -14,7 +14,16 @@ from urllib.parse import quote
 from flask import Blueprint, Response, current_app, request
 from werkzeug.routing import PathConverter
 
-from feedstore import codec_json, codec_xml, cursor, negotiation, openapi, options, writes
+from feedstore import (
+    codec_json,
+    codec_xml,
+    cursor,
+    negotiation,
+    openapi,
+    options,
+    pagination,
+    writes,
+)
 from feedstore import query as query_module
 from feedstore.counter import CounterRange, allocate_count, check_read_amount
 from feedstore.entry import Entry, Limits, validate_key
@@ -27,6 +36,7 @@ from feedstore.errors import (
 )
 from feedstore.feed import FeedReader
 from feedstore.negotiation import Format
+from feedstore.pagination import PageIndex, PageRange
 from feedstore.schema import Schema
 from feedstore.settings import Settings
 from feedstore.store import Store, Write
@@ -59,7 +69,14 @@ class Codec(Protocol):
     def loads_message(self, body: bytes, limits: Limits) -> str | None: ...
     def dumps(self, documents: Iterable[Mapping[str, Any]]) -> bytes: ...
     def dumps_stored(self, raw_documents: Iterable[bytes]) -> bytes: ...
-    def dumps_message(self, title: str, error: Mapping[str, Any] | None = None) -> bytes: ...
+    def dumps_message(
+        self,
+        title: str,
+        error: Mapping[str, Any] | None = None,
+        *,
+        subtitle: str | None = None,
+        links: Sequence[Mapping[str, str]] = (),
+    ) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -93,13 +110,17 @@ def guard() -> None:
 def read(path: str) -> Response:
     key = validate_key(request_key())
     query_module.check_options(request.args)
+    pagination.check_options(request.args)
     counter_option = options.counter_option(request.args)
     if counter_option is not None:
         return counter(key, counter_option)
-    # When a URL names several read modes, vte.cx's order decides: count, entry, feed.
-    if "c" in request.args:
+    # When a URL names several read modes, vte.cx's order decides: pagination, page number,
+    # count, entry, feed.
+    if "_pagination" in request.args:
+        return build_page_index(key)
+    if "c" in request.args and "n" not in request.args:
         return read_feed(key, counting=True)
-    if "f" in request.args and "e" not in request.args:
+    if "n" in request.args or ("f" in request.args and "e" not in request.args):
         return read_feed(key, counting=False)
     return read_entry(key)
 
@@ -247,20 +268,42 @@ def read_entry(key: str) -> Response:
     return stored_response([raw], 200, headers)
 
 
-def read_feed(key: str, counting: bool) -> Response:
-    """`?f` (a page of children) or `?c` (their count), with filters, sort and cursor (§2)."""
+@dataclass(frozen=True)
+class FeedQuery:
+    """A feed request's query, the scope its cursors are bound to, and the reader that runs it."""
+
+    parent: str
+    query: query_module.Query
+    scope: str
+    reader: FeedReader
+
+    def page_index(self) -> PageIndex:
+        store, ttl = get_feedstore().store, settings().pagination_ttl
+        return PageIndex(store, self.reader, self.parent, self.query, self.scope, ttl)
+
+
+def feed_query(key: str) -> FeedQuery:
     store, fetch_limit = get_feedstore().store, settings().fetch_limit
     schema = store.schema()
     query = query_module.parse(list(request.args.items(multi=True)), schema, fetch_limit)
     scope = f"{key}\n{query.fingerprint()}"
+    return FeedQuery(key, query, scope, FeedReader(store, schema, fetch_limit))
+
+
+def read_feed(key: str, counting: bool) -> Response:
+    """`?f` (a page of children), `?n=<k>` (a numbered page, §4.10) or `?c` (their count), with
+    filters, sort and cursor (API.md §4)."""
+    store, feed = get_feedstore().store, feed_query(key)
     after = None
-    if "p" in request.args:
-        after = cursor.decode(request.args["p"], scope, store.existing_secret())
-    reader = FeedReader(store, schema, fetch_limit)
+    if "n" in request.args:
+        after = feed.page_index().start(pagination.page_number(request.args["n"]))
+    elif "p" in request.args:
+        after = cursor.decode(request.args["p"], feed.scope, store.existing_secret())
+    reader, query = feed.reader, feed.query
     page = reader.count(key, query, after) if counting else reader.page(key, query, after)
     headers = {}
     if page.next is not None:
-        token = cursor.encode(page.next, scope, store.secret())
+        token = cursor.encode(page.next, feed.scope, store.secret())
         headers["x-vtecx-nextpage"] = token
         headers["Link"] = f'</d{key}?{next_query(token)}>; rel="next"'
     status = 206 if page.partial else 200
@@ -269,6 +312,14 @@ def read_feed(key: str, counting: bool) -> Response:
     if not page.documents and not page.partial:
         return Response(status=204)
     return stored_response(page.documents, status, headers, nometa=query.nometa)
+
+
+def build_page_index(key: str) -> Response:
+    """`?_pagination=<from>,<to>` (API.md §4.10): index the pages, answer vte.cx's summary."""
+    built = feed_query(key).page_index().build(PageRange.parse(request.args["_pagination"]))
+    links = [{"___rel": "next"}] if built.more else []
+    status = 206 if built.partial else 200
+    return message(str(built.pages), status, subtitle=str(built.entries), links=links)
 
 
 def stored_response(
@@ -286,10 +337,11 @@ def stored_response(
 
 def next_query(cursor: str) -> str:
     """This request's query (options, filters, format) with the cursor of the next page."""
-    pairs = [(name, value) for name, value in request.args.items(multi=True) if name != "p"]
+    # A page number would win over the cursor (§4.1): the next page is named by its cursor only.
+    pairs = [(k, value) for k, value in request.args.items(multi=True) if k not in ("p", "n")]
     return "&".join(
-        quote(name, safe="") + (f"={quote(value, safe='*')}" if value else "")
-        for name, value in [*pairs, ("p", cursor)]
+        quote(k, safe="") + (f"={quote(value, safe='*')}" if value else "")
+        for k, value in [*pairs, ("p", cursor)]
     )
 
 
@@ -402,9 +454,16 @@ def feed_response(
     )
 
 
-def message(title: str, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+def message(
+    title: str,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    *,
+    subtitle: str | None = None,
+    links: Sequence[Mapping[str, str]] = (),
+) -> Response:
     codec = answer_codec()
-    body = codec.dumps_message(title)
+    body = codec.dumps_message(title, subtitle=subtitle, links=links)
     return Response(body, status, dict(headers or {}), content_type=codec.CONTENT_TYPE)
 
 

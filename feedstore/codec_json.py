@@ -115,9 +115,21 @@ def dumps_stored(raw_documents: Iterable[bytes]) -> bytes:
     return b'{"feed":{"entry":[' + b",".join(raw_documents) + b"]}}"
 
 
-def dumps_message(title: str, error: Mapping[str, Any] | None = None) -> bytes:
-    """A message feed `{"feed":{"title":...}}`, with the `error` member for errors."""
-    body: dict[str, Any] = {"feed": {"title": title}}
+def dumps_message(
+    title: str,
+    error: Mapping[str, Any] | None = None,
+    *,
+    subtitle: str | None = None,
+    links: Sequence[Mapping[str, str]] = (),
+) -> bytes:
+    """A message feed `{"feed":{"title":...}}`, with the `error` member for errors; a summary
+    (vte.cx's pagination answer) adds a subtitle and links."""
+    feed: dict[str, Any] = {"title": title}
+    if subtitle is not None:
+        feed["subtitle"] = subtitle
+    if links:
+        feed["link"] = list(links)
+    body: dict[str, Any] = {"feed": feed}
     if error is not None:
         body["error"] = error
     return orjson.dumps(body)

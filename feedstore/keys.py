@@ -10,9 +10,13 @@ fs:i:<field>:<key>  the index of <key>'s children on an `x-index` field (index.p
 fs:schema           the field schema in force (JSON), shared by every worker
 fs:schema:v         its version, bumped on every change, read with every write
 fs:secret           the key that signs feed cursors, made once, shared by every worker
+fs:pg:<digest>      list: the cursors ending each page of a pagination index (pagination.py);
+                    <digest> is the SHA-256 of the parent, filters, sort and page size; expires
 """
 
 from __future__ import annotations
+
+import hashlib
 
 DOCUMENT_PREFIX = "fs:d:"
 INDEX_PREFIX = "fs:i:"
@@ -47,3 +51,7 @@ def counter_range_key(key: str) -> str:
 
 def index_key(parent: str, field: str) -> str:
     return f"{INDEX_PREFIX}{field}:{parent}"
+
+
+def page_index_key(scope: str) -> str:
+    return "fs:pg:" + hashlib.sha256(scope.encode()).hexdigest()

@@ -25,6 +25,7 @@ class Settings:
     fetch_limit: int = 50_000
     require_revision: tuple[str, ...] = ()
     write_retries: int = 200
+    pagination_ttl: int = 1800
 
     @classmethod
     def load(

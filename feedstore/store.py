@@ -214,6 +214,30 @@ class Store:
         last = int(self.redis.incrby(sequence_key(key), count))
         return list(range(last - count + 1, last + 1))
 
+    # -- pagination indexes (pagination.py) -----------------------------------------------------
+
+    @_unavailable_on_redis_error
+    def page_index(self, name: str, ttl: int) -> list[str]:
+        """The cursors of a pagination index, its lifetime renewed by the read."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.lrange(name, 0, -1)
+            pipe.expire(name, ttl)
+            found = cast(list[bytes], pipe.execute()[0])
+        return [item.decode() for item in found]
+
+    @_unavailable_on_redis_error
+    def save_page_index(self, name: str, keep: int, cursors: Sequence[str], ttl: int) -> None:
+        """Keep the first `keep` cursors of an index, then `cursors`: one transaction."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            if keep:
+                pipe.ltrim(name, 0, keep - 1)
+            else:
+                pipe.delete(name)
+            if cursors:
+                pipe.rpush(name, *cursors)
+            pipe.expire(name, ttl)
+            pipe.execute()
+
     @_unavailable_on_redis_error
     def count(self, key: str) -> int:
         """How many children `key` has."""
