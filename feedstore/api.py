@@ -5,7 +5,6 @@ Every route is listed here; no view touches Redis or builds a body by hand.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -24,8 +23,8 @@ from feedstore import (
     pagination,
     writes,
 )
+from feedstore import counter as counter_module
 from feedstore import query as query_module
-from feedstore.counter import CounterRange, allocate_count, check_read_amount
 from feedstore.entry import Entry, Limits, validate_key
 from feedstore.errors import (
     FeedstoreError,
@@ -211,41 +210,20 @@ def openapi_document() -> Response:
 def counter(key: str, option: str) -> Response:
     """A vte.cx counter request (API.md §8) instead of an entry request.
 
-    It carries nothing else: preconditions, and a body (but the range a PUT `_rangeids` sends),
-    are 400, never silently ignored.
+    It carries nothing else: preconditions, and a body (but the range a PUT `_rangeids` sends
+    as a message feed), are 400, never silently ignored.
     """
     body = request.get_data(cache=True, parse_form_data=False)
-    writing = request.method == "PUT"
+    writing, sent_range = request.method == "PUT", None
     if body.strip() and not (writing and option == "_rangeids"):
         raise InvalidOption(f"A counter request takes no body: {option}")
     if any(request.headers.get(name, "").strip() for name in ("If-Match", "If-None-Match")):
         raise InvalidOption(f"If-Match and If-None-Match don't apply to counters: {option}")
+    if body.strip():
+        codec = CODECS[negotiation.body_format(request.mimetype, body)]
+        sent_range = codec.loads_message(body, settings().limits)
     store, value = get_feedstore().store, request.args[option]
-    if option == "_allocids":
-        numbers = store.allocate_ids(key, allocate_count(value))
-        return message(",".join(map(str, numbers)))
-    if option == "_rangeids":
-        span = range_body(body) if writing else store.counter_range(key)
-        if writing:
-            store.set_counter_range(key, span)
-        return message(str(span) if span is not None else "")
-    if option == "_setids":
-        return message(str(store.set_ids(key, parse_integer(option))))
-    if option == "_addids" and writing:
-        return message(str(store.add_ids(key, parse_integer(option))))
-    if option == "_addids":
-        check_read_amount(value)
-    return message(str(store.get_ids(key)))
-
-
-def range_body(body: bytes) -> CounterRange | None:
-    """The range a PUT `_rangeids` sends, as vte.cx clients do: `{"feed":{"title":"1-100"}}`
-    (or Atom `<feed><title>1-100</title></feed>`). No body, or no title, removes the range."""
-    if not body.strip():
-        return None
-    codec = CODECS[negotiation.body_format(request.mimetype, body)]
-    title = codec.loads_message(body, settings().limits)
-    return CounterRange.parse(title) if title else None
+    return message(counter_module.answer(store, key, option, value, writing, sent_range))
 
 
 @bp.get("/_health")
@@ -416,13 +394,6 @@ def body_schema(codec: Codec) -> Schema | None:
 
 
 # -- answering ------------------------------------------------------------------------------
-
-
-def parse_integer(name: str) -> int:
-    value = request.args[name]
-    if not re.fullmatch(r"-?[0-9]{1,18}", value):
-        raise InvalidOption(f"{name} must be a whole number: {name}={value}")
-    return int(value)
 
 
 def without_meta(document: dict[str, Any]) -> dict[str, Any]:

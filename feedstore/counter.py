@@ -1,61 +1,48 @@
-"""vte.cx counters' ranges (`_rangeids`, API.md §8): parsing, the numbers a range allows, wrapping.
+"""vte.cx counter requests (API.md §8): what each counter option does to a key's counter, and
+the title it answers.
 
-A range is `<min>-<max>` (the value cycles back to min after max), `<min>-<max>!` (it stops at
-max: going past is 400) or `<min>` (no max). Setting a range sets the counter to min - 1, so the
-next `_addids=1` gives min. As in vte.cx the stored value is not wrapped; the value answered is.
-Pure functions: the Store keeps the range next to the counter and calls these inside its
-transaction.
+Flask-free: the view refuses what a counter request must not carry (a body, preconditions, a
+second counter option) and hands over the option, its value and the range a PUT sent.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
+from feedstore.counter_range import CounterRange
 from feedstore.errors import InvalidOption
+from feedstore.store import Store
 
-_RANGE = re.compile(r"(-?[0-9]{1,18})(?:-(-?[0-9]{1,18})(!?))?")
 MAX_ALLOCATE = 500  # most numbers one `_allocids` allocates, vte.cx's default `_allocids.limit`
+_WHOLE_NUMBER = re.compile(r"-?[0-9]{1,18}")
 
 
-@dataclass(frozen=True)
-class CounterRange:
-    """The numbers a counter gives: `low` to `high` (None: no end), cycling unless `stop`."""
+def answer(
+    store: Store, key: str, option: str, value: str, writing: bool, sent_range: str | None
+) -> str:
+    """Run a counter request (`writing`: a PUT) and return the title of its answer."""
+    if option == "_allocids":
+        return ",".join(map(str, store.allocate_ids(key, allocate_count(value))))
+    if option == "_rangeids":
+        span = store.counter_range(key)
+        if writing:
+            span = CounterRange.parse(sent_range) if sent_range else None
+            store.set_counter_range(key, span)
+        return str(span) if span is not None else ""
+    if option == "_setids":
+        return str(store.set_ids(key, whole_number(option, value)))
+    if option == "_addids" and writing:
+        return str(store.add_ids(key, whole_number(option, value)))
+    if option == "_addids":
+        check_read_amount(value)
+    return str(store.get_ids(key))
 
-    low: int
-    high: int | None = None
-    stop: bool = False
 
-    @classmethod
-    def parse(cls, text: str) -> CounterRange:
-        """A range as `_rangeids` sends it; 400 `invalid_option` naming it when it isn't one."""
-        match = _RANGE.fullmatch(text)
-        if match is None:
-            raise InvalidOption(
-                f"Range is invalid: {text} (expected <min>, <min>-<max> or <min>-<max>!)"
-            )
-        low, high = int(match[1]), (int(match[2]) if match[2] is not None else None)
-        if high is not None and high <= low:
-            raise InvalidOption(f"Range is invalid: {text} (the maximum must be above the minimum)")
-        return cls(low, high, match[3] == "!")
-
-    def __str__(self) -> str:
-        if self.high is None:
-            return str(self.low)
-        return f"{self.low}-{self.high}{'!' if self.stop else ''}"
-
-    def check(self, value: int, key: str, setting: bool = False) -> None:
-        """400 when a counter can't take `value`: below min, or past max unless it cycles (a set
-        value must be within the range either way)."""
-        past_end = self.high is not None and value > self.high
-        if value < self.low or (past_end and (self.stop or setting)):
-            raise InvalidOption(f"Counter is out of its range {self}: {key} would be {value}")
-
-    def shown(self, value: int) -> int:
-        """The value answered for a stored value: past max, a cycling range starts again at min."""
-        if self.high is not None and value > self.high and not self.stop:
-            return self.low + (value - self.low) % (self.high - self.low + 1)
-        return value
+def whole_number(option: str, value: str) -> int:
+    """The amount or value of `_addids` and `_setids`: at most 18 digits, optionally negative."""
+    if not _WHOLE_NUMBER.fullmatch(value):
+        raise InvalidOption(f"{option} must be a whole number: {option}={value}")
+    return int(value)
 
 
 def allocate_count(text: str) -> int:

@@ -5,7 +5,7 @@ fs:r:<key>          the last revision written; kept after a delete, so a re-inse
 fs:c:<key>          sorted set of the keys of <key>'s children (score 0: lexicographic order)
 fs:n:<key>          the counter that numbers children POSTed without a self link (and `_allocids`)
 fs:ids:<key>        the vte.cx counter of <key> (`_addids`, `_getids`, `_setids`)
-fs:idr:<key>        the range of that counter (`_rangeids`, counter.py), absent when it has none
+fs:idr:<key>        the range of that counter (`_rangeids`, counter_range.py), absent without one
 fs:i:<field>:<key>  the index of <key>'s children on an `x-index` field (index.py)
 fs:schema           the field schema in force (JSON), shared by every worker
 fs:schema:v         its version, bumped on every change, read with every write

@@ -17,7 +17,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 import redis
 
 from feedstore import codec_json
-from feedstore.counter import CounterRange
+from feedstore.counter_range import CounterRange
 from feedstore.entry import ROOT, parent_of
 from feedstore.errors import ServiceUnavailable
 from feedstore.index import indexed_fields, members
