@@ -55,7 +55,8 @@ ENTRY_VIEWS = frozenset(
 class EntryPath(PathConverter):
     """A key after /d/, except the server's own resources, so that they answer 405 to writes."""
 
-    regex = rf"(?!(?:{'|'.join(RESERVED_RESOURCES)})$)[^/].*?"
+    # [\s\S], not `.`: a key with a line break must reach the view, which refuses it (400).
+    regex = rf"(?!(?:{'|'.join(RESERVED_RESOURCES)})\Z)[^/][\s\S]*?"
 
 
 class Codec(Protocol):
