@@ -173,7 +173,8 @@ def partial_update(path: str) -> Response:
     status = 201 if any(w.created for w in written) else 200
     if "return=minimal" in request.headers.get("Prefer", ""):
         return Response(status=204, headers=headers)
-    return feed_response([w.document for w in written if w.document is not None], status, headers)
+    documents = [w.document for w in written if w.document is not None]
+    return feed_response(documents, status, headers, single=target != "/")
 
 
 @bp.delete("/d/<entry_path:path>")
@@ -200,8 +201,8 @@ def schema() -> Response:
 @bp.get("/d/_openapi")
 @bp.get("/openapi.json")
 def openapi_document() -> Response:
-    """The OpenAPI 3.1 document, with the loaded schema's custom fields."""
-    body, tag = openapi.rendered(get_feedstore().store.schema())
+    """The OpenAPI 3.1 document, with the loaded schema's custom fields and the JSON style."""
+    body, tag = openapi.rendered(get_feedstore().store.schema(), settings().json_style)
     headers = {"ETag": tag}
     if request.if_none_match.contains(tag.strip('"')):
         return Response(status=304, headers=headers)
@@ -244,7 +245,7 @@ def read_entry(key: str) -> Response:
     headers = {"ETag": negotiation.etag(revision)}
     if "If-None-Match" in request.headers and request.if_none_match.contains(str(revision)):
         return Response(status=304, headers=headers)
-    return stored_response([raw], 200, headers)
+    return stored_response([raw], 200, headers, single=True)
 
 
 @dataclass(frozen=True)
@@ -302,13 +303,20 @@ def build_page_index(key: str) -> Response:
 
 
 def stored_response(
-    raw_documents: list[bytes], status: int, headers: Mapping[str, str], nometa: bool = False
+    raw_documents: list[bytes],
+    status: int,
+    headers: Mapping[str, str],
+    nometa: bool = False,
+    single: bool = False,
 ) -> Response:
-    """Stored entries in the answer's format; `?_nometa` leaves out the server's fields."""
-    codec = answer_codec()
+    """Stored entries in the answer's format; `?_nometa` leaves out the server's fields. In the
+    bare JSON style, one entry (`single`) is an object and the others an array."""
     if nometa or "_nometa" in request.args:
         documents = [without_meta(codec_json.loads_stored(raw)) for raw in raw_documents]
-        body = codec.dumps(documents)
+        return feed_response(documents, status, headers, single)
+    codec = answer_codec()
+    if codec is codec_json and settings().json_style == "bare":
+        body = codec_json.dumps_stored_bare(raw_documents, single)
     else:
         body = codec.dumps_stored(raw_documents)
     return Response(body, status, dict(headers), content_type=codec.CONTENT_TYPE)
@@ -418,12 +426,19 @@ def answer_codec() -> Codec:
 
 
 def feed_response(
-    documents: list[Mapping[str, Any]], status: int = 200, headers: Mapping[str, str] | None = None
+    documents: Sequence[Mapping[str, Any]],
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    single: bool = False,
 ) -> Response:
+    """Entries in the answer's format: a feed, or in the bare JSON style an array (an object for
+    one entry, `single`), as vte.cx answers them (API.md §2.3)."""
     codec = answer_codec()
-    return Response(
-        codec.dumps(documents), status, dict(headers or {}), content_type=codec.CONTENT_TYPE
-    )
+    if codec is codec_json and settings().json_style == "bare":
+        body = codec_json.dumps_bare(documents, single)
+    else:
+        body = codec.dumps(documents)
+    return Response(body, status, dict(headers or {}), content_type=codec.CONTENT_TYPE)
 
 
 def message(

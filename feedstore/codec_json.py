@@ -115,6 +115,16 @@ def dumps_stored(raw_documents: Iterable[bytes]) -> bytes:
     return b'{"feed":{"entry":[' + b",".join(raw_documents) + b"]}}"
 
 
+def dumps_bare(documents: Sequence[Mapping[str, Any]], single: bool = False) -> bytes:
+    """Entries without their feed, as vte.cx answers them: `[...]`, or `{...}` for one entry."""
+    return orjson.dumps(documents[0] if single else list(documents))
+
+
+def dumps_stored_bare(raw_documents: Sequence[bytes], single: bool = False) -> bytes:
+    """Stored entries without their feed, spliced without decoding them: `[...]` or `{...}`."""
+    return raw_documents[0] if single else b"[" + b",".join(raw_documents) + b"]"
+
+
 def dumps_message(
     title: str,
     error: Mapping[str, Any] | None = None,
