@@ -40,6 +40,10 @@ def test_a_known_option_on_another_method_is_refused(method: str, name: str) -> 
     assert refusal(method, [name]) == f"Option does not apply to {method}: {name}"
 
 
+def test_options_requests_are_not_checked() -> None:
+    options.check("OPTIONS", ["_addids", "_anything"])  # a CORS preflight of the real request
+
+
 def test_options_not_wired_yet_are_listed_but_refused_as_unknown() -> None:
     pending = [option for option in options.TABLE if not option.wired]
     assert {option.name for option in pending} == {
