@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import redis
 from flask.testing import FlaskClient
@@ -116,3 +119,15 @@ def test_over_http_vtecx_clients_e_on_writes_is_accepted(client: FlaskClient) ->
     assert client.post("/d/?e", json=entry).status_code == 201
     assert client.put("/d/?e", json=entry).status_code == 200
     assert client.delete("/d/a?e&r=2").status_code == 200
+
+
+def test_the_table_of_the_docs_is_this_table() -> None:
+    """docs/api.md §4.9 lists the options per method; it must say what the code does."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "api.md").read_text()
+    section = text[text.index("### 4.9 Options per method") : text.index("### 4.10")]
+    rows = dict(re.findall(r"^\| (GET|POST|PUT|PATCH|DELETE) \| `([^`]*)` \|$", section, re.M))
+    for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+        wired = {o.name for o in options.TABLE if o.wired and method in o.methods}
+        assert set(rows[method].split()) == wired, method
+    head = {o.name for o in options.TABLE if o.wired and "HEAD" in o.methods}
+    assert head == set(rows["GET"].split()) - {"_pagination", "_allocids"}
