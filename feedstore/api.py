@@ -5,8 +5,7 @@ Every route is listed here; no view touches Redis or builds a body by hand.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -14,7 +13,17 @@ from urllib.parse import quote
 from flask import Blueprint, Response, current_app, request
 from werkzeug.routing import PathConverter
 
-from feedstore import codec_json, codec_xml, cursor, negotiation, openapi, writes
+from feedstore import (
+    codec_json,
+    codec_xml,
+    cursor,
+    negotiation,
+    openapi,
+    options,
+    pagination,
+    writes,
+)
+from feedstore import counter as counter_module
 from feedstore import query as query_module
 from feedstore.entry import Entry, Limits, validate_key
 from feedstore.errors import (
@@ -25,6 +34,7 @@ from feedstore.errors import (
 )
 from feedstore.feed import FeedReader
 from feedstore.negotiation import Format
+from feedstore.pagination import PageIndex, PageRange
 from feedstore.schema import Schema
 from feedstore.settings import Settings
 from feedstore.store import Store, Write
@@ -35,6 +45,10 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 META_FIELDS = ("id", "author", "published", "updated")
 # The server's own resources under /d/: only GET reaches them, other methods are 405.
 RESERVED_RESOURCES = ("_schema", "_openapi")
+# The views of entries, whose query options the options table governs.
+ENTRY_VIEWS = frozenset(
+    {"api.read", "api.create", "api.update", "api.partial_update", "api.delete"}
+)
 
 
 class EntryPath(PathConverter):
@@ -52,9 +66,17 @@ class Codec(Protocol):
 
     def loads(self, body: bytes, limits: Limits, schema: Schema | None = None) -> list[Entry]: ...
     def loads_documents(self, body: bytes, limits: Limits, schema: Schema | None = None) -> Any: ...
+    def loads_message(self, body: bytes, limits: Limits) -> str | None: ...
     def dumps(self, documents: Iterable[Mapping[str, Any]]) -> bytes: ...
     def dumps_stored(self, raw_documents: Iterable[bytes]) -> bytes: ...
-    def dumps_message(self, title: str, error: Mapping[str, Any] | None = None) -> bytes: ...
+    def dumps_message(
+        self,
+        title: str,
+        error: Mapping[str, Any] | None = None,
+        *,
+        subtitle: str | None = None,
+        links: Sequence[Mapping[str, str]] = (),
+    ) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -74,10 +96,13 @@ def get_feedstore() -> Feedstore:
 
 
 @bp.before_request
-def guard_writes() -> None:
+def guard() -> None:
+    """The CSRF guard first, then the options the method takes, before any view runs."""
     # X-Requested-With is what jQuery sends: settle the common case without scanning headers.
     if request.method in WRITE_METHODS and "X-Requested-With" not in request.headers:
         negotiation.check_csrf(request.headers.keys(), request.mimetype)
+    if request.endpoint in ENTRY_VIEWS and request.args:
+        options.check(request.method, request.args.keys())
 
 
 @bp.get("/d/", defaults={"path": ""}, strict_slashes=False)
@@ -85,10 +110,18 @@ def guard_writes() -> None:
 def read(path: str) -> Response:
     key = validate_key(request_key())
     query_module.check_options(request.args)
-    if "_getids" in request.args:
-        return message(str(get_feedstore().store.get_ids(key)))
-    if "f" in request.args or "c" in request.args:
-        return read_feed(key, counting="f" not in request.args)
+    pagination.check_options(request.args)
+    counter_option = options.counter_option(request.args)
+    if counter_option is not None:
+        return counter(key, counter_option)
+    # When a URL names several read modes, vte.cx's order decides: pagination, page number,
+    # count, entry, feed.
+    if "_pagination" in request.args:
+        return build_page_index(key)
+    if "c" in request.args and "n" not in request.args:
+        return read_feed(key, counting=True)
+    if "n" in request.args or ("f" in request.args and "e" not in request.args):
+        return read_feed(key, counting=False)
     return read_entry(key)
 
 
@@ -109,8 +142,9 @@ def create(path: str) -> Response:
 @bp.put("/d/", defaults={"path": ""}, strict_slashes=False)
 @bp.put("/d/<entry_path:path>")
 def update(path: str) -> Response:
-    if "_addids" in request.args or "_setids" in request.args:
-        return counter(validate_key(request_key()))
+    counter_option = options.counter_option(request.args)
+    if counter_option is not None:
+        return counter(validate_key(request_key()), counter_option)
     entries = writes.target_entries(decode_entries(), validate_key(request_key()))
     conditions = request_conditions(single=len(entries) == 1)
     adding, removing = "_addalias" in request.args, "_removealias" in request.args
@@ -138,7 +172,8 @@ def partial_update(path: str) -> Response:
     status = 201 if any(w.created for w in written) else 200
     if "return=minimal" in request.headers.get("Prefer", ""):
         return Response(status=204, headers=headers)
-    return feed_response([w.document for w in written if w.document is not None], status, headers)
+    documents = [w.document for w in written if w.document is not None]
+    return feed_response(documents, status, headers, single=target != "/")
 
 
 @bp.delete("/d/", defaults={"path": ""}, strict_slashes=False)
@@ -172,31 +207,31 @@ def schema() -> Response:
 @bp.get("/d/_openapi")
 @bp.get("/openapi.json")
 def openapi_document() -> Response:
-    """The OpenAPI 3.1 document, with the loaded schema's custom fields."""
-    body, tag = openapi.rendered(get_feedstore().store.schema())
+    """The OpenAPI 3.1 document, with the loaded schema's custom fields and the JSON style."""
+    body, tag = openapi.rendered(get_feedstore().store.schema(), settings().json_style)
     headers = {"ETag": tag}
     if request.if_none_match.contains(tag.strip('"')):
         return Response(status=304, headers=headers)
     return Response(body, 200, headers, content_type=openapi.CONTENT_TYPE)
 
 
-def counter(key: str) -> Response:
-    """vte.cx counters: `?_addids=<n>` adds (n may be negative), `?_setids=<v>` sets (§6).
+def counter(key: str, option: str) -> Response:
+    """A vte.cx counter request (API.md §8) instead of an entry request.
 
-    A counter request carries nothing else: a body, preconditions or both options are 400, never
-    silently ignored.
+    It carries nothing else: preconditions, and a body (but the range a PUT `_rangeids` sends
+    as a message feed), are 400, never silently ignored.
     """
-    option = "_addids" if "_addids" in request.args else "_setids"
-    if "_addids" in request.args and "_setids" in request.args:
-        raise InvalidOption("_addids and _setids can't be combined.")
-    if request.get_data(cache=True, parse_form_data=False).strip():
+    body = request.get_data(cache=True, parse_form_data=False)
+    writing, sent_range = request.method == "PUT", None
+    if body.strip() and not (writing and option == "_rangeids"):
         raise InvalidOption(f"A counter request takes no body: {option}")
     if any(request.headers.get(name, "").strip() for name in ("If-Match", "If-None-Match")):
         raise InvalidOption(f"If-Match and If-None-Match don't apply to counters: {option}")
-    store = get_feedstore().store
-    if "_addids" in request.args:
-        return message(str(store.add_ids(key, parse_integer("_addids"))))
-    return message(str(store.set_ids(key, parse_integer("_setids"))))
+    if body.strip():
+        codec = CODECS[negotiation.body_format(request.mimetype, body)]
+        sent_range = codec.loads_message(body, settings().limits)
+    store, value = get_feedstore().store, request.args[option]
+    return message(counter_module.answer(store, key, option, value, writing, sent_range))
 
 
 @bp.get("/_health")
@@ -216,23 +251,45 @@ def read_entry(key: str) -> Response:
     headers = {"ETag": negotiation.etag(revision)}
     if "If-None-Match" in request.headers and request.if_none_match.contains(str(revision)):
         return Response(status=304, headers=headers)
-    return stored_response([raw], 200, headers)
+    return stored_response([raw], 200, headers, single=True)
 
 
-def read_feed(key: str, counting: bool) -> Response:
-    """`?f` (a page of children) or `?c` (their count), with filters, sort and cursor (§2)."""
+@dataclass(frozen=True)
+class FeedQuery:
+    """A feed request's query, the scope its cursors are bound to, and the reader that runs it."""
+
+    parent: str
+    query: query_module.Query
+    scope: str
+    reader: FeedReader
+
+    def page_index(self) -> PageIndex:
+        store, ttl = get_feedstore().store, settings().pagination_ttl
+        return PageIndex(store, self.reader, self.parent, self.query, self.scope, ttl)
+
+
+def feed_query(key: str) -> FeedQuery:
     store, fetch_limit = get_feedstore().store, settings().fetch_limit
     schema = store.schema()
     query = query_module.parse(list(request.args.items(multi=True)), schema, fetch_limit)
     scope = f"{key}\n{query.fingerprint()}"
+    return FeedQuery(key, query, scope, FeedReader(store, schema, fetch_limit))
+
+
+def read_feed(key: str, counting: bool) -> Response:
+    """`?f` (a page of children), `?n=<k>` (a numbered page, §4.10) or `?c` (their count), with
+    filters, sort and cursor (API.md §4)."""
+    store, feed = get_feedstore().store, feed_query(key)
     after = None
-    if "p" in request.args:
-        after = cursor.decode(request.args["p"], scope, store.existing_secret())
-    reader = FeedReader(store, schema, fetch_limit)
+    if "n" in request.args:
+        after = feed.page_index().start(pagination.page_number(request.args["n"]))
+    elif "p" in request.args:
+        after = cursor.decode(request.args["p"], feed.scope, store.existing_secret())
+    reader, query = feed.reader, feed.query
     page = reader.count(key, query, after) if counting else reader.page(key, query, after)
     headers = {}
     if page.next is not None:
-        token = cursor.encode(page.next, scope, store.secret())
+        token = cursor.encode(page.next, feed.scope, store.secret())
         headers["x-vtecx-nextpage"] = token
         headers["Link"] = f'</d{key}?{next_query(token)}>; rel="next"'
     status = 206 if page.partial else 200
@@ -243,14 +300,29 @@ def read_feed(key: str, counting: bool) -> Response:
     return stored_response(page.documents, status, headers, nometa=query.nometa)
 
 
+def build_page_index(key: str) -> Response:
+    """`?_pagination=<from>,<to>` (API.md §4.10): index the pages, answer vte.cx's summary."""
+    built = feed_query(key).page_index().build(PageRange.parse(request.args["_pagination"]))
+    links = [{"___rel": "next"}] if built.more else []
+    status = 206 if built.partial else 200
+    return message(str(built.pages), status, subtitle=str(built.entries), links=links)
+
+
 def stored_response(
-    raw_documents: list[bytes], status: int, headers: Mapping[str, str], nometa: bool = False
+    raw_documents: list[bytes],
+    status: int,
+    headers: Mapping[str, str],
+    nometa: bool = False,
+    single: bool = False,
 ) -> Response:
-    """Stored entries in the answer's format; `?_nometa` leaves out the server's fields."""
-    codec = answer_codec()
+    """Stored entries in the answer's format; `?_nometa` leaves out the server's fields. In the
+    bare JSON style, one entry (`single`) is an object and the others an array."""
     if nometa or "_nometa" in request.args:
         documents = [without_meta(codec_json.loads_stored(raw)) for raw in raw_documents]
-        body = codec.dumps(documents)
+        return feed_response(documents, status, headers, single)
+    codec = answer_codec()
+    if codec is codec_json and settings().json_style == "bare":
+        body = codec_json.dumps_stored_bare(raw_documents, single)
     else:
         body = codec.dumps_stored(raw_documents)
     return Response(body, status, dict(headers), content_type=codec.CONTENT_TYPE)
@@ -258,10 +330,11 @@ def stored_response(
 
 def next_query(cursor: str) -> str:
     """This request's query (options, filters, format) with the cursor of the next page."""
-    pairs = [(name, value) for name, value in request.args.items(multi=True) if name != "p"]
+    # A page number would win over the cursor (§4.1): the next page is named by its cursor only.
+    pairs = [(k, value) for k, value in request.args.items(multi=True) if k not in ("p", "n")]
     return "&".join(
-        quote(name, safe="") + (f"={quote(value, safe='*')}" if value else "")
-        for name, value in [*pairs, ("p", cursor)]
+        quote(k, safe="") + (f"={quote(value, safe='*')}" if value else "")
+        for k, value in [*pairs, ("p", cursor)]
     )
 
 
@@ -338,13 +411,6 @@ def body_schema(codec: Codec) -> Schema | None:
 # -- answering ------------------------------------------------------------------------------
 
 
-def parse_integer(name: str) -> int:
-    value = request.args[name]
-    if not re.fullmatch(r"-?[0-9]{1,18}", value):
-        raise InvalidOption(f"{name} must be a whole number: {name}={value}")
-    return int(value)
-
-
 def without_meta(document: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in document.items() if name not in META_FIELDS}
 
@@ -366,17 +432,31 @@ def answer_codec() -> Codec:
 
 
 def feed_response(
-    documents: list[Mapping[str, Any]], status: int = 200, headers: Mapping[str, str] | None = None
+    documents: Sequence[Mapping[str, Any]],
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    single: bool = False,
+) -> Response:
+    """Entries in the answer's format: a feed, or in the bare JSON style an array (an object for
+    one entry, `single`), as vte.cx answers them (API.md §2.3)."""
+    codec = answer_codec()
+    if codec is codec_json and settings().json_style == "bare":
+        body = codec_json.dumps_bare(documents, single)
+    else:
+        body = codec.dumps(documents)
+    return Response(body, status, dict(headers or {}), content_type=codec.CONTENT_TYPE)
+
+
+def message(
+    title: str,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    *,
+    subtitle: str | None = None,
+    links: Sequence[Mapping[str, str]] = (),
 ) -> Response:
     codec = answer_codec()
-    return Response(
-        codec.dumps(documents), status, dict(headers or {}), content_type=codec.CONTENT_TYPE
-    )
-
-
-def message(title: str, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
-    codec = answer_codec()
-    body = codec.dumps_message(title)
+    body = codec.dumps_message(title, subtitle=subtitle, links=links)
     return Response(body, status, dict(headers or {}), content_type=codec.CONTENT_TYPE)
 
 

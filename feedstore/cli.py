@@ -28,7 +28,7 @@ from feedstore.embedded import (
 )
 from feedstore.errors import FeedstoreError
 from feedstore.schema import Schema
-from feedstore.settings import Settings
+from feedstore.settings import JSON_STYLES, Settings
 from feedstore.store import Store
 
 APP_FACTORY = "feedstore.app:create_app"
@@ -55,6 +55,7 @@ class ServeOptions:
     schema_file: Path | None
     fsync: FsyncPolicy
     server: str
+    json_style: str | None = None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,6 +121,12 @@ def add_serve_command(subcommands: argparse._SubParsersAction[argparse.ArgumentP
         help="when the embedded Redis fsyncs its AOF (everysec; always survives power loss)",
     )
     parser.add_argument("--server", choices=SERVERS, default="granian", help="%(default)s")
+    parser.add_argument(
+        "--json-style",
+        choices=JSON_STYLES,
+        help="JSON entries wrapped in a feed (feed, the default) or bare, as vte.cx answers "
+        "them (bare); sets FEEDSTORE_JSON_STYLE for the workers",
+    )
     parser.set_defaults(command=run_serve)
 
 
@@ -244,6 +251,7 @@ def run_serve(args: argparse.Namespace) -> int:
         schema_file=schema_file,
         fsync=args.fsync or "everysec",
         server=args.server,
+        json_style=args.json_style,
     )
     return serve(options)
 
@@ -252,6 +260,8 @@ def serve(options: ServeOptions) -> int:
     """Start Redis unless given one, run the workers until a signal, then stop Redis after them."""
     # Until the server installs its own handlers, SIGTERM must unwind through the finally below.
     signal.signal(signal.SIGTERM, _exit_on_signal)
+    if options.json_style is not None:
+        os.environ["FEEDSTORE_JSON_STYLE"] = options.json_style
     try:
         # Every worker reads FEEDSTORE_* again; a mistake there should stop us here, once.
         Settings.load()

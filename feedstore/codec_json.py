@@ -43,6 +43,18 @@ def loads_document(body: bytes, limits: Limits) -> Any:
     return document
 
 
+def loads_message(body: bytes, limits: Limits) -> str | None:
+    """The title of a message feed `{"feed":{"title":"..."}}` (None without a title)."""
+    document = loads_document(body, limits)
+    feed = document.get("feed") if isinstance(document, dict) and len(document) == 1 else None
+    if not isinstance(feed, dict) or set(feed) - {"title"}:
+        raise InvalidBody('a message is a feed with only a title: {"feed":{"title":"..."}}')
+    title = feed.get("title")
+    if title is not None and not isinstance(title, str):
+        raise InvalidBody("a message's title must be a string.")
+    return title
+
+
 def unwrap(document: Any) -> list[Any]:
     """The entries of a feed, an `entry` wrapper, a bare array or a single bare entry."""
     if isinstance(document, dict) and len(document) == 1:
@@ -106,9 +118,31 @@ def dumps_stored(raw_documents: Iterable[bytes]) -> bytes:
     return b'{"feed":{"entry":[' + b",".join(raw_documents) + b"]}}"
 
 
-def dumps_message(title: str, error: Mapping[str, Any] | None = None) -> bytes:
-    """A message feed `{"feed":{"title":...}}`, with the `error` member for errors."""
-    body: dict[str, Any] = {"feed": {"title": title}}
+def dumps_bare(documents: Sequence[Mapping[str, Any]], single: bool = False) -> bytes:
+    """Entries without their feed, as vte.cx answers them: `[...]`, or `{...}` for one entry."""
+    return orjson.dumps(documents[0] if single else list(documents))
+
+
+def dumps_stored_bare(raw_documents: Sequence[bytes], single: bool = False) -> bytes:
+    """Stored entries without their feed, spliced without decoding them: `[...]` or `{...}`."""
+    return raw_documents[0] if single else b"[" + b",".join(raw_documents) + b"]"
+
+
+def dumps_message(
+    title: str,
+    error: Mapping[str, Any] | None = None,
+    *,
+    subtitle: str | None = None,
+    links: Sequence[Mapping[str, str]] = (),
+) -> bytes:
+    """A message feed `{"feed":{"title":...}}`, with the `error` member for errors; a summary
+    (vte.cx's pagination answer) adds a subtitle and links."""
+    feed: dict[str, Any] = {"title": title}
+    if subtitle is not None:
+        feed["subtitle"] = subtitle
+    if links:
+        feed["link"] = list(links)
+    body: dict[str, Any] = {"feed": feed}
     if error is not None:
         body["error"] = error
     return orjson.dumps(body)

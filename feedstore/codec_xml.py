@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from lxml import etree
@@ -74,6 +74,17 @@ def loads_documents(body: bytes, limits: Limits, schema: Schema | None = None) -
     if name.localname == "entry":
         return [_read_entry(root, schema)]
     return [_read_entry(child, schema) for child in root if _local(child) == "entry"]
+
+
+def loads_message(body: bytes, limits: Limits) -> str | None:
+    """The title of a message feed `<feed><title>...</title></feed>` (None without a title)."""
+    root = parse(body, limits)
+    if etree.QName(root).namespace not in (None, ATOM) or _local(root) != "feed":
+        raise InvalidBody("a message is an Atom feed with a title.")
+    if any(not isinstance(child.tag, str) or _local(child) != "title" for child in root):
+        raise InvalidBody("a message feed holds only its title.")
+    title = root.find("{*}title")
+    return None if title is None else "".join(title.itertext())
 
 
 def parse(body: bytes, limits: Limits) -> etree._Element:
@@ -215,10 +226,21 @@ def dumps_stored(raw_documents: Iterable[bytes]) -> bytes:
     return dumps(codec_json.loads_stored(raw) for raw in raw_documents)
 
 
-def dumps_message(title: str, error: Mapping[str, Any] | None = None) -> bytes:
-    """A message feed `<feed><title>...</title></feed>`, with `fs:error` for errors."""
+def dumps_message(
+    title: str,
+    error: Mapping[str, Any] | None = None,
+    *,
+    subtitle: str | None = None,
+    links: Sequence[Mapping[str, str]] = (),
+) -> bytes:
+    """A message feed `<feed><title>...</title></feed>`, with `fs:error` for errors; a summary
+    (vte.cx's pagination answer) adds a subtitle and links."""
     feed = etree.Element(f"{{{ATOM}}}feed", nsmap=NAMESPACES)
     etree.SubElement(feed, f"{{{ATOM}}}title").text = _text(title)
+    if subtitle is not None:
+        etree.SubElement(feed, f"{{{ATOM}}}subtitle").text = _text(subtitle)
+    for link in links:
+        _write_atom(feed, "link", link)
     if error is not None:
         element = etree.SubElement(feed, f"{{{FIELDS}}}error")
         for name in ("status", "code", "key", "field", "revision"):

@@ -33,12 +33,14 @@ _HIGH = {"eq": ("(", b"\x01"), "le": ("(", b"\x01"), "lt": ("(", b"\x00"), "fm":
 
 @dataclass
 class Page:
-    """Matching children (stored JSON), where the next page starts, and whether it is partial."""
+    """Matching children (stored JSON), where the next page starts, whether it is partial, and
+    how many children were examined to find them."""
 
     documents: list[bytes]
     next: Position | None = None
     partial: bool = False
     count: int = 0
+    examined: int = 0
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,9 @@ class FeedReader:
             more = len(keys) > query.limit
             keys = keys[: query.limit]
             documents = [raw for raw in self.store.documents(keys) if raw is not None]
-            return Page(documents, Position(keys[-1]) if more and keys else None)
+            return Page(
+                documents, Position(keys[-1]) if more and keys else None, examined=len(keys)
+            )
         if query.sort is not None and query.sort.field not in self.indexed:
             return self._sorted_in_memory(parent, query, after)
         candidates, matches = self._plan(parent, query, after, query.limit + 1)
@@ -99,7 +103,11 @@ class FeedReader:
     def _index_walk(self, parent: str, query: Query) -> tuple[_Walk | None, list[Filter]]:
         """The index that serves this query, if one does, and the filters its bounds settle."""
         if query.sort is not None:
-            bounds = [f for f in query.filters if f.field == query.sort.field][:1]
+            bounds = [
+                f
+                for f in query.filters
+                if f.field == query.sort.field and (f.op in _LOW or f.op in _HIGH)
+            ][:1]
             return self._walk_of(parent, query.sort.field, bounds, query.sort.descending)
         for condition in query.filters:
             if condition.op == "eq" and condition.field in self.indexed:
@@ -168,17 +176,18 @@ class FeedReader:
         """
         documents: list[bytes] = []
         last: Position | None = None
+        examined = 0
         for examined, (position, raw) in enumerate(candidates, start=1):
             last = position
             if raw is not None and (matches is None or matches(codec_json.loads_stored(raw))):
                 documents.append(raw)
                 if limit is not None and len(documents) == limit:
                     more = next(candidates, None) is not None
-                    return Page(documents, position if more else None)
+                    return Page(documents, position if more else None, examined=examined)
             if examined >= self.fetch_limit:
                 more = next(candidates, None) is not None
-                return Page(documents, last if more else None, partial=more)
-        return Page(documents)
+                return Page(documents, last if more else None, partial=more, examined=examined)
+        return Page(documents, examined=examined)
 
     def _sorted_in_memory(self, parent: str, query: Query, after: Position | None) -> Page:
         """Sort on a field without an index: every child is read, so at most the fetch limit."""
@@ -192,7 +201,9 @@ class FeedReader:
         matches = Matcher(query, self.schema)
         declared = self.schema.type_of(query.sort.path) if self.schema else None
         rows: list[tuple[bytes, bytes]] = []
+        examined = 0
         for position, raw in self._scan(parent, None):
+            examined += 1
             if raw is None:
                 continue
             document = codec_json.loads_stored(raw)
@@ -216,4 +227,4 @@ class FeedReader:
         next_position = (
             Position(page[-1][0].rpartition(b"\x00")[2].decode(), page[-1][0]) if more else None
         )
-        return Page([raw for _, raw in page], next_position)
+        return Page([raw for _, raw in page], next_position, examined=examined)

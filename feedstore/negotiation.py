@@ -9,7 +9,12 @@ from collections.abc import Iterable, Mapping
 from enum import Enum
 from typing import Literal
 
-from feedstore.errors import InvalidBody, InvalidOption, MissingCsrfHeader, UnsupportedMediaType
+from feedstore.errors import (
+    InvalidBody,
+    InvalidOption,
+    MissingCsrfHeader,
+    UnsupportedMediaType,
+)
 
 
 class Format(Enum):

@@ -7,6 +7,10 @@ merged rather than composed with `allOf`: a closed object can't be combined with
 
 The core lists response sets once (`components.x-response-sets`); an operation's `responses` that
 refers to one gets a copy, with its own statuses on top, and the sets leave the served document.
+
+The core describes the feed JSON style. In the bare style (`json_style` bare) every answer of
+entries is rewritten to its bare shape, so the document always describes the answers of the style
+in force, and a validator checks them exactly.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ CONTENT_TYPE = "application/json"
 RESPONSE_SETS = "x-response-sets"
 _SET_PREFIX = f"#/components/{RESPONSE_SETS}/"
 _CUSTOM = "#/components/schemas/CustomFields"
+_ENTRY_FEED = "#/components/schemas/EntryFeed"
+# Answers that may be one entry (an entry read, a PATCH of one key); all others are lists.
+_ONE_OR_MORE = ("Read", "Patched")
 # Keywords that change how a schema's references resolve; they'd be wrong inside another document.
 _RELOCATING = ("$id", "$schema", "$anchor", "$dynamicAnchor")
 
@@ -54,18 +61,20 @@ def _expanded(responses: dict[str, Any], sets: Mapping[str, Any]) -> dict[str, A
     return {**copy.deepcopy(sets[reference.removeprefix(_SET_PREFIX)]), **own}
 
 
-def document(schema: Schema | None) -> dict[str, Any]:
-    """The document for the schema in force (the core itself when there is none)."""
+def document(schema: Schema | None, json_style: str = "feed") -> dict[str, Any]:
+    """The document for the schema and JSON style in force (the core itself by default)."""
     result = copy.deepcopy(core())
     if schema is not None:
         _add_custom_fields(result["components"]["schemas"], schema.document)
+    if json_style == "bare":
+        _bare_answers(result)
     return result
 
 
 @functools.lru_cache(maxsize=8)
-def rendered(schema: Schema | None) -> tuple[bytes, str]:
+def rendered(schema: Schema | None, json_style: str = "feed") -> tuple[bytes, str]:
     """The document as JSON bytes and its ETag; a Schema is cached until its version changes."""
-    body = orjson.dumps(document(schema))
+    body = orjson.dumps(document(schema, json_style))
     return body, f'"{hashlib.sha256(body).hexdigest()}"'
 
 
@@ -89,6 +98,30 @@ def _add_custom_fields(schemas: dict[str, Any], schema_document: Mapping[str, An
         entry["additionalProperties"] = copy.deepcopy(custom["additionalProperties"])
     if isinstance(custom.get("required"), list):
         entry["required"] = list(custom["required"])
+
+
+def _bare_answers(document: dict[str, Any]) -> None:
+    """Describe the bare JSON style: every `EntryFeed` answer becomes its bare shape."""
+    for name, response in document["components"]["responses"].items():
+        bare = "BareEntryOrEntries" if name in _ONE_OR_MORE else "BareEntries"
+        _replace_reference(response, _ENTRY_FEED, f"#/components/schemas/{bare}")
+    _replace_reference(document["paths"], _ENTRY_FEED, "#/components/schemas/BareEntries")
+    document["info"]["description"] += (
+        "\n\nThis server answers in the bare JSON style (`json_style` bare), as vte.cx does: an "
+        "entry read is the entry itself, a feed an array of entries; messages stay message feeds."
+    )
+
+
+def _replace_reference(node: Any, old: str, new: str) -> None:
+    """Point every `$ref` to `old` under `node` (in place) to `new`."""
+    if isinstance(node, dict):
+        if node.get("$ref") == old:
+            node["$ref"] = new
+        for value in node.values():
+            _replace_reference(value, old, new)
+    elif isinstance(node, list):
+        for item in node:
+            _replace_reference(item, old, new)
 
 
 def _relocated(node: Any, old_root: str, new_root: str) -> Any:

@@ -3,7 +3,8 @@
 Pure functions: parsing query parameters into a Query, and deciding whether a document matches.
 Comparisons are typed by the schema (numbers compare as numbers); without one, by the stored value.
 Regular expressions use the `regex` module, whose matches can be given a time limit, so a hostile
-pattern costs a bounded time and then a 400.
+pattern costs a bounded time and then a 400. The full-text operator `ft` finds words the way
+vte.cx's full-text index does: in text normalized by NFKC and lower-cased, anywhere.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import math
 import operator
 import re
 import time
+import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,9 +23,11 @@ import regex
 from feedstore import cursor
 from feedstore.entry import ATOM_FIELDS
 from feedstore.errors import InvalidOption
+from feedstore.options import is_option
 from feedstore.schema import Schema
 
-OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge", "rg", "fm", "bm")
+OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge", "rg", "fm", "bm", "ft")
+TEXT_OPERATORS = ("rg", "fm", "bm", "ft")  # they work on the text of a value
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 REGEX_BUDGET = 1.0  # seconds of regular-expression matching one request may spend
@@ -80,11 +84,6 @@ class Query:
         return "&".join(parts)
 
 
-def is_option(name: str) -> bool:
-    """One-letter parameters and those starting with `_` are options, never filters."""
-    return len(name) == 1 or name.startswith("_")
-
-
 def check_options(args: Mapping[str, str]) -> None:
     """The feed options' syntax, in every read mode: `?e&l=0` is 400 even though `?e` doesn't
     page. (What a value means is checked by `parse`, which needs the schema.)"""
@@ -134,7 +133,24 @@ def _filter(name: str, value: str, schema: Schema | None) -> Filter:
     parsed = Filter(_path(match["field"], schema, name), match["op"], text)
     if parsed.op == "rg":
         _compile(parsed.value)
+    if parsed.op == "ft" and not words(parsed.value):
+        raise InvalidOption(f"Full-text search needs a word: {name}")
     return parsed
+
+
+def words(value: str) -> list[str]:
+    """The words an `ft` filter looks for: its value split at `,`, normalized, empty ones left out.
+
+    vte.cx's full-text index keeps every suffix of a value's normalized text, so a word is found
+    anywhere in a value (a substring, across spaces), whatever its case or width.
+    """
+    return [normalized(word) for word in value.split(",") if word.strip()]
+
+
+def normalized(text: str) -> str:
+    """Text as full-text search compares it: NFKC (full-width ASCII to half-width, half-width
+    kana to full-width), then lower case, as vte.cx normalizes its index."""
+    return unicodedata.normalize("NFKC", text).lower()
 
 
 def _path(name: str, schema: Schema | None, parameter: str) -> tuple[str, ...]:
@@ -164,9 +180,9 @@ class Matcher:
     def __init__(self, query: Query, schema: Schema | None) -> None:
         self.query = query
         self.schema = schema
-        self.patterns = {
-            f.value: _compile(f.value) for f in query.filters + query.any_of if f.op == "rg"
-        }
+        conditions = query.filters + query.any_of
+        self.patterns = {f.value: _compile(f.value) for f in conditions if f.op == "rg"}
+        self.words = {f.value: words(f.value) for f in conditions if f.op == "ft"}
         self.deadline = time.monotonic() + REGEX_BUDGET
 
     def __call__(self, document: Mapping[str, Any]) -> bool:
@@ -176,6 +192,11 @@ class Matcher:
 
     def _holds(self, condition: Filter, document: Mapping[str, Any]) -> bool:
         values = list(values_at(document, condition.path))
+        if condition.op == "ft":
+            # Every word must be found, each in any value at the path (as vte.cx intersects the
+            # entries each word finds).
+            texts = [normalized(text) for text in map(_as_text, values) if text is not None]
+            return all(any(word in text for text in texts) for word in self.words[condition.value])
         if condition.op == "ne":
             return all(not self._compare(condition, value) for value in values) if values else True
         return any(self._compare(condition, value) for value in values)
@@ -184,7 +205,7 @@ class Matcher:
         op, wanted = condition.op, condition.value
         if op == "ne":
             op = "eq"
-        if op in ("rg", "fm", "bm"):
+        if op in TEXT_OPERATORS:
             text = _as_text(value)
             if text is None:
                 return False

@@ -11,6 +11,7 @@ from typing import Any
 from feedstore.entry import Limits
 
 ENV_PREFIX = "FEEDSTORE_"
+JSON_STYLES = ("feed", "bare")
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,14 @@ class Settings:
     fetch_limit: int = 50_000
     require_revision: tuple[str, ...] = ()
     write_retries: int = 200
+    pagination_ttl: int = 1800
+    json_style: str = "feed"  # JSON entries wrapped in a feed, or bare as vte.cx answers them
+
+    def __post_init__(self) -> None:
+        if self.json_style not in JSON_STYLES:
+            raise ValueError(
+                f"{ENV_PREFIX}JSON_STYLE must be {' or '.join(JSON_STYLES)}: {self.json_style}"
+            )
 
     @classmethod
     def load(

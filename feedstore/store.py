@@ -17,6 +17,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 import redis
 
 from feedstore import alias, codec_json
+from feedstore.counter_range import CounterRange
 from feedstore.entry import parent_of
 from feedstore.errors import ServiceUnavailable
 from feedstore.index import indexed_fields, members
@@ -29,8 +30,10 @@ from feedstore.keys import (
     alias_key,
     children_key,
     counter_key,
+    counter_range_key,
     document_key,
     index_key,
+    sequence_key,
 )
 from feedstore.schema import Schema
 from feedstore.transaction import (
@@ -161,19 +164,110 @@ class Store:
             self._secret = cast(bytes | None, self.redis.get(SECRET_KEY))
         return self._secret
 
+    # -- counters (vte.cx `_addids`, `_getids`, `_setids`, `_rangeids`, `_allocids`) ------------
+
     @_unavailable_on_redis_error
     def add_ids(self, key: str, amount: int) -> int:
-        """Add to the counter of `key` (vte.cx `_addids`) and return its new value."""
-        return int(self.redis.incrby(counter_key(key), amount))
+        """Add to the counter of `key` and return its new value, within its range if it has one.
+
+        The range is WATCHed, so a `_rangeids` between the read and the write is never missed;
+        the counter itself is WATCHed only when a range must check the new value.
+        """
+        counter, bounds = counter_key(key), counter_range_key(key)
+        for attempt in range(self.retries):
+            with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(bounds)
+                    span = _range_of(cast(bytes | None, pipe.get(bounds)))
+                    if span is None:
+                        pipe.multi()
+                        pipe.incrby(counter, amount)
+                        return int(pipe.execute()[0])
+                    pipe.watch(counter)
+                    value = int(cast(bytes | None, pipe.get(counter)) or 0) + amount
+                    span.check(value, key)
+                    pipe.multi()
+                    pipe.set(counter, value)
+                    pipe.execute()
+                    return span.shown(value)
+                except redis.WatchError:
+                    self._back_off(attempt)
+        raise ServiceUnavailable("Too many concurrent writes. Please retry.")
 
     @_unavailable_on_redis_error
     def get_ids(self, key: str) -> int:
-        return int(cast(bytes | None, self.redis.get(counter_key(key))) or 0)
+        found = cast(
+            list[bytes | None], self.redis.mget([counter_key(key), counter_range_key(key)])
+        )
+        raw_value, span = found[0], _range_of(found[1])
+        value = int(raw_value or 0)
+        return span.shown(value) if span is not None else value
 
     @_unavailable_on_redis_error
     def set_ids(self, key: str, value: int) -> int:
-        self.redis.set(counter_key(key), value)
-        return value
+        """Set the counter of `key`; with a range, the value must be within it."""
+        bounds = counter_range_key(key)
+        for attempt in range(self.retries):
+            with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(bounds)
+                    span = _range_of(cast(bytes | None, pipe.get(bounds)))
+                    if span is not None:
+                        span.check(value, key, setting=True)
+                    pipe.multi()
+                    pipe.set(counter_key(key), value)
+                    pipe.execute()
+                    return value
+                except redis.WatchError:
+                    self._back_off(attempt)
+        raise ServiceUnavailable("Too many concurrent writes. Please retry.")
+
+    @_unavailable_on_redis_error
+    def counter_range(self, key: str) -> CounterRange | None:
+        return _range_of(cast(bytes | None, self.redis.get(counter_range_key(key))))
+
+    @_unavailable_on_redis_error
+    def set_counter_range(self, key: str, span: CounterRange | None) -> None:
+        """Give the counter of `key` a range (its value becomes min - 1), or remove it (its value
+        stays), in one transaction."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            if span is None:
+                pipe.delete(counter_range_key(key))
+            else:
+                pipe.set(counter_range_key(key), str(span))
+                pipe.set(counter_key(key), span.low - 1)
+            pipe.execute()
+
+    @_unavailable_on_redis_error
+    def allocate_ids(self, key: str, count: int) -> list[int]:
+        """`count` numbers from the sequence that numbers the children POSTed under `key`: no
+        POST and no other allocation gets them."""
+        last = int(self.redis.incrby(sequence_key(key), count))
+        return list(range(last - count + 1, last + 1))
+
+    # -- pagination indexes (pagination.py) -----------------------------------------------------
+
+    @_unavailable_on_redis_error
+    def page_index(self, name: str, ttl: int) -> list[str]:
+        """The cursors of a pagination index, its lifetime renewed by the read."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.lrange(name, 0, -1)
+            pipe.expire(name, ttl)
+            found = cast(list[bytes], pipe.execute()[0])
+        return [item.decode() for item in found]
+
+    @_unavailable_on_redis_error
+    def save_page_index(self, name: str, keep: int, cursors: Sequence[str], ttl: int) -> None:
+        """Keep the first `keep` cursors of an index, then `cursors`: one transaction."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            if keep:
+                pipe.ltrim(name, 0, keep - 1)
+            else:
+                pipe.delete(name)
+            if cursors:
+                pipe.rpush(name, *cursors)
+            pipe.expire(name, ttl)
+            pipe.execute()
 
     @_unavailable_on_redis_error
     def count(self, key: str) -> int:
@@ -266,6 +360,16 @@ class Store:
                     )
                     return transaction.run(writes)
                 except redis.WatchError:
-                    if attempt >= 2:
-                        time.sleep(random.uniform(0, 0.001 * min(attempt, 20)))
+                    self._back_off(attempt)
         raise ServiceUnavailable("Too many concurrent writes. Please retry.")
+
+    @staticmethod
+    def _back_off(attempt: int) -> None:
+        """After a WatchError: retry at once twice, then after a short random pause."""
+        if attempt >= 2:
+            time.sleep(random.uniform(0, 0.001 * min(attempt, 20)))
+
+
+def _range_of(raw: bytes | None) -> CounterRange | None:
+    """A stored range (written by set_counter_range, so trusted)."""
+    return CounterRange.parse(raw.decode()) if raw is not None else None

@@ -4,7 +4,8 @@
  *
  * Every request goes through jQuery's $.ajax the way vte.cx pages call it: dataType 'json', the
  * body JSON.stringify(feed), no explicit contentType (jQuery sends its form type and the server
- * sniffs the JSON), and jQuery's own X-Requested-With header for the CSRF guard.
+ * sniffs the JSON), and jQuery's own X-Requested-With header for the CSRF guard. Answers are read
+ * in either JSON style the server may use (docs/api.md §2.3): entries in a feed, or bare.
  */
 (function ($) {
   'use strict';
@@ -52,6 +53,17 @@
     },
     remove: function (key, revision) { return call('DELETE', dataUrl(key) + '?r=' + revision); }
   };
+
+  /**
+   * The entries of an answer, in either JSON style (docs/api.md §2.3): a feed {feed: {entry}},
+   * or bare, as vte.cx answers: an array of entries, or one entry object. No answer (204): none.
+   */
+  function entriesOf(data) {
+    if (!data) { return []; }
+    if (Array.isArray(data)) { return data; }
+    if (data.feed && Object.keys(data).length === 1) { return data.feed.entry || []; }
+    return [data];
+  }
 
   /** The error body of a failed request: {feed: {title}, error: {...}}, or null. */
   function errorBody(xhr) {
@@ -334,7 +346,7 @@
     }
     busy(true);
     request.then(function (data) {
-      var entry = data.feed.entry[0];
+      var entry = entriesOf(data)[0];
       openLoaded(entry);
       notice('Saved ' + target.key + ' as revision ' + revisionOf(entry) + ' (' + method + ').' +
         note);
@@ -397,7 +409,7 @@
       key = data.feed.title;
       return api.read(key);
     }).then(function (data) {
-      openLoaded(data.feed.entry[0]);
+      openLoaded(entriesOf(data)[0]);
       notice('Created ' + key + '.');
       reloadList();
     }, function (xhr) {
@@ -439,7 +451,7 @@
     return api.list(list.key, pageSize(), list.cursors[list.page]).then(function (data, text, xhr) {
       if (list !== state.list) { return; }
       list.next = xhr.getResponseHeader('x-vtecx-nextpage');
-      renderList((data && data.feed && data.feed.entry) || []);
+      renderList(entriesOf(data));
     }, function (xhr) {
       showError('Could not list ' + list.key + ': ' + errorMessage(xhr));
     });
@@ -533,7 +545,7 @@
         showError('There is no entry at ' + key + '.');
         return;
       }
-      openLoaded(data.feed.entry[0]);
+      openLoaded(entriesOf(data)[0]);
       $('#editor-title').trigger('focus');
     }, function (xhr) {
       showError('Could not open ' + key + ': ' + errorMessage(xhr));

@@ -201,6 +201,24 @@ def test_feed_pages_with_cursor_headers(client: FlaskClient) -> None:
     assert client.get("/d/p/1?f").status_code == 204
 
 
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("f&c", {"title": "1"}),
+        ("f&c&l=*", {"title": "1"}),  # how vtecx-adminpanel counts
+        ("c&e", {"title": "1"}),
+        ("e&f", "/11,1"),
+        ("f", "/11/1,1"),
+    ],
+)
+def test_several_read_modes_follow_vtecx_order(
+    tree: FlaskClient, query: str, expected: Any
+) -> None:
+    """vte.cx's order decides: a count, then the entry, then the feed."""
+    feed = tree.get(f"/d/11?{query}").json["feed"]  # type: ignore[index]
+    assert (feed if "title" in feed else feed["entry"][0]["id"]) == expected
+
+
 def test_cursor_skips_nothing_when_entries_are_inserted_meanwhile(client: FlaskClient) -> None:
     client.post("/d/", json=[entry("/p"), entry("/p/b"), entry("/p/d"), entry("/p/f")])
     first = client.get("/d/p?f&l=2")

@@ -1,7 +1,8 @@
 """The page in real headless Chromium (Debian's, driven by Playwright) against a real server.
 
 The server is the app on werkzeug in a thread of this test process, over a real redis-server;
-each test starts from an empty database. Screenshots go to tests/artifacts/ (ignored by git).
+each test starts from an empty database, and runs once against each JSON style (entries in a
+feed, or bare as vte.cx answers them). Screenshots go to tests/artifacts/ (ignored by git).
 """
 
 from __future__ import annotations
@@ -109,17 +110,19 @@ class Server:
         assert self.call("POST", "/d/", {"feed": {"entry": [entry]}}).status == 201
 
     def entry(self, key: str) -> dict[str, Any] | None:
+        """The stored entry at key, read in the server's JSON style; None when there is none."""
         answer = self.call("GET", f"/d{key}?e")
         if answer.status == 204:
             return None
-        found: dict[str, Any] = answer.json()["feed"]["entry"][0]
+        document = answer.json()
+        found: dict[str, Any] = document["feed"]["entry"][0] if "feed" in document else document
         return found
 
 
-@pytest.fixture(scope="module")
-def live_server(redis_server: EmbeddedRedis) -> Iterator[Server]:
+@pytest.fixture(scope="module", params=["feed", "bare"])
+def live_server(request: pytest.FixtureRequest, redis_server: EmbeddedRedis) -> Iterator[Server]:
     client = redis.Redis.from_url(redis_server.url)
-    app = create_app(None, client)
+    app = create_app({"json_style": request.param}, client)
     http = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
     thread = threading.Thread(target=http.serve_forever, name="page-server", daemon=True)
     thread.start()
@@ -356,7 +359,8 @@ def test_edits_the_raw_json(server: Server, open_page: Any) -> None:
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator("#error")).to_contain_text("not valid")
 
-    raw = json.loads(server.call("GET", "/d/notes?e").body)["feed"]["entry"][0]
+    raw = server.entry("/notes")
+    assert raw is not None
     editor.fill(json.dumps({**raw, "body": "second", "extra": {"n": 1}}))
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator("#revision")).to_have_text("revision 2")

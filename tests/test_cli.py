@@ -11,7 +11,13 @@ import pytest
 
 from feedstore.cli import build_parser, main
 from feedstore.embedded import AOF_FILE, EmbeddedRedis
-from tests.serving import WRITE_HEADERS, free_port, run_serve, running_serve, wait_until_gone
+from tests.serving import (
+    WRITE_HEADERS,
+    free_port,
+    run_serve,
+    running_serve,
+    wait_until_gone,
+)
 
 
 def test_serve_defaults() -> None:
@@ -90,6 +96,31 @@ def test_serve_refuses_a_missing_schema_file(tmp_path: Path) -> None:
     result = run_serve("--schema", "nope.json", "--data", str(tmp_path / "data"), cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr == f"feedstore: no schema file at {tmp_path / 'nope.json'}\n"
+
+
+def test_serve_json_style_bare_answers_entries_as_vtecx_does(tmp_path: Path) -> None:
+    with running_serve(
+        "--json-style", "bare", data_dir=tmp_path / "data", log_path=tmp_path / "serve.log"
+    ) as server:
+        assert server.request("PUT", "/d/a", {"title": "x"}, WRITE_HEADERS).status == 200
+        assert server.request("GET", "/d/a?e&_nometa").json() == {
+            "link": [{"___href": "/a", "___rel": "self"}],
+            "title": "x",
+        }
+        assert [e["title"] for e in server.request("GET", "/d/?f").json()] == ["x"]
+        assert server.request("GET", "/d/?c").json() == {"feed": {"title": "1"}}
+
+
+def test_serve_refuses_an_unknown_json_style(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        build_parser().parse_args(["serve", "--json-style", "xml"])
+    assert caught.value.code == 2 and "invalid choice: 'xml'" in capsys.readouterr().err
+    env = {"FEEDSTORE_JSON_STYLE": "xml"}
+    result = run_serve("--data", str(tmp_path / "data"), cwd=tmp_path, env=env)
+    assert result.returncode == 1
+    assert result.stderr == "feedstore: FEEDSTORE_JSON_STYLE must be feed or bare: xml\n"
 
 
 def test_serve_refuses_bad_settings_in_the_environment(tmp_path: Path) -> None:

@@ -5,7 +5,13 @@ import pytest
 
 from feedstore import codec_json
 from feedstore.entry import Limits
-from feedstore.errors import EntryErrors, EntryRequired, InvalidBody, InvalidKey, TooManyEntries
+from feedstore.errors import (
+    EntryErrors,
+    EntryRequired,
+    InvalidBody,
+    InvalidKey,
+    TooManyEntries,
+)
 
 ENTRY = {"link": [{"___href": "/a", "___rel": "self"}], "x": 1}
 
@@ -66,3 +72,17 @@ def test_stored_documents_are_spliced_into_a_feed() -> None:
         "feed": {"entry": [{"id": "/a,1"}, {"id": "/b,2"}]}
     }
     assert codec_json.loads_stored(raw[0]) == {"id": "/a,1"}
+
+
+@pytest.mark.parametrize("title", ["1-100!", "", "りんご"])
+def test_a_message_reads_back_as_it_was_written(title: str) -> None:
+    assert codec_json.loads_message(codec_json.dumps_message(title), Limits()) == title
+    assert codec_json.loads_message(b'{"feed":{}}', Limits()) is None
+
+
+@pytest.mark.parametrize(
+    "body", [b'{"title":"x"}', b'{"feed":{"title":"x","entry":[]}}', b"[]", b'{"feed":{"title":1}}']
+)
+def test_a_message_is_a_feed_with_only_a_title(body: bytes) -> None:
+    with pytest.raises(InvalidBody, match="message"):
+        codec_json.loads_message(body, Limits())

@@ -264,3 +264,18 @@ def test_xml_put_patch_and_delete_follow_the_json_rules(atom: FlaskClient) -> No
     delete = b"<feed><entry><id>/p/2?_delete</id></entry></feed>"
     assert atom.put("/d/", data=delete, content_type="application/xml").status_code == 200
     assert atom.get("/d/p/2?e").status_code == 204
+
+
+@pytest.mark.parametrize("title", ["1-100!", "", "りんご"])
+def test_a_message_reads_back_as_it_was_written(title: str) -> None:
+    assert codec_xml.loads_message(codec_xml.dumps_message(title), Limits()) == title
+    assert codec_xml.loads_message(b"<feed><title>1-2</title></feed>", Limits()) == "1-2"
+    assert codec_xml.loads_message(b"<feed/>", Limits()) is None
+
+
+@pytest.mark.parametrize(
+    "body", [b"<entry><title>x</title></entry>", b"<feed><title>x</title><entry/></feed>"]
+)
+def test_a_message_is_a_feed_with_only_a_title(body: bytes) -> None:
+    with pytest.raises(InvalidBody, match="message"):
+        codec_xml.loads_message(body, Limits())

@@ -81,6 +81,9 @@ def people(client: FlaskClient) -> FlaskClient:
         ("user.email-rg-u1[0-9]@.*", ["/p/10", "/p/11", "/p/12"]),
         ("title-fm-Person 1", ["/p/01", "/p/10", "/p/11", "/p/12"]),
         ("score-ne-1&score-ne-2&level-gt-90", ["/p/10"]),
+        ("title-ft-PERSON 1", ["/p/01", "/p/10", "/p/11", "/p/12"]),
+        ("user.email-ft-u1,foo", ["/p/01", "/p/11"]),
+        ("|title-ft-son 2&|name-ft-C", ["/p/02", "/p/05", "/p/08", "/p/11"]),
         ("|score-eq-12&|name-eq-c", ["/p/01", "/p/02", "/p/05", "/p/08", "/p/11"]),
         (
             "level-gt-20&|name=a&|name=b",
@@ -112,6 +115,16 @@ def test_sorted_and_filtered_through_the_index(people: FlaskClient) -> None:
     assert keys(response) == ["/p/10", "/p/07", "/p/04"]
 
 
+def test_text_filters_on_the_sorted_field_leave_the_index_walk_whole(people: FlaskClient) -> None:
+    assert keys(people.get("/d/p?f&s=score&score-ft-1,2")) == ["/p/01"]
+    assert keys(people.get("/d/p?f&s=score-desc&score-rg-1.*")) == [
+        "/p/01",
+        "/p/02",
+        "/p/03",
+        "/p/12",
+    ]
+
+
 def test_nometa_and_xml(people: FlaskClient) -> None:
     document = people.get("/d/p?f&l=1&_nometa").json["feed"]["entry"][0]  # type: ignore[index]
     assert not {"id", "author", "published", "updated"} & set(document)
@@ -135,6 +148,13 @@ def test_fetch_limit_gives_206_with_a_cursor_to_go_on(people: FlaskClient) -> No
     count = people.get("/d/p?c&level-ge-110")
     assert (count.status_code, count.json["feed"]["title"]) == (206, "0")  # type: ignore[index]
     assert "x-vtecx-nextpage" in count.headers
+
+
+@pytest.mark.parametrize("config", [{"fetch_limit": 5}])
+def test_full_text_search_is_bound_by_the_fetch_limit(people: FlaskClient) -> None:
+    found, statuses = all_pages(people, "/d/p?f&title-ft-person 1")
+    assert found == ["/p/01", "/p/10", "/p/11", "/p/12"]
+    assert statuses == [206, 206, 200]
 
 
 @pytest.mark.parametrize("config", [{"fetch_limit": 5}])

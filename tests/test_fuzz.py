@@ -3,7 +3,8 @@
 Every operation of `GET /d/_openapi` is fuzzed with schemathesis's checks: no 5xx, every status
 documented, every response body and header as documented, invalid requests (by the document)
 refused. Without a schema and with the README's (`examples/schema.json`), so the custom fields it
-generates are the ones the document declares.
+generates are the ones the document declares; and once more in the bare JSON style, whose
+document describes its bare answers.
 
 Not checked: `positive_data_acceptance`, which expects every request the document allows to
 succeed. The contract answers 400 for refusals that depend on the data stored rather than on the
@@ -65,6 +66,7 @@ without_schema = schemathesis.openapi.from_dict(openapi.document(None), config=C
 with_schema = schemathesis.openapi.from_dict(
     openapi.document(Schema(EXAMPLE_SCHEMA)), config=CONFIG
 )
+bare_style = schemathesis.openapi.from_dict(openapi.document(None, "bare"), config=CONFIG)
 
 
 # schemathesis's WSGI transport leaves the page's file response unclosed (the app streams it).
@@ -81,6 +83,13 @@ def app_with_schema(redis_server: EmbeddedRedis) -> Flask:
     return fuzzed_app(redis_server, EXAMPLE_SCHEMA)
 
 
+@pytest.fixture(scope="module")
+def app_bare_style(redis_server: EmbeddedRedis) -> Flask:
+    # A database of its own, like the stateful phase's.
+    client = redis.Redis.from_url(redis_server.url, db=2)
+    return fuzzed_app(redis_server, None, create_app({"json_style": "bare"}, client))
+
+
 @pytest.mark.filterwarnings(PAGE_LEFT_OPEN)
 @without_schema.parametrize()
 def test_without_schema(case: schemathesis.Case, app_without_schema: Flask) -> None:
@@ -91,6 +100,12 @@ def test_without_schema(case: schemathesis.Case, app_without_schema: Flask) -> N
 @with_schema.parametrize()
 def test_with_schema(case: schemathesis.Case, app_with_schema: Flask) -> None:
     case.call_and_validate(app=app_with_schema)
+
+
+@pytest.mark.filterwarnings(PAGE_LEFT_OPEN)
+@bare_style.parametrize()
+def test_bare_style(case: schemathesis.Case, app_bare_style: Flask) -> None:
+    case.call_and_validate(app=app_bare_style)
 
 
 def test_create_read_update_delete_chains(redis_server: EmbeddedRedis) -> None:

@@ -3,7 +3,12 @@ from __future__ import annotations
 import pytest
 
 from feedstore import negotiation
-from feedstore.errors import InvalidBody, InvalidOption, MissingCsrfHeader, UnsupportedMediaType
+from feedstore.errors import (
+    InvalidBody,
+    InvalidOption,
+    MissingCsrfHeader,
+    UnsupportedMediaType,
+)
 from feedstore.negotiation import Format
 
 

@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from openapi_spec_validator import validate
 
-from feedstore import cursor, errors, negotiation, openapi, query
+from feedstore import counter, cursor, errors, negotiation, openapi, pagination, query
 from feedstore.entry import EntryId, validate_key
 from feedstore.errors import FeedstoreError
 from feedstore.schema import Schema
@@ -176,6 +176,10 @@ def test_the_field_name_grammar_is_the_servers(name: str) -> None:
         ("l", lambda value: query.check_options({"l": value})),
         ("s", lambda value: query.check_options({"s": value})),
         ("p", cursor.check_syntax),
+        ("allocids", counter.allocate_count),
+        ("addidsRead", counter.check_read_amount),
+        ("n", pagination.page_number),
+        ("pagination", pagination.check_range_syntax),
         ("IfMatch", negotiation.parse_if_match),
         ("IfNoneMatchWrite", negotiation.parse_if_none_match),
         ("MethodOverride", lambda value: negotiation.method_override("POST", value or None)),
@@ -194,7 +198,10 @@ def test_parameter_grammars_are_the_servers(parameter: str, check: Callable[[str
     agree()
 
 
-SAMPLES = ["1", "1000", "1001", "0", "007", "*", "", "a.b-desc", '"3"', 'W/"3", 4', "patch", "PUT"]
+SAMPLES = [
+    *("1", "1000", "1001", "0", "007", "*", "", "a.b-desc", '"3"', 'W/"3", 4', "patch", "PUT"),
+    *("500", "501", "499", "0500", "00", "100000", "100001", "3,2", "2,3", "0,1", "1,100000"),
+]
 
 
 @given(st.text(st.sampled_from("a\t\n\r\x00\x01\x0b\x1f\x7f\u00e9\ufffd\ufffe\uffff"), max_size=5))

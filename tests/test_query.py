@@ -85,6 +85,37 @@ def test_operators_typed_by_the_schema(filter: str, expected: bool) -> None:
     assert matches([(filter, "")], USER, schema) is expected
 
 
+@pytest.mark.parametrize(
+    ("filter", "expected"),
+    [
+        ("title-ft-ell", True),  # anywhere in the text, not only at a word's start
+        ("title-ft-HELLO", True),  # any case
+        ("title-ft-\uff28\uff45\uff4c\uff4c\uff4f", True),  # any width: full-width "Ｈｅｌｌｏ"
+        ("title-ft-hello,xyz", False), ("code-ft-ab,12", True),  # `,`: every word
+        ("code-ft-ab-12", True), ("code-ft-b 1", False),  # a word is taken as written
+        ("userinfo.id-ft-2", True),  # a number by its text
+        ("userinfo-ft-12", False),  # an object has no text
+        ("title-ft-hello,", True),  # empty words are left out
+    ],
+)  # fmt: skip
+def test_full_text_search(filter: str, expected: bool) -> None:
+    assert matches([(filter, "")], USER) is expected
+
+
+def test_full_text_search_normalizes_kana_and_finds_words_across_list_items() -> None:
+    document = {"tags": ["\uff76\uff80\uff76\uff85 red apple", "green pear"], "title": "x"}
+    assert matches([("tags-ft-\u30ab\u30bf\u30ab\u30ca", "")], document, None)  # half-width kana
+    assert matches([("tags-ft-apple,green", "")], document, None)
+    assert not matches([("tags-ft-apple,plum", "")], document, None)
+    assert matches([("|tags-ft-plum", ""), ("|title-ft-X", "")], document, None)
+
+
+@pytest.mark.parametrize("value", ["", ",", " , "])
+def test_full_text_search_needs_a_word(value: str) -> None:
+    with pytest.raises(InvalidOption, match="Full-text search needs a word: title-ft-"):
+        parse([(f"title-ft-{value}", "")], None, 10)
+
+
 def test_without_a_schema_numbers_still_compare_as_numbers() -> None:
     assert matches([("n-gt-9", "")], {"n": 12}, None)
     assert not matches([("n-gt-9", "")], {"n": "12"}, None), "a stored string compares as a string"

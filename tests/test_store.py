@@ -17,7 +17,13 @@ from feedstore.errors import (
     ServiceUnavailable,
     TreeTooLarge,
 )
-from feedstore.keys import children_key, document_key, index_key, revision_key, sequence_key
+from feedstore.keys import (
+    children_key,
+    document_key,
+    index_key,
+    revision_key,
+    sequence_key,
+)
 from feedstore.store import Action, Store, Write
 from tests.conftest import put, snapshot, stored
 
