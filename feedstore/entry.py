@@ -23,6 +23,8 @@ SERVER_OWNED = ("id", "published", "updated")
 ATTRIBUTE_PREFIX = "___"
 TEXT_FIELD = "______text"
 PATCH_DIRECTIVE = "$patch"  # {"<merge key>": ..., "$patch": "delete"} in a keyed list
+# Revisions are Redis integers, signed 64-bit: at most 18 digits, so revision + 1 always fits.
+REVISION_DIGITS = 18
 
 # Atom's own fields, in the order they are written out; every other top-level name is custom.
 ATOM_LISTS = ("link", "author", "contributor", "category")
@@ -87,6 +89,11 @@ def ancestors(key: str) -> Iterator[str]:
         yield key
 
 
+def is_revision(text: str) -> bool:
+    """Whether `text` is a revision as clients send it: 1 to 18 ASCII digits (API.md §1.2)."""
+    return 0 < len(text) <= REVISION_DIGITS and text.isascii() and text.isdigit()
+
+
 @dataclass(frozen=True)
 class EntryId:
     """An entry id `"<key>,<revision>"`, optionally ending `?_delete`."""
@@ -110,6 +117,9 @@ class EntryId:
             key, revision = body, ""
         if comma and not (revision.isascii() and revision.isdigit()):
             raise InvalidId(f"{text} has an invalid revision.", key=key, field="id")
+        if comma and not is_revision(revision):
+            message = f"{text} has a revision of more than {REVISION_DIGITS} digits."
+            raise InvalidId(message, key=key, field="id")
         try:
             validate_key(key)
         except InvalidKey as e:

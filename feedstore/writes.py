@@ -12,7 +12,7 @@ from enum import Enum
 from typing import Any
 
 from feedstore import patch
-from feedstore.entry import Entry, validate_entry_key
+from feedstore.entry import Entry, is_revision, validate_entry_key
 from feedstore.errors import (
     FeedstoreError,
     InvalidId,
@@ -210,10 +210,10 @@ def _conditional(
 
 
 def parse_revision(value: str | None) -> int | None:
-    """`?r=<revision>` of a DELETE."""
+    """`?r=<revision>` of a DELETE: digits, at most 18 of them (API.md §1.2)."""
     if value is None:
         return None
-    if not (value.isascii() and value.isdigit()):
+    if not is_revision(value):
         raise InvalidOption(f"Revision is invalid: r={value}")
     return int(value)
 
