@@ -18,7 +18,7 @@ import redis
 
 from feedstore import codec_json
 from feedstore.entry import ROOT, parent_of
-from feedstore.errors import ServiceUnavailable
+from feedstore.errors import InvalidOption, ServiceUnavailable
 from feedstore.index import indexed_fields, members
 from feedstore.keys import (
     DOCUMENT_PREFIX,
@@ -133,8 +133,17 @@ class Store:
 
     @_unavailable_on_redis_error
     def add_ids(self, key: str, amount: int) -> int:
-        """Add to the counter of `key` (vte.cx `_addids`) and return its new value."""
-        return int(self.redis.incrby(counter_key(key), amount))
+        """Add to the counter of `key` (vte.cx `_addids`) and return its new value.
+
+        Raises InvalidOption, leaving the counter as it was, when the sum would pass Redis's
+        signed 64-bit range (INCRBY refuses it atomically).
+        """
+        try:
+            return int(self.redis.incrby(counter_key(key), amount))
+        except redis.ResponseError as e:
+            if "overflow" not in str(e):
+                raise
+            raise InvalidOption(f"The counter of {key} would overflow: _addids={amount}") from e
 
     @_unavailable_on_redis_error
     def get_ids(self, key: str) -> int:

@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from tests.conftest import snapshot
 from tests.serving import WRITE_HEADERS, running_serve
 
 SCHEMA: dict[str, Any] = {
@@ -195,6 +197,23 @@ def test_counters(client: FlaskClient) -> None:
     assert client.get("/d/n?_getids").json["feed"]["title"] == "10"  # type: ignore[index]
     assert client.put("/d/n?_addids=x").status_code == 400
     assert client.get("/d/n?e").status_code == 204, "a counter needs no entry"
+
+
+@pytest.mark.parametrize("step", ["999999999999999999", "-999999999999999999"])
+def test_a_counter_that_would_overflow_is_400_and_keeps_its_value(
+    client: FlaskClient, redis_client: redis.Redis, step: str
+) -> None:
+    for times in range(1, 10):  # Redis counters are signed 64-bit: the tenth step passes 2^63
+        assert client.put(f"/d/n?_addids={step}").json["feed"]["title"] == str(int(step) * times)  # type: ignore[index]
+    before = snapshot(redis_client)
+    response = client.put(f"/d/n?_addids={step}")
+    assert response.status_code == 400
+    assert response.json == {
+        "feed": {"title": f"The counter of /n would overflow: _addids={step}"},
+        "error": {"status": 400, "code": "invalid_option", "entries": []},
+    }
+    assert snapshot(redis_client) == before
+    assert client.get("/d/n?_getids").json["feed"]["title"] == str(int(step) * 9)  # type: ignore[index]
 
 
 def test_concurrent_counter_increments_are_never_lost(tmp_path: Path) -> None:
