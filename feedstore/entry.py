@@ -138,6 +138,10 @@ class Limits:
     max_entries: int = 1000
     max_depth: int = 64  # nesting of the whole body, counted by the codecs
     max_string: int = 1024 * 1024
+    # lxml reads and writes an element's attributes in quadratic time: bound them per element
+    # (per object in JSON, whose entries are written as XML too), and an XML body's nodes.
+    max_attributes: int = 256
+    max_nodes: int = 100_000
 
 
 @dataclass
@@ -261,15 +265,25 @@ def _check_bounds(value: Any, path: str, key: str | None, limits: Limits) -> Non
             # for these characters.
             raise InvalidField(f"String contains a control character: {path}", key=key, field=path)
     elif isinstance(value, dict):
+        attributes = 0
         for name, item in value.items():
             if not _valid_nested_name(name):
                 raise InvalidField(
                     f"Field name is invalid: {path}.{name}", key=key, field=f"{path}.{name}"
                 )
+            if name.startswith(ATTRIBUTE_PREFIX) and name != TEXT_FIELD:
+                attributes += 1
             _check_bounds(item, f"{path}.{name}", key, limits)
+        if attributes > limits.max_attributes:
+            raise too_many_attributes(path, limits.max_attributes, key)
     elif isinstance(value, list):
         for position, item in enumerate(value):
             _check_bounds(item, f"{path}[{position}]", key, limits)
+
+
+def too_many_attributes(path: str, limit: int, key: str | None) -> InvalidField:
+    """The error of an element (an object in JSON) with more than `limit` attributes."""
+    return InvalidField(f"Too many attributes: {path} has more than {limit}.", key=key, field=path)
 
 
 def _as_list(value: Any) -> list[Any]:

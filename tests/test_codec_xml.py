@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import feedparser
+import orjson
 import pytest
+import redis
 from flask.testing import FlaskClient
 from hypothesis import given
 from hypothesis import strategies as st
@@ -12,8 +15,9 @@ from lxml import etree
 from feedstore import codec_json, codec_xml
 from feedstore.codec_xml import ATOM, FIELDS
 from feedstore.entry import Limits
-from feedstore.errors import InvalidBody, InvalidField
+from feedstore.errors import EntryErrors, InvalidBody, InvalidField
 from feedstore.schema import Schema
+from tests.conftest import snapshot
 
 SCHEMA = Schema(
     {
@@ -166,6 +170,80 @@ def test_depth_is_bounded() -> None:
         codec_xml.loads(body, LIMITS)
 
 
+def attributes(count: int, prefix: str = "a") -> bytes:
+    return b" ".join(b"%s%d='x'" % (prefix.encode(), n) for n in range(count))
+
+
+def declarations(count: int, prefix: str = "p") -> bytes:
+    return b" ".join(b"xmlns:%s%d='urn:%d'" % (prefix.encode(), n, n) for n in range(count))
+
+
+SELF = b"<link href='/a' rel='self'/>"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b"<entry>" + SELF + b"<title " + attributes(4) + b">t</title></entry>", "title"),
+        (
+            b"<entry>"
+            + SELF
+            + b"<n><m "
+            + attributes(2)
+            + b" "
+            + declarations(2)
+            + b"/></n></entry>",
+            "n.m",
+        ),
+        (b"<feed><entry>" + SELF + b"<c " + declarations(4) + b"/></entry></feed>", "c"),
+        (b"<entry " + attributes(4) + b">" + SELF + b"</entry>", "entry"),
+    ],
+)
+def test_attributes_per_element_are_bounded_namespace_declarations_included(
+    body: bytes, field: str
+) -> None:
+    with pytest.raises(InvalidField) as caught:
+        codec_xml.loads(body, Limits(max_attributes=3))
+    assert caught.value.message == f"Too many attributes: {field} has more than 3."
+    assert (caught.value.key, caught.value.field) == ("/a", field)
+    codec_xml.loads(
+        body.replace(b"a3='x'", b"").replace(b" xmlns:p3='urn:3'", b""), Limits(max_attributes=4)
+    )
+
+
+def test_elements_and_attributes_per_body_are_bounded() -> None:
+    body = b"<feed>" + b"<entry><link href='/a' rel='self'/></entry>" * 3 + b"</feed>"
+    # the feed, and per entry the entry, the link and its two attributes
+    assert len(codec_xml.loads(body, Limits(max_nodes=13))) == 3
+    with pytest.raises(InvalidBody) as caught:
+        codec_xml.loads(body, Limits(max_nodes=12))
+    assert caught.value.message == (
+        "Request format is invalid: the body has more than 12 elements and attributes."
+    )
+
+
+def test_markup_in_atom_text_stops_at_the_string_limit() -> None:
+    """Each child is written with every namespace in scope, so the text grows as children times
+    declarations: it is refused when it passes max_string, not after it is all built."""
+    body = b"<entry " + declarations(50) + b">" + SELF + b"<content>" + b"<b/>" * 1000
+    body += b"</content></entry>"
+    with pytest.raises(InvalidField) as caught:
+        codec_xml.loads(body, Limits(max_string=10_000))
+    assert caught.value.message == "String is longer than 10000 characters: content"
+    assert (caught.value.key, caught.value.field) == ("/a", "content")
+
+
+def test_errors_in_entries_name_each_entry_by_its_key() -> None:
+    body = b"""<feed><entry><link href='/a' rel='self'/><userinfo><id>x</id></userinfo></entry>
+      <entry><link href='/b' rel='self'/><active>maybe</active></entry></feed>"""
+    with pytest.raises(EntryErrors) as caught:
+        codec_xml.loads(body, LIMITS, SCHEMA)
+    assert [(e.key, e.field) for e in caught.value.errors] == [
+        ("/a", "userinfo.id"),
+        ("/b", "active"),
+    ]
+
+
 def test_output_is_namespace_correct() -> None:
     document = with_key("/a", 1, {"title": "t", "userinfo": {"id": 1}, "note": None})
     root = etree.fromstring(codec_xml.dumps([document]))
@@ -256,3 +334,82 @@ def test_xml_put_patch_and_delete_follow_the_json_rules(atom: FlaskClient) -> No
     delete = b"<feed><entry><id>/p/2?_delete</id></entry></feed>"
     assert atom.put("/d/", data=delete, content_type="application/xml").status_code == 200
     assert atom.get("/d/p/2?e").status_code == 204
+
+
+# Bodies that cost seconds to minutes of CPU before their shape was bounded (issue 11); each is
+# now refused before the costly work. The bound on time is generous: the point is "not 28 s".
+HOSTILE = [
+    (  # The issue's: lxml reads and writes attributes in quadratic time.
+        b"<entry>" + SELF + b"<title " + attributes(100_000) + b">t</title></entry>",
+        "Too many attributes: title has more than 256.",
+    ),
+    (  # Every child of Atom text was serialized with a copy of the declarations in scope.
+        b"<entry>"
+        + SELF
+        + b"<content "
+        + declarations(2000)
+        + b">"
+        + b"<b/>" * 2000
+        + b"</content></entry>",
+        "Too many attributes: content has more than 256.",
+    ),
+    (  # The most declarations the bounds allow, on feed, entry and content, and many children.
+        b"<feed "
+        + declarations(250, "f")
+        + b"><entry "
+        + declarations(250, "e")
+        + b">"
+        + SELF
+        + b"<content "
+        + declarations(250)
+        + b">"
+        + b"<b/>" * 50_000
+        + b"</content></entry></feed>",
+        "String is longer than 1048576 characters: content",
+    ),
+    (  # Linear, but 9 MB of elements is seconds of work per request.
+        b"<entry>"
+        + SELF
+        + b"<a>"
+        + b"".join(b"<b%d/>" % n for n in range(900_000))
+        + b"</a></entry>",
+        "Request format is invalid: the body has more than 100000 elements and attributes.",
+    ),
+    (  # The same attributes in JSON: written as XML for every ?x read, in quadratic time.
+        orjson.dumps(
+            {
+                "link": [{"___href": "/a", "___rel": "self"}],
+                "title": {f"___a{n}": "x" for n in range(100_000)},
+            }
+        ),
+        "Too many attributes: title has more than 256.",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    HOSTILE,
+    ids=[
+        "attributes",
+        "declarations",
+        "declarations-times-children",
+        "elements",
+        "json-attributes",
+    ],
+)
+def test_a_body_of_a_costly_shape_is_refused_in_well_under_a_second(
+    client: FlaskClient, redis_client: redis.Redis, body: bytes, message: str
+) -> None:
+    client.post("/d/", json={"link": [{"___href": "/a", "___rel": "self"}]})
+    before = snapshot(redis_client)
+    started = time.perf_counter()
+    response = client.put(
+        "/d/",
+        data=body,
+        content_type="application/atom+xml" if body.startswith(b"<") else "application/json",
+    )
+    elapsed = time.perf_counter() - started
+    assert (response.status_code, response.json["feed"]["title"]) == (400, message)  # type: ignore[index]
+    assert elapsed < 5, f"{elapsed:.1f} s"
+    assert snapshot(redis_client) == before
