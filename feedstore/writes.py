@@ -12,7 +12,7 @@ from enum import Enum
 from typing import Any
 
 from feedstore import patch
-from feedstore.entry import Entry, is_revision, validate_entry_key
+from feedstore.entry import Entry, Limits, is_revision, validate_entry_key
 from feedstore.errors import (
     FeedstoreError,
     InvalidId,
@@ -137,7 +137,7 @@ def merges(
                 Action.PATCH,
                 str(entry.key),
                 upsert=upsert,
-                patcher=_merger(entry.fields, keep_unmentioned),
+                patcher=_merger(entry, keep_unmentioned, settings.limits),
                 index=entry.index,
             ),
             entry,
@@ -179,9 +179,14 @@ def standard_patch(
     return _conditional(write, None, conditions, settings)
 
 
-def _merger(fields: Fields, keep_unmentioned: bool) -> Any:
+def _merger(entry: Entry, keep_unmentioned: bool, limits: Limits) -> Any:
+    """The feedstore merge of one entry. Objects merge, so the result is checked as a whole: it
+    could hold more attributes than any one request may send (API.md §6.3)."""
+    key = str(entry.key)
+
     def apply(stored: Fields, schema: Schema | None) -> Fields:
-        return patch.merge(stored, fields, schema, keep_unmentioned=keep_unmentioned)
+        merged = patch.merge(stored, entry.fields, schema, keep_unmentioned=keep_unmentioned)
+        return patch.check_result(merged, key, limits)
 
     return apply
 
