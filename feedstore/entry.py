@@ -25,6 +25,8 @@ TEXT_FIELD = "______text"
 PATCH_DIRECTIVE = "$patch"  # {"<merge key>": ..., "$patch": "delete"} in a keyed list
 # Revisions are Redis integers, signed 64-bit: at most 18 digits, so revision + 1 always fits.
 REVISION_DIGITS = 18
+# The integers entries can hold: what orjson, which stores them, carries exactly.
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1
 
 # Atom's own fields, in the order they are written out; every other top-level name is custom.
 ATOM_LISTS = ("link", "author", "contributor", "category")
@@ -87,6 +89,11 @@ def ancestors(key: str) -> Iterator[str]:
     """The parents of `key` up to, not including, the root, nearest first."""
     while (key := parent_of(key)) != ROOT:
         yield key
+
+
+class WideInteger(int):
+    """An integer a JSON body wrote outside INT_MIN .. INT_MAX, as codec_json reads it (orjson
+    would round it to a float), for the entry checks to refuse by field."""
 
 
 def is_revision(text: str) -> bool:
@@ -255,6 +262,9 @@ def _check_atom_object(item: dict[str, Any], path: str, key: str | None) -> None
 
 def _check_bounds(value: Any, path: str, key: str | None, limits: Limits) -> None:
     # Nesting depth is bounded by the codecs before this walk, so the recursion is bounded too.
+    if isinstance(value, WideInteger):
+        message = f"Invalid value: {path}: {value} is wider than 64 bits"
+        raise InvalidField(message, key=key, field=path)
     if isinstance(value, str):
         if len(value) > limits.max_string:
             raise InvalidField(
