@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import io
-import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -30,7 +29,7 @@ from feedstore.entry import (
     too_many_attributes,
 )
 from feedstore.errors import FeedstoreError, InvalidBody, InvalidField, collect
-from feedstore.schema import Path, Schema, format_path
+from feedstore.schema import SCALAR_TYPES, Path, Schema, format_path, scalar_from_text
 
 CONTENT_TYPE = "application/atom+xml; charset=utf-8"
 ATOM = "http://www.w3.org/2005/Atom"
@@ -55,8 +54,6 @@ PARSER_OPTIONS: dict[str, Any] = {
 _DECLARATION = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 _ATOM_FIELD_NAMES = frozenset(ATOM_FIELDS)
 _SCALAR_ATOM = ("id", "published", "updated")
-_INTEGER = re.compile(r"-?[0-9]+")
-_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 _ATOM_TAGS = {"entry": f"{{{ATOM}}}entry", "feed": f"{{{ATOM}}}feed"}
 _EVENTS = ("start", "end", "start-ns")
 SubElement = etree.SubElement
@@ -251,24 +248,12 @@ def _read_value(element: etree._Element, path: Path, schema: Schema | None) -> A
 def _typed(text: str, path: Path, schema: Schema | None) -> Any:
     """A leaf's text as the JSON type the schema declares (a string without one)."""
     declared = schema.type_of(path) if schema is not None else None
-    try:
-        integral = declared == "number" and _INTEGER.fullmatch(text.strip())
-        if declared == "integer" or integral:
-            number: int | float = int(text)
-            if not _INT_MIN <= number <= _INT_MAX:  # what JSON (orjson) can carry exactly
-                raise ValueError(text)
-            return number
-        if declared == "number":
-            number = float(text)
-            if not math.isfinite(number):
-                raise ValueError(text)
-            return number
-        if declared == "boolean":
-            return {"true": True, "false": False}[text.strip()]
-    except (ValueError, KeyError) as e:
-        where = format_path(path)
-        message = f"Invalid value: {where}: {text!r} is not a valid {declared}"
-        raise InvalidField(message, field=where) from e
+    if declared in SCALAR_TYPES:
+        try:
+            return scalar_from_text(text, declared)
+        except ValueError as e:
+            where = format_path(path)
+            raise InvalidField(f"Invalid value: {where}: {text!r} {e}", field=where) from e
     if declared == "object":
         return {}
     if declared == "array":
