@@ -119,12 +119,17 @@ class Schema:
         return declared if declared in _JSON_TYPES else None
 
 
+class TooWide(ValueError):
+    """An integer outside -2^63 .. 2^64-1, which no entry can hold."""
+
+
 def scalar_from_text(text: str, declared: str) -> int | float | bool:
     """Text (an XML value, a filter's value) as a value of a declared scalar type (API.md §3).
 
     Integers are ASCII digits, optionally signed, from -2^63 to 2^64-1; numbers are decimal or
     exponent notation and finite, integral text being an integer; booleans are `true`, `false`.
-    Surrounding white space is ignored. Raises ValueError saying why the text is none of these.
+    Surrounding white space is ignored. Raises ValueError saying why the text is none of these
+    (TooWide for an integer out of range).
     """
     text = text.strip()
     if declared == "boolean":
@@ -133,7 +138,7 @@ def scalar_from_text(text: str, declared: str) -> int | float | bool:
     elif _INTEGER_TEXT.fullmatch(text):
         number = int(text)
         if not INT_MIN <= number <= INT_MAX:
-            raise ValueError("is wider than 64 bits")
+            raise TooWide("is wider than 64 bits")
         return number
     elif declared == "number" and _NUMBER_TEXT.fullmatch(text):
         value = float(text)

@@ -22,6 +22,8 @@ SCHEMA: dict[str, Any] = {
         "name": {"type": "string", "x-index": True},
         "level": {"type": "integer"},
         "user": {"type": "object", "properties": {"email": {"type": "string"}}},
+        "weight": {"type": "number"},
+        "active": {"type": "boolean"},
     },
 }
 
@@ -119,6 +121,46 @@ def test_nometa_and_xml(people: FlaskClient) -> None:
     assert not {"id", "author", "published", "updated"} & set(document)
     assert "id" not in people.get("/d/p/01?e&_nometa").json["feed"]["entry"][0]  # type: ignore[index]
     assert people.get("/d/p?f&l=1&x&score-gt-1").data.count(b"<entry>") == 1
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter", "reason"),
+    [
+        ("score-lt-abc", "score-lt-abc", "is not a valid integer"),  # the issue's: it was a 204
+        ("score=1.5", "score=1.5", "is not a valid integer"),
+        ("level-ge-1.25e1", "level-ge-1.25e1", "is not a valid integer"),
+        ("level-ge-1e30", "level-ge-1e30", "is wider than 64 bits"),
+        (f"score-eq-{2**64}", f"score-eq-{2**64}", "is wider than 64 bits"),
+        ("weight-gt-heavy", "weight-gt-heavy", "is not a valid number"),
+        ("weight-le-nan", "weight-le-nan", "is not a valid number"),
+        ("active-ne-yes", "active-ne-yes", "is not a valid boolean"),
+        ("name=a&|score-eq-x&|score=1", "score-eq-x", "is not a valid integer"),
+    ],
+)
+def test_a_filter_value_that_cant_be_of_the_declared_type_is_400(
+    people: FlaskClient, query: str, parameter: str, reason: str
+) -> None:
+    for mode in ("f", "c"):
+        response = people.get(f"/d/p?{mode}&{query}")
+        assert response.status_code == 400
+        assert response.json == {
+            "feed": {"title": f"Filter value {reason}: {parameter}"},
+            "error": {
+                "status": 400,
+                "code": "invalid_option",
+                "field": parameter.partition("-")[0].partition("=")[0],
+                "entries": [],
+            },
+        }
+
+
+def test_typed_filter_values_that_fit_and_text_operators_stay_free(people: FlaskClient) -> None:
+    assert keys(people.get("/d/p?f&score-eq- 12 ")) == ["/p/01"]
+    assert keys(people.get(f"/d/p?f&level-gt-{2**64 - 1}")) == []
+    assert keys(people.get("/d/p?f&level-ge-1.1e2")) == ["/p/11", "/p/12"], "a value, as numbers"
+    assert people.get("/d/p?f&weight-gt--1.5e3&active=true").status_code == 204
+    assert keys(people.get("/d/p?f&score-fm-1")) == ["/p/01", "/p/02", "/p/03", "/p/12"]
+    assert people.get("/d/p?f&score-rg-[a-z]+").status_code == 204
 
 
 def test_unknown_filter_field_is_400_with_a_schema(people: FlaskClient) -> None:
