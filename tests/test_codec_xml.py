@@ -411,6 +411,14 @@ HOSTILE = [
         + b"</a></entry>",
         "Request format is invalid: the body has more than 100000 elements and attributes.",
     ),
+    (  # Bounded before: libxml2 caps a text node at 10 MB, and strings are max_string.
+        b"<entry>" + SELF + b"<a>" + b"x" * 9_000_000 + b"</a></entry>",
+        "String is longer than 1048576 characters: a",
+    ),
+    (
+        b"<entry>" + SELF + b"<title a='" + b"x" * 9_000_000 + b"'>t</title></entry>",
+        "String is longer than 1048576 characters: title.___a",
+    ),
     (  # The same attributes in JSON: written as XML for every ?x read, in quadratic time.
         orjson.dumps(
             {
@@ -431,6 +439,8 @@ HOSTILE = [
         "declarations",
         "declarations-times-children",
         "elements",
+        "text",
+        "attribute-value",
         "json-attributes",
     ],
 )
