@@ -138,15 +138,16 @@ def _check_shape(events: Iterable[tuple[str, Any]], limits: Limits) -> None:
 def _entry_of(element: etree._Element) -> etree._Element | None:
     """The Atom entry an element is in (itself, for an entry), as far as it is parsed."""
     for node in (element, *element.iterancestors()):
-        if _local(node) == "entry" and (
-            node.getparent() is None or _local(node.getparent()) == "feed"
-        ):
+        parent = node.getparent()
+        if _local(node) == "entry" and (parent is None or _local(parent) == "feed"):
             return node
     return None
 
 
 def _path_within(element: etree._Element, entry: etree._Element | None) -> str:
     """`userinfo.name`: an element's dotted path inside its entry (from the root outside one)."""
+    if element is entry:
+        return "entry"
     names = [_local(element)]
     for node in element.iterancestors():
         if node is entry:

@@ -233,6 +233,8 @@ SELF = b"<link href='/a' rel='self'/>"
         ),
         (b"<feed><entry>" + SELF + b"<c " + declarations(4) + b"/></entry></feed>", "c"),
         (b"<entry " + attributes(4) + b">" + SELF + b"</entry>", "entry"),
+        # (The parser reads a small body whole before the checks see it: the key is known.)
+        (b"<feed><entry " + attributes(4) + b">" + SELF + b"</entry></feed>", "entry"),
     ],
 )
 def test_attributes_per_element_are_bounded_namespace_declarations_included(
