@@ -39,9 +39,12 @@ RESERVED_RESOURCES = ("_schema", "_openapi")
 
 
 class EntryPath(PathConverter):
-    """A key after /d/, except the server's own resources, so that they answer 405 to writes."""
+    """A key after /d/, except the server's own resources, so that they answer 405 to writes.
 
-    regex = rf"(?!(?:{'|'.join(RESERVED_RESOURCES)})$)[^/].*?"
+    Any character, newlines included (`.` and `$` would stop at one and answer 404): a bad key is
+    validate_key's 400."""
+
+    regex = rf"(?!(?:{'|'.join(RESERVED_RESOURCES)})\Z)[^/][\s\S]*?"
 
 
 class Codec(Protocol):

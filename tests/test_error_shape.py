@@ -627,6 +627,16 @@ BAD_INPUT: list[tuple[str, str, bytes | None, dict[str, str], int, str, str]] = 
         "Key must not contain any prohibited characters. /p\ufffd",
         "invalid_key",
     ),
+    (  # werkzeug's path converter stopped at a newline: the route didn't match, an undocumented 404
+        "GET",
+        "/d/p%0A1?s=x",
+        None,
+        {},
+        400,
+        "Key must not contain any prohibited characters. /p\n1",
+        "invalid_key",
+    ),
+    ("PUT", "/d/_schema%0A", b"{}", {}, 400, "Key must not contain any prohibited", "invalid_key"),
     (
         "PUT",
         "/d/",
