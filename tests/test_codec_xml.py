@@ -459,7 +459,9 @@ def test_a_body_of_a_costly_shape_is_refused_in_well_under_a_second(
     )
     elapsed = time.perf_counter() - started
     assert (response.status_code, response.json["feed"]["title"]) == (400, message)  # type: ignore[index]
-    assert elapsed < 5, f"{elapsed:.1f} s"
+    # Typically 0.03-0.4 s; the bound leaves room for 2 shared cores under a full suite's load
+    # (6 s was seen once), and is still far below what these shapes cost unbounded (17-170 s).
+    assert elapsed < 15, f"{elapsed:.1f} s"
     assert snapshot(redis_client) == before
 
 
