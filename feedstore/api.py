@@ -52,10 +52,11 @@ ENTRY_VIEWS = frozenset(
 
 
 class EntryPath(PathConverter):
-    """A key after /d/, except the server's own resources, so that they answer 405 to writes."""
+    """A key after /d/, except the server's own resources, so that they answer 405 to writes.
 
-    # [\s\S]: a key may hold any character the URL can carry, newlines included, so that a bad
-    # one reaches validate_key (400) instead of matching no route (404).
+    Any character, newlines included (`.` and `$` would stop at one and answer 404): a bad key is
+    validate_key's 400."""
+
     regex = rf"(?!(?:{'|'.join(RESERVED_RESOURCES)})\Z)[^/][\s\S]*?"
 
 

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
 
-from feedstore.entry import Entry, Limits, entry_from_document
+from feedstore.entry import (
+    INT_MAX,
+    INT_MIN,
+    Entry,
+    Limits,
+    WideInteger,
+    entry_from_document,
+)
 from feedstore.errors import (
     EntryRequired,
     FeedstoreError,
@@ -18,6 +27,8 @@ from feedstore.errors import (
 from feedstore.schema import Schema
 
 CONTENT_TYPE = "application/json; charset=utf-8"
+# The shortest run of digits that can be an integer orjson doesn't carry: -2^63 - 1 has 19.
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 
 
 def loads(body: bytes, limits: Limits, schema: Schema | None = None) -> list[Entry]:
@@ -39,6 +50,12 @@ def loads_document(body: bytes, limits: Limits) -> Any:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as e:
         raise InvalidBody(str(e)) from e
+    if _LONG_DIGITS.search(body):
+        # orjson reads an integer past 64 bits as a float, rounded: read the body again with the
+        # integers as written, so that the entry checks refuse such a one by its field. (The body
+        # parsed as JSON, and orjson refuses numbers that overflow a double, so this parse can't
+        # fail or meet an integer too long for int().)
+        document = json.loads(body, parse_int=_integer)
     check_depth(document, limits.max_depth)
     return document
 
@@ -53,6 +70,11 @@ def loads_message(body: bytes, limits: Limits) -> str | None:
     if title is not None and not isinstance(title, str):
         raise InvalidBody("a message's title must be a string.")
     return title
+
+
+def _integer(text: str) -> int:
+    number = int(text)
+    return number if INT_MIN <= number <= INT_MAX else WideInteger(number)
 
 
 def unwrap(document: Any) -> list[Any]:

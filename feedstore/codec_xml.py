@@ -10,7 +10,7 @@ them), and a schema gives values their JSON types; without one they are strings.
 from __future__ import annotations
 
 import functools
-import math
+import io
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -26,9 +26,10 @@ from feedstore.entry import (
     XML_INVALID,
     Entry,
     Limits,
+    too_many_attributes,
 )
-from feedstore.errors import InvalidBody, InvalidField
-from feedstore.schema import Path, Schema, format_path
+from feedstore.errors import FeedstoreError, InvalidBody, InvalidField, collect
+from feedstore.schema import SCALAR_TYPES, Path, Schema, format_path, scalar_from_text
 
 CONTENT_TYPE = "application/atom+xml; charset=utf-8"
 ATOM = "http://www.w3.org/2005/Atom"
@@ -37,23 +38,24 @@ XSI = "http://www.w3.org/2001/XMLSchema-instance"
 NIL = f"{{{XSI}}}nil"
 NAMESPACES = {None: ATOM, "fs": FIELDS}
 
-# One parser for all input: no DTD, no entities, no network, no huge trees. Declarations are also
-# refused before parsing, so a billion-laughs body is never expanded, whatever lxml would do.
-PARSER = etree.XMLParser(
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    dtd_validation=False,
-    huge_tree=False,
-    remove_comments=True,
-    remove_pis=True,
-)
+# One parser configuration for all input: no DTD, no entities, no network, no huge trees.
+# Declarations are also refused before parsing, so a billion-laughs body is never expanded,
+# whatever lxml would do. It parses as a stream (iterparse), so the bounds on a body's shape stop
+# it as soon as they are passed, before anything costly runs on the tree.
+PARSER_OPTIONS: dict[str, Any] = {
+    "resolve_entities": False,
+    "no_network": True,
+    "load_dtd": False,
+    "dtd_validation": False,
+    "huge_tree": False,
+    "remove_comments": True,
+    "remove_pis": True,
+}
 _DECLARATION = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 _ATOM_FIELD_NAMES = frozenset(ATOM_FIELDS)
 _SCALAR_ATOM = ("id", "published", "updated")
-_INTEGER = re.compile(r"-?[0-9]+")
-_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 _ATOM_TAGS = {"entry": f"{{{ATOM}}}entry", "feed": f"{{{ATOM}}}feed"}
+_EVENTS = ("start", "end", "start-ns")
 SubElement = etree.SubElement
 
 
@@ -66,14 +68,22 @@ def loads(body: bytes, limits: Limits, schema: Schema | None = None) -> list[Ent
 
 
 def loads_documents(body: bytes, limits: Limits, schema: Schema | None = None) -> list[Any]:
-    """The entries of an XML body as JSON-form documents."""
+    """The entries of an XML body as JSON-form documents; every bad entry is reported, by key."""
     root = parse(body, limits)
     name = etree.QName(root)
     if name.namespace not in (None, ATOM) or name.localname not in ("feed", "entry"):
         raise InvalidBody(f"the root element must be an Atom feed or entry, not {name.localname}.")
-    if name.localname == "entry":
-        return [_read_entry(root, schema)]
-    return [_read_entry(child, schema) for child in root if _local(child) == "entry"]
+    elements = [root] if name.localname == "entry" else [c for c in root if _local(c) == "entry"]
+    documents: list[Any] = []
+    errors: list[FeedstoreError] = []
+    for element in elements:
+        try:
+            documents.append(_read_entry(element, schema, limits))
+        except FeedstoreError as error:
+            error.key = error.key or _self_href(element)
+            errors.append(error)
+    collect(errors)
+    return documents
 
 
 def loads_message(body: bytes, limits: Limits) -> str | None:
@@ -88,42 +98,94 @@ def loads_message(body: bytes, limits: Limits) -> str | None:
 
 
 def parse(body: bytes, limits: Limits) -> etree._Element:
-    """Parse with the hardened parser; DTDs, entities and deep trees are 400."""
+    """Parse with the hardened parser; DTDs, entities and bodies past the bounds are 400.
+
+    The bounds (API.md §5.5): nesting (`max_depth`), attributes on one element, namespace
+    declarations included (`max_attributes`), and elements and attributes in the body
+    (`max_nodes`). lxml's work on attributes and namespaces grows with their square, so each is
+    checked as the parser reaches it.
+    """
     if _DECLARATION.search(body):
         raise InvalidBody("DTDs and entity declarations are not allowed.")
+    events = etree.iterparse(io.BytesIO(body), events=_EVENTS, **PARSER_OPTIONS)
     try:
-        root = etree.fromstring(body, PARSER)
+        _check_shape(events, limits)
     except etree.XMLSyntaxError as e:
         raise InvalidBody(str(e)) from e
+    root = events.root
     if root is None:
         raise InvalidBody("the body is empty.")
     tree = root.getroottree()
     if tree.docinfo.doctype or any(isinstance(node, etree._Entity) for node in root.iter()):
         raise InvalidBody("DTDs and entity declarations are not allowed.")
-    _check_depth(root, limits.max_depth)
     return root
 
 
-def _check_depth(root: etree._Element, max_depth: int) -> None:
-    level = [root]
-    for _ in range(max_depth):
-        level = [child for node in level for child in node]
-        if not level:
-            return
-    raise InvalidBody(f"nesting is deeper than {max_depth} levels.")
+def _check_shape(events: Iterable[tuple[str, Any]], limits: Limits) -> None:
+    """Run the parse to its end, raising as soon as the document passes a bound."""
+    depth = nodes = declarations = 0
+    for event, item in events:
+        if event == "start-ns":  # reported before the start of the element declaring it
+            declarations += 1
+            continue
+        if event == "end":
+            depth -= 1
+            continue
+        depth += 1
+        if depth > limits.max_depth:
+            raise InvalidBody(f"nesting is deeper than {limits.max_depth} levels.")
+        attributes = len(item.attrib) + declarations
+        declarations = 0
+        if attributes > limits.max_attributes:
+            entry = _entry_of(item)
+            path = _path_within(item, entry)
+            key = _self_href(entry) if entry is not None else None
+            raise too_many_attributes(path, limits.max_attributes, key)
+        nodes += 1 + attributes
+        if nodes > limits.max_nodes:
+            raise InvalidBody(f"the body has more than {limits.max_nodes} elements and attributes.")
+
+
+def _entry_of(element: etree._Element) -> etree._Element | None:
+    """The Atom entry an element is in (itself, for an entry), as far as it is parsed."""
+    for node in (element, *element.iterancestors()):
+        parent = node.getparent()
+        if _local(node) == "entry" and (parent is None or _local(parent) == "feed"):
+            return node
+    return None
+
+
+def _path_within(element: etree._Element, entry: etree._Element | None) -> str:
+    """`userinfo.name`: an element's dotted path inside its entry (from the root outside one)."""
+    if element is entry:
+        return "entry"
+    names = [_local(element)]
+    for node in element.iterancestors():
+        if node is entry:
+            break
+        names.append(_local(node))
+    return ".".join(reversed(names))
+
+
+def _self_href(entry: etree._Element) -> str | None:
+    """The key a parsed entry's self link names, if it has one yet."""
+    for child in entry:
+        if _local(child) == "link" and child.get("rel") == "self":
+            return child.get("href")
+    return None
 
 
 def _local(element: etree._Element) -> str:
     return str(etree.QName(element).localname)
 
 
-def _read_entry(element: etree._Element, schema: Schema | None) -> dict[str, Any]:
+def _read_entry(element: etree._Element, schema: Schema | None, limits: Limits) -> dict[str, Any]:
     document: dict[str, Any] = {}
     custom: list[etree._Element] = []
     for child in element:
         name = etree.QName(child)
         if name.namespace in (None, ATOM) and name.localname in _ATOM_FIELD_NAMES:
-            value = _read_atom(child, name.localname)
+            value = _read_atom(child, name.localname, limits.max_string)
             if name.localname in ATOM_LISTS:
                 document.setdefault(name.localname, []).append(value)
             else:
@@ -136,7 +198,7 @@ def _read_entry(element: etree._Element, schema: Schema | None) -> dict[str, Any
     return document
 
 
-def _read_atom(element: etree._Element, name: str) -> Any:
+def _read_atom(element: etree._Element, name: str, max_string: int) -> Any:
     if name in _SCALAR_ATOM:
         return element.text or ""
     value: dict[str, Any] = {ATTRIBUTE_PREFIX + k: v for k, v in element.attrib.items()}
@@ -144,12 +206,25 @@ def _read_atom(element: etree._Element, name: str) -> Any:
     if name in ATOM_LISTS:
         value.update((_local(child), child.text or "") for child in children)
         return value
-    text = (element.text or "") + "".join(etree.tostring(c, encoding="unicode") for c in children)
+    text = (element.text or "") + _markup(children, name, max_string)
     if not value:
         return text
     if text:
         value[TEXT_FIELD] = text
     return value
+
+
+def _markup(children: Iterable[etree._Element], name: str, max_string: int) -> str:
+    """Child elements of Atom text as text. Each is written with every namespace declaration in
+    scope, so the text can grow as children times declarations: stop when it is too long."""
+    parts: list[str] = []
+    length = 0
+    for child in children:
+        parts.append(etree.tostring(child, encoding="unicode"))
+        length += len(parts[-1])
+        if length > max_string:
+            raise InvalidField(f"String is longer than {max_string} characters: {name}", field=name)
+    return "".join(parts)
 
 
 def _read_children(
@@ -185,24 +260,12 @@ def _read_value(element: etree._Element, path: Path, schema: Schema | None) -> A
 def _typed(text: str, path: Path, schema: Schema | None) -> Any:
     """A leaf's text as the JSON type the schema declares (a string without one)."""
     declared = schema.type_of(path) if schema is not None else None
-    try:
-        integral = declared == "number" and _INTEGER.fullmatch(text.strip())
-        if declared == "integer" or integral:
-            number: int | float = int(text)
-            if not _INT_MIN <= number <= _INT_MAX:  # what JSON (orjson) can carry exactly
-                raise ValueError(text)
-            return number
-        if declared == "number":
-            number = float(text)
-            if not math.isfinite(number):
-                raise ValueError(text)
-            return number
-        if declared == "boolean":
-            return {"true": True, "false": False}[text.strip()]
-    except (ValueError, KeyError) as e:
-        where = format_path(path)
-        message = f"Invalid value: {where}: {text!r} is not a valid {declared}"
-        raise InvalidField(message, field=where) from e
+    if declared in SCALAR_TYPES:
+        try:
+            return scalar_from_text(text, declared)
+        except ValueError as e:
+            where = format_path(path)
+            raise InvalidField(f"Invalid value: {where}: {text!r} {e}", field=where) from e
     if declared == "object":
         return {}
     if declared == "array":

@@ -23,6 +23,10 @@ SERVER_OWNED = ("id", "published", "updated")
 ATTRIBUTE_PREFIX = "___"
 TEXT_FIELD = "______text"
 PATCH_DIRECTIVE = "$patch"  # {"<merge key>": ..., "$patch": "delete"} in a keyed list
+# Revisions are Redis integers, signed 64-bit: at most 18 digits, so revision + 1 always fits.
+REVISION_DIGITS = 18
+# The integers entries can hold: what orjson, which stores them, carries exactly.
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1
 
 # Atom's own fields, in the order they are written out; every other top-level name is custom.
 ATOM_LISTS = ("link", "author", "contributor", "category")
@@ -90,6 +94,16 @@ def ancestors(key: str) -> Iterator[str]:
         yield key
 
 
+class WideInteger(int):
+    """An integer a JSON body wrote outside INT_MIN .. INT_MAX, as codec_json reads it (orjson
+    would round it to a float), for the entry checks to refuse by field."""
+
+
+def is_revision(text: str) -> bool:
+    """Whether `text` is a revision as clients send it: 1 to 18 ASCII digits (API.md §1.2)."""
+    return 0 < len(text) <= REVISION_DIGITS and text.isascii() and text.isdigit()
+
+
 @dataclass(frozen=True)
 class EntryId:
     """An entry id `"<key>,<revision>"`, optionally ending `?_delete`."""
@@ -117,6 +131,9 @@ class EntryId:
             key, revision = body, ""
         if comma and not (revision.isascii() and revision.isdigit()):
             raise InvalidId(f"{text} has an invalid revision.", key=key, field="id")
+        if comma and not is_revision(revision):
+            message = f"{text} has a revision of more than {REVISION_DIGITS} digits."
+            raise InvalidId(message, key=key, field="id")
         try:
             validate_key(key)
         except InvalidKey as e:
@@ -135,6 +152,10 @@ class Limits:
     max_entries: int = 1000
     max_depth: int = 64  # nesting of the whole body, counted by the codecs
     max_string: int = 1024 * 1024
+    # lxml reads and writes an element's attributes in quadratic time: bound them per element
+    # (per object in JSON, whose entries are written as XML too), and an XML body's nodes.
+    max_attributes: int = 256
+    max_nodes: int = 100_000
 
 
 @dataclass
@@ -259,6 +280,9 @@ def _check_atom_object(item: dict[str, Any], path: str, key: str | None) -> None
 
 def _check_bounds(value: Any, path: str, key: str | None, limits: Limits, directives: bool) -> None:
     # Nesting depth is bounded by the codecs before this walk, so the recursion is bounded too.
+    if isinstance(value, WideInteger):
+        message = f"Invalid value: {path}: {value} is wider than 64 bits"
+        raise InvalidField(message, key=key, field=path)
     if isinstance(value, str):
         if len(value) > limits.max_string:
             raise InvalidField(
@@ -269,15 +293,25 @@ def _check_bounds(value: Any, path: str, key: str | None, limits: Limits, direct
             # for these characters.
             raise InvalidField(f"String contains a control character: {path}", key=key, field=path)
     elif isinstance(value, dict):
+        attributes = 0
         for name, item in value.items():
             if not _valid_nested_name(name, directives):
                 raise InvalidField(
                     f"Field name is invalid: {path}.{name}", key=key, field=f"{path}.{name}"
                 )
+            if name.startswith(ATTRIBUTE_PREFIX) and name != TEXT_FIELD:
+                attributes += 1
             _check_bounds(item, f"{path}.{name}", key, limits, directives)
+        if attributes > limits.max_attributes:
+            raise too_many_attributes(path, limits.max_attributes, key)
     elif isinstance(value, list):
         for position, item in enumerate(value):
             _check_bounds(item, f"{path}[{position}]", key, limits, directives)
+
+
+def too_many_attributes(path: str, limit: int, key: str | None) -> InvalidField:
+    """The error of an element (an object in JSON) with more than `limit` attributes."""
+    return InvalidField(f"Too many attributes: {path} has more than {limit}.", key=key, field=path)
 
 
 def _as_list(value: Any) -> list[Any]:

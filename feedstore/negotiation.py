@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from enum import Enum
 from typing import Literal
 
+from feedstore.entry import is_revision
 from feedstore.errors import (
     InvalidBody,
     InvalidOption,
@@ -90,7 +91,7 @@ def parse_if_match(value: str | None) -> IfMatch | None:
     revisions: set[int] = set()
     for part in value.split(","):
         tag = part.strip().removeprefix("W/").strip('"')
-        if not (tag.isascii() and tag.isdigit()):
+        if not is_revision(tag):
             raise InvalidOption(f"If-Match is invalid: {value}")
         revisions.add(int(tag))
     return frozenset(revisions)

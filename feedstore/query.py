@@ -9,7 +9,6 @@ vte.cx's full-text index does: in text normalized by NFKC and lower-cased, anywh
 
 from __future__ import annotations
 
-import math
 import operator
 import re
 import time
@@ -21,13 +20,14 @@ from typing import Any
 import regex
 
 from feedstore import cursor
-from feedstore.entry import ATOM_FIELDS
+from feedstore.entry import ATOM_FIELDS, INT_MAX, INT_MIN
 from feedstore.errors import InvalidOption
 from feedstore.options import is_option
-from feedstore.schema import Schema
+from feedstore.schema import SCALAR_TYPES, Schema, TooWide, scalar_from_text
 
 OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge", "rg", "fm", "bm", "ft")
 TEXT_OPERATORS = ("rg", "fm", "bm", "ft")  # they work on the text of a value
+COMPARISONS = ("eq", "ne", "lt", "le", "gt", "ge")  # typed by the schema
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 REGEX_BUDGET = 1.0  # seconds of regular-expression matching one request may spend
@@ -128,13 +128,19 @@ def _filter(name: str, value: str, schema: Schema | None) -> Filter:
     """`field=value` is eq; `field-op-value` (value possibly continued after an `=`) is op."""
     match = _FILTER.fullmatch(name)
     if match is None:
-        return Filter(_path(name, schema, name), "eq", value)
-    text = match["value"] + (f"={value}" if value else "")
-    parsed = Filter(_path(match["field"], schema, name), match["op"], text)
+        parsed = Filter(_path(name, schema, name), "eq", value)
+        parameter = f"{name}={value}"
+    else:
+        text = match["value"] + (f"={value}" if value else "")
+        parsed = Filter(_path(match["field"], schema, name), match["op"], text)
+        parameter = f"{name}={value}" if value else name
     if parsed.op == "rg":
         _compile(parsed.value)
     if parsed.op == "ft" and not words(parsed.value):
         raise InvalidOption(f"Full-text search needs a word: {name}")
+    declared = schema.type_of(parsed.path) if schema is not None else None
+    if declared in SCALAR_TYPES and parsed.op in COMPARISONS:
+        _check_type(parsed, declared, parameter)
     return parsed
 
 
@@ -151,6 +157,24 @@ def normalized(text: str) -> str:
     """Text as full-text search compares it: NFKC (full-width ASCII to half-width, half-width
     kana to full-width), then lower case, as vte.cx normalizes its index."""
     return unicodedata.normalize("NFKC", text).lower()
+
+
+def _check_type(condition: Filter, declared: str, parameter: str) -> None:
+    """A comparison's value must be a value the field's declared type can hold (API.md §4.5):
+    a comparison that can never hold is a mistake to report, not an empty feed. Values are
+    compared, not stored, so an integer field takes any number without a fraction (`12.0`)."""
+    try:
+        value = scalar_from_text(condition.value, "boolean" if declared == "boolean" else "number")
+        if declared == "integer" and not float(value).is_integer():
+            raise ValueError(condition.value)
+        if declared == "integer" and not INT_MIN <= value <= INT_MAX:
+            raise TooWide(condition.value)
+    except TooWide as e:
+        message = f"Filter value is wider than 64 bits: {parameter}"
+        raise InvalidOption(message, field=condition.field) from e
+    except ValueError as e:
+        message = f"Filter value is not a valid {declared}: {parameter}"
+        raise InvalidOption(message, field=condition.field) from e
 
 
 def _path(name: str, schema: Schema | None, parameter: str) -> tuple[str, ...]:
@@ -296,14 +320,14 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _as_number(text: str | None) -> float | None:
+def _as_number(text: str | None) -> int | float | None:
+    """A number's text as XML values read (integral text exactly, as an int), or None."""
     if text is None:
         return None
     try:
-        number = float(text)
+        return scalar_from_text(text, "number")
     except ValueError:
         return None
-    return number if math.isfinite(number) else None
 
 
 def _as_text(value: Any) -> str | None:

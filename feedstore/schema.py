@@ -8,13 +8,15 @@ It is compiled once when loaded, never per request.
 from __future__ import annotations
 
 import copy
+import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import jsonschema
 from jsonschema import Draft202012Validator
 
-from feedstore.entry import ATOM_FIELDS
+from feedstore.entry import ATOM_FIELDS, INT_MAX, INT_MIN
 from feedstore.errors import InvalidField, InvalidSchema, UnknownField
 
 MERGE_KEY = "x-merge-key"
@@ -22,6 +24,19 @@ INDEX = "x-index"
 _SUBSCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems")
 _SUBSCHEMA_MAPS = ("properties", "$defs", "patternProperties")
 _JSON_TYPES = ("object", "array", "string", "integer", "number", "boolean", "null")
+
+_INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
+_NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+SCALAR_TYPES = ("integer", "number", "boolean")
+
+# JSON Schema calls 100.0 an integer; feedstore keeps values as they were written, and a float
+# in an integer field would have no XML form that reads back as one (API.md §2.1).
+_Validator = jsonschema.validators.extend(
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)
+    ),
+)
 
 Path = Sequence[str | int]
 
@@ -47,7 +62,7 @@ class Schema:
         if not isinstance(document.get("properties", {}), Mapping):
             raise InvalidSchema("The schema's properties must be an object.")
         self.document = dict(document)
-        self._validator = Draft202012Validator(closed(copy.deepcopy(self.document)))
+        self._validator = _Validator(closed(copy.deepcopy(self.document)))
 
     def validate(
         self,
@@ -122,6 +137,34 @@ def _stored_note(path: Path, sent: Mapping[str, Any] | None) -> str:
     if sent is None or not path or path[0] in sent:
         return ""
     return f" (stored before the schema changed: PATCH {path[0]} with null to remove it)"
+
+
+class TooWide(ValueError):
+    """An integer outside -2^63 .. 2^64-1, which no entry can hold."""
+
+
+def scalar_from_text(text: str, declared: str) -> int | float | bool:
+    """Text (an XML value, a filter's value) as a value of a declared scalar type (API.md §3).
+
+    Integers are ASCII digits, optionally signed, from -2^63 to 2^64-1; numbers are decimal or
+    exponent notation and finite, integral text being an integer; booleans are `true`, `false`.
+    Surrounding white space is ignored. Raises ValueError saying why the text is none of these
+    (TooWide for an integer out of range).
+    """
+    text = text.strip()
+    if declared == "boolean":
+        if text in ("true", "false"):
+            return text == "true"
+    elif _INTEGER_TEXT.fullmatch(text):
+        number = int(text)
+        if not INT_MIN <= number <= INT_MAX:
+            raise TooWide("is wider than 64 bits")
+        return number
+    elif declared == "number" and _NUMBER_TEXT.fullmatch(text):
+        value = float(text)
+        if math.isfinite(value):
+            return value
+    raise ValueError(f"is not a valid {declared}")
 
 
 def closed(node: Any) -> Any:

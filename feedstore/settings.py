@@ -23,6 +23,8 @@ class Settings:
     max_entries: int = 1000
     max_depth: int = 64
     max_string: int = 1024 * 1024
+    max_attributes: int = 256
+    max_nodes: int = 100_000
     fetch_limit: int = 50_000
     require_revision: tuple[str, ...] = ()
     write_retries: int = 200
@@ -54,7 +56,9 @@ class Settings:
 
     @property
     def limits(self) -> Limits:
-        return Limits(self.max_entries, self.max_depth, self.max_string)
+        return Limits(
+            self.max_entries, self.max_depth, self.max_string, self.max_attributes, self.max_nodes
+        )
 
     def requires_revision(self, key: str) -> bool:
         """Whether writes to `key` must be conditional (the `require_revision` prefixes)."""

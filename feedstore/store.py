@@ -19,7 +19,7 @@ import redis
 from feedstore import alias, codec_json
 from feedstore.counter_range import CounterRange
 from feedstore.entry import parent_of
-from feedstore.errors import ServiceUnavailable
+from feedstore.errors import InvalidOption, ServiceUnavailable
 from feedstore.index import indexed_fields, members
 from feedstore.keys import (
     DOCUMENT_PREFIX,
@@ -171,7 +171,8 @@ class Store:
         """Add to the counter of `key` and return its new value, within its range if it has one.
 
         The range is WATCHed, so a `_rangeids` between the read and the write is never missed;
-        the counter itself is WATCHed only when a range must check the new value.
+        the counter itself is WATCHed only when a range must check the new value. A sum past
+        Redis's signed 64-bit range is InvalidOption, the counter left as it was.
         """
         counter, bounds = counter_key(key), counter_range_key(key)
         for attempt in range(self.retries):
@@ -185,6 +186,8 @@ class Store:
                         return int(pipe.execute()[0])
                     pipe.watch(counter)
                     value = int(cast(bytes | None, pipe.get(counter)) or 0) + amount
+                    if not -(2**63) <= value < 2**63:
+                        raise _overflow(key, amount)
                     span.check(value, key)
                     pipe.multi()
                     pipe.set(counter, value)
@@ -192,6 +195,10 @@ class Store:
                     return span.shown(value)
                 except redis.WatchError:
                     self._back_off(attempt)
+                except redis.ResponseError as e:
+                    if "overflow" not in str(e):
+                        raise
+                    raise _overflow(key, amount) from e
         raise ServiceUnavailable("Too many concurrent writes. Please retry.")
 
     @_unavailable_on_redis_error
@@ -373,3 +380,7 @@ class Store:
 def _range_of(raw: bytes | None) -> CounterRange | None:
     """A stored range (written by set_counter_range, so trusted)."""
     return CounterRange.parse(raw.decode()) if raw is not None else None
+
+
+def _overflow(key: str, amount: int) -> InvalidOption:
+    return InvalidOption(f"The counter of {key} would overflow: _addids={amount}")

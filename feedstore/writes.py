@@ -12,7 +12,7 @@ from enum import Enum
 from typing import Any
 
 from feedstore import alias, patch
-from feedstore.entry import ROOT, Entry, Limits, validate_entry_key
+from feedstore.entry import ROOT, Entry, Limits, is_revision, validate_entry_key
 from feedstore.errors import (
     FeedstoreError,
     InvalidId,
@@ -185,7 +185,7 @@ def merges(
                 Action.PATCH,
                 str(entry.key),
                 upsert=upsert,
-                patcher=_merger(entry.fields, keep_unmentioned, str(entry.key), settings.limits),
+                patcher=_merger(entry, keep_unmentioned, settings.limits),
                 index=entry.index,
             ),
             entry,
@@ -227,10 +227,14 @@ def standard_patch(
     return _conditional(write, None, conditions, settings)
 
 
-def _merger(fields: Fields, keep_unmentioned: bool, key: str, limits: Limits) -> Any:
+def _merger(entry: Entry, keep_unmentioned: bool, limits: Limits) -> Any:
+    """The feedstore merge of one entry. Objects merge, so the result is checked as a whole: it
+    could hold more attributes than any one request may send (API.md §6.3), or a `$patch` left
+    outside a keyed list item."""
+    key = str(entry.key)
+
     def apply(stored: Fields, schema: Schema | None) -> Fields:
-        merged = patch.merge(stored, fields, schema, keep_unmentioned=keep_unmentioned)
-        # A `$patch` outside a keyed list item is left in the result, and refused here.
+        merged = patch.merge(stored, entry.fields, schema, keep_unmentioned=keep_unmentioned)
         return patch.check_result(merged, key, limits, stored)
 
     return apply
@@ -262,10 +266,10 @@ def _conditional(
 
 
 def parse_revision(value: str | None) -> int | None:
-    """`?r=<revision>` of a DELETE."""
+    """`?r=<revision>` of a DELETE: digits, at most 18 of them (API.md §1.2)."""
     if value is None:
         return None
-    if not (value.isascii() and value.isdigit()):
+    if not is_revision(value):
         raise InvalidOption(f"Revision is invalid: r={value}")
     return int(value)
 

@@ -9,6 +9,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from feedstore.keys import sequence_key
+from tests.conftest import snapshot
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -171,6 +172,21 @@ def test_post_errors(tree: FlaskClient) -> None:
     response = tree.post("/d/", json=entry("/12/1"))
     assert (response.status_code, title(response)) == (400, "Parent path is required. /12")
     assert tree.post("/d/", json=[entry("/12/1"), entry("/12")]).status_code == 201
+
+
+@pytest.mark.parametrize("config", [{"max_attributes": 2}])
+@pytest.mark.parametrize("content_type", ["application/json", "application/merge-patch+json"])
+def test_a_patch_that_would_pass_the_attribute_bound_is_400_and_changes_nothing(
+    tree: FlaskClient, redis_client: redis.Redis, content_type: str
+) -> None:
+    """Objects merge, so patches could grow an element's attributes past what a PUT may send."""
+    assert tree.put("/d/11/1", json={"price": {"___a": "1", "___b": "2"}}).status_code == 200
+    before = snapshot(redis_client)
+    response = tree.patch("/d/11/1", json={"price": {"___c": "3"}}, content_type=content_type)
+    assert response.status_code == 400
+    assert title(response) == "Too many attributes: price has more than 2."
+    assert (response.json["error"]["key"], response.json["error"]["field"]) == ("/11/1", "price")  # type: ignore[index]
+    assert snapshot(redis_client) == before
 
 
 def test_get_entry_etag_304_head_and_204(tree: FlaskClient) -> None:

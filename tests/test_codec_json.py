@@ -2,6 +2,10 @@ from __future__ import annotations
 
 import orjson
 import pytest
+import redis
+from flask.testing import FlaskClient
+from hypothesis import given
+from hypothesis import strategies as st
 
 from feedstore import codec_json
 from feedstore.entry import Limits
@@ -9,9 +13,11 @@ from feedstore.errors import (
     EntryErrors,
     EntryRequired,
     InvalidBody,
+    InvalidField,
     InvalidKey,
     TooManyEntries,
 )
+from tests.conftest import snapshot
 
 ENTRY = {"link": [{"___href": "/a", "___rel": "self"}], "x": 1}
 
@@ -86,3 +92,56 @@ def test_a_message_reads_back_as_it_was_written(title: str) -> None:
 def test_a_message_is_a_feed_with_only_a_title(body: bytes) -> None:
     with pytest.raises(InvalidBody, match="message"):
         codec_json.loads_message(body, Limits())
+
+
+# -- integers: exact within what JSON storage carries, refused beyond ---------------------------
+
+json_integers = st.integers(-(2**63), 2**64 - 1)  # what orjson carries exactly
+wide_integers = st.integers(max_value=-(2**63) - 1) | st.integers(min_value=2**64)
+
+
+@given(json_integers)
+def test_an_integer_orjson_carries_reads_back_exactly(number: int) -> None:
+    [entry] = codec_json.loads(orjson.dumps({**ENTRY, "x": {"n": [number]}}), Limits())
+    assert entry.fields["x"]["n"][0] == number and type(entry.fields["x"]["n"][0]) is int
+
+
+@given(wide_integers.filter(lambda n: len(str(n)) < 300))
+def test_an_integer_wider_than_64_bits_is_refused_naming_its_field(number: int) -> None:
+    body = b'{"link":[{"___href":"/a","___rel":"self"}],"x":{"n":[%d]}}' % number
+    with pytest.raises(InvalidField) as caught:
+        codec_json.loads(body, Limits())
+    assert caught.value.message == f"Invalid value: x.n[0]: {number} is wider than 64 bits"
+    assert (caught.value.key, caught.value.field) == ("/a", "x.n[0]")
+
+
+def test_long_digits_in_strings_and_floats_are_no_integers() -> None:
+    body = b'{"link":[{"___href":"/a","___rel":"self"}],"s":"%s","f":1%s.5,"e":1e30}' % (
+        b"9" * 40,
+        b"0" * 25,
+    )
+    [entry] = codec_json.loads(body, Limits())
+    assert (entry.fields["s"], entry.fields["f"], entry.fields["e"]) == ("9" * 40, 1e25, 1e30)
+
+
+# -- over HTTP --------------------------------------------------------------------------------
+
+
+def test_integers_past_64_bits_are_400_and_the_edges_round_trip(
+    client: FlaskClient, redis_client: redis.Redis
+) -> None:
+    edges = {"low": -(2**63), "high": 2**64 - 1}
+    assert client.put("/d/a", json={"n": edges}).status_code == 200
+    assert client.get("/d/a?e").json["feed"]["entry"][0]["n"] == edges  # type: ignore[index]
+    xml = client.get("/d/a?e&x").data
+    assert client.put("/d/a", data=xml, content_type="application/atom+xml").status_code == 200
+    before = snapshot(redis_client)
+    body = b'{"link":{"___href":"/a","___rel":"self"},"n":{"wide":%d}}' % (2**70 + 1)
+    response = client.put("/d/a", data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json["feed"]["title"] == (  # type: ignore[index]
+        f"Invalid value: n.wide: {2**70 + 1} is wider than 64 bits"
+    )
+    error = response.json["error"]  # type: ignore[index]
+    assert (error["code"], error["key"], error["field"]) == ("invalid_field", "/a", "n.wide")
+    assert snapshot(redis_client) == before

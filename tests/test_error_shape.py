@@ -16,6 +16,7 @@ from feedstore.codec_xml import ATOM, FIELDS
 from tests.conftest import snapshot
 
 FORM = "application/x-www-form-urlencoded"
+WIDE = str(2**64)  # a revision no Redis integer holds
 SELF = {"___href": "/p/1", "___rel": "self"}
 
 
@@ -488,6 +489,97 @@ BAD_INPUT: list[tuple[str, str, bytes | None, dict[str, str], int, str, str]] = 
         "ID format is invalid. ?_delete needs the entry's self link.",
         "invalid_id",
     ),
+    # Revisions past 18 digits were a 500: the error body couldn't carry them (issue 11).
+    (
+        "PUT",
+        "/d/",
+        body({"id": f"/p/1,{WIDE}", "link": [SELF]}),
+        {},
+        400,
+        f"ID format is invalid. /p/1,{WIDE} has a revision of more than 18 digits.",
+        "invalid_id",
+    ),
+    (
+        "PUT",
+        "/d/",
+        body({"id": "/p/1,1234567890123456789", "link": [SELF]}),
+        {},
+        400,
+        "ID format is invalid. /p/1,1234567890123456789 has a revision of more than 18 digits.",
+        "invalid_id",
+    ),
+    (
+        "PUT",
+        "/d/",
+        body({"id": f"/p/1,{WIDE}?_delete"}),
+        {},
+        400,
+        f"ID format is invalid. /p/1,{WIDE}?_delete has a revision of more than 18 digits.",
+        "invalid_id",
+    ),
+    (
+        "PUT",
+        "/d/",
+        body({"feed": {"entry": [{"link": [SELF], "id": f"/p/1,{WIDE}"}]}}),
+        {},
+        400,
+        "ID format is invalid. ",
+        "invalid_id",
+    ),
+    (
+        "PATCH",
+        "/d/p/1",
+        body({"id": f"/p/1,{WIDE}", "x": 1}),
+        {},
+        400,
+        "ID format is invalid. ",
+        "invalid_id",
+    ),
+    (
+        "PATCH",
+        "/d/",
+        body([{"id": f"/p/1,{WIDE}", "x": 1}]),
+        {},
+        400,
+        "ID format is invalid. ",
+        "invalid_id",
+    ),
+    (
+        "PUT",
+        "/d/p/1",
+        body({"x": 1}),
+        {"If-Match": WIDE},
+        400,
+        f"If-Match is invalid: {WIDE}",
+        "invalid_option",
+    ),
+    (
+        "PATCH",
+        "/d/p/1",
+        body({"x": 1}),
+        {"If-Match": f'"1", "{WIDE}"'},
+        400,
+        f'If-Match is invalid: "1", "{WIDE}"',
+        "invalid_option",
+    ),
+    (
+        "DELETE",
+        f"/d/p/1?r={WIDE}",
+        None,
+        {},
+        400,
+        f"Revision is invalid: r={WIDE}",
+        "invalid_option",
+    ),
+    (
+        "DELETE",
+        "/d/p/1",
+        None,
+        {"If-Match": f'W/"{WIDE}"'},
+        400,
+        f'If-Match is invalid: W/"{WIDE}"',
+        "invalid_option",
+    ),
     # Found by the schemathesis run (tests/test_fuzz.py): each was accepted, or a 500.
     (
         "GET",
@@ -601,6 +693,16 @@ BAD_INPUT: list[tuple[str, str, bytes | None, dict[str, str], int, str, str]] = 
         "Key must not contain any prohibited characters. /p\ufffd",
         "invalid_key",
     ),
+    (  # werkzeug's path converter stopped at a newline: the route didn't match, an undocumented 404
+        "GET",
+        "/d/p%0A1?s=x",
+        None,
+        {},
+        400,
+        "Key must not contain any prohibited characters. /p\n1",
+        "invalid_key",
+    ),
+    ("PUT", "/d/_schema%0A", b"{}", {}, 400, "Key must not contain any prohibited", "invalid_key"),
     (
         "PUT",
         "/d/",

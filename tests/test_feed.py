@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from tests.conftest import snapshot
 from tests.serving import WRITE_HEADERS, running_serve
 
 SCHEMA: dict[str, Any] = {
@@ -20,6 +22,8 @@ SCHEMA: dict[str, Any] = {
         "name": {"type": "string", "x-index": True},
         "level": {"type": "integer"},
         "user": {"type": "object", "properties": {"email": {"type": "string"}}},
+        "weight": {"type": "number"},
+        "active": {"type": "boolean"},
     },
 }
 
@@ -132,6 +136,46 @@ def test_nometa_and_xml(people: FlaskClient) -> None:
     assert people.get("/d/p?f&l=1&x&score-gt-1").data.count(b"<entry>") == 1
 
 
+@pytest.mark.parametrize(
+    ("query", "parameter", "reason"),
+    [
+        ("score-lt-abc", "score-lt-abc", "is not a valid integer"),  # the issue's: it was a 204
+        ("score=1.5", "score=1.5", "is not a valid integer"),
+        ("level-ge-1.25e1", "level-ge-1.25e1", "is not a valid integer"),
+        ("level-ge-1e30", "level-ge-1e30", "is wider than 64 bits"),
+        (f"score-eq-{2**64}", f"score-eq-{2**64}", "is wider than 64 bits"),
+        ("weight-gt-heavy", "weight-gt-heavy", "is not a valid number"),
+        ("weight-le-nan", "weight-le-nan", "is not a valid number"),
+        ("active-ne-yes", "active-ne-yes", "is not a valid boolean"),
+        ("name=a&|score-eq-x&|score=1", "score-eq-x", "is not a valid integer"),
+    ],
+)
+def test_a_filter_value_that_cant_be_of_the_declared_type_is_400(
+    people: FlaskClient, query: str, parameter: str, reason: str
+) -> None:
+    for mode in ("f", "c"):
+        response = people.get(f"/d/p?{mode}&{query}")
+        assert response.status_code == 400
+        assert response.json == {
+            "feed": {"title": f"Filter value {reason}: {parameter}"},
+            "error": {
+                "status": 400,
+                "code": "invalid_option",
+                "field": parameter.partition("-")[0].partition("=")[0],
+                "entries": [],
+            },
+        }
+
+
+def test_typed_filter_values_that_fit_and_text_operators_stay_free(people: FlaskClient) -> None:
+    assert keys(people.get("/d/p?f&score-eq- 12 ")) == ["/p/01"]
+    assert keys(people.get(f"/d/p?f&level-gt-{2**64 - 1}")) == []
+    assert keys(people.get("/d/p?f&level-ge-1.1e2")) == ["/p/11", "/p/12"], "a value, as numbers"
+    assert people.get("/d/p?f&weight-gt--1.5e3&active=true").status_code == 204
+    assert keys(people.get("/d/p?f&score-fm-1")) == ["/p/01", "/p/02", "/p/03", "/p/12"]
+    assert people.get("/d/p?f&score-rg-[a-z]+").status_code == 204
+
+
 def test_unknown_filter_field_is_400_with_a_schema(people: FlaskClient) -> None:
     response = people.get("/d/p?f&favorite.color=red")
     assert (response.status_code, response.json["feed"]["title"]) == (
@@ -215,6 +259,23 @@ def test_counters(client: FlaskClient) -> None:
     assert client.get("/d/n?_getids").json["feed"]["title"] == "10"  # type: ignore[index]
     assert client.put("/d/n?_addids=x").status_code == 400
     assert client.get("/d/n?e").status_code == 204, "a counter needs no entry"
+
+
+@pytest.mark.parametrize("step", ["999999999999999999", "-999999999999999999"])
+def test_a_counter_that_would_overflow_is_400_and_keeps_its_value(
+    client: FlaskClient, redis_client: redis.Redis, step: str
+) -> None:
+    for times in range(1, 10):  # Redis counters are signed 64-bit: the tenth step passes 2^63
+        assert client.put(f"/d/n?_addids={step}").json["feed"]["title"] == str(int(step) * times)  # type: ignore[index]
+    before = snapshot(redis_client)
+    response = client.put(f"/d/n?_addids={step}")
+    assert response.status_code == 400
+    assert response.json == {
+        "feed": {"title": f"The counter of /n would overflow: _addids={step}"},
+        "error": {"status": 400, "code": "invalid_option", "entries": []},
+    }
+    assert snapshot(redis_client) == before
+    assert client.get("/d/n?_getids").json["feed"]["title"] == str(int(step) * 9)  # type: ignore[index]
 
 
 def test_concurrent_counter_increments_are_never_lost(tmp_path: Path) -> None:

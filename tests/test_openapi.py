@@ -20,7 +20,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from openapi_spec_validator import validate
 
-from feedstore import counter, cursor, errors, negotiation, openapi, pagination, query
+from feedstore import (
+    counter,
+    cursor,
+    errors,
+    negotiation,
+    openapi,
+    pagination,
+    query,
+    writes,
+)
 from feedstore.entry import EntryId, validate_key
 from feedstore.errors import FeedstoreError
 from feedstore.schema import Schema
@@ -153,7 +162,11 @@ def test_the_key_grammar_is_the_servers(text: str) -> None:
     assert (pattern(SCHEMAS["Key"]).fullmatch("/" + text) is not None) == server
 
 
-@given(key_texts, st.sampled_from(["", ",", ",1", ",007", ",-1", ",1?_delete", "?_delete", ",x"]))
+ID_TAILS = ["", ",", ",1", ",007", ",-1", ",1?_delete", "?_delete", ",x", f",{'9' * 18}"]
+ID_TAILS += [f",{'1' * 19}", f",{'0' * 19}", f",{2**64}?_delete"]
+
+
+@given(key_texts, st.sampled_from(ID_TAILS))
 def test_the_id_grammar_is_the_servers(text: str, tail: str) -> None:
     documented = pattern(SCHEMAS["EntryId"]).fullmatch(f"/{text}{tail}") is not None
     assert documented == (text != "" and accepts(lambda: EntryId.parse(f"/{text}{tail}")))
@@ -181,6 +194,7 @@ def test_the_field_name_grammar_is_the_servers(name: str) -> None:
         ("n", pagination.page_number),
         ("pagination", pagination.check_range_syntax),
         ("IfMatch", negotiation.parse_if_match),
+        ("r", writes.parse_revision),
         ("IfNoneMatchWrite", negotiation.parse_if_none_match),
         ("MethodOverride", lambda value: negotiation.method_override("POST", value or None)),
     ],
@@ -202,6 +216,7 @@ SAMPLES = [
     *("1", "1000", "1001", "0", "007", "*", "", "a.b-desc", '"3"', 'W/"3", 4', "patch", "PUT"),
     *("500", "501", "499", "0500", "00", "100000", "100001", "3,2", "2,3", "0,1", "1,100000"),
 ]
+SAMPLES += ["9" * 18, "1" * 19, f'"{"0" * 19}"', f'W/"{"9" * 18}", "{2**64}"', f"-{'9' * 18}"]
 
 
 @given(st.text(st.sampled_from("a\t\n\r\x00\x01\x0b\x1f\x7f\u00e9\ufffd\ufffe\uffff"), max_size=5))
