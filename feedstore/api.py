@@ -14,7 +14,7 @@ from urllib.parse import quote
 from flask import Blueprint, Response, current_app, request
 from werkzeug.routing import PathConverter
 
-from feedstore import codec_json, codec_xml, cursor, negotiation, openapi, writes
+from feedstore import bulk, codec_json, codec_xml, cursor, negotiation, openapi, writes
 from feedstore import query as query_module
 from feedstore.entry import Entry, Limits, validate_key
 from feedstore.errors import (
@@ -28,7 +28,7 @@ from feedstore.feed import FeedReader
 from feedstore.negotiation import Format
 from feedstore.schema import Schema
 from feedstore.settings import Settings
-from feedstore.store import Store, Write
+from feedstore.store import Store, Write, Written
 
 bp = Blueprint("api", __name__)
 CODECS: dict[Format, Codec] = {Format.JSON: codec_json, Format.XML: codec_xml}
@@ -36,6 +36,10 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 META_FIELDS = ("id", "author", "published", "updated")
 # The server's own resources under /d/: only GET reaches them, other methods are 405.
 RESERVED_RESOURCES = ("_schema", "_openapi")
+# The views of entries, whose query options are checked before they run.
+ENTRY_VIEWS = frozenset(
+    {"api.read", "api.create", "api.update", "api.partial_update", "api.delete"}
+)
 
 
 class EntryPath(PathConverter):
@@ -81,6 +85,13 @@ def guard_writes() -> None:
         negotiation.check_csrf(request.headers.keys(), request.mimetype)
 
 
+@bp.before_request
+def refuse_unsupported_options() -> None:
+    """`_async` anywhere and `_bulk`/`_bulkserial` off PUT are 400, never ignored (§5.6)."""
+    if request.endpoint in ENTRY_VIEWS and request.args:
+        bulk.check_options(request.method, request.args.keys())
+
+
 @bp.get("/d/", defaults={"path": ""}, strict_slashes=False)
 @bp.get("/d/<entry_path:path>")
 def read(path: str) -> Response:
@@ -120,9 +131,12 @@ def create(path: str) -> Response:
 def update(path: str) -> Response:
     if "_addids" in request.args or "_setids" in request.args:
         return counter(validate_key(request_key()))
-    entries = writes.target_entries(decode_entries(), validate_key(request_key()))
-    conditions = request_conditions(single=len(entries) == 1)
-    written = get_feedstore().store.write(writes.puts(entries, conditions, settings()))
+    mode = bulk.mode(request.args)
+    limits = settings().limits if mode is None else settings().bulk_limits
+    entries = writes.target_entries(decode_entries(limits), validate_key(request_key()))
+    # If-Match and If-None-Match name one entry: a bulk is refused them, as a multi-entry PUT.
+    conditions = request_conditions(single=len(entries) == 1 and mode is None)
+    written = write_puts(writes.puts(entries, conditions, settings()), mode)
     if "return=representation" in request.headers.get("Prefer", ""):
         return feed_response([w.document for w in written if w.document is not None])
     single = len(written) == 1 and written[0].document is not None
@@ -188,6 +202,9 @@ def counter(key: str) -> Response:
         raise InvalidOption(f"A counter request takes no body: {option}")
     if any(request.headers.get(name, "").strip() for name in ("If-Match", "If-None-Match")):
         raise InvalidOption(f"If-Match and If-None-Match don't apply to counters: {option}")
+    mode = bulk.mode(request.args)
+    if mode is not None:
+        raise InvalidOption(f"{mode.value} doesn't apply to counters: {option}")
     store = get_feedstore().store
     if "_addids" in request.args:
         return message(str(store.add_ids(key, parse_integer("_addids"))))
@@ -316,13 +333,22 @@ def settings() -> Settings:
     return get_feedstore().settings
 
 
-def decode_entries() -> list[Entry]:
+def write_puts(puts: list[Write], mode: bulk.Mode | None) -> list[Written]:
+    """A PUT's writes: one transaction, or a bulk's chunks of `max_entries` (API.md §5.6)."""
+    store = get_feedstore().store
+    if mode is None:
+        return store.write(puts)
+    return bulk.write(store, puts, mode, settings().max_entries, settings().bulk_workers)
+
+
+def decode_entries(limits: Limits | None = None) -> list[Entry]:
     """The entries of a POST or PUT body, in whichever format it is (API.md §1.1)."""
+    limits = limits or settings().limits
     body = request.get_data(cache=True, parse_form_data=False)
     if not body.strip():
-        return codec_json.entries_from([], settings().limits)
+        return codec_json.entries_from([], limits)
     codec = CODECS[negotiation.body_format(request.mimetype, body)]
-    return codec.loads(body, settings().limits, body_schema(codec))
+    return codec.loads(body, limits, body_schema(codec))
 
 
 def body_schema(codec: Codec) -> Schema | None:
