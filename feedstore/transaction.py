@@ -174,9 +174,9 @@ class Transaction:
             if not state.exists:
                 children.setdefault(children_key(parent_of(w.key)), {})[w.key] = 0
             written.append(Written(w.key, revision, documents[w.key], created=not state.exists))
-        # The same writes as a SET, SET and ZADD per entry, in a few commands: what a request of
-        # many entries queues (a bulk's chunk) costs little more than one entry. Keys are unique
-        # in a request and a deleted key can't gain a child in it, so the order doesn't matter.
+        # The same writes as a SET, SET and ZADD per entry, in a few commands, so a request of
+        # many entries (a bulk's chunk) costs little beyond its documents. Keys are unique in a
+        # request and a deleted key can't gain a child in it, so the order doesn't matter.
         if stored:
             pipe.mset(stored)
         for name, added in children.items():
