@@ -83,7 +83,7 @@ def _concurrently(store: Store, chunks: Sequence[Sequence[Write]], workers: int)
         return [_attempt(store, chunks[0])]
     # One pool per request, joined before the answer: no thread outlives it, and a request's
     # concurrency (and Redis connections) is bounded by `workers` whatever the server's threads.
-    with ThreadPoolExecutor(min(workers, len(chunks)), "feedstore-bulk") as pool:
+    with ThreadPoolExecutor(max(1, min(workers, len(chunks))), "feedstore-bulk") as pool:
         futures = [pool.submit(_attempt, store, chunk) for chunk in chunks]
     return [future.result() for future in futures]
 

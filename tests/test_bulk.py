@@ -140,6 +140,11 @@ def test_the_pool_bounds_concurrency_and_leaves_no_thread_behind(spy: SpyStore) 
     assert set(threading.enumerate()) == threads
 
 
+def test_a_setting_of_no_workers_still_writes_one_chunk_at_a_time(spy: SpyStore) -> None:
+    assert len(bulk.write(spy, puts(25), bulk.Mode.PARALLEL, CHUNK, workers=0)) == 25
+    assert spy.most_running == 1
+
+
 def test_a_failing_bulk_leaves_no_thread_behind_either(spy: SpyStore) -> None:
     threads = set(threading.enumerate())
     writes = puts(45)
