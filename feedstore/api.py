@@ -14,6 +14,7 @@ from flask import Blueprint, Response, current_app, request
 from werkzeug.routing import PathConverter
 
 from feedstore import (
+    bulk,
     codec_json,
     codec_xml,
     cursor,
@@ -37,7 +38,7 @@ from feedstore.negotiation import Format
 from feedstore.pagination import PageIndex, PageRange
 from feedstore.schema import Schema
 from feedstore.settings import Settings
-from feedstore.store import Store, Write
+from feedstore.store import Store, Write, Written
 
 bp = Blueprint("api", __name__)
 CODECS: dict[Format, Codec] = {Format.JSON: codec_json, Format.XML: codec_xml}
@@ -104,6 +105,7 @@ def guard() -> None:
         negotiation.check_csrf(request.headers.keys(), request.mimetype)
     if request.endpoint in ENTRY_VIEWS and request.args:
         options.check(request.method, request.args.keys())
+        bulk.check_options(request.args.keys())  # `_async`: refused, not ignored
 
 
 @bp.get("/d/", defaults={"path": ""}, strict_slashes=False)
@@ -146,8 +148,11 @@ def update(path: str) -> Response:
     counter_option = options.counter_option(request.args)
     if counter_option is not None:
         return counter(validate_key(request_key()), counter_option)
-    entries = writes.target_entries(decode_entries(), validate_key(request_key()))
-    conditions = request_conditions(single=len(entries) == 1)
+    mode = bulk.mode(request.args)
+    limits = settings().limits if mode is None else settings().bulk_limits
+    entries = writes.target_entries(decode_entries(limits), validate_key(request_key()))
+    # If-Match and If-None-Match name one entry: a bulk is refused them, as a multi-entry PUT.
+    conditions = request_conditions(single=len(entries) == 1 and mode is None)
     adding, removing = "_addalias" in request.args, "_removealias" in request.args
     if adding and removing:
         raise InvalidOption("_addalias and _removealias can't be combined.")
@@ -155,7 +160,7 @@ def update(path: str) -> Response:
         write_list = writes.alias_edits(entries, adding, conditions, settings())
     else:
         write_list = writes.puts(entries, conditions, settings())
-    written = get_feedstore().store.write(write_list)
+    written = write_puts(write_list, mode)
     if "return=representation" in request.headers.get("Prefer", ""):
         return feed_response([w.document for w in written if w.document is not None])
     single = len(written) == 1 and written[0].document is not None
@@ -228,6 +233,9 @@ def counter(key: str, option: str) -> Response:
         raise InvalidOption(f"A counter request takes no body: {option}")
     if any(request.headers.get(name, "").strip() for name in ("If-Match", "If-None-Match")):
         raise InvalidOption(f"If-Match and If-None-Match don't apply to counters: {option}")
+    mode = bulk.mode(request.args)
+    if mode is not None:
+        raise InvalidOption(f"{mode.value} doesn't apply to counters: {option}")
     if body.strip():
         codec = CODECS[negotiation.body_format(request.mimetype, body)]
         sent_range = codec.loads_message(body, settings().limits)
@@ -395,13 +403,22 @@ def settings() -> Settings:
     return get_feedstore().settings
 
 
-def decode_entries() -> list[Entry]:
+def write_puts(puts: list[Write], mode: bulk.Mode | None) -> list[Written]:
+    """A PUT's writes: one transaction, or a bulk's chunks of `max_entries` (API.md §5.6)."""
+    store = get_feedstore().store
+    if mode is None:
+        return store.write(puts)
+    return bulk.write(store, puts, mode, settings().max_entries, settings().bulk_workers)
+
+
+def decode_entries(limits: Limits | None = None) -> list[Entry]:
     """The entries of a POST or PUT body, in whichever format it is (API.md §1.1)."""
+    limits = limits or settings().limits
     body = request.get_data(cache=True, parse_form_data=False)
     if not body.strip():
-        return codec_json.entries_from([], settings().limits)
+        return codec_json.entries_from([], limits)
     codec = CODECS[negotiation.body_format(request.mimetype, body)]
-    return codec.loads(body, settings().limits, body_schema(codec))
+    return codec.loads(body, limits, body_schema(codec))
 
 
 def body_schema(codec: Codec) -> Schema | None:

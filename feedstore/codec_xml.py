@@ -313,6 +313,8 @@ def dumps_message(
             item = etree.SubElement(element, f"{{{FIELDS}}}entry")
             for name, value in failure.items():
                 item.set(name, _text(value))
+        for key in error.get("written", ()):
+            etree.SubElement(element, f"{{{FIELDS}}}written").set("key", _text(key))
         if error.get("current") is not None:
             current = etree.SubElement(element, f"{{{FIELDS}}}current")
             try:

@@ -31,6 +31,7 @@
     +-- PreconditionRequired        428 precondition_required
     +-- ServiceUnavailable          503 service_unavailable (with Retry-After)
     +-- EntryErrors                     the failures of a multi-entry request, all of them
+        +-- BulkErrors                  the failing chunks of a bulk, and what the others wrote
 
 Every member carries the context a client needs (`key`, `field`, `revision`, `current`) and
 `to_dict()` gives the machine-readable `error` object of API.md §7.
@@ -288,6 +289,25 @@ class EntryErrors(FeedstoreError):
     def to_dict(self) -> dict[str, Any]:
         body = super().to_dict()
         body["entries"] = [error.entry_summary() for error in self.errors]
+        return body
+
+
+class BulkErrors(EntryErrors):
+    """The chunks of a bulk PUT that failed, after the others committed (API.md §5.6).
+
+    Status, message, code and context are the first failing chunk's, in request order; `entries`
+    lists the failing entries of every failing chunk; `written` is the keys the committed chunks
+    wrote, in request order (empty when none did).
+    """
+
+    def __init__(self, errors: Sequence[FeedstoreError], written: Sequence[str]) -> None:
+        super().__init__(errors)
+        self.written = list(written)
+
+    def to_dict(self) -> dict[str, Any]:
+        body = self.errors[0].to_dict()
+        body["entries"] = [entry for error in self.errors for entry in error.to_dict()["entries"]]
+        body["written"] = list(self.written)
         return body
 
 

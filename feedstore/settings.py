@@ -21,6 +21,8 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     max_body: int = 10 * 1024 * 1024
     max_entries: int = 1000
+    max_bulk_entries: int = 100_000
+    bulk_workers: int = 4
     max_depth: int = 64
     max_string: int = 1024 * 1024
     max_attributes: int = 256
@@ -59,6 +61,11 @@ class Settings:
         return Limits(
             self.max_entries, self.max_depth, self.max_string, self.max_attributes, self.max_nodes
         )
+
+    @property
+    def bulk_limits(self) -> Limits:
+        """The bounds of a `?_bulk` or `?_bulkserial` PUT, which may pass `max_entries`."""
+        return Limits(self.max_bulk_entries, self.max_depth, self.max_string)
 
     def requires_revision(self, key: str) -> bool:
         """Whether writes to `key` must be conditional (the `require_revision` prefixes)."""

@@ -171,6 +171,8 @@ class Transaction:
 
         fields = indexed_fields(schema)
         written: list[Written] = []
+        stored: dict[str, bytes | int] = {}  # documents and revisions, for one MSET
+        children: dict[str, dict[str, int]] = {}  # the new keys of each parent, for one ZADD
         pipe.multi()
         for parent, last in sequences.items():
             pipe.set(sequence_key(parent), last)
@@ -188,11 +190,18 @@ class Transaction:
                 written.append(Written(w.key, state.revision, None))
                 continue
             revision = state.revision + 1
-            pipe.set(document_key(w.key), codec_json.dumps_document(documents[w.key]))
-            pipe.set(revision_key(w.key), revision)
+            stored[document_key(w.key)] = codec_json.dumps_document(documents[w.key])
+            stored[revision_key(w.key)] = revision
             if not state.exists:
-                pipe.zadd(children_key(parent_of(w.key)), {w.key: 0})
+                children.setdefault(children_key(parent_of(w.key)), {})[w.key] = 0
             written.append(Written(w.key, revision, documents[w.key], created=not state.exists))
+        # The same writes as a SET, SET and ZADD per entry, in a few commands, so a request of
+        # many entries (a bulk's chunk) costs little beyond its documents. Keys are unique in a
+        # request and a deleted key can't gain a child in it, so the order doesn't matter.
+        if stored:
+            pipe.mset(stored)
+        for name, added in children.items():
+            pipe.zadd(name, added)
         for change in aliases:
             change.queue(pipe, fields)
         pipe.execute()

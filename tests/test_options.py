@@ -47,13 +47,6 @@ def test_options_requests_are_not_checked() -> None:
     options.check("OPTIONS", ["_addids", "_anything"])  # a CORS preflight of the real request
 
 
-def test_options_not_wired_yet_are_listed_but_refused_as_unknown() -> None:
-    pending = [option for option in options.TABLE if not option.wired]
-    assert {option.name for option in pending} == {"_bulk", "_bulkserial", "_async"}
-    assert all(option.kind is options.Kind.WRITE for option in pending)
-    assert refusal("PUT", ["_bulk"]) == "Unknown option: _bulk"
-
-
 def test_every_option_is_one_letter_or_underscored_and_listed_once() -> None:
     names = [option.name for option in options.TABLE]
     assert len(names) == len(set(names))
@@ -77,8 +70,8 @@ def test_two_counter_options_are_refused() -> None:
         ("PUT", "/d/p?_foo=1"),
         ("PATCH", "/d/p?_foo"),
         ("DELETE", "/d/p?_foo"),
-        ("PUT", "/d/p?_bulk"),
-        ("PUT", "/d/p?_bulkserial"),
+        ("PUT", "/d/p?_RXID"),
+        ("PUT", "/d/p?m"),
     ],
 )
 def test_over_http_an_unknown_option_is_400_and_changes_nothing(
@@ -120,7 +113,7 @@ def test_the_table_of_the_docs_is_this_table() -> None:
     section = text[text.index("### 4.9 Options per method") : text.index("### 4.10")]
     rows = dict(re.findall(r"^\| (GET|POST|PUT|PATCH|DELETE) \| `([^`]*)` \|$", section, re.M))
     for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
-        wired = {o.name for o in options.TABLE if o.wired and method in o.methods}
+        wired = {o.name for o in options.TABLE if method in o.methods}
         assert set(rows[method].split()) == wired, method
-    head = {o.name for o in options.TABLE if o.wired and "HEAD" in o.methods}
+    head = {o.name for o in options.TABLE if "HEAD" in o.methods}
     assert head == set(rows["GET"].split()) - {"_pagination", "_allocids"}

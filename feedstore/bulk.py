@@ -1,0 +1,92 @@
+"""Bulk PUT, `?_bulk` and `?_bulkserial` (API.md §5.6): past `max_entries`, in atomic chunks.
+
+The writes of a bulk are split, in request order, into chunks of `max_entries`; each chunk is one
+`Store.write`, one transaction, all or nothing. The bulk as a whole is not: `_bulk` writes its
+chunks concurrently on a small thread pool of its own (redis-py clients are thread-safe), which is
+shut down before the answer, and tries every chunk; `_bulkserial` writes them one after another and
+stops at the first that fails. When chunks fail, `BulkErrors` says which keys the others wrote.
+What can be checked without the store (the body, keys, duplicates, preconditions) is checked for
+the whole bulk before any chunk is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from enum import Enum
+
+from feedstore.errors import BulkErrors, FeedstoreError, InvalidOption
+from feedstore.store import Store, Write, Written
+from feedstore.transaction import reject_duplicates
+
+ASYNC = "_async"
+ASYNC_REFUSED = "_async is not supported: the request runs synchronously; drop _async."
+# What one chunk came to: its writes, its error, or None when it was never tried.
+Outcome = list[Written] | FeedstoreError | None
+
+
+class Mode(Enum):
+    PARALLEL = "_bulk"
+    SERIAL = "_bulkserial"
+
+
+def mode(options: Collection[str]) -> Mode | None:
+    """The bulk mode a request's options ask for; 400 for both at once."""
+    if Mode.PARALLEL.value in options and Mode.SERIAL.value in options:
+        raise InvalidOption("_bulk and _bulkserial can't be combined.")
+    return next((each for each in Mode if each.value in options), None)
+
+
+def check_options(options: Collection[str]) -> None:
+    """Refuse `_async` on any request, rather than ignore it: jobs don't exist, so an answer
+    would claim work that isn't queued. (A bulk off PUT is the options table's 400.)"""
+    if ASYNC in options:
+        raise InvalidOption(ASYNC_REFUSED)
+
+
+def write(
+    store: Store, writes: Sequence[Write], mode: Mode, chunk_size: int, workers: int
+) -> list[Written]:
+    """Write `writes` in chunks of `chunk_size`, each atomically, and return them in request order.
+
+    A key twice is refused before anything is written. When chunks fail, raises BulkErrors: the
+    first failing chunk's error, the failures of every failing chunk, and the keys written.
+    """
+    reject_duplicates(writes)
+    chunks = [writes[start : start + chunk_size] for start in range(0, len(writes), chunk_size)]
+    if mode is Mode.SERIAL:
+        outcomes = _serially(store, chunks)
+    else:
+        outcomes = _concurrently(store, chunks, workers)
+    failures = [outcome for outcome in outcomes if isinstance(outcome, FeedstoreError)]
+    written = [each for outcome in outcomes if isinstance(outcome, list) for each in outcome]
+    if failures:
+        raise BulkErrors(failures, [each.key for each in written])
+    return written
+
+
+def _serially(store: Store, chunks: Sequence[Sequence[Write]]) -> list[Outcome]:
+    outcomes: list[Outcome] = [None] * len(chunks)
+    for index, chunk in enumerate(chunks):
+        outcomes[index] = _attempt(store, chunk)
+        if isinstance(outcomes[index], FeedstoreError):
+            break
+    return outcomes
+
+
+def _concurrently(store: Store, chunks: Sequence[Sequence[Write]], workers: int) -> list[Outcome]:
+    if len(chunks) == 1:
+        return [_attempt(store, chunks[0])]
+    # One pool per request, joined before the answer: no thread outlives it, and a request's
+    # concurrency (and Redis connections) is bounded by `workers` whatever the server's threads.
+    with ThreadPoolExecutor(max(1, min(workers, len(chunks))), "feedstore-bulk") as pool:
+        futures = [pool.submit(_attempt, store, chunk) for chunk in chunks]
+    return [future.result() for future in futures]
+
+
+def _attempt(store: Store, chunk: Sequence[Write]) -> list[Written] | FeedstoreError:
+    """One chunk's transaction; its refusal is an outcome, so the other chunks go on."""
+    try:
+        return store.write(chunk)
+    except FeedstoreError as error:
+        return error
