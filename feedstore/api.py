@@ -5,6 +5,7 @@ Every route is listed here; no view touches Redis or builds a body by hand.
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -182,7 +183,7 @@ def counter(key: str) -> Response:
     option = "_addids" if "_addids" in request.args else "_setids"
     if "_addids" in request.args and "_setids" in request.args:
         raise InvalidOption("_addids and _setids can't be combined.")
-    if request.get_data(cache=True, parse_form_data=False).strip():
+    if request_body().strip():
         raise InvalidOption(f"A counter request takes no body: {option}")
     if any(request.headers.get(name, "").strip() for name in ("If-Match", "If-None-Match")):
         raise InvalidOption(f"If-Match and If-None-Match don't apply to counters: {option}")
@@ -263,7 +264,7 @@ def next_query(cursor: str) -> str:
 
 def patch_writes(target: str) -> list[Write]:
     """The writes of a PATCH: its kind by Content-Type (API.md §4), its target and conditions."""
-    body = request.get_data(cache=True, parse_form_data=False)
+    body = request_body()
     kind, body_format = patch_kind(request.mimetype, body)
     upsert, limits = "_upsert" in request.args, settings().limits
     if kind is not writes.PatchKind.MERGE:
@@ -316,11 +317,16 @@ def settings() -> Settings:
 
 def decode_entries() -> list[Entry]:
     """The entries of a POST or PUT body, in whichever format it is (API.md §1.1)."""
-    body = request.get_data(cache=True, parse_form_data=False)
+    body = request_body()
     if not body.strip():
         return codec_json.entries_from([], settings().limits)
     codec = CODECS[negotiation.body_format(request.mimetype, body)]
     return codec.loads(body, settings().limits, body_schema(codec))
+
+
+def request_body() -> bytes:
+    """The request body without a leading UTF-8 byte order mark, which Windows tools write (§2.2)."""
+    return request.get_data(cache=True, parse_form_data=False).removeprefix(codecs.BOM_UTF8)
 
 
 def body_schema(codec: Codec) -> Schema | None:

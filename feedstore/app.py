@@ -40,8 +40,16 @@ def create_app(
     app.register_error_handler(FeedstoreError, api.error_response)
     app.register_error_handler(HTTPException, render_http_exception)
     app.register_error_handler(Exception, render_unexpected)
+    app.after_request(drop_type_of_empty_answers)
     app.wsgi_app = MethodOverride(app.wsgi_app)  # type: ignore[method-assign]
     return app
+
+
+def drop_type_of_empty_answers(response: Response) -> Response:
+    """A 204 or 304 has no body, so it names no type (Flask would say text/html)."""
+    if response.status_code in (204, 304):
+        response.headers.remove("Content-Type")
+    return response
 
 
 def render_http_exception(error: HTTPException) -> Response:

@@ -278,3 +278,61 @@ def test_redis_down_is_503_with_retry_after() -> None:
         assert response.status_code == 503
         assert response.headers["Retry-After"] == "1"
         assert response.json["error"]["code"] == "service_unavailable"  # type: ignore[index]
+
+
+def test_answers_without_a_body_name_no_content_type(tree: FlaskClient) -> None:
+    answers = [
+        tree.get("/d/11/none?e"),
+        tree.get("/d/11/1?f"),
+        tree.get("/d/_schema"),
+        tree.patch("/d/11/1", json={"a": 1}, headers={"Prefer": "return=minimal"}),
+        tree.get("/d/11/1?e", headers={"If-None-Match": '"2"'}),
+        tree.get("/openapi.json", headers={"If-None-Match": tree.get("/openapi.json").headers["ETag"]}),
+    ]
+    assert [answer.status_code for answer in answers] == [204, 204, 204, 204, 304, 304]
+    for answer in answers:
+        assert "Content-Type" not in answer.headers, answer.status_code
+        assert answer.data == b""
+
+
+BOM = b"\xef\xbb\xbf"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/json", b'{"title":"bom"}'),
+        (FORM, b'{"title":"bom"}'),
+        ("text/plain", b'  {"title":"bom"}'),
+        ("application/atom+xml", b"<entry><title>bom</title></entry>"),
+        (FORM, b"<entry><title>bom</title></entry>"),
+    ],
+)
+def test_a_body_starting_with_a_byte_order_mark_is_read(
+    client: FlaskClient, content_type: str, body: bytes
+) -> None:
+    response = client.put("/d/bom", data=BOM + body, content_type=content_type)
+    assert (response.status_code, title(response)) == (200, "Updated.")
+    assert read(client, "/bom")["title"] == "bom"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/json", b'{"title":"patched"}'),
+        ("application/merge-patch+json", b'{"title":"patched"}'),
+        ("application/json-patch+json", b'[{"op":"replace","path":"/title","value":"patched"}]'),
+    ],
+)
+def test_a_patch_starting_with_a_byte_order_mark_is_read(
+    client: FlaskClient, content_type: str, body: bytes
+) -> None:
+    client.put("/d/bom", json={"title": "first"})
+    response = client.patch("/d/bom", data=BOM + body, content_type=content_type)
+    assert response.status_code == 200
+    assert read(client, "/bom")["title"] == "patched"
+
+
+def test_a_counter_with_only_a_byte_order_mark_is_bodyless(client: FlaskClient) -> None:
+    response = client.put("/d/n?_addids=2", data=BOM)
+    assert (response.status_code, title(response)) == (200, "2")
