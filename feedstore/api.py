@@ -80,6 +80,12 @@ def guard_writes() -> None:
         negotiation.check_csrf(request.headers.keys(), request.mimetype)
 
 
+@bp.before_request
+def guard_method_override() -> None:
+    sent = request.environ.get(negotiation.SENT_METHOD, request.method)
+    negotiation.method_override(sent, override_header())
+
+
 @bp.get("/d/", defaults={"path": ""}, strict_slashes=False)
 @bp.get("/d/<entry_path:path>")
 def read(path: str) -> Response:
@@ -95,7 +101,6 @@ def read(path: str) -> Response:
 @bp.post("/d/", defaults={"path": ""}, strict_slashes=False)
 @bp.post("/d/<entry_path:path>")
 def create(path: str) -> Response:
-    negotiation.method_override(request.method, override_header())
     parent = validate_key(request_key())
     entries = decode_entries()
     conditions = request_conditions(single=len(entries) == 1)

@@ -74,7 +74,10 @@ def render_unexpected(error: Exception) -> Response:
 
 
 class MethodOverride:
-    """Treat POST with `X-HTTP-Method-Override: PATCH|PUT|DELETE` as that method, before routing."""
+    """Treat POST with `X-HTTP-Method-Override: PATCH|PUT|DELETE` as that method, before routing.
+
+    Overrides it can't apply are left to the API, which refuses them (negotiation.method_override).
+    """
 
     def __init__(self, app: WsgiApp) -> None:
         self.app = app
@@ -87,5 +90,6 @@ class MethodOverride:
                 "HTTP_X_METHOD_OVERRIDE"
             )
             if value and value.strip().upper() in negotiation.OVERRIDABLE:
+                environ[negotiation.SENT_METHOD] = "POST"
                 environ["REQUEST_METHOD"] = value.strip().upper()
         return self.app(environ, start_response)

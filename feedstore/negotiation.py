@@ -21,6 +21,8 @@ XML_TYPES = frozenset({"application/atom+xml", "application/xml", "text/xml"})
 SNIFFED_TYPES = frozenset({"", "application/x-www-form-urlencoded", "text/plain"})
 OVERRIDABLE = frozenset({"PATCH", "PUT", "DELETE"})
 OVERRIDE_HEADERS = ("X-HTTP-Method-Override", "X-Method-Override")
+# Where the WSGI environ keeps the method a request was sent with, once an override replaced it.
+SENT_METHOD = "feedstore.sent_method"
 
 
 def body_format(mimetype: str, body: bytes) -> Format:
@@ -64,9 +66,15 @@ def check_csrf(header_names: Iterable[str], mimetype: str) -> None:
 
 
 def method_override(method: str, value: str | None) -> str | None:
-    """The method a POST asks to be treated as, if any; raise InvalidOption for one not allowed."""
-    if value is None or method != "POST":
+    """The method a POST asks to be treated as, if any; raise InvalidOption for one not allowed.
+
+    `method` is the one the client sent: an override on any other method than POST is refused, as
+    a PUT treated as a PATCH (or the reverse) would change fields the client did not mean to.
+    """
+    if value is None:
         return None
+    if method != "POST":
+        raise InvalidOption("Method override is only allowed on POST.")
     value = value.strip().upper()
     if value not in OVERRIDABLE:
         raise InvalidOption(f"Method override is not allowed: {value}")

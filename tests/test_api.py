@@ -261,6 +261,21 @@ def test_method_override(tree: FlaskClient) -> None:
     assert tree.get("/d/11/5?e").status_code == 204
 
 
+def test_an_override_on_a_put_is_refused_and_the_fields_are_kept(tree: FlaskClient) -> None:
+    before = read(tree, "/11/1")
+    for name in ("X-HTTP-Method-Override", "X-Method-Override"):
+        response = tree.put("/d/11/1", json={"title": "t"}, headers={name: "PATCH"})
+        assert (response.status_code, title(response)) == (
+            400,
+            "Method override is only allowed on POST.",
+        )
+        assert response.json["error"]["code"] == "invalid_option"  # type: ignore[index]
+    assert read(tree, "/11/1") == before
+    patched = tree.post("/d/11/1", json={"title": "t"}, headers={"X-HTTP-Method-Override": "PATCH"})
+    assert patched.status_code == 200
+    assert read(tree, "/11/1")["userinfo"] == before["userinfo"]
+
+
 def test_health(client: FlaskClient) -> None:
     assert client.get("/_health").status_code == 200
 

@@ -58,10 +58,13 @@ def test_csrf_rejects_what_a_form_can_send(mimetype: str) -> None:
 
 def test_method_override_only_on_post_and_only_three_methods() -> None:
     assert negotiation.method_override("POST", "patch") == "PATCH"
-    assert negotiation.method_override("PUT", "DELETE") is None
     assert negotiation.method_override("POST", None) is None
-    with pytest.raises(InvalidOption):
+    assert negotiation.method_override("PUT", None) is None
+    with pytest.raises(InvalidOption, match="^Method override is not allowed: GET$"):
         negotiation.method_override("POST", "GET")
+    for method in ("PUT", "PATCH", "DELETE", "GET"):
+        with pytest.raises(InvalidOption, match="^Method override is only allowed on POST.$"):
+            negotiation.method_override(method, "PATCH")
 
 
 @pytest.mark.parametrize(
