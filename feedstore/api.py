@@ -330,7 +330,7 @@ def decode_entries() -> list[Entry]:
 
 
 def request_body() -> bytes:
-    """The request body without a leading UTF-8 byte order mark, which Windows tools write (§2.2)."""
+    """The request body, less a leading UTF-8 byte order mark (Windows tools write one, §2.2)."""
     return request.get_data(cache=True, parse_form_data=False).removeprefix(codecs.BOM_UTF8)
 
 

@@ -60,11 +60,13 @@ def test_method_override_only_on_post_and_only_three_methods() -> None:
     assert negotiation.method_override("POST", "patch") == "PATCH"
     assert negotiation.method_override("POST", None) is None
     assert negotiation.method_override("PUT", None) is None
-    with pytest.raises(InvalidOption, match="^Method override is not allowed: GET$"):
+    with pytest.raises(InvalidOption) as refused:
         negotiation.method_override("POST", "GET")
+    assert refused.value.message == "Method override is not allowed: GET"
     for method in ("PUT", "PATCH", "DELETE", "GET"):
-        with pytest.raises(InvalidOption, match="^Method override is only allowed on POST.$"):
+        with pytest.raises(InvalidOption) as refused:
             negotiation.method_override(method, "PATCH")
+        assert refused.value.message == "Method override is only allowed on POST."
 
 
 @pytest.mark.parametrize(
