@@ -174,7 +174,7 @@ def openapi_document() -> Response:
     """The OpenAPI 3.1 document, with the loaded schema's custom fields."""
     body, tag = openapi.rendered(get_feedstore().store.schema())
     headers = {"ETag": tag}
-    if request.if_none_match.contains(tag.strip('"')):
+    if request.if_none_match.contains_weak(tag.strip('"')):
         return Response(status=304, headers=headers)
     return Response(body, 200, headers, content_type=openapi.CONTENT_TYPE)
 
@@ -213,7 +213,8 @@ def read_entry(key: str) -> Response:
         return Response(status=204)
     revision, raw = found
     headers = {"ETag": negotiation.etag(revision)}
-    if "If-None-Match" in request.headers and request.if_none_match.contains(str(revision)):
+    # If-None-Match compares weakly (RFC 9110 §13.1.2): W/"3" is as good as "3" for a cache.
+    if "If-None-Match" in request.headers and request.if_none_match.contains_weak(str(revision)):
         return Response(status=304, headers=headers)
     return stored_response([raw], 200, headers)
 

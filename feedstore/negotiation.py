@@ -5,6 +5,7 @@ Pure functions of header values, so they are tested without Flask.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from enum import Enum
 from typing import Literal
@@ -82,20 +83,29 @@ def method_override(method: str, value: str | None) -> str | None:
 
 
 IfMatch = frozenset[int] | Literal["*"]
+# One entity tag of If-Match: `"3"`, `W/"3"`, or `3` as Kii sends it. [0-9], not \d, which would
+# read a full-width digit as a number.
+_ENTITY_TAG = re.compile(r'(W/)?"([0-9]+)"|([0-9]+)')
 
 
 def parse_if_match(value: str | None) -> IfMatch | None:
-    """`If-Match` as revisions: `"3"`, `3` (as Kii sends it), a list of them, or `*`."""
+    """`If-Match` as the revisions it names: `"3"`, `3`, `W/"3"`, a list of them, or `*`.
+
+    If-Match compares strongly (RFC 9110 §13.1.1): a weak tag is well-formed but names no
+    revision, so a list of weak tags alone is an empty set that no entry matches (412).
+    """
     if value is None or not value.strip():
         return None
     if value.strip() == "*":
         return "*"
     revisions: set[int] = set()
     for part in value.split(","):
-        tag = part.strip().removeprefix("W/").strip('"')
-        if not (tag.isascii() and tag.isdigit()):
+        tag = _ENTITY_TAG.fullmatch(part.strip())
+        if tag is None:
             raise InvalidOption(f"If-Match is invalid: {value}")
-        revisions.add(int(tag))
+        weak, quoted, bare = tag.groups()
+        if weak is None:
+            revisions.add(int(quoted or bare))
     return frozenset(revisions)
 
 

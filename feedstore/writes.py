@@ -194,8 +194,10 @@ def _conditional(
     if entry is not None and entry.id is not None:
         write.revision = entry.id.revision
     if_match = conditions.if_match
+    # Weak tags alone name no revision: nothing to disagree with, and the write fails with 412.
     if (
         isinstance(if_match, frozenset)
+        and if_match
         and write.revision is not None
         and write.revision not in if_match
     ):

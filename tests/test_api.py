@@ -233,6 +233,31 @@ def test_if_match_and_if_none_match_on_put(tree: FlaskClient) -> None:
     assert multi.status_code == 400
 
 
+def test_if_match_compares_strongly_so_a_weak_tag_never_matches(tree: FlaskClient) -> None:
+    before = read(tree, "/11/1")
+    for headers, body in (
+        ({"If-Match": 'W/"1"'}, {"a": 1}),
+        ({"If-Match": 'W/"1"'}, entry("/11/1", id="/11/1,1", a=1)),
+        ({"X-HTTP-Method-Override": "PATCH", "If-Match": 'W/"1"'}, {"a": 1}),
+    ):
+        method = tree.post if "X-HTTP-Method-Override" in headers else tree.put
+        response = method("/d/11/1" if "id" not in body else "/d/", json=body, headers=headers)
+        assert (response.status_code, title(response)) == (412, "Precondition failed. Key = /11/1")
+    assert tree.delete("/d/11/1", headers={"If-Match": 'W/"1"'}).status_code == 412
+    assert read(tree, "/11/1") == before
+    both = tree.put("/d/11/1", json={"a": 1}, headers={"If-Match": 'W/"1", "1"'})
+    assert (both.status_code, both.headers["ETag"]) == (200, '"2"')
+
+
+def test_if_none_match_compares_weakly_on_reads(tree: FlaskClient) -> None:
+    for value in ('W/"1"', '"1"', 'W/"7", W/"1"', "*"):
+        response = tree.get("/d/11/1?e", headers={"If-None-Match": value})
+        assert (response.status_code, response.headers["ETag"]) == (304, '"1"'), value
+    assert tree.get("/d/11/1?e", headers={"If-None-Match": 'W/"2"'}).status_code == 200
+    tag = tree.get("/openapi.json").headers["ETag"]
+    assert tree.get("/openapi.json", headers={"If-None-Match": f"W/{tag}"}).status_code == 304
+
+
 @pytest.mark.parametrize("config", [{"require_revision": ["/11"]}])
 def test_require_revision_is_428_for_forced_writes(tree: FlaskClient) -> None:
     response = tree.put("/d/", json=entry("/11/1", title="x"))
