@@ -7,6 +7,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -91,7 +92,7 @@ def add_serve_command(subcommands: argparse._SubParsersAction[argparse.ArgumentP
         "in --data with AOF persistence; it starts before the workers and stops after them.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
-    parser.add_argument("--port", type=int, default=8080, help="TCP port (%(default)s)")
+    parser.add_argument("--port", type=_whole_number, default=8080, help="TCP port (%(default)s)")
     parser.add_argument(
         "--workers", type=_positive_int, default=cpus, help="worker processes (%(default)s)"
     )
@@ -413,8 +414,14 @@ def check_redis_url(url: str) -> None:
         client.close()
 
 
+def _whole_number(text: str) -> int:
+    if not re.fullmatch(r"[0-9]+", text):  # int() would take full-width digits and underscores
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text}")
+    return int(text)
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _whole_number(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value

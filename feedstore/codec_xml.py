@@ -175,6 +175,8 @@ def _typed(text: str, path: Path, schema: Schema | None) -> Any:
     """A leaf's text as the JSON type the schema declares (a string without one)."""
     declared = schema.type_of(path) if schema is not None else None
     try:
+        if declared in ("integer", "number") and not text.isascii():
+            raise ValueError(text)  # int() and float() would read full-width digits as numbers
         integral = declared == "number" and _INTEGER.fullmatch(text.strip())
         if declared == "integer" or integral:
             number: int | float = int(text)

@@ -276,7 +276,7 @@ def _is_number(value: Any) -> bool:
 
 
 def _as_number(text: str | None) -> float | None:
-    if text is None:
+    if text is None or not text.isascii():  # float() would read full-width digits as a number
         return None
     try:
         number = float(text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -54,10 +55,10 @@ class Settings:
 
 def _parse(name: str, annotation: str, text: str) -> Any:
     if annotation == "int":
-        try:
-            return int(text)
-        except ValueError as e:
-            raise ValueError(f"{ENV_PREFIX}{name.upper()} must be a whole number: {text}") from e
+        # Not int(text), which reads full-width digits and underscores as numbers.
+        if not re.fullmatch(r"\s*-?[0-9]+\s*", text):
+            raise ValueError(f"{ENV_PREFIX}{name.upper()} must be a whole number: {text}")
+        return int(text)
     if annotation.startswith("tuple"):
         return tuple(part.strip() for part in text.split(",") if part.strip())
     return text

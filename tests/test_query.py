@@ -85,6 +85,13 @@ def test_operators_typed_by_the_schema(filter: str, expected: bool) -> None:
     assert matches([(filter, "")], USER, schema) is expected
 
 
+def test_a_full_width_digit_is_never_a_number() -> None:
+    assert not matches([("userinfo.id-lt-\uff19\uff19", "")], USER)
+    assert not matches([("userinfo.id-eq-\uff11\uff12", "")], USER)
+    stored_text = {"userinfo": {"id": "\uff11\uff12"}}  # stored before the schema typed it
+    assert not matches([("userinfo.id-ge-0", "")], stored_text)
+
+
 def test_without_a_schema_numbers_still_compare_as_numbers() -> None:
     assert matches([("n-gt-9", "")], {"n": 12}, None)
     assert not matches([("n-gt-9", "")], {"n": "12"}, None), "a stored string compares as a string"
