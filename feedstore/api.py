@@ -21,6 +21,7 @@ from feedstore.entry import Entry, Limits, validate_key
 from feedstore.errors import (
     FeedstoreError,
     InvalidBody,
+    InvalidKey,
     InvalidOption,
     KeyRequired,
     UnsupportedMediaType,
@@ -355,8 +356,26 @@ def without_meta(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def request_key() -> str:
-    """The key a /d/ URL names: the path after /d, percent-decoded, `/` for /d/."""
+    """The key a /d/ URL names: the path after /d, percent-decoded, `/` for /d/.
+
+    werkzeug decodes the path with U+FFFD for bytes that aren't UTF-8; such a path names no key
+    (InvalidKey), which only the raw bytes of PATH_INFO tell from a key that holds a real U+FFFD.
+    """
+    if "\ufffd" in request.path:
+        check_utf8_path(request.environ.get("PATH_INFO", ""))
     return request.path[len("/d") :] or "/"
+
+
+def check_utf8_path(path_info: str) -> None:
+    try:
+        raw = path_info.encode("latin-1")  # PEP 3333: the path's bytes, one character each
+    except UnicodeEncodeError:
+        return  # the server decoded the path itself: the replacement characters are all we have
+    text = raw.decode("utf-8", "surrogateescape")
+    if any("\udc80" <= character <= "\udcff" for character in text):
+        shown = re.sub("[\udc80-\udcff]", lambda byte: f"%{ord(byte[0]) - 0xDC00:02X}", text)
+        key = shown[len("/d") :]
+        raise InvalidKey(f"Key must be valid UTF-8. {key}", key=key)
 
 
 def override_header() -> str | None:

@@ -7,6 +7,8 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from tests.conftest import snapshot
+
 FORM = "application/x-www-form-urlencoded"
 
 
@@ -299,6 +301,39 @@ def test_an_override_on_a_put_is_refused_and_the_fields_are_kept(tree: FlaskClie
     patched = tree.post("/d/11/1", json={"title": "t"}, headers={"X-HTTP-Method-Override": "PATCH"})
     assert patched.status_code == 200
     assert read(tree, "/11/1")["userinfo"] == before["userinfo"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path_info", "key"),
+    [
+        ("PUT", "/d/t/\xff", "/t/%FF"),
+        ("GET", "/d/t/\xfe", "/t/%FE"),
+        ("PATCH", "/d/\xc3\xa9/\xc3", "/\u00e9/%C3"),
+        ("POST", "/d/\xed\xa0\x80", "/%ED%A0%80"),  # an encoded surrogate is no UTF-8 either
+        ("DELETE", "/d/t/\xff", "/t/%FF"),
+    ],
+)
+def test_a_path_that_is_not_utf8_names_no_key(
+    client: FlaskClient, redis_client: Any, method: str, path_info: str, key: str
+) -> None:
+    client.put("/d/t", json={"title": "parent"})
+    before = snapshot(redis_client)
+    # PATH_INFO as a server hands it over (PEP 3333: bytes as latin-1); werkzeug's test client
+    # would decode the URL itself and lose the bytes.
+    response = client.open(
+        "/d/x", method=method, json={"t": 1}, environ_overrides={"PATH_INFO": path_info}
+    )
+    assert (response.status_code, title(response)) == (400, f"Key must be valid UTF-8. {key}")
+    assert response.json["error"]["code"] == "invalid_key"  # type: ignore[index]
+    assert snapshot(redis_client) == before
+
+
+def test_a_real_replacement_character_is_a_key(client: FlaskClient) -> None:
+    response = client.open(
+        "/d/x", method="PUT", json={"t": 1}, environ_overrides={"PATH_INFO": "/d/\xef\xbf\xbd"}
+    )
+    assert response.status_code == 200
+    assert read(client, "/\ufffd")["t"] == 1
 
 
 def test_health(client: FlaskClient) -> None:

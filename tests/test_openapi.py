@@ -143,7 +143,11 @@ def accepts(check: Callable[[], object]) -> bool:
 KEY_CHARACTERS = st.sampled_from(
     "abZ09$_.-@'()[]/ <>%?#,\x01\x7f\u00e9\u3042\ufffe\uffff\U0001f600"
 )
-key_texts = st.text(KEY_CHARACTERS, max_size=30)
+# Segments of dots come up often enough only when drawn whole: `.` and `..` are refused.
+SEGMENTS = st.sampled_from([".", "..", "...", ".a", "a.", "..\u00e9"]) | st.text(
+    KEY_CHARACTERS, max_size=5
+)
+key_texts = st.text(KEY_CHARACTERS, max_size=30) | st.lists(SEGMENTS, max_size=11).map("/".join)
 
 
 @given(key_texts)
