@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from flask import Flask, Response
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from feedstore import api, negotiation, page
@@ -20,6 +20,8 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 log = logging.getLogger(__name__)
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+# A body the server could not read whole (gateway.py): the request is answered with this error.
+BODY_ERROR = "feedstore.body_error"
 
 
 def create_app(
@@ -40,9 +42,17 @@ def create_app(
     app.register_error_handler(FeedstoreError, api.error_response)
     app.register_error_handler(HTTPException, render_http_exception)
     app.register_error_handler(Exception, render_unexpected)
+    app.before_request(refuse_an_unread_body)
     app.after_request(drop_type_of_empty_answers)
     app.wsgi_app = MethodOverride(app.wsgi_app)  # type: ignore[method-assign]
     return app
+
+
+def refuse_an_unread_body() -> None:
+    """Before any view: a body cut short, too large or too slow is never executed."""
+    error: FeedstoreError | None = request.environ.get(BODY_ERROR)
+    if error is not None:
+        raise error
 
 
 def drop_type_of_empty_answers(response: Response) -> Response:

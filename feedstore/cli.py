@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -31,6 +31,9 @@ from feedstore.errors import FeedstoreError
 from feedstore.schema import Schema
 from feedstore.settings import Settings
 from feedstore.store import Store
+
+if TYPE_CHECKING:
+    from feedstore.app import WsgiApp
 
 APP_FACTORY = "feedstore.app:create_app"
 SERVERS = ("granian", "gunicorn")
@@ -255,7 +258,7 @@ def serve(options: ServeOptions) -> int:
     signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         # Every worker reads FEEDSTORE_* again; a mistake there should stop us here, once.
-        Settings.load()
+        settings = Settings.load()
     except ValueError as e:
         raise CliError(str(e)) from e
     check_port_free(options.host, options.port)
@@ -279,31 +282,41 @@ def serve(options: ServeOptions) -> int:
             f"{options.workers} {options.server} workers; data in {data}"
         )
         runner = run_granian if options.server == "granian" else run_gunicorn
-        return runner(options, banner, embedded)
+        return runner(options, settings, banner, embedded)
     finally:
         if embedded is not None:
             embedded.stop()
 
 
-def run_granian(options: ServeOptions, banner: str, embedded: EmbeddedRedis | None) -> int:
-    """Serve with granian's WSGI workers in this process; return when they have stopped."""
+def run_granian(
+    options: ServeOptions, settings: Settings, banner: str, embedded: EmbeddedRedis | None
+) -> int:
+    """Serve with granian's workers in this process; return when they have stopped.
+
+    Its ASGI interface, without lifespan events, runs feedstore.gateway in front of the app:
+    bodies are read on each worker's event loop and the app runs in `--threads` threads of the
+    gateway's pool (gateway.py says why not granian's WSGI interface).
+    """
     from granian import Granian
     from granian.constants import Interfaces
+    from granian.http import HTTP1Settings
     from granian.log import LogLevels
 
     server = Granian(
         APP_FACTORY,
         address=options.host,
         port=options.port,
-        interface=Interfaces.WSGI,
+        interface=Interfaces.ASGINL,
         workers=options.workers,
-        blocking_threads=options.threads,
+        websockets=False,
+        # hyper closes a connection whose request head takes longer than this.
+        http1_settings=HTTP1Settings(header_read_timeout=settings.header_timeout * 1000),
         respawn_failed_workers=True,
         workers_kill_timeout=SHUTDOWN_TIMEOUT,
         log_level=LogLevels.warning,
     )
     server.on_startup(lambda: print(banner, flush=True))
-    loader = _WorkerAppLoader(parent=os.getpid(), embedded=embedded)
+    loader = _WorkerAppLoader(parent=os.getpid(), embedded=embedded, threads=options.threads)
     try:
         # granian calls the loader in each worker with the target, after forking.
         server.serve(target_loader=loader)
@@ -316,20 +329,23 @@ def run_granian(options: ServeOptions, banner: str, embedded: EmbeddedRedis | No
     return 0
 
 
-def run_gunicorn(options: ServeOptions, banner: str, embedded: EmbeddedRedis | None) -> int:
-    """Serve with gunicorn's gthread workers in this process; return when they have stopped."""
+def run_gunicorn(
+    options: ServeOptions, settings: Settings, banner: str, embedded: EmbeddedRedis | None
+) -> int:
+    """Serve with gunicorn's asgi workers in this process, the gateway in front of the app (as
+    with granian); return when they have stopped."""
     from gunicorn.app.base import BaseApplication
 
     parent = os.getpid()
-    loader = _WorkerAppLoader(parent=parent, embedded=embedded)
+    loader = _WorkerAppLoader(parent=parent, embedded=embedded, threads=options.threads)
 
     class FeedstoreGunicorn(BaseApplication):
         def load_config(self) -> None:
             settings: dict[str, Any] = {
                 "bind": [f"{_host_in_url(options.host)}:{options.port}"],
                 "workers": options.workers,
-                "worker_class": "gthread",
-                "threads": options.threads,
+                "worker_class": "asgi",
+                "asgi_lifespan": "off",
                 "graceful_timeout": SHUTDOWN_TIMEOUT,
                 "loglevel": "warning",
                 "control_socket_disable": True,
@@ -340,7 +356,7 @@ def run_gunicorn(options: ServeOptions, banner: str, embedded: EmbeddedRedis | N
                 self.cfg.set(name, value)
 
         def load(self) -> Callable[..., Any]:
-            return loader.create_app()
+            return loader.gateway()
 
     try:
         FeedstoreGunicorn().run()
@@ -356,10 +372,25 @@ class _WorkerAppLoader:
 
     parent: int
     embedded: EmbeddedRedis | None
+    threads: int
 
     def __call__(self, target: str) -> Callable[..., Any]:
+        """granian's loader: prepare the worker, then build the gateway."""
         self.prepare_worker()
-        return self.create_app()
+        return self.gateway()
+
+    def gateway(self) -> Callable[..., Any]:
+        """The app behind the gateway, an ASGI application; it reads FEEDSTORE_* from the
+        environment."""
+        from feedstore.gateway import Gateway
+
+        settings = Settings.load()
+        return Gateway(
+            self.create_app(),
+            max_body=settings.max_body,
+            body_timeout=settings.body_timeout,
+            threads=self.threads,
+        )
 
     def prepare_worker(self) -> None:
         """Tie the worker to the serve process alone, and drop its copy of the data dir lock."""
@@ -371,7 +402,7 @@ class _WorkerAppLoader:
         if self.embedded is not None:
             self.embedded.close_inherited_lock()
 
-    def create_app(self) -> Callable[..., Any]:
+    def create_app(self) -> WsgiApp:
         """Build the WSGI app; it reads FEEDSTORE_* from the environment."""
         from feedstore.app import create_app
 

@@ -26,6 +26,15 @@ class Settings:
     fetch_limit: int = 50_000
     require_revision: tuple[str, ...] = ()
     write_retries: int = 200
+    # Seconds a client may take to send its request head, and may pause while sending a body.
+    header_timeout: int = 10
+    body_timeout: int = 30
+
+    def __post_init__(self) -> None:
+        for name in ("header_timeout", "body_timeout"):
+            if getattr(self, name) < 1:
+                variable = f"{ENV_PREFIX}{name.upper()}"
+                raise ValueError(f"{variable} must be at least 1: {getattr(self, name)}")
 
     @classmethod
     def load(
