@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
+from feedstore import connection
 from feedstore.embedded import (
     FSYNC_POLICIES,
     EmbeddedRedis,
@@ -31,6 +32,7 @@ from feedstore.errors import FeedstoreError
 from feedstore.schema import Schema
 from feedstore.settings import Settings
 from feedstore.store import Store
+from feedstore.supervisor import Supervisor
 
 if TYPE_CHECKING:
     from feedstore.app import WsgiApp
@@ -170,7 +172,7 @@ def run_schema(args: argparse.Namespace) -> int:
         raise CliError("schema set needs the schema file")
     document = read_schema_file(args.file) if args.action == "set" else None
     with _redis_of(args.redis_url, args.data.absolute()) as url:
-        store = Store(redis.Redis.from_url(url))
+        store = Store(_client(url))
         try:
             if args.action == "show":
                 shown = store.schema_document()
@@ -198,7 +200,7 @@ def read_schema_file(path: Path) -> dict[str, Any]:
 
 
 def store_schema(redis_url: str, document: dict[str, Any]) -> None:
-    client = redis.Redis.from_url(redis_url)
+    client = _client(redis_url)
     try:
         Store(client).set_schema(document)
     except FeedstoreError as e:
@@ -223,10 +225,19 @@ def _redis_of(redis_url: str | None, data_dir: Path) -> Iterator[str]:
 
 def _answers(url: str) -> bool:
     try:
-        with redis.Redis.from_url(url) as probe:
+        # A local unix socket: a Redis there answers at once or is not a serve's.
+        with connection.connect(url, timeout=2) as probe:
             return bool(probe.ping())
     except redis.RedisError:
         return False
+
+
+def _client(url: str) -> redis.Redis:
+    """A client with FEEDSTORE_REDIS_TIMEOUT; CliError for a bad URL or setting."""
+    try:
+        return connection.connect(url, Settings.load().redis_timeout)
+    except ValueError as e:
+        raise CliError(f"can't use Redis at {_without_password(url)}: {e}") from e
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -264,13 +275,16 @@ def serve(options: ServeOptions) -> int:
     check_port_free(options.host, options.port)
     schema = read_schema_file(options.schema_file) if options.schema_file else None
     embedded: EmbeddedRedis | None = None
+    supervisor: Supervisor | None = None
     try:
         if options.redis_url is None:
             embedded = EmbeddedRedis(options.data_dir, fsync=options.fsync).start()
+            # Restarts it if it dies; if it can't, stops the server (SIGTERM), which then exits 1.
+            supervisor = Supervisor(embedded, _report, _stop_serving).start()
             redis_url = embedded.url
             data = f"{options.data_dir} (embedded Redis, AOF fsync {options.fsync})"
         else:
-            check_redis_url(options.redis_url)
+            check_redis_url(options.redis_url, settings.redis_timeout)
             redis_url = options.redis_url
             data = _without_password(redis_url)
         os.environ["FEEDSTORE_REDIS_URL"] = redis_url
@@ -282,10 +296,25 @@ def serve(options: ServeOptions) -> int:
             f"{options.workers} {options.server} workers; data in {data}"
         )
         runner = run_granian if options.server == "granian" else run_gunicorn
-        return runner(options, settings, banner, embedded)
+        status = runner(options, settings, banner, embedded)
+        return 1 if supervisor is not None and supervisor.gave_up else status
     finally:
+        if supervisor is not None:
+            supervisor.stop()
         if embedded is not None:
             embedded.stop()
+        if supervisor is not None:
+            supervisor.join(SHUTDOWN_TIMEOUT)
+
+
+def _report(message: str) -> None:
+    """A line on stderr, where serve's other messages go."""
+    print(f"feedstore: {message}", file=sys.stderr, flush=True)
+
+
+def _stop_serving() -> None:
+    """Stop the server as SIGTERM does: workers first, then Redis."""
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def run_granian(
@@ -428,13 +457,11 @@ def check_port_free(host: str, port: int) -> None:
             raise CliError(f"can't listen on {host}:{port}: {e.strerror}") from e
 
 
-def check_redis_url(url: str) -> None:
-    """Fail with a CliError unless `url` names a Redis that answers PING."""
-    import redis
-
+def check_redis_url(url: str, timeout: float) -> None:
+    """Fail with a CliError unless `url` names a Redis that answers PING within `timeout` s."""
     shown = _without_password(url)
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+        client = connection.connect(url, timeout)
     except ValueError as e:
         raise CliError(f"bad --redis-url {shown}: {e}") from e
     try:

@@ -29,9 +29,11 @@ class Settings:
     # Seconds a client may take to send its request head, and may pause while sending a body.
     header_timeout: int = 10
     body_timeout: int = 30
+    # Seconds to wait for Redis to connect or answer a command (then 503).
+    redis_timeout: int = 10
 
     def __post_init__(self) -> None:
-        for name in ("header_timeout", "body_timeout"):
+        for name in ("header_timeout", "body_timeout", "redis_timeout"):
             if getattr(self, name) < 1:
                 variable = f"{ENV_PREFIX}{name.upper()}"
                 raise ValueError(f"{variable} must be at least 1: {getattr(self, name)}")

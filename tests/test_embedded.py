@@ -116,3 +116,24 @@ def test_redis_dies_with_its_parent_and_frees_the_dir(tmp_path: Path) -> None:
     assert wait_until_gone(mentioning=str(tmp_path)) == []
     with EmbeddedRedis(tmp_path, persistent=False) as embedded:
         assert ping(embedded.url)
+
+
+def test_restart_brings_a_dead_server_back_on_its_locked_dir(tmp_path: Path) -> None:
+    with EmbeddedRedis(tmp_path) as embedded:
+        client = redis.Redis.from_url(embedded.url)
+        client.set("k", "v")
+        with pytest.raises(EmbeddedRedisError, match="still running"):
+            embedded.restart()
+        killed = embedded.pid
+        assert killed is not None
+        os.kill(killed, signal.SIGKILL)
+        assert embedded.wait() == -signal.SIGKILL
+        with pytest.raises(DataDirInUse):
+            EmbeddedRedis(tmp_path).start()  # the dir stays locked while its server is down
+        embedded.restart()
+        assert embedded.pid != killed
+        assert client.get("k") == b"v"
+        client.close()
+    with pytest.raises(EmbeddedRedisError, match="was stopped"):
+        embedded.restart()
+    assert embedded.wait() is None
