@@ -18,8 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
+from lxml import etree
 
+from feedstore.app import BODY_ERROR
+from feedstore.codec_xml import ATOM
+from feedstore.errors import FeedstoreError, InvalidBody, PayloadTooLarge, RequestTimeout
 from feedstore.gateway import wsgi_environ
+from tests.conftest import snapshot
 from tests.serving import Server, running_serve
 
 BODY_TIMEOUT = 6  # above the 5 s a health check gets below, so it can't wait for the timeouts
@@ -339,3 +345,21 @@ def test_bad_timeouts_stop_serve_at_once(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert result.stderr == "feedstore: FEEDSTORE_BODY_TIMEOUT must be at least 1: 0\n"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [RequestTimeout(), PayloadTooLarge(), InvalidBody("the body is incomplete.")],
+    ids=lambda error: error.code,
+)
+def test_a_refused_body_is_answered_before_any_view_in_the_one_error_shape(
+    app: Flask, redis_client: Any, error: FeedstoreError
+) -> None:
+    before = snapshot(redis_client)
+    # No CSRF header and an unknown URL: the body's error comes first all the same.
+    for url in ("/d/x?x", "/nowhere?x"):
+        response = app.test_client().put(url, data=b"{}", environ_overrides={BODY_ERROR: error})
+        assert response.status_code == error.status
+        feed = etree.fromstring(response.data)
+        assert feed.findtext(f"{{{ATOM}}}title") == error.message
+    assert snapshot(redis_client) == before
