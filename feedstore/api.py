@@ -83,6 +83,7 @@ def guard_writes() -> None:
 
 @bp.before_request
 def guard_method_override() -> None:
+    """An override header is refused on any method but POST, and with a method it can't ask."""
     sent = request.environ.get(negotiation.SENT_METHOD, request.method)
     negotiation.method_override(sent, override_header())
 
@@ -367,6 +368,7 @@ def request_key() -> str:
 
 
 def check_utf8_path(path_info: str) -> None:
+    """InvalidKey, with the offending bytes percent-encoded, when the path's bytes aren't UTF-8."""
     try:
         raw = path_info.encode("latin-1")  # PEP 3333: the path's bytes, one character each
     except UnicodeEncodeError:
