@@ -55,11 +55,16 @@ def parse(raw: bytes) -> Answer:
 
 
 def read_all(connection: socket.socket, timeout: float = 30.0) -> bytes:
-    """Everything the server sends until it closes the connection."""
+    """Everything the server sends until it closes the connection.
+
+    A server that stops reading a body closes with unread bytes, which resets the connection
+    once its answer is sent: what came before the reset is the answer.
+    """
     connection.settimeout(timeout)
     received = b""
-    while chunk := connection.recv(65536):
-        received += chunk
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := connection.recv(65536):
+            received += chunk
     return received
 
 
