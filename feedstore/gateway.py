@@ -64,6 +64,10 @@ class Gateway:
         environ["CONTENT_LENGTH"] = str(len(body))
         loop = asyncio.get_running_loop()
         status, headers, content = await loop.run_in_executor(self.pool, run, self.app, environ)
+        if BODY_ERROR in environ:
+            # What is left of the body will never be read: the connection can't carry another
+            # request, and the server must not wait for the rest before closing it.
+            headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 

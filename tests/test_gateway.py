@@ -32,6 +32,7 @@ BODY_TIMEOUT = 6  # above the 5 s a health check gets below, so it can't wait fo
 HEADER_TIMEOUT = 2
 WRITE = b"X-Requested-With: XMLHttpRequest\r\nContent-Type: application/json\r\n"
 MIB = 1024 * 1024
+INCOMPLETE = "Request format is invalid: the body is incomplete."
 
 
 @dataclass
@@ -95,6 +96,9 @@ def chunked(*parts: bytes) -> bytes:
 def assert_refused(answer: Answer, status: int, title: str, code: str) -> None:
     assert answer.status == status, answer
     assert answer.headers["content-type"] == "application/json; charset=utf-8"
+    if status in (408, 413) or title == INCOMPLETE:
+        # The rest of the body is never read, so the connection can carry nothing more.
+        assert answer.headers["connection"] == "close"
     assert answer.json()["feed"]["title"] == title
     assert answer.json()["error"]["code"] == code
 
@@ -175,9 +179,6 @@ def test_a_stalled_head_is_closed_after_the_header_timeout(granian: Server) -> N
 
 
 # -- bodies that are cut short --------------------------------------------------------------------
-
-
-INCOMPLETE = "Request format is invalid: the body is incomplete."
 
 
 CUT_SHORT = {
