@@ -5,6 +5,8 @@ Every route is listed here; no view touches Redis or builds a body by hand.
 
 from __future__ import annotations
 
+import codecs
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -30,6 +32,7 @@ from feedstore.entry import Entry, Limits, validate_key
 from feedstore.errors import (
     FeedstoreError,
     InvalidBody,
+    InvalidKey,
     InvalidOption,
     UnsupportedMediaType,
 )
@@ -108,6 +111,13 @@ def guard() -> None:
         bulk.check_options(request.args.keys())  # `_async`: refused, not ignored
 
 
+@bp.before_request
+def guard_method_override() -> None:
+    """An override header is refused on any method but POST, and with a method it can't ask."""
+    sent = request.environ.get(negotiation.SENT_METHOD, request.method)
+    negotiation.method_override(sent, override_header())
+
+
 @bp.get("/d/", defaults={"path": ""}, strict_slashes=False)
 @bp.get("/d/<entry_path:path>")
 def read(path: str) -> Response:
@@ -131,7 +141,6 @@ def read(path: str) -> Response:
 @bp.post("/d/", defaults={"path": ""}, strict_slashes=False)
 @bp.post("/d/<entry_path:path>")
 def create(path: str) -> Response:
-    negotiation.method_override(request.method, override_header())
     parent = validate_key(request_key())
     entries = decode_entries()
     conditions = request_conditions(single=len(entries) == 1)
@@ -216,7 +225,7 @@ def openapi_document() -> Response:
     """The OpenAPI 3.1 document, with the loaded schema's custom fields and the JSON style."""
     body, tag = openapi.rendered(get_feedstore().store.schema(), settings().json_style)
     headers = {"ETag": tag}
-    if request.if_none_match.contains(tag.strip('"')):
+    if request.if_none_match.contains_weak(tag.strip('"')):
         return Response(status=304, headers=headers)
     return Response(body, 200, headers, content_type=openapi.CONTENT_TYPE)
 
@@ -227,7 +236,7 @@ def counter(key: str, option: str) -> Response:
     It carries nothing else: preconditions, and a body (but the range a PUT `_rangeids` sends
     as a message feed), are 400, never silently ignored.
     """
-    body = request.get_data(cache=True, parse_form_data=False)
+    body = request_body()
     writing, sent_range = request.method == "PUT", None
     if body.strip() and not (writing and option == "_rangeids"):
         raise InvalidOption(f"A counter request takes no body: {option}")
@@ -258,7 +267,8 @@ def read_entry(key: str) -> Response:
         return Response(status=204)
     revision, raw = found
     headers = {"ETag": negotiation.etag(revision)}
-    if "If-None-Match" in request.headers and request.if_none_match.contains(str(revision)):
+    # If-None-Match compares weakly (RFC 9110 §13.1.2): W/"3" is as good as "3" for a cache.
+    if "If-None-Match" in request.headers and request.if_none_match.contains_weak(str(revision)):
         return Response(status=304, headers=headers)
     return stored_response([raw], 200, headers, single=True)
 
@@ -352,7 +362,7 @@ def next_query(cursor: str) -> str:
 
 def patch_writes(target: str) -> list[Write]:
     """The writes of a PATCH: its kind by Content-Type (API.md §4), its target and conditions."""
-    body = request.get_data(cache=True, parse_form_data=False)
+    body = request_body()
     kind, body_format = patch_kind(request.mimetype, body)
     upsert, limits = "_upsert" in request.args, settings().limits
     if kind is not writes.PatchKind.MERGE:
@@ -414,11 +424,16 @@ def write_puts(puts: list[Write], mode: bulk.Mode | None) -> list[Written]:
 def decode_entries(limits: Limits | None = None) -> list[Entry]:
     """The entries of a POST or PUT body, in whichever format it is (API.md §1.1)."""
     limits = limits or settings().limits
-    body = request.get_data(cache=True, parse_form_data=False)
+    body = request_body()
     if not body.strip():
         return codec_json.entries_from([], limits)
     codec = CODECS[negotiation.body_format(request.mimetype, body)]
     return codec.loads(body, limits, body_schema(codec))
+
+
+def request_body() -> bytes:
+    """The request body, less a leading UTF-8 byte order mark (Windows tools write one, §2.2)."""
+    return request.get_data(cache=True, parse_form_data=False).removeprefix(codecs.BOM_UTF8)
 
 
 def body_schema(codec: Codec) -> Schema | None:
@@ -434,8 +449,27 @@ def without_meta(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def request_key() -> str:
-    """The key a /d/ URL names: the path after /d, percent-decoded, `/` for /d/."""
+    """The key a /d/ URL names: the path after /d, percent-decoded, `/` for /d/.
+
+    werkzeug decodes the path with U+FFFD for bytes that aren't UTF-8; such a path names no key
+    (InvalidKey), which only the raw bytes of PATH_INFO tell from a key that holds a real U+FFFD.
+    """
+    if "\ufffd" in request.path:
+        check_utf8_path(request.environ.get("PATH_INFO", ""))
     return request.path[len("/d") :] or "/"
+
+
+def check_utf8_path(path_info: str) -> None:
+    """InvalidKey, with the offending bytes percent-encoded, when the path's bytes aren't UTF-8."""
+    try:
+        raw = path_info.encode("latin-1")  # PEP 3333: the path's bytes, one character each
+    except UnicodeEncodeError:
+        return  # the server decoded the path itself: the replacement characters are all we have
+    text = raw.decode("utf-8", "surrogateescape")
+    if any("\udc80" <= character <= "\udcff" for character in text):
+        shown = re.sub("[\udc80-\udcff]", lambda byte: f"%{ord(byte[0]) - 0xDC00:02X}", text)
+        key = shown[len("/d") :]
+        raise InvalidKey(f"Key must be valid UTF-8. {key}", key=key)
 
 
 def override_header() -> str | None:

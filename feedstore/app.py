@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from flask import Flask, Response
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from feedstore import api, negotiation, page
+from feedstore import api, connection, negotiation, page
 from feedstore.errors import FeedstoreError, MethodNotAllowed, PayloadTooLarge
 from feedstore.settings import Settings
 from feedstore.store import Store
@@ -20,6 +20,8 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 log = logging.getLogger(__name__)
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+# A body the server could not read whole (gateway.py): the request is answered with this error.
+BODY_ERROR = "feedstore.body_error"
 
 
 def create_app(
@@ -27,7 +29,7 @@ def create_app(
 ) -> Flask:
     """Build a feedstore app; `redis_client` defaults to one for the `redis_url` setting."""
     settings = Settings.load(config)
-    client = redis_client or redis.Redis.from_url(settings.redis_url, health_check_interval=30)
+    client = redis_client or connection.connect(settings.redis_url, settings.redis_timeout)
     app = Flask(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body
     app.url_map.merge_slashes = False
@@ -40,8 +42,24 @@ def create_app(
     app.register_error_handler(FeedstoreError, api.error_response)
     app.register_error_handler(HTTPException, render_http_exception)
     app.register_error_handler(Exception, render_unexpected)
+    app.before_request(refuse_an_unread_body)
+    app.after_request(drop_type_of_empty_answers)
     app.wsgi_app = MethodOverride(app.wsgi_app)  # type: ignore[method-assign]
     return app
+
+
+def refuse_an_unread_body() -> None:
+    """Before any view: a body cut short, too large or too slow is never executed."""
+    error: FeedstoreError | None = request.environ.get(BODY_ERROR)
+    if error is not None:
+        raise error
+
+
+def drop_type_of_empty_answers(response: Response) -> Response:
+    """A 204 or 304 has no body, so it names no type (Flask would say text/html)."""
+    if response.status_code in (204, 304):
+        response.headers.remove("Content-Type")
+    return response
 
 
 def render_http_exception(error: HTTPException) -> Response:
@@ -66,7 +84,10 @@ def render_unexpected(error: Exception) -> Response:
 
 
 class MethodOverride:
-    """Treat POST with `X-HTTP-Method-Override: PATCH|PUT|DELETE` as that method, before routing."""
+    """Treat POST with `X-HTTP-Method-Override: PATCH|PUT|DELETE` as that method, before routing.
+
+    Overrides it can't apply are left to the API, which refuses them (negotiation.method_override).
+    """
 
     def __init__(self, app: WsgiApp) -> None:
         self.app = app
@@ -79,5 +100,6 @@ class MethodOverride:
                 "HTTP_X_METHOD_OVERRIDE"
             )
             if value and value.strip().upper() in negotiation.OVERRIDABLE:
+                environ[negotiation.SENT_METHOD] = "POST"
                 environ["REQUEST_METHOD"] = value.strip().upper()
         return self.app(environ, start_response)

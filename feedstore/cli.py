@@ -7,6 +7,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -14,11 +15,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
+from feedstore import connection
 from feedstore.embedded import (
     FSYNC_POLICIES,
     EmbeddedRedis,
@@ -30,6 +32,10 @@ from feedstore.errors import FeedstoreError
 from feedstore.schema import Schema
 from feedstore.settings import JSON_STYLES, Settings
 from feedstore.store import Store
+from feedstore.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from feedstore.app import WsgiApp
 
 APP_FACTORY = "feedstore.app:create_app"
 SERVERS = ("granian", "gunicorn")
@@ -92,7 +98,7 @@ def add_serve_command(subcommands: argparse._SubParsersAction[argparse.ArgumentP
         "in --data with AOF persistence; it starts before the workers and stops after them.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
-    parser.add_argument("--port", type=int, default=8080, help="TCP port (%(default)s)")
+    parser.add_argument("--port", type=_whole_number, default=8080, help="TCP port (%(default)s)")
     parser.add_argument(
         "--workers", type=_positive_int, default=cpus, help="worker processes (%(default)s)"
     )
@@ -173,7 +179,7 @@ def run_schema(args: argparse.Namespace) -> int:
         raise CliError("schema set needs the schema file")
     document = read_schema_file(args.file) if args.action == "set" else None
     with _redis_of(args.redis_url, args.data.absolute()) as url:
-        store = Store(redis.Redis.from_url(url))
+        store = Store(_client(url))
         try:
             if args.action == "show":
                 shown = store.schema_document()
@@ -201,7 +207,7 @@ def read_schema_file(path: Path) -> dict[str, Any]:
 
 
 def store_schema(redis_url: str, document: dict[str, Any]) -> None:
-    client = redis.Redis.from_url(redis_url)
+    client = _client(redis_url)
     try:
         Store(client).set_schema(document)
     except FeedstoreError as e:
@@ -226,10 +232,19 @@ def _redis_of(redis_url: str | None, data_dir: Path) -> Iterator[str]:
 
 def _answers(url: str) -> bool:
     try:
-        with redis.Redis.from_url(url) as probe:
+        # A local unix socket: a Redis there answers at once or is not a serve's.
+        with connection.connect(url, timeout=2) as probe:
             return bool(probe.ping())
     except redis.RedisError:
         return False
+
+
+def _client(url: str) -> redis.Redis:
+    """A client with FEEDSTORE_REDIS_TIMEOUT; CliError for a bad URL or setting."""
+    try:
+        return connection.connect(url, Settings.load().redis_timeout)
+    except ValueError as e:
+        raise CliError(f"can't use Redis at {_without_password(url)}: {e}") from e
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -264,19 +279,22 @@ def serve(options: ServeOptions) -> int:
         os.environ["FEEDSTORE_JSON_STYLE"] = options.json_style
     try:
         # Every worker reads FEEDSTORE_* again; a mistake there should stop us here, once.
-        Settings.load()
+        settings = Settings.load()
     except ValueError as e:
         raise CliError(str(e)) from e
     check_port_free(options.host, options.port)
     schema = read_schema_file(options.schema_file) if options.schema_file else None
     embedded: EmbeddedRedis | None = None
+    supervisor: Supervisor | None = None
     try:
         if options.redis_url is None:
             embedded = EmbeddedRedis(options.data_dir, fsync=options.fsync).start()
+            # Restarts it if it dies; if it can't, stops the server (SIGTERM), which then exits 1.
+            supervisor = Supervisor(embedded, _report, _stop_serving).start()
             redis_url = embedded.url
             data = f"{options.data_dir} (embedded Redis, AOF fsync {options.fsync})"
         else:
-            check_redis_url(options.redis_url)
+            check_redis_url(options.redis_url, settings.redis_timeout)
             redis_url = options.redis_url
             data = _without_password(redis_url)
         os.environ["FEEDSTORE_REDIS_URL"] = redis_url
@@ -288,31 +306,56 @@ def serve(options: ServeOptions) -> int:
             f"{options.workers} {options.server} workers; data in {data}"
         )
         runner = run_granian if options.server == "granian" else run_gunicorn
-        return runner(options, banner, embedded)
+        status = runner(options, settings, banner, embedded)
+        return 1 if supervisor is not None and supervisor.gave_up else status
     finally:
+        if supervisor is not None:
+            supervisor.stop()
         if embedded is not None:
             embedded.stop()
+        if supervisor is not None:
+            supervisor.join(SHUTDOWN_TIMEOUT)
 
 
-def run_granian(options: ServeOptions, banner: str, embedded: EmbeddedRedis | None) -> int:
-    """Serve with granian's WSGI workers in this process; return when they have stopped."""
+def _report(message: str) -> None:
+    """A line on stderr, where serve's other messages go."""
+    print(f"feedstore: {message}", file=sys.stderr, flush=True)
+
+
+def _stop_serving() -> None:
+    """Stop the server as SIGTERM does: workers first, then Redis."""
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def run_granian(
+    options: ServeOptions, settings: Settings, banner: str, embedded: EmbeddedRedis | None
+) -> int:
+    """Serve with granian's workers in this process; return when they have stopped.
+
+    Its ASGI interface, without lifespan events, runs feedstore.gateway in front of the app:
+    bodies are read on each worker's event loop and the app runs in `--threads` threads of the
+    gateway's pool (gateway.py says why not granian's WSGI interface).
+    """
     from granian import Granian
     from granian.constants import Interfaces
+    from granian.http import HTTP1Settings
     from granian.log import LogLevels
 
     server = Granian(
         APP_FACTORY,
         address=options.host,
         port=options.port,
-        interface=Interfaces.WSGI,
+        interface=Interfaces.ASGINL,
         workers=options.workers,
-        blocking_threads=options.threads,
+        websockets=False,
+        # hyper closes a connection whose request head takes longer than this.
+        http1_settings=HTTP1Settings(header_read_timeout=settings.header_timeout * 1000),
         respawn_failed_workers=True,
         workers_kill_timeout=SHUTDOWN_TIMEOUT,
         log_level=LogLevels.warning,
     )
     server.on_startup(lambda: print(banner, flush=True))
-    loader = _WorkerAppLoader(parent=os.getpid(), embedded=embedded)
+    loader = _WorkerAppLoader(parent=os.getpid(), embedded=embedded, threads=options.threads)
     try:
         # granian calls the loader in each worker with the target, after forking.
         server.serve(target_loader=loader)
@@ -325,20 +368,23 @@ def run_granian(options: ServeOptions, banner: str, embedded: EmbeddedRedis | No
     return 0
 
 
-def run_gunicorn(options: ServeOptions, banner: str, embedded: EmbeddedRedis | None) -> int:
-    """Serve with gunicorn's gthread workers in this process; return when they have stopped."""
+def run_gunicorn(
+    options: ServeOptions, settings: Settings, banner: str, embedded: EmbeddedRedis | None
+) -> int:
+    """Serve with gunicorn's asgi workers in this process, the gateway in front of the app (as
+    with granian); return when they have stopped."""
     from gunicorn.app.base import BaseApplication
 
     parent = os.getpid()
-    loader = _WorkerAppLoader(parent=parent, embedded=embedded)
+    loader = _WorkerAppLoader(parent=parent, embedded=embedded, threads=options.threads)
 
     class FeedstoreGunicorn(BaseApplication):
         def load_config(self) -> None:
             settings: dict[str, Any] = {
                 "bind": [f"{_host_in_url(options.host)}:{options.port}"],
                 "workers": options.workers,
-                "worker_class": "gthread",
-                "threads": options.threads,
+                "worker_class": "asgi",
+                "asgi_lifespan": "off",
                 "graceful_timeout": SHUTDOWN_TIMEOUT,
                 "loglevel": "warning",
                 "control_socket_disable": True,
@@ -349,7 +395,7 @@ def run_gunicorn(options: ServeOptions, banner: str, embedded: EmbeddedRedis | N
                 self.cfg.set(name, value)
 
         def load(self) -> Callable[..., Any]:
-            return loader.create_app()
+            return loader.gateway()
 
     try:
         FeedstoreGunicorn().run()
@@ -365,10 +411,25 @@ class _WorkerAppLoader:
 
     parent: int
     embedded: EmbeddedRedis | None
+    threads: int
 
     def __call__(self, target: str) -> Callable[..., Any]:
+        """granian's loader: prepare the worker, then build the gateway."""
         self.prepare_worker()
-        return self.create_app()
+        return self.gateway()
+
+    def gateway(self) -> Callable[..., Any]:
+        """The app behind the gateway, an ASGI application; it reads FEEDSTORE_* from the
+        environment."""
+        from feedstore.gateway import Gateway
+
+        settings = Settings.load()
+        return Gateway(
+            self.create_app(),
+            max_body=settings.max_body,
+            body_timeout=settings.body_timeout,
+            threads=self.threads,
+        )
 
     def prepare_worker(self) -> None:
         """Tie the worker to the serve process alone, and drop its copy of the data dir lock."""
@@ -380,7 +441,7 @@ class _WorkerAppLoader:
         if self.embedded is not None:
             self.embedded.close_inherited_lock()
 
-    def create_app(self) -> Callable[..., Any]:
+    def create_app(self) -> WsgiApp:
         """Build the WSGI app; it reads FEEDSTORE_* from the environment."""
         from feedstore.app import create_app
 
@@ -406,13 +467,11 @@ def check_port_free(host: str, port: int) -> None:
             raise CliError(f"can't listen on {host}:{port}: {e.strerror}") from e
 
 
-def check_redis_url(url: str) -> None:
-    """Fail with a CliError unless `url` names a Redis that answers PING."""
-    import redis
-
+def check_redis_url(url: str, timeout: float) -> None:
+    """Fail with a CliError unless `url` names a Redis that answers PING within `timeout` s."""
     shown = _without_password(url)
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+        client = connection.connect(url, timeout)
     except ValueError as e:
         raise CliError(f"bad --redis-url {shown}: {e}") from e
     try:
@@ -423,8 +482,14 @@ def check_redis_url(url: str) -> None:
         client.close()
 
 
+def _whole_number(text: str) -> int:
+    if not re.fullmatch(r"[0-9]+", text):  # int() would take full-width digits and underscores
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text}")
+    return int(text)
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _whole_number(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +109,8 @@ class EmbeddedRedis:
     stop_timeout: float = field(default=10.0, kw_only=True)
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _lock_fd: int | None = field(default=None, init=False, repr=False)
+    # Serializes restart() (a supervisor's thread) with stop() (the main thread).
+    _guard: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.fsync not in FSYNC_POLICIES:
@@ -161,8 +164,42 @@ class EmbeddedRedis:
             raise
         return self
 
+    def wait(self) -> int | None:
+        """Block until the server exits and return its status (-N: killed by signal N); None
+        at once when no server runs."""
+        process = self._process
+        return None if process is None else process.wait()
+
+    def restart(self) -> EmbeddedRedis:
+        """Start the server again after it exited, in the data dir this instance still holds.
+
+        It replays the AOF, so every acknowledged write is back. Raises EmbeddedRedisError when
+        it can't start (with the tail of its log), is still running, or was stopped.
+        """
+        with self._guard:
+            if self._lock_fd is None:
+                raise EmbeddedRedisError("this embedded Redis was stopped")
+            if self._process is not None and self._process.poll() is None:
+                raise EmbeddedRedisError("this embedded Redis is still running")
+            self._spawn(redis_server_binary())
+            try:
+                self._wait_until_ready()
+            except BaseException:
+                self._kill()
+                raise
+        return self
+
     def stop(self) -> None:
         """Shut the server down (SIGTERM: redis flushes the AOF), SIGKILL it if it hangs, unlock."""
+        with self._guard:
+            self._stop()
+
+    def _kill(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+
+    def _stop(self) -> None:
         process, self._process = self._process, None
         try:
             if process is not None and process.poll() is None:

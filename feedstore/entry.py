@@ -65,6 +65,10 @@ def validate_key(key: str) -> str:
     segments = key[1:].split("/")
     if "" in segments:
         raise InvalidKey(f"Key must not contain an empty segment. {key}", key=key)
+    # Browsers and HTTP clients resolve them away before sending (RFC 3986 §5.2.4), so an entry
+    # at such a key could never be reached by its URL.
+    if "." in segments or ".." in segments:
+        raise InvalidKey(f"Key must not contain a . or .. segment. {key}", key=key)
     if not all(_SEGMENT.fullmatch(segment) for segment in segments):
         raise InvalidKey(f"Key must not contain any prohibited characters. {key}", key=key)
     if len(segments) > MAX_KEY_DEPTH:

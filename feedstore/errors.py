@@ -25,6 +25,7 @@
     |   +-- RevisionConflict        409 revision_conflict   "Optimistic locking failed. Key = /k"
     |   +-- DuplicatedKey           409 duplicated_key      "Duplicated key. /k"
     |   +-- PatchTestFailed         409 patch_test_failed   a JSON Patch `test` that failed
+    +-- RequestTimeout              408 request_timeout     "Request timeout."
     +-- PreconditionFailed          412 precondition_failed "Precondition failed. Key = /k"
     +-- PayloadTooLarge             413 payload_too_large   "Payload too large."
     +-- UnsupportedMediaType        415 unsupported_media_type
@@ -230,6 +231,16 @@ class DuplicatedKey(Conflict):
 
 class PatchTestFailed(Conflict):
     code = "patch_test_failed"
+
+
+class RequestTimeout(FeedstoreError):
+    """The client stopped sending its body for longer than the body timeout."""
+
+    status = 408
+    code = "request_timeout"
+
+    def __init__(self) -> None:
+        super().__init__("Request timeout.")
 
 
 class PreconditionFailed(FeedstoreError):

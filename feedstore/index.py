@@ -53,6 +53,8 @@ def encode_value(value: Any) -> bytes | None:
 def encode_text(text: str, declared: str | None) -> bytes | None:
     """A filter's text encoded as the index stores values of the declared type."""
     if declared in ("integer", "number"):
+        if not text.isascii():  # float() would read full-width digits as a number
+            return None
         try:
             return encode_value(float(text))
         except ValueError:

@@ -5,11 +5,12 @@ Pure functions of header values, so they are tested without Flask.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from enum import Enum
 from typing import Literal
 
-from feedstore.entry import is_revision
+from feedstore.entry import REVISION_DIGITS
 from feedstore.errors import (
     InvalidBody,
     InvalidOption,
@@ -27,6 +28,8 @@ XML_TYPES = frozenset({"application/atom+xml", "application/xml", "text/xml"})
 SNIFFED_TYPES = frozenset({"", "application/x-www-form-urlencoded", "text/plain"})
 OVERRIDABLE = frozenset({"PATCH", "PUT", "DELETE"})
 OVERRIDE_HEADERS = ("X-HTTP-Method-Override", "X-Method-Override")
+# Where the WSGI environ keeps the method a request was sent with, once an override replaced it.
+SENT_METHOD = "feedstore.sent_method"
 
 
 def body_format(mimetype: str, body: bytes) -> Format:
@@ -70,9 +73,15 @@ def check_csrf(header_names: Iterable[str], mimetype: str) -> None:
 
 
 def method_override(method: str, value: str | None) -> str | None:
-    """The method a POST asks to be treated as, if any; raise InvalidOption for one not allowed."""
-    if value is None or method != "POST":
+    """The method a POST asks to be treated as, if any; raise InvalidOption for one not allowed.
+
+    `method` is the one the client sent: an override on any other method than POST is refused, as
+    a PUT treated as a PATCH (or the reverse) would change fields the client did not mean to.
+    """
+    if value is None:
         return None
+    if method != "POST":
+        raise InvalidOption("Method override is only allowed on POST.")
     value = value.strip().upper()
     if value not in OVERRIDABLE:
         raise InvalidOption(f"Method override is not allowed: {value}")
@@ -80,20 +89,30 @@ def method_override(method: str, value: str | None) -> str | None:
 
 
 IfMatch = frozenset[int] | Literal["*"]
+# One entity tag of If-Match: `"3"`, `W/"3"`, or `3` as Kii sends it. [0-9], not \d, which would
+# read a full-width digit as a number.
+# A revision as an entity tag: quoted (strong, or weak with W/) or bare (as Kii sends it).
+_ENTITY_TAG = re.compile(rf'(W/)?"([0-9]{{1,{REVISION_DIGITS}}})"|([0-9]{{1,{REVISION_DIGITS}}})')
 
 
 def parse_if_match(value: str | None) -> IfMatch | None:
-    """`If-Match` as revisions: `"3"`, `3` (as Kii sends it), a list of them, or `*`."""
+    """`If-Match` as the revisions it names: `"3"`, `3`, `W/"3"`, a list of them, or `*`.
+
+    If-Match compares strongly (RFC 9110 §13.1.1): a weak tag is well-formed but names no
+    revision, so a list of weak tags alone is an empty set that no entry matches (412).
+    """
     if value is None or not value.strip():
         return None
     if value.strip() == "*":
         return "*"
     revisions: set[int] = set()
     for part in value.split(","):
-        tag = part.strip().removeprefix("W/").strip('"')
-        if not is_revision(tag):
+        tag = _ENTITY_TAG.fullmatch(part.strip())
+        if tag is None:
             raise InvalidOption(f"If-Match is invalid: {value}")
-        revisions.add(int(tag))
+        weak, quoted, bare = tag.groups()
+        if weak is None:
+            revisions.add(int(quoted or bare))
     return frozenset(revisions)
 
 

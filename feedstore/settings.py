@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +34,17 @@ class Settings:
     pagination_ttl: int = 1800
     json_style: str = "feed"  # JSON entries wrapped in a feed, or bare as vte.cx answers them
 
+    # Seconds a client may take to send its request head, and may pause while sending a body.
+    header_timeout: int = 10
+    body_timeout: int = 30
+    # Seconds to wait for Redis to connect or answer a command (then 503).
+    redis_timeout: int = 10
+
     def __post_init__(self) -> None:
+        for name in ("header_timeout", "body_timeout", "redis_timeout"):
+            if getattr(self, name) < 1:
+                variable = f"{ENV_PREFIX}{name.upper()}"
+                raise ValueError(f"{variable} must be at least 1: {getattr(self, name)}")
         if self.json_style not in JSON_STYLES:
             raise ValueError(
                 f"{ENV_PREFIX}JSON_STYLE must be {' or '.join(JSON_STYLES)}: {self.json_style}"
@@ -74,10 +85,10 @@ class Settings:
 
 def _parse(name: str, annotation: str, text: str) -> Any:
     if annotation == "int":
-        try:
-            return int(text)
-        except ValueError as e:
-            raise ValueError(f"{ENV_PREFIX}{name.upper()} must be a whole number: {text}") from e
+        # Not int(text), which reads full-width digits and underscores as numbers.
+        if not re.fullmatch(r"\s*-?[0-9]+\s*", text):
+            raise ValueError(f"{ENV_PREFIX}{name.upper()} must be a whole number: {text}")
+        return int(text)
     if annotation.startswith("tuple"):
         return tuple(part.strip() for part in text.split(",") if part.strip())
     return text

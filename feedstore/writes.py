@@ -250,8 +250,10 @@ def _conditional(
         if entry.id.key != write.key:
             write.claimed_id = entry.id
     if_match = conditions.if_match
+    # Weak tags alone name no revision: nothing to disagree with, and the write fails with 412.
     if (
         isinstance(if_match, frozenset)
+        and if_match
         and write.revision is not None
         and write.revision not in if_match
     ):

@@ -170,9 +170,16 @@ class Server:
 
 
 def start_serve(
-    *args: str, data_dir: Path | None, log_path: Path, workers: int = 2, port: int | None = None
+    *args: str,
+    data_dir: Path | None,
+    log_path: Path,
+    workers: int = 2,
+    port: int | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Server:
-    """Start `feedstore serve` on a free port (with --data when data_dir is given); don't wait."""
+    """Start `feedstore serve` on a free port (with --data when data_dir is given); don't wait.
+
+    `env` adds to the environment (FEEDSTORE_* settings)."""
     port = port or free_port()
     argv = ["--port", str(port), "--workers", str(workers), *args]
     if data_dir is not None:
@@ -185,7 +192,7 @@ def start_serve(
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=log_path.parent,
-        env={**os.environ, MARK_VARIABLE: marker},
+        env={**os.environ, **(env or {}), MARK_VARIABLE: marker},
         start_new_session=True,
     )
     return Server(process, port, data_dir, log_path, marker, log)
@@ -193,10 +200,14 @@ def start_serve(
 
 @contextlib.contextmanager
 def running_serve(
-    *args: str, data_dir: Path | None, log_path: Path, workers: int = 2
+    *args: str,
+    data_dir: Path | None,
+    log_path: Path,
+    workers: int = 2,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[Server]:
     """Start `feedstore serve`, wait until it is healthy, and kill what remains on the way out."""
-    server = start_serve(*args, data_dir=data_dir, log_path=log_path, workers=workers)
+    server = start_serve(*args, data_dir=data_dir, log_path=log_path, workers=workers, env=env)
     try:
         server.wait_healthy()
         yield server

@@ -52,9 +52,11 @@ def test_kii_sequence_override_if_match_then_stale(stored: FlaskClient) -> None:
 
 
 def test_override_is_honoured_only_on_post(stored: FlaskClient) -> None:
+    before = stored.get("/d/u/1?e").json
     response = stored.put("/d/u/1", json={"score": 3}, headers=OVERRIDE)
-    assert response.status_code == 200
-    assert stored.get("/d/u/1?e").json["feed"]["entry"][0]["parts"]  # type: ignore[index]
+    assert response.status_code == 400
+    assert response.json["feed"]["title"] == "Method override is only allowed on POST."  # type: ignore[index]
+    assert stored.get("/d/u/1?e").json == before
 
 
 def test_oslc_default_replaces_the_keyed_list(stored: FlaskClient) -> None:

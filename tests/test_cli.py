@@ -34,6 +34,16 @@ def test_serve_refuses_zero_workers(capsys: pytest.CaptureFixture[str]) -> None:
     assert "must be at least 1" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("option", "value"), [("--workers", "\uff12"), ("--port", "8_080")])
+def test_serve_takes_ascii_digits_only(
+    capsys: pytest.CaptureFixture[str], option: str, value: str
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        build_parser().parse_args(["serve", option, value])
+    assert caught.value.code == 2
+    assert f"must be a whole number, not {value}" in capsys.readouterr().err
+
+
 def test_serve_answers_health_and_says_where(tmp_path: Path) -> None:
     data = tmp_path / "data"
     with running_serve(data_dir=data, log_path=tmp_path / "serve.log") as server:

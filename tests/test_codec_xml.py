@@ -151,6 +151,9 @@ def test_without_a_schema_values_are_strings() -> None:
         (b"<entry><score>1e400</score></entry>", "score"),
         (b"<entry><score>nan</score></entry>", "score"),
         (b"<entry><active>yes</active></entry>", "active"),
+        # Full-width digits, which int() and float() would read as 1 and 1.5.
+        ("<entry><userinfo><id>\uff11</id></userinfo></entry>".encode(), "userinfo.id"),
+        ("<entry><score>\uff11.\uff15</score></entry>".encode(), "score"),
     ],
 )
 def test_a_value_the_schema_types_is_checked(body: bytes, field: str) -> None:

@@ -17,7 +17,17 @@ from feedstore.errors import InvalidField, InvalidId, InvalidKey
 
 
 @pytest.mark.parametrize(
-    "key", ["/", "/11", "/11/0-8-2-9-1-1-1", "/a/りんご", "/$_.-@'()[]", "/a" * 9 + "/x"]
+    "key",
+    [
+        "/",
+        "/11",
+        "/11/0-8-2-9-1-1-1",
+        "/a/りんご",
+        "/$_.-@'()[]",
+        "/a" * 9 + "/x",
+        "/.a/a./...",
+        "/a.b",
+    ],
 )
 def test_valid_keys(key: str) -> None:
     assert validate_key(key) == key
@@ -32,6 +42,10 @@ def test_valid_keys(key: str) -> None:
         ("/11/a b", "Key must not contain any prohibited characters. /11/a b"),
         ("/11/a,1", "Key must not contain any prohibited characters. /11/a,1"),
         ("/a/b/c/d/e/f/g/h/i/j/k", "Key is too deep. /a/b/c/d/e/f/g/h/i/j/k"),
+        ("/11/./2", "Key must not contain a . or .. segment. /11/./2"),
+        ("/11/..", "Key must not contain a . or .. segment. /11/.."),
+        ("/..", "Key must not contain a . or .. segment. /.."),
+        ("/./a b", "Key must not contain a . or .. segment. /./a b"),
     ],
 )
 def test_invalid_keys(key: str, message: str) -> None:

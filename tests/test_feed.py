@@ -101,6 +101,14 @@ def test_filters(people: FlaskClient, query: str, expected: list[str]) -> None:
     assert count.json["feed"]["title"] == str(len(expected))  # type: ignore[index]
 
 
+def test_a_full_width_digit_in_a_filter_is_no_number(people: FlaskClient) -> None:
+    # Declared numbers: a value that can never be one is refused (§4.5), not read as digits.
+    for url in ("/d/p?f&score-gt-\uff11\uff11", "/d/p?f&score=\uff11\uff12&s=score"):
+        response = people.get(url)
+        assert response.status_code == 400
+        assert response.json["feed"]["title"].startswith("Filter value is not a valid integer")  # type: ignore[index]
+
+
 def test_percent_encoded_bar_is_the_same_as_a_bar(people: FlaskClient) -> None:
     assert keys(people.get("/d/p?f&%7Cscore-eq-12&%7Cscore-eq-1")) == ["/p/01", "/p/12"]
 

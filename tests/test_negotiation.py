@@ -63,10 +63,15 @@ def test_csrf_rejects_what_a_form_can_send(mimetype: str) -> None:
 
 def test_method_override_only_on_post_and_only_three_methods() -> None:
     assert negotiation.method_override("POST", "patch") == "PATCH"
-    assert negotiation.method_override("PUT", "DELETE") is None
     assert negotiation.method_override("POST", None) is None
-    with pytest.raises(InvalidOption):
+    assert negotiation.method_override("PUT", None) is None
+    with pytest.raises(InvalidOption) as refused:
         negotiation.method_override("POST", "GET")
+    assert refused.value.message == "Method override is not allowed: GET"
+    for method in ("PUT", "PATCH", "DELETE", "GET"):
+        with pytest.raises(InvalidOption) as refused:
+            negotiation.method_override(method, "PATCH")
+        assert refused.value.message == "Method override is only allowed on POST."
 
 
 @pytest.mark.parametrize(
@@ -77,12 +82,19 @@ def test_method_override_only_on_post_and_only_three_methods() -> None:
         ("3", frozenset({3})),
         ('"1", "2"', frozenset({1, 2})),
         ("*", "*"),
+        # Strong comparison: a weak tag is well-formed but names no revision.
+        ('W/"3"', frozenset()),
+        ('W/"3", "4"', frozenset({4})),
     ],
 )
 def test_parse_if_match(value: str | None, expected: object) -> None:
     assert negotiation.parse_if_match(value) == expected
 
 
-def test_parse_if_match_rejects_garbage() -> None:
-    with pytest.raises(InvalidOption):
-        negotiation.parse_if_match('"abc"')
+@pytest.mark.parametrize(
+    "value", ['"abc"', '"3', '3"', '""3""', "W/3", '"\uff11"', "\uff11", '"1", W/"\uff12"', '"*"']
+)
+def test_parse_if_match_rejects_garbage(value: str) -> None:
+    with pytest.raises(InvalidOption) as refused:
+        negotiation.parse_if_match(value)
+    assert refused.value.message == f"If-Match is invalid: {value}"

@@ -116,6 +116,15 @@ def test_full_text_search_needs_a_word(value: str) -> None:
         parse([(f"title-ft-{value}", "")], None, 10)
 
 
+def test_a_full_width_digit_is_never_a_number() -> None:
+    with pytest.raises(InvalidOption, match="not a valid integer"):  # declared: refused
+        matches([("userinfo.id-lt-\uff19\uff19", "")], USER)
+    assert not matches([("userinfo.id-lt-\uff19\uff19", "")], USER, None)  # undeclared
+    assert not matches([("userinfo.id-eq-\uff11\uff12", "")], USER, None)
+    stored_text = {"userinfo": {"id": "\uff11\uff12"}}  # stored before the schema typed it
+    assert not matches([("userinfo.id-ge-0", "")], stored_text)
+
+
 def test_without_a_schema_numbers_still_compare_as_numbers() -> None:
     assert matches([("n-gt-9", "")], {"n": 12}, None)
     assert not matches([("n-gt-9", "")], {"n": "12"}, None), "a stored string compares as a string"

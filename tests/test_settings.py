@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from feedstore.settings import Settings
 
 
@@ -17,3 +19,18 @@ def test_requires_revision_matches_whole_segments() -> None:
     assert settings.requires_revision("/secure")
     assert settings.requires_revision("/secure/1")
     assert not settings.requires_revision("/securely")
+
+
+@pytest.mark.parametrize("text", ["\uff11\uff10", "1_000", "ten", ""])
+def test_a_number_setting_takes_ascii_digits_only(text: str) -> None:
+    with pytest.raises(ValueError) as refused:
+        Settings.load(environ={"FEEDSTORE_MAX_BODY": text})
+    assert str(refused.value) == f"FEEDSTORE_MAX_BODY must be a whole number: {text}"
+
+
+@pytest.mark.parametrize("name", ["header_timeout", "body_timeout"])
+def test_timeouts_are_at_least_a_second(name: str) -> None:
+    with pytest.raises(ValueError) as refused:
+        Settings.load(environ={f"FEEDSTORE_{name.upper()}": "0"})
+    assert str(refused.value) == f"FEEDSTORE_{name.upper()} must be at least 1: 0"
+    assert getattr(Settings.load(environ={f"FEEDSTORE_{name.upper()}": "1"}), name) == 1

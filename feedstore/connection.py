@@ -1,0 +1,37 @@
+"""The Redis clients feedstore makes (the app's, the CLI's), each with explicit timeouts.
+
+Without them a client waits as long as the Redis library's defaults say, which have changed from
+"forever" to five seconds between redis-py releases: a Redis that stops answering (stopped, a
+network partition) would hang a request thread, then the whole pool. With them a request that
+can't reach Redis in time is a 503 (store.py), and the CLI says so and exits 1.
+
+A connection error (Redis restarting: feedstore serve restarts its embedded Redis) is retried
+twice after a short pause, which also replaces the pooled connections Redis closed; a timeout is
+not retried, so a request waits `timeout` seconds at most per command, not a multiple of it.
+"""
+
+from __future__ import annotations
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+# Seconds to wait for Redis to accept a connection, and for any one reply.
+DEFAULT_TIMEOUT = 10
+# Pooled connections idle this long are checked with a PING before use.
+HEALTH_CHECK_INTERVAL = 30
+
+
+def connect(url: str, timeout: float = DEFAULT_TIMEOUT) -> redis.Redis:
+    """A client of the Redis at `url` (redis://, rediss://, unix://); ValueError for a bad URL."""
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+        health_check_interval=HEALTH_CHECK_INTERVAL,
+        retry=Retry(
+            ExponentialBackoff(cap=0.5, base=0.05), 2, supported_errors=(redis.ConnectionError,)
+        ),
+        # redis-py 5 only honours `retry` when errors to retry on are named.
+        retry_on_error=[redis.ConnectionError],
+    )
