@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import importlib
 import json
 import os
 import re
@@ -62,6 +63,8 @@ class ServeOptions:
     fsync: FsyncPolicy
     server: str
     json_style: str | None = None
+    # The WSGI app each worker builds, "module:function"; the bench serves its baseline this way.
+    app: str = APP_FACTORY
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,8 +108,7 @@ def add_serve_command(subcommands: argparse._SubParsersAction[argparse.ArgumentP
     parser.add_argument(
         "--threads",
         type=_positive_int,
-        # Requests mostly wait on Redis, but more Python threads than this only fight over the GIL.
-        default=min(16, 2 * cpus + 1),
+        default=default_threads(),
         help="request threads per worker (%(default)s)",
     )
     parser.add_argument(
@@ -134,6 +136,12 @@ def add_serve_command(subcommands: argparse._SubParsersAction[argparse.ArgumentP
         "them (bare); sets FEEDSTORE_JSON_STYLE for the workers",
     )
     parser.set_defaults(command=run_serve)
+
+
+def default_threads() -> int:
+    """serve's request threads per worker on this machine."""
+    # Requests mostly wait on Redis, but more Python threads than this only fight over the GIL.
+    return min(16, 2 * (os.cpu_count() or 1) + 1)
 
 
 def add_schema_command(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -249,6 +257,11 @@ def _client(url: str) -> redis.Redis:
 
 def run_serve(args: argparse.Namespace) -> int:
     """Check the `serve` arguments, then serve until interrupted."""
+    return serve(serve_options(args))
+
+
+def serve_options(args: argparse.Namespace) -> ServeOptions:
+    """The `serve` arguments, checked."""
     if args.redis_url and (args.data or args.fsync):
         raise CliError("--data and --fsync set up the embedded Redis; drop them with --redis-url")
     schema_file: Path | None = args.schema
@@ -256,7 +269,7 @@ def run_serve(args: argparse.Namespace) -> int:
         schema_file = schema_file.absolute()
         if not schema_file.is_file():
             raise CliError(f"no schema file at {schema_file}")
-    options = ServeOptions(
+    return ServeOptions(
         host=args.host,
         port=args.port,
         workers=args.workers,
@@ -268,7 +281,6 @@ def run_serve(args: argparse.Namespace) -> int:
         server=args.server,
         json_style=args.json_style,
     )
-    return serve(options)
 
 
 def serve(options: ServeOptions) -> int:
@@ -342,7 +354,7 @@ def run_granian(
     from granian.log import LogLevels
 
     server = Granian(
-        APP_FACTORY,
+        options.app,
         address=options.host,
         port=options.port,
         interface=Interfaces.ASGINL,
@@ -355,7 +367,7 @@ def run_granian(
         log_level=LogLevels.warning,
     )
     server.on_startup(lambda: print(banner, flush=True))
-    loader = _WorkerAppLoader(parent=os.getpid(), embedded=embedded, threads=options.threads)
+    loader = _WorkerAppLoader(os.getpid(), embedded, options.threads, options.app)
     try:
         # granian calls the loader in each worker with the target, after forking.
         server.serve(target_loader=loader)
@@ -376,7 +388,7 @@ def run_gunicorn(
     from gunicorn.app.base import BaseApplication
 
     parent = os.getpid()
-    loader = _WorkerAppLoader(parent=parent, embedded=embedded, threads=options.threads)
+    loader = _WorkerAppLoader(parent, embedded, options.threads, options.app)
 
     class FeedstoreGunicorn(BaseApplication):
         def load_config(self) -> None:
@@ -412,6 +424,7 @@ class _WorkerAppLoader:
     parent: int
     embedded: EmbeddedRedis | None
     threads: int
+    app: str = APP_FACTORY  # "module:function"
 
     def __call__(self, target: str) -> Callable[..., Any]:
         """granian's loader: prepare the worker, then build the gateway."""
@@ -443,9 +456,9 @@ class _WorkerAppLoader:
 
     def create_app(self) -> WsgiApp:
         """Build the WSGI app; it reads FEEDSTORE_* from the environment."""
-        from feedstore.app import create_app
-
-        return create_app()
+        module, _, function = self.app.partition(":")
+        factory: Callable[[], WsgiApp] = getattr(importlib.import_module(module), function)
+        return factory()
 
 
 def check_port_free(host: str, port: int) -> None:
