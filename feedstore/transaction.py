@@ -1,10 +1,17 @@
 """The write transaction: check every entry of a request against Redis, then write all or none.
 
-`Transaction.run` WATCHes every key the request touches (the entries, the parents inserts need, the
-children of deletes), reads them, checks every entry and collects all failures, builds and validates
-the new documents, and only then writes everything (documents, revisions, children, indexes) in one
-MULTI/EXEC. A failed check raises at once and is never retried; a WatchError (a writer slipped in)
-propagates to `Store.write`, which runs the whole check again on the newest state.
+`Transaction.run` WATCHes every key the request depends on (the entries, the parents inserts need,
+the children of deletes), reads them, checks every entry and collects all failures, builds and
+validates the new documents, and only then writes everything (documents, revisions, children,
+indexes) in one MULTI/EXEC. A failed check raises at once and is never retried; a WatchError (a
+writer slipped in) propagates to `Store.write`, which runs the whole check again on the newest
+state.
+
+An entry is watched through its revision key alone: every MULTI that changes an entry's document
+or alias mapping also writes its revision key (the new revision, or INCRBY 0 where a delete or an
+alias keeps it), so a change to any of the three fails the EXEC. Redis 6.2 checks each key a
+WATCH adds against every key the connection already watches, so watching one key per entry
+instead of three is what keeps a chunk of 1000 entries from costing Redis 40 ms.
 """
 
 from __future__ import annotations
@@ -208,12 +215,14 @@ class Transaction:
         return written[: len(writes)]  # what the request asked for, without the unaliasing
 
     def _read(self, writes: Sequence[Write]) -> tuple[dict[str, _State], Schema | None]:
-        """WATCH and read, in one MGET, every target's document, revision and alias mapping,
-        and the schema version."""
+        """WATCH every target's revision key (which covers its document and alias mapping, see
+        above) and read, in one MGET, its document, revision and alias mapping, and the schema
+        version."""
         reject_duplicates(writes)
         keys = [w.key for w in writes]
-        names = [*map(document_key, keys), *map(revision_key, keys), *map(alias_key, keys)]
-        self.pipe.watch(*names)
+        revisions = list(map(revision_key, keys))
+        names = [*map(document_key, keys), *revisions, *map(alias_key, keys)]
+        self.pipe.watch(*revisions)
         raw = watch.read(self.pipe, "MGET", *names, SCHEMA_VERSION_KEY)
         n = len(keys)
         states = {
@@ -352,9 +361,11 @@ class _AliasChange:
         parent's children and indexes in step with the entry."""
         for name in self.added:
             pipe.set(alias_key(name), self.key)
+            _touch(pipe, name)
             pipe.zadd(children_key(parent_of(name)), {name: 0})
         for name in self.removed:
             pipe.delete(alias_key(name))
+            _touch(pipe, name)
             pipe.zrem(children_key(parent_of(name)), name)
         for name in self.old | self.new:
             old = self.old_document if name in self.old else None
@@ -389,8 +400,14 @@ def _remove(pipe: Pipeline, keys: Sequence[str], top: str, fields: list[tuple[st
     top's (done by the caller)."""
     for key in keys:
         pipe.delete(document_key(key))
+        _touch(pipe, key)
     for key in {*keys, top}:
         pipe.delete(children_key(key), *(index_key(key, ".".join(path)) for path in fields))
+
+
+def _touch(pipe: Pipeline, key: str) -> None:
+    """Write `key`'s revision unchanged, so a transaction watching it sees its entry change."""
+    pipe.incrby(revision_key(key), 0)
 
 
 def _update_indexes(

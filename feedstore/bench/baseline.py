@@ -3,12 +3,12 @@
 GET /b/<key> is one Redis GET; PUT /b/<key>[?r=<revision>] is one WATCH/GET/MULTI/SET/INCR/EXEC
 cycle. PUT /b/ takes a feed of entries with ids `<key>,<revision>`, as feedstore's PUT /d/ does,
 and issues the Redis commands feedstore's transaction issues for them, with no validation: WATCH
-of each entry's document, revision and alias keys, one MGET of them and the schema version, the
-revision checks, then MULTI, one MSET of the documents and revisions, one ZADD per parent that
-gains children, EXEC. With `?_bulk` it does that per chunk of `max_entries`, `bulk_workers`
-chunks at a time, as bulk.py does. Served by the same server, workers and Redis as feedstore, it
-shows what the framework, the server and Redis cost on their own, so feedstore's overhead is the
-ratio of the two.
+of each entry's revision key, one MGET of its document, revision and alias keys and the schema
+version, the revision checks, then MULTI, one MSET of the documents and revisions, one ZADD per
+parent that gains children, EXEC. With `?_bulk` it does that per chunk of `max_entries`,
+`bulk_workers` chunks at a time, as bulk.py does. Served by the same server, workers and Redis
+as feedstore, it shows what the framework, the server and Redis cost on their own, so
+feedstore's overhead is the ratio of the two.
 """
 
 from __future__ import annotations
@@ -133,16 +133,13 @@ def write_entries(client: redis.Redis, entries: Sequence[dict[str, Any]]) -> Non
         for entry in entries
     ]
     keys = [key for key, _, _ in sent]
-    names = [
-        *(f"b:d:{key}" for key in keys),
-        *(f"b:r:{key}" for key in keys),
-        *(f"b:a:{key}" for key in keys),
-    ]
+    revisions = [f"b:r:{key}" for key in keys]
+    names = [*(f"b:d:{key}" for key in keys), *revisions, *(f"b:a:{key}" for key in keys)]
     n = len(keys)
     with client.pipeline(transaction=True) as pipe:
         for _ in range(WRITE_ATTEMPTS):
             try:
-                pipe.watch(*names)
+                pipe.watch(*revisions)
                 raw = pipe.execute_command("MGET", *names, SCHEMA_VERSION_KEY)
                 stored: dict[str, bytes | int] = {}
                 children: dict[str, dict[str, int]] = {}
