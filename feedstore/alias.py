@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from feedstore.entry import ATTRIBUTE_PREFIX, validate_entry_key
+from feedstore.entry import validate_entry_key
 from feedstore.errors import FeedstoreError, InvalidField
+from feedstore.fields import ATTRIBUTE_PREFIX
 from feedstore.schema import Schema
 
 REL = "alternate"

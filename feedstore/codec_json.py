@@ -9,14 +9,7 @@ from typing import Any
 
 import orjson
 
-from feedstore.entry import (
-    INT_MAX,
-    INT_MIN,
-    Entry,
-    Limits,
-    WideInteger,
-    entry_from_document,
-)
+from feedstore.entry import Entry, entry_from_document
 from feedstore.errors import (
     EntryRequired,
     FeedstoreError,
@@ -24,6 +17,7 @@ from feedstore.errors import (
     TooManyEntries,
     collect,
 )
+from feedstore.fields import INT_MAX, INT_MIN, Limits, WideInteger
 from feedstore.schema import Schema
 
 CONTENT_TYPE = "application/json; charset=utf-8"

@@ -4,7 +4,6 @@ import pytest
 
 from feedstore.entry import (
     EntryId,
-    Limits,
     document_fields,
     entry_from_document,
     merge_top_level,
@@ -14,6 +13,7 @@ from feedstore.entry import (
     validate_key,
 )
 from feedstore.errors import InvalidField, InvalidId, InvalidKey
+from feedstore.fields import Limits
 
 
 @pytest.mark.parametrize(
