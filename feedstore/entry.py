@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from feedstore.errors import InvalidField, InvalidId, InvalidKey
-from feedstore.fields import ATOM_LISTS, ATOM_TEXTS, Limits, as_list, check_field
+from feedstore.fields import ATOM_LISTS, ATOM_TEXTS, Limits, as_list, check_field, fields_fine
 
 ROOT = "/"
 MAX_KEY_DEPTH = 10
@@ -170,12 +170,18 @@ def _sent_self_link(document: Mapping[str, Any]) -> str | None:
 
 
 def entry_from_document(
-    document: object, index: int, limits: Limits, *, directives: bool = False
+    document: object,
+    index: int,
+    limits: Limits,
+    *,
+    directives: bool = False,
+    plain: bool = False,
 ) -> Entry:
     """Read one JSON-form entry; raise a BadRequest naming the entry and field when it is bad.
 
     `directives`: the document is a feedstore merge's body, where keyed list items may carry
-    `$patch`; anywhere else that name is refused.
+    `$patch`; anywhere else that name is refused. `plain`: the codec saw that no string can hold
+    a character XML can't carry (fields_fine).
     """
     if not isinstance(document, dict):
         raise InvalidField(f"Entry {index} is not an object.", field=f"entry[{index}]")
@@ -191,11 +197,13 @@ def entry_from_document(
     # the self link is an alias of the entry the id names (an entry read through the alias).
     if entry_id is not None and key is None:
         key = entry_id.key
+    fine = fields_fine(document, limits, skip=SERVER_OWNED, directives=directives, plain=plain)
     fields: dict[str, Any] = {}
     for name, value in document.items():
         if name in SERVER_OWNED:
             continue
-        check_field(name, value, key, limits, directives=directives)
+        if not fine:
+            check_field(name, value, key, limits, directives=directives)
         if name == "author":
             value = [a for a in as_list(value) if not _is_server_author(a)]
             if not value:

@@ -1,14 +1,17 @@
 """What an entry's fields may hold (API.md §6): names, Atom shapes, strings, integers, attributes.
 
-Every field a request sends goes through check_field, which names the entry, the field and the
-path of the first thing wrong. Nothing here knows about keys or ids (entry.py).
+Every field a request sends is checked by check_field, which names the entry, the field and the
+path of the first thing wrong. `fields_fine` is the same rules as one quick pass over a document
+that only says yes or "look closer" (no paths, no messages, names looked up in sets), so that
+check_field walks only the documents it would refuse. Nothing here knows about keys or ids
+(entry.py).
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +61,115 @@ class Limits:
 class WideInteger(int):
     """An integer a JSON body wrote outside INT_MIN .. INT_MAX, as codec_json reads it (orjson
     would round it to a float), for the entry checks to refuse by field."""
+
+
+# Names found valid (documents repeat the same few), so that a set lookup checks them; bounded
+# like an lru_cache, past which names are matched every time.
+_KNOWN_FIELD_NAMES: set[str] = set()
+_KNOWN_NESTED_NAMES: set[str] = set()  # valid inside a field, without the merge's `$patch`
+_KNOWN_LIMIT = 4096
+# The values that need no check but their type (WideInteger, a subclass, is not one of them).
+_SCALARS = frozenset({int, float, bool, type(None)})
+
+
+def fields_fine(
+    document: Mapping[str, Any],
+    limits: Limits,
+    *,
+    skip: Collection[str] = (),
+    directives: bool = False,
+    plain: bool = False,
+) -> bool:
+    """Whether check_field passes every field of `document` but those named in `skip`, in one
+    quick pass. False means "look closer": the caller runs check_field, which then names what is
+    wrong (and may find nothing, for values of types other than JSON's own).
+
+    `plain`: the codec saw that no string can hold a character XML can't carry.
+    """
+    for name, value in document.items():
+        if name in skip:
+            continue
+        if name not in _KNOWN_FIELD_NAMES and not _learned(name, _FIELD_NAME, _KNOWN_FIELD_NAMES):
+            return False
+        kind = type(value)
+        if name in ATOM_LISTS:
+            for item in value if kind is list else (value,):
+                if type(item) is not dict or not _atom_object_fine(item):
+                    return False
+        elif name in ATOM_TEXTS and value is not None:
+            if kind is dict:
+                if not _atom_object_fine(value):
+                    return False
+            elif kind is not str:
+                return False
+        if kind is str:
+            if len(value) > limits.max_string or (not plain and XML_INVALID.search(value)):
+                return False
+        elif kind is dict or kind is list:
+            if not _value_fine(value, limits, directives, plain):
+                return False
+        elif kind not in _SCALARS:
+            return False
+    return True
+
+
+def _atom_object_fine(item: dict[str, Any]) -> bool:
+    """_check_atom_object's rules: every name valid (an attribute or a field name), every value a
+    string."""
+    if not _KNOWN_NESTED_NAMES.issuperset(item) and not _names_fine(item, directives=False):
+        return False
+    return all(type(value) is str for value in item.values())
+
+
+def _value_fine(
+    value: dict[str, Any] | list[Any], limits: Limits, directives: bool, plain: bool
+) -> bool:
+    """_check_bounds's rules on a container and everything in it."""
+    if type(value) is dict:
+        if not _KNOWN_NESTED_NAMES.issuperset(value) and not _names_fine(value, directives):
+            return False
+        if len(value) > limits.max_attributes and _attributes(value) > limits.max_attributes:
+            return False
+        items: Iterable[Any] = value.values()
+    else:
+        items = value
+    for item in items:
+        kind = type(item)
+        if kind is str:
+            if len(item) > limits.max_string or (not plain and XML_INVALID.search(item)):
+                return False
+        elif kind is dict or kind is list:
+            # Nesting depth is bounded by the codecs before this walk, as for _check_bounds.
+            if not _value_fine(item, limits, directives, plain):
+                return False
+        elif kind not in _SCALARS:
+            return False
+    return True
+
+
+def _names_fine(names: Iterable[str], directives: bool) -> bool:
+    """Whether every name is valid inside a field; the valid ones are learned."""
+    for name in names:
+        if name in _KNOWN_NESTED_NAMES:
+            continue
+        if not _valid_nested_name(name, directives):
+            return False
+        if name != PATCH_DIRECTIVE and len(_KNOWN_NESTED_NAMES) < _KNOWN_LIMIT:
+            _KNOWN_NESTED_NAMES.add(name)
+    return True
+
+
+def _learned(name: str, pattern: re.Pattern[str], known: set[str]) -> bool:
+    """Whether `name` matches `pattern`; a match is learned."""
+    if not pattern.fullmatch(name):
+        return False
+    if len(known) < _KNOWN_LIMIT:
+        known.add(name)
+    return True
+
+
+def _attributes(item: Mapping[str, Any]) -> int:
+    return sum(1 for name in item if name.startswith(ATTRIBUTE_PREFIX) and name != TEXT_FIELD)
 
 
 def check_fields(fields: Mapping[str, Any], key: str | None, limits: Limits) -> None:
