@@ -36,7 +36,8 @@ def aliases_of(fields: Mapping[str, Any] | None) -> list[str]:
     return [
         link[_HREF]
         for link in links
-        if isinstance(link, Mapping)
+        # type() first: every write asks, and isinstance of an ABC is slow for a plain dict.
+        if (type(link) is dict or isinstance(link, Mapping))
         and link.get(_REL) == REL
         and isinstance(link.get(_HREF), str)
         and link[_HREF].startswith("/")

@@ -20,6 +20,7 @@ from feedstore.fields import ATOM_LISTS, ATOM_TEXTS, Limits, as_list, check_fiel
 ROOT = "/"
 MAX_KEY_DEPTH = 10
 SERVER_AUTHOR_PREFIX = "urn:feedstore:"
+_CREATED, _UPDATED = f"{SERVER_AUTHOR_PREFIX}created:", f"{SERVER_AUTHOR_PREFIX}updated:"
 SERVER_OWNED = ("id", "published", "updated")
 # Revisions are Redis integers, signed 64-bit: at most 18 digits, so revision + 1 always fits.
 REVISION_DIGITS = 18
@@ -143,12 +144,13 @@ class Entry:
 def self_link(document: Mapping[str, Any]) -> str | None:
     """The href of the `rel="self"` link of a JSON-form document, if any."""
     links = document.get("link")
-    if isinstance(links, Mapping):
+    if type(links) is not list:
+        if not isinstance(links, Mapping):
+            return None
         links = [links]
-    if not isinstance(links, list):
-        return None
     for link in links:
-        if isinstance(link, Mapping) and link.get("___rel") == "self":
+        # type() first: every write asks, and isinstance of an ABC is slow for a plain dict.
+        if (type(link) is dict or isinstance(link, Mapping)) and link.get("___rel") == "self":
             href = link.get("___href")
             return href if isinstance(href, str) else None
     return None
@@ -158,7 +160,11 @@ def _sent_self_link(document: Mapping[str, Any]) -> str | None:
     """The key a sent entry's self link names; 400 for a self link without an href, or two."""
     links = document.get("link")
     items = links if isinstance(links, list) else [links]
-    own = [link for link in items if isinstance(link, Mapping) and link.get("___rel") == "self"]
+    own = [
+        link
+        for link in items
+        if (type(link) is dict or isinstance(link, Mapping)) and link.get("___rel") == "self"
+    ]
     if not own:
         return None
     href = own[0].get("___href")
@@ -243,9 +249,9 @@ def stored_document(
     updated_by: str | None,
 ) -> dict[str, Any]:
     """The entry as the server stores and serves it: server-owned fields first, then the rest."""
-    authors: list[Any] = [{"uri": f"{SERVER_AUTHOR_PREFIX}created:{created_by}"}]
+    authors: list[Any] = [{"uri": _CREATED + created_by}]
     if updated_by is not None:
-        authors.append({"uri": f"{SERVER_AUTHOR_PREFIX}updated:{updated_by}"})
+        authors.append({"uri": _UPDATED + updated_by})
     authors.extend(fields.get("author", ()))
     links = list(fields.get("link", ()))
     if self_link({"link": links}) is None:
@@ -275,9 +281,9 @@ def server_authors(document: Mapping[str, Any]) -> tuple[str, str | None]:
     created = updated = None
     for author in document.get("author", ()):
         uri = author.get("uri", "") if isinstance(author, dict) else ""
-        if uri.startswith(f"{SERVER_AUTHOR_PREFIX}created:"):
+        if uri.startswith(_CREATED):
             created = uri.rpartition(":")[2]
-        elif uri.startswith(f"{SERVER_AUTHOR_PREFIX}updated:"):
+        elif uri.startswith(_UPDATED):
             updated = uri.rpartition(":")[2]
     return created or "anonymous", updated
 
