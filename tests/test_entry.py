@@ -1,9 +1,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from feedstore.entry import (
+    _KEY,
+    ROOT,
     EntryId,
+    check_key_rules,
     document_fields,
     entry_from_document,
     merge_top_level,
@@ -157,3 +162,15 @@ def test_stored_document_round_trips_through_document_fields() -> None:
     assert document["id"] == "/a,2"
     assert document["link"] == [{"___href": "/a", "___rel": "self"}]
     assert document_fields(document) == {**fields, "link": document["link"]}
+
+
+@given(
+    st.text(alphabet=st.sampled_from(["/", ".", "a", "é", "\n", "\ufffe", " ", "$"]), max_size=24)
+)
+def test_the_one_match_of_validate_key_is_its_rules(key: str) -> None:
+    try:
+        check_key_rules(key)
+        keeps = key != ROOT  # the root is a key, but not one an entry can be at
+    except InvalidKey:
+        keeps = False
+    assert bool(_KEY.fullmatch(key)) is keeps
