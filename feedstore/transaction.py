@@ -29,6 +29,7 @@ from feedstore.entry import (
     document_fields,
     merge_top_level,
     parent_of,
+    put_document,
     server_authors,
     stored_document,
     timestamp,
@@ -330,6 +331,14 @@ class Transaction:
         """The document a write stores: the new fields, checked against the schema."""
         stored = state.document
         try:
+            if w.patcher is None and schema is None:
+                # Most writes: a PUT with no schema to check the merged fields against.
+                revision, principal = state.revision + 1, self.principal
+                document = put_document(
+                    w.key, revision, stored, w.fields, updated=now, principal=principal
+                )
+                alias.check(w.key, alias.aliases_of(document))
+                return document
             if w.patcher is not None:
                 base = document_fields(stored) if stored else (schema.defaults() if schema else {})
                 fields = w.patcher(base, schema)
