@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from feedstore.entry import ATTRIBUTE_PREFIX, validate_entry_key
+from feedstore.entry import validate_entry_key
 from feedstore.errors import FeedstoreError, InvalidField
+from feedstore.fields import ATTRIBUTE_PREFIX
 from feedstore.schema import Schema
 
 REL = "alternate"
@@ -35,7 +36,8 @@ def aliases_of(fields: Mapping[str, Any] | None) -> list[str]:
     return [
         link[_HREF]
         for link in links
-        if isinstance(link, Mapping)
+        # type() first: every write asks, and isinstance of an ABC is slow for a plain dict.
+        if (type(link) is dict or isinstance(link, Mapping))
         and link.get(_REL) == REL
         and isinstance(link.get(_HREF), str)
         and link[_HREF].startswith("/")

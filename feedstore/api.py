@@ -28,7 +28,7 @@ from feedstore import (
 )
 from feedstore import counter as counter_module
 from feedstore import query as query_module
-from feedstore.entry import Entry, Limits, validate_key
+from feedstore.entry import Entry, validate_key
 from feedstore.errors import (
     FeedstoreError,
     InvalidBody,
@@ -37,6 +37,7 @@ from feedstore.errors import (
     UnsupportedMediaType,
 )
 from feedstore.feed import FeedReader
+from feedstore.fields import Limits
 from feedstore.negotiation import Format
 from feedstore.pagination import PageIndex, PageRange
 from feedstore.schema import Schema

@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
 
-from feedstore.entry import (
-    INT_MAX,
-    INT_MIN,
-    Entry,
-    Limits,
-    WideInteger,
-    entry_from_document,
-)
+from feedstore.entry import Entry, entry_from_document
 from feedstore.errors import (
     EntryRequired,
     FeedstoreError,
@@ -24,11 +16,16 @@ from feedstore.errors import (
     TooManyEntries,
     collect,
 )
+from feedstore.fields import INT_MAX, INT_MIN, Limits, WideInteger
 from feedstore.schema import Schema
 
 CONTENT_TYPE = "application/json; charset=utf-8"
+_CONTAINERS = (dict, list)
 # The shortest run of digits that can be an integer orjson doesn't carry: -2^63 - 1 has 19.
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+LONG_DIGITS = 19
+# Every digit to "0", every other byte to " ": a run of digits is then a run of zeros, which a
+# substring test finds at C speed (a regex took 9 µs per KB of body).
+_DIGITS_TO_ZEROS = bytes(ord("0") if byte in b"0123456789" else ord(" ") for byte in range(256))
 
 
 def loads(body: bytes, limits: Limits, schema: Schema | None = None) -> list[Entry]:
@@ -36,7 +33,20 @@ def loads(body: bytes, limits: Limits, schema: Schema | None = None) -> list[Ent
 
     `schema` is not needed (JSON carries its own types); it keeps the signature of codec_xml.
     """
-    return entries_from(loads_documents(body, limits, schema), limits)
+    return entries_from(loads_documents(body, limits, schema), limits, plain=plain_strings(body))
+
+
+def plain_strings(body: bytes) -> bool:
+    """Whether no string of the JSON text `body` can hold a character XML can't carry (C0
+    controls but tab and newlines, lone surrogates, U+FFFE, U+FFFF).
+
+    In JSON those come only from escapes (`\\u`, `\\b`, `\\f`) or the UTF-8 of U+FFFE and
+    U+FFFF (EF BF BE, EF BF BF): raw control characters and surrogates aren't valid JSON text,
+    which orjson refuses. A body without a backslash has no escape; each test is one memchr.
+    """
+    if b"\\" in body:
+        return False
+    return b"\xef" not in body or (b"\xef\xbf\xbe" not in body and b"\xef\xbf\xbf" not in body)
 
 
 def loads_documents(body: bytes, limits: Limits, schema: Schema | None = None) -> list[Any]:
@@ -50,7 +60,7 @@ def loads_document(body: bytes, limits: Limits) -> Any:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as e:
         raise InvalidBody(str(e)) from e
-    if _LONG_DIGITS.search(body):
+    if b"0" * LONG_DIGITS in body.translate(_DIGITS_TO_ZEROS):
         # orjson reads an integer past 64 bits as a float, rounded: read the body again with the
         # integers as written, so that the entry checks refuse such a one by its field. (The body
         # parsed as JSON, and orjson refuses numbers that overflow a double, so this parse can't
@@ -95,10 +105,11 @@ def unwrap(document: Any) -> list[Any]:
 
 
 def entries_from(
-    documents: Sequence[Any], limits: Limits, *, directives: bool = False
+    documents: Sequence[Any], limits: Limits, *, directives: bool = False, plain: bool = False
 ) -> list[Entry]:
     """Entries from JSON-form documents, with the per-request count limits checked first;
-    `directives` for a feedstore merge's body (`$patch` in keyed list items)."""
+    `directives` for a feedstore merge's body (`$patch` in keyed list items), `plain` when no
+    string in them can hold a character XML can't carry (plain_strings)."""
     if not documents:
         raise EntryRequired()
     if len(documents) > limits.max_entries:
@@ -107,7 +118,9 @@ def entries_from(
     errors: list[FeedstoreError] = []
     for index, document in enumerate(documents):
         try:
-            entries.append(entry_from_document(document, index, limits, directives=directives))
+            entries.append(
+                entry_from_document(document, index, limits, directives=directives, plain=plain)
+            )
         except FeedstoreError as error:
             errors.append(error)
     collect(errors)
@@ -116,18 +129,20 @@ def entries_from(
 
 def check_depth(document: Any, max_depth: int) -> None:
     """Raise InvalidBody when containers nest deeper than `max_depth` levels."""
-    level = [document] if isinstance(document, dict | list) else []
+    level = [document] if isinstance(document, _CONTAINERS) else []
     depth = 0
     while level:
         depth += 1
         if depth > max_depth:
             raise InvalidBody(f"nesting is deeper than {max_depth} levels.")
-        level = [
-            child
-            for node in level
-            for child in (node.values() if isinstance(node, dict) else node)
-            if isinstance(child, dict | list)
-        ]
+        deeper = []
+        # Plain loops and a tuple isinstance: twice as fast as a comprehension testing against
+        # the union dict | list, over every value of a 10 MB bulk body.
+        for node in level:
+            for child in node.values() if isinstance(node, dict) else node:
+                if isinstance(child, _CONTAINERS):
+                    deeper.append(child)
+        level = deeper
 
 
 def dumps(documents: Iterable[Mapping[str, Any]]) -> bytes:

@@ -18,17 +18,16 @@ from typing import Any
 from lxml import etree
 
 from feedstore import codec_json
-from feedstore.entry import (
-    ATOM_FIELDS,
+from feedstore.entry import ATOM_FIELDS, Entry
+from feedstore.errors import FeedstoreError, InvalidBody, InvalidField, collect
+from feedstore.fields import (
     ATOM_LISTS,
     ATTRIBUTE_PREFIX,
     TEXT_FIELD,
     XML_INVALID,
-    Entry,
     Limits,
     too_many_attributes,
 )
-from feedstore.errors import FeedstoreError, InvalidBody, InvalidField, collect
 from feedstore.schema import SCALAR_TYPES, Path, Schema, format_path, scalar_from_text
 
 CONTENT_TYPE = "application/atom+xml; charset=utf-8"

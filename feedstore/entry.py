@@ -15,47 +15,36 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from feedstore.errors import InvalidField, InvalidId, InvalidKey
+from feedstore.fields import ATOM_LISTS, ATOM_TEXTS, Limits, as_list, check_field, fields_fine
 
 ROOT = "/"
 MAX_KEY_DEPTH = 10
 SERVER_AUTHOR_PREFIX = "urn:feedstore:"
+_CREATED, _UPDATED = f"{SERVER_AUTHOR_PREFIX}created:", f"{SERVER_AUTHOR_PREFIX}updated:"
 SERVER_OWNED = ("id", "published", "updated")
-ATTRIBUTE_PREFIX = "___"
-TEXT_FIELD = "______text"
-PATCH_DIRECTIVE = "$patch"  # {"<merge key>": ..., "$patch": "delete"} in a keyed list
 # Revisions are Redis integers, signed 64-bit: at most 18 digits, so revision + 1 always fits.
 REVISION_DIGITS = 18
-# The integers entries can hold: what orjson, which stores them, carries exactly.
-INT_MIN, INT_MAX = -(2**63), 2**64 - 1
 
 # Atom's own fields, in the order they are written out; every other top-level name is custom.
-ATOM_LISTS = ("link", "author", "contributor", "category")
-ATOM_TEXTS = ("title", "subtitle", "summary", "content", "rights")
 ATOM_FIELDS = ("id", *ATOM_LISTS, *ATOM_TEXTS, "published", "updated")
 
 # Non-ASCII is allowed but for the noncharacters U+FFFE and U+FFFF, which XML can't carry.
-_SEGMENT = re.compile(r"[A-Za-z0-9$_.\-@'()\[\]\u0080-\ufffd\U00010000-\U0010ffff]+")
-# Names are ASCII: every one is then an XML name, and JSON Schema patterns can state the rule
-# (they have no portable "any letter").
-_FIELD_NAME = re.compile(r"(?!___)[A-Za-z_][A-Za-z0-9_\-]*")
-_ATTRIBUTE_NAME = re.compile(r"___[A-Za-z][A-Za-z0-9_\-]*|______text")
-# What XML 1.0 can't carry: C0 controls but tab and newlines, lone surrogates, U+FFFE and U+FFFF.
-XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-
-
-@functools.lru_cache(maxsize=4096)  # documents repeat the same few names
-def _valid_nested_name(name: str, directives: bool) -> bool:
-    """A name inside a field; `$patch` only in a feedstore merge's body, never in an entry."""
-    return bool(
-        _FIELD_NAME.fullmatch(name)
-        or _ATTRIBUTE_NAME.fullmatch(name)
-        or (directives and name == PATCH_DIRECTIVE)
-    )
+_SEGMENT_CHARACTERS = r"[A-Za-z0-9$_.\-@'()\[\]\u0080-\ufffd\U00010000-\U0010ffff]"
+_SEGMENT = re.compile(f"{_SEGMENT_CHARACTERS}+")
+# A whole key but the root: 1 to MAX_KEY_DEPTH segments, none of them . or ..
+_KEY = re.compile(rf"(?:/(?!\.\.?(?:/|\Z)){_SEGMENT_CHARACTERS}+){{1,{MAX_KEY_DEPTH}}}")
 
 
 @functools.lru_cache(maxsize=4096)  # the same keys come back request after request
 def validate_key(key: str) -> str:
     """Return `key` if it is a well-formed entry key, else raise InvalidKey (API.md §1)."""
+    # One match for all the rules, since a bulk's keys outnumber the cache; the rules, one by
+    # one, say what is wrong.
+    return key if _KEY.fullmatch(key) else check_key_rules(key)
+
+
+def check_key_rules(key: str) -> str:
+    """validate_key's rules one by one: `key`, or InvalidKey naming the first it breaks."""
     if not key.startswith("/"):
         raise InvalidKey(f"Key must start with a slash. {key}", key=key)
     if key == ROOT:
@@ -96,11 +85,6 @@ def ancestors(key: str) -> Iterator[str]:
     """The parents of `key` up to, not including, the root, nearest first."""
     while (key := parent_of(key)) != ROOT:
         yield key
-
-
-class WideInteger(int):
-    """An integer a JSON body wrote outside INT_MIN .. INT_MAX, as codec_json reads it (orjson
-    would round it to a float), for the entry checks to refuse by field."""
 
 
 def is_revision(text: str) -> bool:
@@ -149,19 +133,6 @@ class EntryId:
         return f"{text}?_delete" if self.delete else text
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Bounds on what one request may carry (API.md §3.4)."""
-
-    max_entries: int = 1000
-    max_depth: int = 64  # nesting of the whole body, counted by the codecs
-    max_string: int = 1024 * 1024
-    # lxml reads and writes an element's attributes in quadratic time: bound them per element
-    # (per object in JSON, whose entries are written as XML too), and an XML body's nodes.
-    max_attributes: int = 256
-    max_nodes: int = 100_000
-
-
 @dataclass
 class Entry:
     """One entry of a request: its target key, the id it was sent with, and its fields.
@@ -183,12 +154,13 @@ class Entry:
 def self_link(document: Mapping[str, Any]) -> str | None:
     """The href of the `rel="self"` link of a JSON-form document, if any."""
     links = document.get("link")
-    if isinstance(links, Mapping):
+    if type(links) is not list:
+        if not isinstance(links, Mapping):
+            return None
         links = [links]
-    if not isinstance(links, list):
-        return None
     for link in links:
-        if isinstance(link, Mapping) and link.get("___rel") == "self":
+        # type() first: every write asks, and isinstance of an ABC is slow for a plain dict.
+        if (type(link) is dict or isinstance(link, Mapping)) and link.get("___rel") == "self":
             href = link.get("___href")
             return href if isinstance(href, str) else None
     return None
@@ -198,7 +170,11 @@ def _sent_self_link(document: Mapping[str, Any]) -> str | None:
     """The key a sent entry's self link names; 400 for a self link without an href, or two."""
     links = document.get("link")
     items = links if isinstance(links, list) else [links]
-    own = [link for link in items if isinstance(link, Mapping) and link.get("___rel") == "self"]
+    own = [
+        link
+        for link in items
+        if (type(link) is dict or isinstance(link, Mapping)) and link.get("___rel") == "self"
+    ]
     if not own:
         return None
     href = own[0].get("___href")
@@ -210,12 +186,18 @@ def _sent_self_link(document: Mapping[str, Any]) -> str | None:
 
 
 def entry_from_document(
-    document: object, index: int, limits: Limits, *, directives: bool = False
+    document: object,
+    index: int,
+    limits: Limits,
+    *,
+    directives: bool = False,
+    plain: bool = False,
 ) -> Entry:
     """Read one JSON-form entry; raise a BadRequest naming the entry and field when it is bad.
 
     `directives`: the document is a feedstore merge's body, where keyed list items may carry
-    `$patch`; anywhere else that name is refused.
+    `$patch`; anywhere else that name is refused. `plain`: the codec saw that no string can hold
+    a character XML can't carry (fields_fine).
     """
     if not isinstance(document, dict):
         raise InvalidField(f"Entry {index} is not an object.", field=f"entry[{index}]")
@@ -231,95 +213,21 @@ def entry_from_document(
     # the self link is an alias of the entry the id names (an entry read through the alias).
     if entry_id is not None and key is None:
         key = entry_id.key
+    fine = fields_fine(document, limits, skip=SERVER_OWNED, directives=directives, plain=plain)
     fields: dict[str, Any] = {}
     for name, value in document.items():
         if name in SERVER_OWNED:
             continue
-        check_field(name, value, key, limits, directives=directives)
+        if not fine:
+            check_field(name, value, key, limits, directives=directives)
         if name == "author":
-            value = [a for a in _as_list(value) if not _is_server_author(a)]
+            value = [a for a in as_list(value) if not _is_server_author(a)]
             if not value:
                 continue
         elif name in ATOM_LISTS:
-            value = _as_list(value)
+            value = as_list(value)
         fields[name] = value
     return Entry(key=key, id=entry_id, fields=fields, index=index)
-
-
-def check_fields(fields: Mapping[str, Any], key: str | None, limits: Limits) -> None:
-    """check_field on every field of an entry's final content (a patch's result)."""
-    for name, value in fields.items():
-        check_field(name, value, key, limits)
-
-
-def check_field(
-    name: str, value: Any, key: str | None, limits: Limits, *, directives: bool = False
-) -> None:
-    """Check a top-level field's name, Atom shape, depth and string sizes."""
-    if not _FIELD_NAME.fullmatch(name):
-        raise InvalidField(f"Field name is invalid: {name}", key=key, field=name)
-    if name in ATOM_LISTS:
-        for position, item in enumerate(_as_list(value)):
-            if not isinstance(item, dict):
-                raise InvalidField(f"{name} must be a list of objects.", key=key, field=name)
-            _check_atom_object(item, f"{name}[{position}]", key)
-    elif name in ATOM_TEXTS and value is not None:  # null: a PATCH resetting it
-        if isinstance(value, dict):
-            _check_atom_object(value, name, key)
-        elif not isinstance(value, str):
-            raise InvalidField(f"{name} must be a string or an object.", key=key, field=name)
-    _check_bounds(value, name, key, limits, directives)
-
-
-def _check_atom_object(item: dict[str, Any], path: str, key: str | None) -> None:
-    for name, value in item.items():
-        if name.startswith(ATTRIBUTE_PREFIX):
-            if not _ATTRIBUTE_NAME.fullmatch(name):
-                raise InvalidField(f"Attribute name is invalid: {path}.{name}", key=key, field=path)
-        elif not _FIELD_NAME.fullmatch(name):
-            raise InvalidField(f"Field name is invalid: {path}.{name}", key=key, field=path)
-        if not isinstance(value, str):
-            raise InvalidField(f"{path}.{name} must be a string.", key=key, field=f"{path}.{name}")
-
-
-def _check_bounds(value: Any, path: str, key: str | None, limits: Limits, directives: bool) -> None:
-    # Nesting depth is bounded by the codecs before this walk, so the recursion is bounded too.
-    if isinstance(value, WideInteger):
-        message = f"Invalid value: {path}: {value} is wider than 64 bits"
-        raise InvalidField(message, key=key, field=path)
-    if isinstance(value, str):
-        if len(value) > limits.max_string:
-            raise InvalidField(
-                f"String is longer than {limits.max_string} characters: {path}", key=key, field=path
-            )
-        if XML_INVALID.search(value):
-            # Entries must read back in Atom as they were written in JSON, and XML has no form
-            # for these characters.
-            raise InvalidField(f"String contains a control character: {path}", key=key, field=path)
-    elif isinstance(value, dict):
-        attributes = 0
-        for name, item in value.items():
-            if not _valid_nested_name(name, directives):
-                raise InvalidField(
-                    f"Field name is invalid: {path}.{name}", key=key, field=f"{path}.{name}"
-                )
-            if name.startswith(ATTRIBUTE_PREFIX) and name != TEXT_FIELD:
-                attributes += 1
-            _check_bounds(item, f"{path}.{name}", key, limits, directives)
-        if attributes > limits.max_attributes:
-            raise too_many_attributes(path, limits.max_attributes, key)
-    elif isinstance(value, list):
-        for position, item in enumerate(value):
-            _check_bounds(item, f"{path}[{position}]", key, limits, directives)
-
-
-def too_many_attributes(path: str, limit: int, key: str | None) -> InvalidField:
-    """The error of an element (an object in JSON) with more than `limit` attributes."""
-    return InvalidField(f"Too many attributes: {path} has more than {limit}.", key=key, field=path)
-
-
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
 
 
 def _is_server_author(author: Any) -> bool:
@@ -351,9 +259,9 @@ def stored_document(
     updated_by: str | None,
 ) -> dict[str, Any]:
     """The entry as the server stores and serves it: server-owned fields first, then the rest."""
-    authors: list[Any] = [{"uri": f"{SERVER_AUTHOR_PREFIX}created:{created_by}"}]
+    authors: list[Any] = [{"uri": _CREATED + created_by}]
     if updated_by is not None:
-        authors.append({"uri": f"{SERVER_AUTHOR_PREFIX}updated:{updated_by}"})
+        authors.append({"uri": _UPDATED + updated_by})
     authors.extend(fields.get("author", ()))
     links = list(fields.get("link", ()))
     if self_link({"link": links}) is None:
@@ -366,6 +274,64 @@ def stored_document(
         "updated": updated,
     }
     document.update((name, value) for name, value in fields.items() if name not in document)
+    return document
+
+
+# Set by stored_document itself, ahead of the fields.
+_DOCUMENT_HEAD = frozenset({"id", "link", "author", "published", "updated"})
+
+
+def put_document(
+    key: str,
+    revision: int,
+    stored: Mapping[str, Any] | None,
+    sent: Mapping[str, Any],
+    *,
+    updated: str,
+    principal: str,
+) -> dict[str, Any]:
+    """What a PUT of `sent` stores over `stored` (None: the entry is new), by `principal`.
+
+    The same document as stored_document(key, revision, merge_top_level(document_fields(stored),
+    sent), ...) with the published time and creator of `stored`, made in one pass over each of
+    them: every entry of every PUT goes through here. (A test holds the two to the same result.)
+    """
+    document: dict[str, Any] = {"id": f"{key},{revision}", "link": None, "author": None}
+    authors: list[Any] = []
+    links: Any = ()
+    if stored:
+        document["published"], document["updated"] = stored["published"], updated
+        created_by = None
+        for author in stored.get("author", ()):
+            if _is_server_author(author):
+                if author["uri"].startswith(_CREATED):
+                    created_by = author["uri"].rpartition(":")[2]
+            else:
+                authors.append(author)
+        authors = [
+            {"uri": _CREATED + (created_by or "anonymous")},
+            {"uri": _UPDATED + principal},
+            *authors,
+        ]
+        links = stored.get("link", ())
+        for name, value in stored.items():
+            if name not in _DOCUMENT_HEAD:
+                document[name] = sent.get(name, value)
+    else:
+        document["published"] = document["updated"] = updated
+        authors = [{"uri": _CREATED + principal}]
+    for name, value in sent.items():
+        if name == "link":
+            links = _merge_links(list(links), value)
+        elif name == "author":
+            del authors[2 if stored else 1 :]
+            authors.extend(value)
+        elif name not in document:
+            document[name] = value
+    links = list(links)
+    if self_link({"link": links}) is None:
+        links.insert(0, {"___href": key, "___rel": "self"})
+    document["link"], document["author"] = links, authors
     return document
 
 
@@ -383,9 +349,9 @@ def server_authors(document: Mapping[str, Any]) -> tuple[str, str | None]:
     created = updated = None
     for author in document.get("author", ()):
         uri = author.get("uri", "") if isinstance(author, dict) else ""
-        if uri.startswith(f"{SERVER_AUTHOR_PREFIX}created:"):
+        if uri.startswith(_CREATED):
             created = uri.rpartition(":")[2]
-        elif uri.startswith(f"{SERVER_AUTHOR_PREFIX}updated:"):
+        elif uri.startswith(_UPDATED):
             updated = uri.rpartition(":")[2]
     return created or "anonymous", updated
 

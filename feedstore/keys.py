@@ -1,7 +1,9 @@
 """The Redis key scheme: every key feedstore writes, in one place.
 
 fs:d:<key>          the stored document (orjson), present while the entry exists
-fs:r:<key>          the last revision written; kept after a delete, so a re-insert continues
+fs:r:<key>          the last revision written; kept after a delete, so a re-insert continues;
+                    written (INCRBY 0 when it stays) in every MULTI that changes fs:d:<key> or
+                    fs:a:<key>, so a WATCH of it covers both (transaction.py)
 fs:c:<key>          sorted set of the keys of <key>'s children (score 0: lexicographic order)
 fs:a:<alias>        an alias (alias.py): the key of the entry it names, while it does
 fs:n:<key>          the counter that numbers children POSTed without a self link (and `_allocids`)

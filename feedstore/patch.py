@@ -14,15 +14,9 @@ from typing import Any
 import jsonpatch
 import jsonpointer
 
-from feedstore.entry import (
-    PATCH_DIRECTIVE,
-    SERVER_OWNED,
-    Limits,
-    check_fields,
-    merge_top_level,
-    self_link,
-)
+from feedstore.entry import SERVER_OWNED, merge_top_level, self_link
 from feedstore.errors import InvalidField, InvalidPatch, PatchTestFailed
+from feedstore.fields import PATCH_DIRECTIVE, Limits, check_fields
 from feedstore.schema import Path, Schema, format_path
 
 NOT_PATCHABLE = ("published", "updated", "author")  # `id` in a body is a precondition

@@ -20,8 +20,9 @@ from typing import Any
 import regex
 
 from feedstore import cursor
-from feedstore.entry import ATOM_FIELDS, INT_MAX, INT_MIN
+from feedstore.entry import ATOM_FIELDS
 from feedstore.errors import InvalidOption
+from feedstore.fields import INT_MAX, INT_MIN
 from feedstore.options import is_option
 from feedstore.schema import SCALAR_TYPES, Schema, TooWide, scalar_from_text
 

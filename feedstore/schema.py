@@ -16,8 +16,9 @@ from typing import Any
 import jsonschema
 from jsonschema import Draft202012Validator
 
-from feedstore.entry import ATOM_FIELDS, INT_MAX, INT_MIN
+from feedstore.entry import ATOM_FIELDS
 from feedstore.errors import InvalidField, InvalidSchema, UnknownField
+from feedstore.fields import INT_MAX, INT_MIN
 
 MERGE_KEY = "x-merge-key"
 INDEX = "x-index"

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from feedstore.entry import Limits
+from feedstore.fields import Limits
 
 ENV_PREFIX = "FEEDSTORE_"
 JSON_STYLES = ("feed", "bare")

@@ -1,15 +1,21 @@
 """The write transaction: check every entry of a request against Redis, then write all or none.
 
-`Transaction.run` WATCHes every key the request touches (the entries, the parents inserts need, the
-children of deletes), reads them, checks every entry and collects all failures, builds and validates
-the new documents, and only then writes everything (documents, revisions, children, indexes) in one
-MULTI/EXEC. A failed check raises at once and is never retried; a WatchError (a writer slipped in)
-propagates to `Store.write`, which runs the whole check again on the newest state.
+`Transaction.run` WATCHes every key the request depends on (the entries, the parents inserts need,
+the children of deletes), reads them, checks every entry and collects all failures, builds and
+validates the new documents, and only then writes everything (documents, revisions, children,
+indexes) in one MULTI/EXEC. A failed check raises at once and is never retried; a WatchError (a
+writer slipped in) propagates to `Store.write`, which runs the whole check again on the newest
+state.
+
+An entry is watched through its revision key alone: every MULTI that changes an entry's document
+or alias mapping also writes its revision key (the new revision, or INCRBY 0 where a delete or an
+alias keeps it), so a change to any of the three fails the EXEC. Redis 6.2 checks each key a
+WATCH adds against every key the connection already watches, so watching one key per entry
+instead of three is what keeps a chunk of 1000 entries from costing Redis 40 ms.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -23,6 +29,7 @@ from feedstore.entry import (
     document_fields,
     merge_top_level,
     parent_of,
+    put_document,
     server_authors,
     stored_document,
     timestamp,
@@ -102,21 +109,29 @@ class Written:
     created: bool = False
 
 
-@dataclass
 class _State:
     """What the transaction read of one target key; `alias_of` when the key is an alias."""
 
-    raw: bytes | None
-    revision: int
-    alias_of: str | None = None
+    # A plain class with slots: a request makes one per entry, and functools.cached_property
+    # takes a lock on every first read (Python 3.11).
+    __slots__ = ("_document", "alias_of", "raw", "revision")
+
+    def __init__(self, raw: bytes | None, revision: int, alias_of: str | None = None) -> None:
+        self.raw = raw
+        self.revision = revision
+        self.alias_of = alias_of
+        self._document: dict[str, Any] | None = None
 
     @property
     def exists(self) -> bool:
         return self.raw is not None
 
-    @functools.cached_property
+    @property
     def document(self) -> dict[str, Any] | None:
-        return codec_json.loads_stored(self.raw) if self.raw is not None else None
+        """The stored document, decoded on first use."""
+        if self._document is None and self.raw is not None:
+            self._document = codec_json.loads_stored(self.raw)
+        return self._document
 
 
 class Transaction:
@@ -208,12 +223,14 @@ class Transaction:
         return written[: len(writes)]  # what the request asked for, without the unaliasing
 
     def _read(self, writes: Sequence[Write]) -> tuple[dict[str, _State], Schema | None]:
-        """WATCH and read, in one MGET, every target's document, revision and alias mapping,
-        and the schema version."""
+        """WATCH every target's revision key (which covers its document and alias mapping, see
+        above) and read, in one MGET, its document, revision and alias mapping, and the schema
+        version."""
         reject_duplicates(writes)
         keys = [w.key for w in writes]
-        names = [*map(document_key, keys), *map(revision_key, keys), *map(alias_key, keys)]
-        self.pipe.watch(*names)
+        revisions = list(map(revision_key, keys))
+        names = [*map(document_key, keys), *revisions, *map(alias_key, keys)]
+        self.pipe.watch(*revisions)
         raw = watch.read(self.pipe, "MGET", *names, SCHEMA_VERSION_KEY)
         n = len(keys)
         states = {
@@ -281,13 +298,17 @@ class Transaction:
         inside: Mapping[str, dict[str, Any]],
     ) -> list[_AliasChange]:
         """How each write moves aliases, once the keys new ones claim are checked (409, 400)."""
-        changes = [
-            _AliasChange(w.key, states[w.key].document, documents.get(w.key))
+        touched = [
+            (w.key, states[w.key].document, documents.get(w.key))
             for w in writes
             if w.action is not Action.CLEAR
         ]
-        changes += [_AliasChange(key, document, None) for key, document in inside.items()]
-        changes = [change for change in changes if change.old or change.new]
+        touched += [(key, document, None) for key, document in inside.items()]
+        changes = [
+            _AliasChange(key, old, new)
+            for key, old, new in touched
+            if alias.aliases_of(old) or alias.aliases_of(new)
+        ]
         claims: dict[str, str] = {}
         errors: list[FeedstoreError] = []
         for change in changes:
@@ -310,6 +331,14 @@ class Transaction:
         """The document a write stores: the new fields, checked against the schema."""
         stored = state.document
         try:
+            if w.patcher is None and schema is None:
+                # Most writes: a PUT with no schema to check the merged fields against.
+                revision, principal = state.revision + 1, self.principal
+                document = put_document(
+                    w.key, revision, stored, w.fields, updated=now, principal=principal
+                )
+                alias.check(w.key, alias.aliases_of(document))
+                return document
             if w.patcher is not None:
                 base = document_fields(stored) if stored else (schema.defaults() if schema else {})
                 fields = w.patcher(base, schema)
@@ -352,9 +381,11 @@ class _AliasChange:
         parent's children and indexes in step with the entry."""
         for name in self.added:
             pipe.set(alias_key(name), self.key)
+            _touch(pipe, name)
             pipe.zadd(children_key(parent_of(name)), {name: 0})
         for name in self.removed:
             pipe.delete(alias_key(name))
+            _touch(pipe, name)
             pipe.zrem(children_key(parent_of(name)), name)
         for name in self.old | self.new:
             old = self.old_document if name in self.old else None
@@ -389,8 +420,14 @@ def _remove(pipe: Pipeline, keys: Sequence[str], top: str, fields: list[tuple[st
     top's (done by the caller)."""
     for key in keys:
         pipe.delete(document_key(key))
+        _touch(pipe, key)
     for key in {*keys, top}:
         pipe.delete(children_key(key), *(index_key(key, ".".join(path)) for path in fields))
+
+
+def _touch(pipe: Pipeline, key: str) -> None:
+    """Write `key`'s revision unchanged, so a transaction watching it sees its entry change."""
+    pipe.incrby(revision_key(key), 0)
 
 
 def _update_indexes(

@@ -12,7 +12,7 @@ from enum import Enum
 from typing import Any
 
 from feedstore import alias, patch
-from feedstore.entry import ROOT, Entry, Limits, is_revision, validate_entry_key
+from feedstore.entry import ROOT, Entry, is_revision, validate_entry_key
 from feedstore.errors import (
     FeedstoreError,
     InvalidId,
@@ -22,6 +22,7 @@ from feedstore.errors import (
     PreconditionRequired,
     collect,
 )
+from feedstore.fields import Limits
 from feedstore.negotiation import IfMatch, parse_if_match, parse_if_none_match
 from feedstore.schema import Schema
 from feedstore.settings import Settings

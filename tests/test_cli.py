@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from feedstore import cli
 from feedstore.cli import build_parser, main
 from feedstore.embedded import AOF_FILE, EmbeddedRedis
 from tests.serving import (
@@ -25,6 +27,20 @@ def test_serve_defaults() -> None:
     assert (args.host, args.port, args.server) == ("127.0.0.1", 8080, "granian")
     assert args.workers == (os.cpu_count() or 1)
     assert (args.data, args.redis_url, args.fsync) == (None, None, None)
+
+
+def test_a_worker_freezes_its_app_for_the_collector_and_collects_less_often(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    called: list[object] = []
+    monkeypatch.setattr(gc, "collect", lambda: called.append("collect"))
+    monkeypatch.setattr(gc, "freeze", lambda: called.append("freeze"))
+    monkeypatch.setattr(gc, "set_threshold", lambda *values: called.append(values))
+    monkeypatch.setattr(gc, "get_threshold", lambda: (700, 10, 10))
+    loader = cli._WorkerAppLoader(os.getpid(), None, threads=1, app="feedstore.app:create_app")
+    monkeypatch.setattr(loader, "create_app", lambda: lambda environ, start: [])
+    loader.gateway()
+    assert called == ["collect", "freeze", (cli.GC_THRESHOLD, 10, 10)]
 
 
 def test_serve_refuses_zero_workers(capsys: pytest.CaptureFixture[str]) -> None:

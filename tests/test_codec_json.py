@@ -8,7 +8,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from feedstore import codec_json
-from feedstore.entry import Limits
 from feedstore.errors import (
     EntryErrors,
     EntryRequired,
@@ -17,6 +16,7 @@ from feedstore.errors import (
     InvalidKey,
     TooManyEntries,
 )
+from feedstore.fields import Limits
 from tests.conftest import snapshot
 
 ENTRY = {"link": [{"___href": "/a", "___rel": "self"}], "x": 1}

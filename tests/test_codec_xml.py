@@ -14,8 +14,8 @@ from lxml import etree
 
 from feedstore import codec_json, codec_xml
 from feedstore.codec_xml import ATOM, FIELDS
-from feedstore.entry import Limits
 from feedstore.errors import EntryErrors, InvalidBody, InvalidField
+from feedstore.fields import Limits
 from feedstore.schema import Schema
 from tests.conftest import snapshot
 

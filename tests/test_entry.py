@@ -1,19 +1,28 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from feedstore.entry import (
+    _KEY,
+    ROOT,
     EntryId,
-    Limits,
+    check_key_rules,
     document_fields,
     entry_from_document,
     merge_top_level,
     parent_of,
+    put_document,
+    server_authors,
     stored_document,
     validate_entry_key,
     validate_key,
 )
 from feedstore.errors import InvalidField, InvalidId, InvalidKey
+from feedstore.fields import Limits
 
 
 @pytest.mark.parametrize(
@@ -157,3 +166,70 @@ def test_stored_document_round_trips_through_document_fields() -> None:
     assert document["id"] == "/a,2"
     assert document["link"] == [{"___href": "/a", "___rel": "self"}]
     assert document_fields(document) == {**fields, "link": document["link"]}
+
+
+@given(
+    st.text(alphabet=st.sampled_from(["/", ".", "a", "é", "\n", "\ufffe", " ", "$"]), max_size=24)
+)
+def test_the_one_match_of_validate_key_is_its_rules(key: str) -> None:
+    try:
+        check_key_rules(key)
+        keeps = key != ROOT  # the root is a key, but not one an entry can be at
+    except InvalidKey:
+        keeps = False
+    assert bool(_KEY.fullmatch(key)) is keeps
+
+
+link_items = st.fixed_dictionaries(
+    {"___href": st.sampled_from(["/a", "/b/c", "http://x"])},
+    optional={"___rel": st.sampled_from(["self", "alternate", "related", "via"])},
+)
+authors = st.lists(
+    st.one_of(
+        st.fixed_dictionaries({"name": st.sampled_from(["x", "y"])}),
+        st.fixed_dictionaries(
+            {"uri": st.sampled_from(["urn:x", "urn:feedstore:other", "urn:feedstore:updated:u"])}
+        ),
+    ),
+    max_size=3,
+)
+sent_fields = st.dictionaries(
+    st.sampled_from(["title", "summary", "a", "b", "link", "author", "published", "id"]),
+    st.integers(),
+).flatmap(
+    lambda fields: st.fixed_dictionaries(
+        {
+            **{name: st.just(value) for name, value in fields.items()},
+            **({"link": st.lists(link_items, max_size=4)} if "link" in fields else {}),
+            **({"author": authors} if "author" in fields else {}),
+        }
+    )
+)
+
+
+@given(
+    sent_fields,
+    st.one_of(st.none(), sent_fields),
+    st.sampled_from(["anonymous", "ann", ""]),
+    st.booleans(),
+)
+def test_put_document_is_the_merge_made_in_one_pass(
+    sent: dict[str, Any], earlier: dict[str, Any] | None, creator: str, updated_before: bool
+) -> None:
+    stored = None
+    if earlier is not None:
+        stored = stored_document(
+            "/k", 3, earlier, published="p", updated="u", created_by=creator,
+            updated_by="v" if updated_before else None,
+        )  # fmt: skip
+    by_parts = stored_document(
+        "/k",
+        4,
+        merge_top_level(document_fields(stored) if stored else None, sent),
+        published=stored["published"] if stored else "now",
+        updated="now",
+        created_by=server_authors(stored)[0] if stored else "me",
+        updated_by="me" if stored else None,
+    )
+    made = put_document("/k", 4, stored, sent, updated="now", principal="me")
+    assert list(made.items()) == list(by_parts.items())

@@ -181,7 +181,7 @@ NAME_CHARACTERS = st.sampled_from("aZ_-09.$ \u00e9\u00a4")
 
 @given(st.text(NAME_CHARACTERS, min_size=1, max_size=8))
 def test_the_field_name_grammar_is_the_servers(name: str) -> None:
-    from feedstore.entry import _FIELD_NAME
+    from feedstore.fields import _FIELD_NAME
 
     documented = pattern(SCHEMAS["FieldName"]).fullmatch(name) is not None
     assert documented == bool(_FIELD_NAME.fullmatch(name))

@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from feedstore import patch
-from feedstore.entry import Limits
 from feedstore.errors import InvalidField, InvalidPatch, PatchTestFailed
+from feedstore.fields import Limits
 from feedstore.schema import Schema
 from tests.test_schema import DOCUMENT
 

@@ -7,9 +7,9 @@ from collections.abc import Callable
 import pytest
 import redis
 
-from feedstore import transaction
-from feedstore.errors import RevisionConflict, ServiceUnavailable
-from feedstore.store import Store
+from feedstore import alias, transaction
+from feedstore.errors import NotFound, RevisionConflict, ServiceUnavailable
+from feedstore.store import Action, Store, Write
 from tests.conftest import put, stored
 
 
@@ -92,8 +92,76 @@ def test_endless_contention_becomes_503(
     store.write([put("/a")])
     other = second_client(real_redis)
     document = real_redis.get("fs:d:/a")
-    monkeypatch.setattr(transaction, "timestamp", lambda: other.set("fs:d:/a", document) and "t")
+    # What every writer of /a does in its MULTI: its document, and its revision key (which is
+    # what a transaction watches).
+    monkeypatch.setattr(
+        transaction,
+        "timestamp",
+        lambda: other.mset({"fs:d:/a": document, "fs:r:/a": 1}) and "t",
+    )
     with pytest.raises(ServiceUnavailable) as caught:
         store.write([put("/a", x=1)])
     assert caught.value.headers["Retry-After"] == "1"
     other.close()
+
+
+# An entry is watched through its revision key alone (transaction.py): each kind of change to its
+# document or alias mapping, made between WATCH and EXEC, must still fail the EXEC.
+
+
+def test_a_delete_slipping_in_is_seen_not_overwritten(
+    real_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(real_redis)
+    store.write([put("/a", x=0)])
+    other = Store(second_client(real_redis))
+    calls = interleave(monkeypatch, lambda: other.write([Write(Action.DELETE, "/a")]) and None)
+    with pytest.raises(NotFound):
+        store.write([put("/a", 1, x=1)])
+    assert len(calls) == 2
+    assert store.get("/a") is None
+    assert real_redis.get("fs:r:/a") == b"1", "a delete keeps the revision"
+    other.redis.close()
+
+
+def test_a_subtree_delete_slipping_in_is_seen(
+    real_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(real_redis)
+    store.write([put("/a"), put("/a/b", x=0)])
+    other = Store(second_client(real_redis))
+    removal = Write(Action.DELETE, "/a", recursive=True)
+    interleave(monkeypatch, lambda: other.write([removal]) and None)
+    with pytest.raises(NotFound):
+        store.write([put("/a/b", 1, x=1)])
+    assert store.get("/a/b") is None
+    other.redis.close()
+
+
+def test_an_alias_taking_the_key_slipping_in_is_seen(
+    real_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(real_redis)
+    store.write([put("/a"), put("/b"), put("/a/1", title="t")])
+    other = Store(second_client(real_redis))
+    aliasing = Write(Action.PATCH, "/a/1", patcher=alias.adding(["/b/x"]))
+    interleave(monkeypatch, lambda: other.write([aliasing]) and None)
+    store.write([put("/b/x", title="through the alias")])
+    assert real_redis.get("fs:d:/b/x") is None, "the key is an alias now: no entry there"
+    assert stored(store, "/a/1")["title"] == "through the alias"
+    other.redis.close()
+
+
+def test_an_alias_released_slipping_in_is_seen(
+    real_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(real_redis)
+    store.write([put("/a"), put("/b"), put("/a/1", title="t")])
+    store.write([Write(Action.PATCH, "/a/1", patcher=alias.adding(["/b/x"]))])
+    other = Store(second_client(real_redis))
+    releasing = Write(Action.PATCH, "/a/1", patcher=alias.removing(["/b/x"]))
+    interleave(monkeypatch, lambda: other.write([releasing]) and None)
+    store.write([put("/b/x", title="an entry of its own")])
+    assert stored(store, "/b/x")["title"] == "an entry of its own"
+    assert stored(store, "/a/1")["title"] == "t"
+    other.redis.close()

@@ -1,16 +1,28 @@
 """The yardstick: a bare Flask app doing only the Redis round trips feedstore cannot avoid.
 
 GET /b/<key> is one Redis GET; PUT /b/<key>[?r=<revision>] is one WATCH/GET/MULTI/SET/INCR/EXEC
-cycle. Served by the same server, workers and Redis as feedstore, it shows what the framework,
-the server and Redis cost on their own, so feedstore's overhead is the ratio of the two.
+cycle. PUT /b/ takes a feed of entries with ids `<key>,<revision>`, as feedstore's PUT /d/ does,
+and issues the Redis commands feedstore's transaction issues for them, with no validation: WATCH
+of each entry's revision key, one MGET of its document, revision and alias keys and the schema
+version, the revision checks, then MULTI, one MSET of the documents and revisions, one ZADD per
+parent that gains children, EXEC. With `?_bulk` it does that per chunk of `max_entries`,
+`bulk_workers` chunks at a time, as bulk.py does. Served by the same server, workers and Redis
+as feedstore, it shows what the framework, the server and Redis cost on their own, so
+feedstore's overhead is the ratio of the two.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
+import orjson
 import redis
 from flask import Flask, Response, current_app, request
+
+from feedstore.settings import Settings
 
 REDIS_URL_ENV = "FEEDSTORE_REDIS_URL"
 JSON = "application/json; charset=utf-8"
@@ -18,6 +30,15 @@ UPDATED = b'{"feed":{"title":"Updated."}}'
 CONFLICT = b'{"feed":{"title":"Optimistic locking failed."}}'
 BUSY = b'{"feed":{"title":"Too many concurrent writes. Please retry."}}'
 WRITE_ATTEMPTS = 50
+SCHEMA_VERSION_KEY = "b:schema:v"
+
+
+class Conflict(Exception):
+    """An entry's revision is not the stored one."""
+
+
+class Busy(Exception):
+    """Other writers kept slipping in between WATCH and EXEC."""
 
 
 def create_app(redis_client: redis.Redis | None = None) -> Flask:
@@ -27,8 +48,11 @@ def create_app(redis_client: redis.Redis | None = None) -> Flask:
     )
     app = Flask(__name__)
     app.extensions["baseline_redis"] = client
+    app.extensions["baseline_settings"] = Settings.load()
     app.add_url_rule("/b/<key>", view_func=read, methods=["GET"])
     app.add_url_rule("/b/<key>", view_func=write, methods=["PUT"])
+    app.add_url_rule("/b/", view_func=write_feed, methods=["PUT"])
+    app.add_url_rule("/b/_revision", view_func=read_revision, methods=["GET"])
     app.add_url_rule("/_health", view_func=health, methods=["GET"])
     return app
 
@@ -71,6 +95,71 @@ def write(key: str) -> Response:
             except redis.WatchError:
                 continue
     return Response(BUSY, 503, content_type=JSON)
+
+
+def read_revision() -> Response:
+    """GET /b/_revision?k=<key>: the revision of an entry of PUT /b/, as its ETag."""
+    revision = int(get_redis().get(f"b:r:{request.args['k']}") or 0)
+    return Response(UPDATED, 200, {"ETag": f'"{revision}"'}, content_type=JSON)
+
+
+def write_feed() -> Response:
+    """PUT /b/[?_bulk]: the entries of a feed, in one transaction or, in bulk, in chunks."""
+    entries = orjson.loads(request.get_data())["feed"]["entry"]
+    settings: Settings = current_app.extensions["baseline_settings"]
+    size = settings.max_entries if "_bulk" in request.args else len(entries)
+    chunks = [entries[start : start + size] for start in range(0, len(entries), size)]
+    client = get_redis()
+    try:
+        if len(chunks) == 1:
+            write_entries(client, chunks[0])
+        else:
+            with ThreadPoolExecutor(min(settings.bulk_workers, len(chunks))) as pool:
+                futures = [pool.submit(write_entries, client, chunk) for chunk in chunks]
+            for future in futures:
+                future.result()
+    except Conflict:
+        return Response(CONFLICT, 409, content_type=JSON)
+    except Busy:
+        return Response(BUSY, 503, content_type=JSON)
+    return Response(UPDATED, 200, content_type=JSON)
+
+
+def write_entries(client: redis.Redis, entries: Sequence[dict[str, Any]]) -> None:
+    """feedstore's Redis commands for a PUT of `entries`, all or none; Conflict on a stale id."""
+    # An entry without an id (a forced write) is at its first link, the self link in the bench.
+    sent = [
+        entry["id"].rpartition(",") if "id" in entry else (entry["link"][0]["___href"], "", "")
+        for entry in entries
+    ]
+    keys = [key for key, _, _ in sent]
+    revisions = [f"b:r:{key}" for key in keys]
+    names = [*(f"b:d:{key}" for key in keys), *revisions, *(f"b:a:{key}" for key in keys)]
+    n = len(keys)
+    with client.pipeline(transaction=True) as pipe:
+        for _ in range(WRITE_ATTEMPTS):
+            try:
+                pipe.watch(*revisions)
+                raw = pipe.execute_command("MGET", *names, SCHEMA_VERSION_KEY)
+                stored: dict[str, bytes | int] = {}
+                children: dict[str, dict[str, int]] = {}
+                for i, (key, _, revision) in enumerate(sent):
+                    current = int(raw[n + i] or 0)
+                    if revision and int(revision) != current:
+                        raise Conflict(key)
+                    stored[f"b:d:{key}"] = orjson.dumps(entries[i])
+                    stored[f"b:r:{key}"] = current + 1
+                    if raw[i] is None:
+                        children.setdefault(f"b:c:{key.rpartition('/')[0]}", {})[key] = 0
+                pipe.multi()
+                pipe.mset(stored)
+                for name, added in children.items():
+                    pipe.zadd(name, added)
+                pipe.execute()
+                return
+            except redis.WatchError:
+                continue
+    raise Busy()
 
 
 def health() -> Response:

@@ -13,7 +13,8 @@ from typing import Any
 
 from feedstore import codec_json, codec_xml
 from feedstore.bench.scenarios import entry
-from feedstore.entry import Limits, stored_document, timestamp
+from feedstore.entry import stored_document, timestamp
+from feedstore.fields import Limits
 
 ENTRIES = 100
 # The bound: XML encoding costs no more than this multiple of JSON encoding.

@@ -74,9 +74,16 @@ class ConnectionPlan:
 
 @dataclass(frozen=True)
 class Load:
-    """A whole wrk run: `plans[i % len(plans)]` is what thread i sends on its connections."""
+    """A whole wrk run: `plans[i % len(plans)]` is what thread i sends on its connections.
+
+    `long_requests`: a request takes a good part of a round, so wrk's count, which drops the one
+    each connection has in flight when it stops, would undercount by up to a request per
+    connection; the rate is then `connections / mean latency` (Little's law: each connection
+    sends its next request as soon as it has the answer), which has no such edge.
+    """
 
     plans: tuple[ConnectionPlan, ...]
     threads: int
     connections: int
     entries_per_request: int = 1
+    long_requests: bool = False

@@ -15,7 +15,7 @@ from typing import Any
 
 from feedstore.bench.codecs import CodecTiming
 from feedstore.bench.scale import PROBE_REPEATS, Probe, ScaleData
-from feedstore.bench.scenarios import Comparison, Scenario
+from feedstore.bench.scenarios import Comparison, Scenario, server_of
 from feedstore.bench.wrk import WrkResult
 
 
@@ -23,8 +23,9 @@ from feedstore.bench.wrk import WrkResult
 class Measurement:
     """One scenario under one server, over all rounds.
 
-    Throughput is over all rounds together; p50 is the median of the rounds' p50s, p99 the
-    worst round's p99 (an upper bound of the p99 over all requests).
+    Throughput is over all rounds together (for long requests, from their latency: see
+    load.Load); p50 is the median of the rounds' p50s, p99 the worst round's p99 (an upper bound
+    of the p99 over all requests).
     """
 
     scenario: str
@@ -56,13 +57,27 @@ class Ratio:
     name: str
     server: str
     ratio: float
-    target: float
+    target: float | None  # None: shown, never missed
     cpu_ratio: float  # the subject's server CPU per request over the reference's
     redis_cpu_ratio: float  # the same for Redis's CPU
 
     @property
     def met(self) -> bool:
-        return self.ratio >= self.target
+        return self.target is None or self.ratio >= self.target
+
+
+@dataclass(frozen=True)
+class EntryRate:
+    """A scenario's entries per second under one server, against its target."""
+
+    scenario: str
+    server: str
+    entries_per_s: float
+    target: float
+
+    @property
+    def met(self) -> bool:
+        return self.entries_per_s >= self.target
 
 
 @dataclass(frozen=True)
@@ -76,11 +91,16 @@ class Report:
     scale: ScaleData | None = None
     probes: list[Probe] = dataclasses.field(default_factory=list)
     probe_server: str | None = None
+    entry_rates: list[EntryRate] = dataclasses.field(default_factory=list)
 
     @property
     def met(self) -> bool:
-        """Whether every target of the run was met: the ratios and the codecs'."""
-        return all(r.met for r in self.ratios) and all(c.met for c in self.codecs)
+        """Whether every target of the run was met: the ratios, the entry rates, the codecs'."""
+        return (
+            all(r.met for r in self.ratios)
+            and all(r.met for r in self.entry_rates)
+            and all(c.met for c in self.codecs)
+        )
 
 
 def measure(
@@ -90,11 +110,20 @@ def measure(
     entries_per_request: int,
     cpu_seconds: float = 0.0,
     redis_cpu_seconds: float = 0.0,
+    connections: int | None = None,
 ) -> Measurement:
-    """Combine the rounds of `scenario` under `server`; CPU seconds are their totals."""
+    """Combine the rounds of `scenario` under `server`; CPU seconds are their totals.
+
+    With `connections` (a load of long requests), the rate is connections / mean latency, and
+    the requests are that rate over the rounds' time, for the CPU per request.
+    """
     requests = sum(result.measured for result in results)
     seconds = sum(result.seconds for result in results)
     rate = requests / seconds if seconds else 0.0
+    if connections is not None and requests:
+        mean_ms = sum(r.mean_ms * r.measured for r in results) / requests
+        rate = 1000 * connections / mean_ms if mean_ms else 0.0
+        requests = round(rate * seconds)
     return Measurement(
         scenario=scenario.name,
         operation=scenario.operation,
@@ -148,12 +177,13 @@ def rank_servers(
 def compare(
     measurements: Sequence[Measurement], comparisons: Sequence[Comparison], server: str
 ) -> list[Ratio]:
-    """subject/reference throughput under `server` for every comparison both sides ran."""
+    """subject/reference throughput under `server` (or the one server a scenario's app runs
+    under) for every comparison both sides ran."""
     found = {(m.scenario, m.server): m for m in measurements}
     ratios = []
     for comparison in comparisons:
-        subject = found.get((comparison.subject, server))
-        reference = found.get((comparison.reference, server))
+        subject = found.get((comparison.subject, server_of(comparison.subject, server)))
+        reference = found.get((comparison.reference, server_of(comparison.reference, server)))
         if subject is not None and reference is not None and reference.requests_per_s:
             ratios.append(
                 Ratio(
@@ -166,6 +196,17 @@ def compare(
                 )
             )
     return ratios
+
+
+def entry_rates(
+    measurements: Sequence[Measurement], targets: Mapping[str, float], server: str
+) -> list[EntryRate]:
+    """The entries per second of every scenario with a target that ran under `server`."""
+    return [
+        EntryRate(m.scenario, m.server, m.entries_per_s, targets[m.scenario])
+        for m in measurements
+        if m.scenario in targets and m.server == server
+    ]
 
 
 def _over(value: float, reference: float) -> float:
@@ -183,7 +224,7 @@ def table(report: Report) -> str:
     for m in report.measurements:
         entries = f"{m.entries_per_s:10.0f}" if m.entries_per_s != m.requests_per_s else " " * 10
         lines.append(
-            f"{m.scenario:<17} {m.server:<16} {m.requests_per_s:9.0f} {entries} {m.p50_ms:7.2f} "
+            f"{m.scenario:<17} {m.server:<16} {_rate(m.requests_per_s)} {entries} {m.p50_ms:7.2f} "
             f"{m.p99_ms:7.2f} {m.non_2xx:7d} {m.conflicts:5d} {m.socket_errors + m.timeouts:8d} "
             f"{m.cpu_ms:10.3f} {m.redis_cpu_ms:8.3f}"
         )
@@ -194,14 +235,26 @@ def table(report: Report) -> str:
         lines.append(f"faster server: {report.faster_server}")
     for ratio in report.ratios:
         verdict = "met" if ratio.met else "MISSED"
+        target = "no target" if ratio.target is None else f"target >= {ratio.target:.2f}x"
         lines.append(
-            f"{ratio.name:<22} under {ratio.server}: {ratio.ratio:.2f}x "
-            f"(target >= {ratio.target:.2f}x) {verdict}; CPU per request: server "
-            f"{ratio.cpu_ratio:.2f}x, Redis {ratio.redis_cpu_ratio:.2f}x"
+            f"{ratio.name:<27} under {ratio.server}: {ratio.ratio:.2f}x "
+            f"({target}){'' if ratio.target is None else ' ' + verdict}; CPU per request: "
+            f"server {ratio.cpu_ratio:.2f}x, Redis {ratio.redis_cpu_ratio:.2f}x"
+        )
+    for rate in report.entry_rates:
+        verdict = "met" if rate.met else "MISSED"
+        lines.append(
+            f"{rate.scenario + ' entries/s':<27} under {rate.server}: {rate.entries_per_s:,.0f} "
+            f"(target >= {rate.target:,.0f}) {verdict}"
         )
     lines += codec_lines(report.codecs)
     lines += scale_lines(report.scale, report.probes, report.probe_server)
     return "\n".join(lines)
+
+
+def _rate(requests_per_s: float) -> str:
+    """Requests per second in 9 characters, with a decimal for slow ones (a bulk)."""
+    return f"{requests_per_s:9.1f}" if requests_per_s < 100 else f"{requests_per_s:9.0f}"
 
 
 def codec_lines(timings: Sequence[CodecTiming]) -> list[str]:
@@ -272,6 +325,7 @@ def as_json(report: Report) -> dict[str, Any]:
         "server_ratios": report.server_ratios,
         "faster_server": report.faster_server,
         "ratios": [{**dataclasses.asdict(r), "met": r.met} for r in report.ratios],
+        "entry_rates": [{**dataclasses.asdict(r), "met": r.met} for r in report.entry_rates],
         "codecs": [
             {**dataclasses.asdict(c), "ratio": c.ratio, "met": c.met} for c in report.codecs
         ],

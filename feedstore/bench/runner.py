@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from feedstore import cli
 from feedstore.bench import codecs, report, scale, scenarios, servers, wrk
 from feedstore.bench.client import RequestFailed
 from feedstore.bench.codecs import CodecTiming
+from feedstore.bench.load import Load
 from feedstore.bench.report import Report
 from feedstore.bench.scale import Probe, ScaleData
 from feedstore.bench.scenarios import Concurrency, Scenario, Target
@@ -128,8 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--threads",
         type=_positive_int,
-        default=8,
-        help="request threads per worker, granian and gunicorn-gthread (%(default)s)",
+        default=cli.default_threads(),
+        help="request threads per worker, serve's default on this machine (%(default)s)",
     )
     parser.add_argument(
         "--connections", type=_positive_int, default=16, help="wrk connections for reads"
@@ -141,9 +143,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="wrk threads for writes, one connection and one key each (%(default)s)",
     )
     parser.add_argument(
+        "--bulk-writers",
+        type=_positive_int,
+        default=4,
+        help="wrk connections for the 10,000-entry bulk PUTs, one key range each (%(default)s)",
+    )
+    parser.add_argument(
         "--servers",
         default="granian,gunicorn",
-        help=f"comma-separated, from {', '.join(servers.SERVERS)} (%(default)s)",
+        help=f"comma-separated, from {', '.join(servers.SERVERS)}; granian and gunicorn are "
+        "feedstore serve's (%(default)s)",
     )
     parser.add_argument(
         "--scenario",
@@ -209,6 +218,7 @@ def parse_options(argv: list[str] | None) -> Options:
             connections=args.connections,
             reader_threads=min(2, args.connections),
             writers=args.writers,
+            bulk_writers=args.bulk_writers,
         ),
         json_path=args.json,
         check=args.check,
@@ -236,7 +246,7 @@ def run(options: Options, progress: Progress) -> Report:
     apps = list(dict.fromkeys(scenario.app for scenario in options.scenarios))
     results: dict[tuple[str, str], list[wrk.WrkResult]] = {}
     cpu: dict[tuple[str, str], list[float]] = {}
-    entries: dict[str, int] = {}
+    loads: dict[str, Load] = {}
     probes: list[Probe] = []
     with (
         _signals_as_exit(),
@@ -246,11 +256,11 @@ def run(options: Options, progress: Progress) -> Report:
         work = Path(temp)
         redis_servers, scale_data = _start_redis(apps, options, work, stack, progress)
         running: dict[tuple[str, str], RunningServer] = {}
-        for server in options.servers:
-            for app in apps:
+        for app in apps:
+            for server in servers_of(app, options.servers):
                 progress(
                     f"bench: starting {app.name} under {server} "
-                    f"({options.settings.workers} workers)"
+                    f"({options.settings.workers} workers, {options.settings.threads} threads)"
                 )
                 running[app.name, server] = stack.enter_context(
                     servers.running(
@@ -261,34 +271,38 @@ def run(options: Options, progress: Progress) -> Report:
             probed = running[scenarios.FEEDSTORE_SCALE.name, options.servers[0]]
             progress(f"bench: timing the unindexed filter over /big under {probed.server}")
             probes = scale.probes(probed.port)
-        steps = len(options.scenarios) * len(options.servers) * options.rounds
+        runs = [
+            (scenario, server)
+            for scenario in options.scenarios
+            for server in servers_of(scenario.app, options.servers)
+        ]
+        steps = len(runs) * options.rounds
         step = 0
         for round_number in range(1, options.rounds + 1):
-            for scenario in options.scenarios:
-                for server in options.servers:
-                    step += 1
-                    target = running[scenario.app.name, server]
-                    redis_pid = redis_servers[scenario.app.redis].pid or 0
-                    prepared = Target(target.port, options.concurrency, scale_data)
-                    if round_number == 1 and options.warmup:
-                        warm = scenarios.check(target.port, scenario.prepare(prepared))
-                        wrk.run(warm, target.url, options.warmup, work)
-                        time.sleep(SETTLE_SECONDS)
-                    load = scenarios.check(target.port, scenario.prepare(prepared))
-                    progress(
-                        f"[{step}/{steps}] round {round_number}: {scenario.name} under {server}, "
-                        f"{options.seconds_per_round} s, {load.connections} connections"
-                    )
-                    before = (target.cpu_seconds(), servers.cpu_seconds([redis_pid]))
-                    result = wrk.run(load, target.url, options.seconds_per_round, work)
-                    after = (target.cpu_seconds(), servers.cpu_seconds([redis_pid]))
-                    results.setdefault((scenario.name, server), []).append(result)
-                    used = cpu.setdefault((scenario.name, server), [0.0, 0.0])
-                    used[0] += after[0] - before[0]
-                    used[1] += after[1] - before[1]
+            for scenario, server in runs:
+                step += 1
+                target = running[scenario.app.name, server]
+                redis_pid = redis_servers[scenario.app.redis].pid or 0
+                prepared = Target(target.port, options.concurrency, scale_data)
+                if round_number == 1 and options.warmup:
+                    warm = scenarios.check(target.port, scenario.prepare(prepared))
+                    wrk.run(warm, target.url, options.warmup, work)
                     time.sleep(SETTLE_SECONDS)
-                    entries[scenario.name] = load.entries_per_request
-    measured = build_report(options, results, entries, cpu)
+                load = scenarios.check(target.port, scenario.prepare(prepared))
+                progress(
+                    f"[{step}/{steps}] round {round_number}: {scenario.name} under {server}, "
+                    f"{options.seconds_per_round} s, {load.connections} connections"
+                )
+                before = (target.cpu_seconds(), servers.cpu_seconds([redis_pid]))
+                result = wrk.run(load, target.url, options.seconds_per_round, work)
+                after = (target.cpu_seconds(), servers.cpu_seconds([redis_pid]))
+                results.setdefault((scenario.name, server), []).append(result)
+                used = cpu.setdefault((scenario.name, server), [0.0, 0.0])
+                used[0] += after[0] - before[0]
+                used[1] += after[1] - before[1]
+                time.sleep(SETTLE_SECONDS)
+                loads[scenario.name] = load
+    measured = build_report(options, results, loads, cpu)
     return dataclasses.replace(
         measured,
         codecs=codec_timings,
@@ -329,10 +343,15 @@ def _start_redis(
     return started, seeded
 
 
+def servers_of(app: servers.App, chosen: tuple[str, ...]) -> tuple[str, ...]:
+    """The servers an app runs under: its own one, or every one the run has."""
+    return (app.server,) if app.server is not None else chosen
+
+
 def build_report(
     options: Options,
     results: dict[tuple[str, str], list[wrk.WrkResult]],
-    entries: dict[str, int],
+    loads: dict[str, Load],
     cpu: dict[tuple[str, str], list[float]],
 ) -> Report:
     measurements = [
@@ -340,16 +359,22 @@ def build_report(
             scenario,
             server,
             results[scenario.name, server],
-            entries[scenario.name],
-            *cpu[scenario.name, server],
+            loads[scenario.name].entries_per_request,
+            cpu[scenario.name, server][0],
+            cpu[scenario.name, server][1],
+            connections=(
+                loads[scenario.name].connections if loads[scenario.name].long_requests else None
+            ),
         )
         for scenario in options.scenarios
-        for server in options.servers
+        for server in servers_of(scenario.app, options.servers)
         if (scenario.name, server) in results
     ]
     server_ratios, faster = report.rank_servers(measurements, options.servers)
     # Without the baseline to rank the servers by, compare under the first one.
-    ratios = report.compare(measurements, scenarios.COMPARISONS, faster or options.servers[0])
+    compared = faster or options.servers[0]
+    ratios = report.compare(measurements, scenarios.COMPARISONS, compared)
+    rates = report.entry_rates(measurements, scenarios.ENTRY_RATE_TARGETS, compared)
     settings = {
         "seconds": options.seconds,
         "rounds": options.rounds,
@@ -358,6 +383,7 @@ def build_report(
         "threads": options.settings.threads,
         "connections": options.concurrency.connections,
         "writers": options.concurrency.writers,
+        "bulk_writers": options.concurrency.bulk_writers,
         "servers": list(options.servers),
         "redis": "embedded, AOF fsync everysec",
     }
@@ -365,7 +391,7 @@ def build_report(
         settings["scale"] = options.scale_children
         settings["scale_redis"] = "embedded, no AOF"
         settings["fetch_limit"] = Settings.load().fetch_limit
-    return Report(measurements, server_ratios, faster, ratios, settings)
+    return Report(measurements, server_ratios, faster, ratios, settings, entry_rates=rates)
 
 
 @contextlib.contextmanager

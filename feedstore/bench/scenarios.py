@@ -21,16 +21,20 @@ from feedstore.bench.scale import ScaleData
 from feedstore.bench.servers import App
 
 BASELINE = App("baseline", "feedstore.bench.baseline:create_app")
+# The baseline served by granian's WSGI interface, without serve's gateway: what the gateway costs.
+BASELINE_WSGI = App("baseline-wsgi", BASELINE.factory, server="granian-wsgi")
 FEEDSTORE = App("feedstore", "feedstore.app:create_app")
 # The same app on the Redis that holds the scale data set and its schema.
 FEEDSTORE_SCALE = App("feedstore-scale", "feedstore.app:create_app", redis="scale")
-APPS = {app.name: app for app in (BASELINE, FEEDSTORE, FEEDSTORE_SCALE)}
+APPS = {app.name: app for app in (BASELINE, BASELINE_WSGI, FEEDSTORE, FEEDSTORE_SCALE)}
 
 WRITE_HEADERS = {"X-Requested-With": "XMLHttpRequest", "Content-Type": "application/json"}
 XML_HEADERS = {"X-Requested-With": "XMLHttpRequest", "Content-Type": "application/atom+xml"}
 PARENT = "/bench"
 ENTRY_BYTES = 1024
 BATCH_ENTRIES = 100
+# A `_bulk` PUT: ten of feedstore's atomic chunks (max_entries), 10 MB, within max_body.
+BULK_ENTRIES = 10_000
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,9 @@ class Concurrency:
     connections: int = 16
     reader_threads: int = 2
     writers: int = 16
+    # A bulk request is 10 MB and keeps bulk_workers threads busy: a few keep both workers busy.
+    bulk_writers: int = 4
+    bulk_entries: int = BULK_ENTRIES  # fewer in tests
 
 
 @dataclass(frozen=True)
@@ -72,12 +79,13 @@ class Scenario:
 
 @dataclass(frozen=True)
 class Comparison:
-    """One scenario's throughput over another's, measured in the same run, and the target."""
+    """One scenario's throughput over another's, measured in the same run, and the target
+    (None: shown, not a target)."""
 
     name: str
     subject: str
     reference: str
-    target: float
+    target: float | None
 
 
 def entry(key: str, revision: str | None = None) -> dict[str, Any]:
@@ -123,6 +131,22 @@ def baseline_put(target: Target) -> Load:
         conditional = replace(forced, path=f"{path}?r={REVISION}")
         plans.append(ConnectionPlan(conditional, _revision(seeded, path), resync=forced))
     return Load(tuple(plans), concurrency.writers, concurrency.writers)
+
+
+def baseline_put_batch(target: Target) -> Load:
+    """The body of feedstore-put100, to PUT /b/: the same Redis commands, without the checks."""
+    return _write_batches(target, "/b/", BATCH_ENTRIES, _baseline_revision)
+
+
+def baseline_bulk(target: Target) -> Load:
+    """The body of feedstore-bulk10k, to PUT /b/?_bulk: chunked as feedstore chunks it."""
+    return _write_batches(
+        target, "/b/?_bulk", target.concurrency.bulk_entries, _baseline_revision, bulk=True
+    )
+
+
+def _baseline_revision(key: str) -> RequestTemplate:
+    return RequestTemplate("GET", f"/b/_revision?k={key}")
 
 
 # -- feedstore ------------------------------------------------------------------------------
@@ -195,24 +219,52 @@ def _write_entries(target: Target, prefix: str, request: Callable[[str], Request
 
 
 def feedstore_put_batch(target: Target) -> Load:
-    """BATCH_ENTRIES entries with ids; always written together, they share one revision."""
+    """BATCH_ENTRIES entries with ids, in one transaction."""
+    create_parent(target.port)
+    return _write_batches(target, "/d/", BATCH_ENTRIES, _feedstore_revision)
+
+
+def feedstore_bulk(target: Target) -> Load:
+    """BULK_ENTRIES entries with ids, `?_bulk`: chunks of max_entries, each atomic."""
+    create_parent(target.port)
+    return _write_batches(
+        target, "/d/?_bulk", target.concurrency.bulk_entries, _feedstore_revision, bulk=True
+    )
+
+
+def _feedstore_revision(key: str) -> RequestTemplate:
+    return RequestTemplate("GET", f"/d{key}?e")
+
+
+def _write_batches(
+    target: Target,
+    path: str,
+    size: int,
+    read_revision: Callable[[str], RequestTemplate],
+    bulk: bool = False,
+) -> Load:
+    """`size` entries with ids per writer, seeded by a forced PUT to `path`; always written
+    together, they share one revision, which `read_revision(key)` answers as its ETag.
+
+    A bulk gets fewer writers, and its rate is read from its latency (Load.long_requests)."""
     port, concurrency = target.port, target.concurrency
-    create_parent(port)
+    writers = concurrency.bulk_writers if bulk else concurrency.writers
     plans = []
-    for writer in range(1, concurrency.writers + 1):
-        keys = [f"{PARENT}/b{writer}-{number:03d}" for number in range(BATCH_ENTRIES)]
+    for writer in range(1, writers + 1):
+        keys = [f"{PARENT}/{'k' if bulk else 'b'}{writer}-{n:05d}" for n in range(size)]
         forced = feed_body(*(entry(key) for key in keys))
-        client.expect(client.send(port, "PUT", "/d/", forced, WRITE_HEADERS), 200, doing=keys[0])
-        first = client.expect(client.send(port, "GET", f"/d{keys[0]}?e"), 200, doing=keys[0])
+        client.expect(client.send(port, "PUT", path, forced, WRITE_HEADERS), 200, doing=keys[0])
+        resync = read_revision(keys[0])
+        first = client.expect(client.send(port, "GET", resync.path), 200, doing=keys[0])
         conditional = feed_body(*(entry(key, REVISION) for key in keys))
         plans.append(
             ConnectionPlan(
-                RequestTemplate("PUT", "/d/", WRITE_HEADERS, conditional),
+                RequestTemplate("PUT", path, WRITE_HEADERS, conditional),
                 _revision(first, keys[0]),
-                resync=RequestTemplate("GET", f"/d{keys[0]}?e"),
+                resync=resync,
             )
         )
-    return Load(tuple(plans), concurrency.writers, concurrency.writers, BATCH_ENTRIES)
+    return Load(tuple(plans), writers, writers, size, long_requests=bulk)
 
 
 # -- feeds at scale (the data set of scale.py) -----------------------------------------------
@@ -274,6 +326,23 @@ SCENARIOS: tuple[Scenario, ...] = (
         "PUT /b/wN?r=REV (1 KB): WATCH/GET/MULTI/SET/INCR/EXEC", baseline_put,
     ),
     Scenario(
+        "baseline-put100", BASELINE, "PUT100",
+        f"PUT /b/ {BATCH_ENTRIES} entries with ids: feedstore's Redis commands", baseline_put_batch,
+    ),
+    Scenario(
+        "baseline-bulk10k", BASELINE, "BULK",
+        f"PUT /b/?_bulk {BULK_ENTRIES:,} entries with ids: feedstore's Redis commands per chunk",
+        baseline_bulk,
+    ),
+    Scenario(
+        "baseline-get-wsgi", BASELINE_WSGI, "GET", "baseline-get, without the gateway",
+        baseline_get,
+    ),
+    Scenario(
+        "baseline-put-wsgi", BASELINE_WSGI, "PUT", "baseline-put, without the gateway",
+        baseline_put,
+    ),
+    Scenario(
         "feedstore-get", FEEDSTORE, "GET", "GET /d/bench/read?e", feedstore_get
     ),
     Scenario(
@@ -283,6 +352,10 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "feedstore-put100", FEEDSTORE, "PUT100",
         f"PUT /d/ {BATCH_ENTRIES} entries with ids, atomic", feedstore_put_batch,
+    ),
+    Scenario(
+        "feedstore-bulk10k", FEEDSTORE, "BULK",
+        f"PUT /d/?_bulk {BULK_ENTRIES:,} entries with ids, atomic per chunk", feedstore_bulk,
     ),
     Scenario(
         "feedstore-patch", FEEDSTORE, "PATCH",
@@ -317,18 +390,31 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
 )  # fmt: skip
 
-# The issues' targets: feedstore's overhead (2, 3), PATCH against PUT (4), XML against JSON (5),
-# a parent with a million children against one with a thousand (6).
+# The issues' targets: feedstore's overhead (2, 3, 11), PATCH against PUT (4), XML against JSON
+# (5), a parent with a million children against one with a thousand (6); and, without a target,
+# what serve's gateway costs the baseline.
 COMPARISONS: tuple[Comparison, ...] = (
     Comparison("feedstore/baseline GET", "feedstore-get", "baseline-get", 0.8),
-    Comparison("feedstore/baseline PUT", "feedstore-put", "baseline-put", 0.7),
+    Comparison("feedstore/baseline PUT", "feedstore-put", "baseline-put", 0.8),
+    Comparison("feedstore/baseline PUT100", "feedstore-put100", "baseline-put100", 0.6),
+    Comparison("feedstore/baseline BULK", "feedstore-bulk10k", "baseline-bulk10k", 0.6),
     Comparison("PATCH/PUT", "feedstore-patch", "feedstore-put", round(1 / 1.2, 2)),
     Comparison("XML/JSON GET", "feedstore-get-xml", "feedstore-get", 0.5),
     Comparison("XML/JSON PUT", "feedstore-put-xml", "feedstore-put", 0.5),
     Comparison("big/small key order", "scale-big-page", "scale-small-page", round(1 / 1.5, 2)),
     Comparison("big middle/small", "scale-big-middle", "scale-small-page", round(1 / 1.5, 2)),
     Comparison("big/small group=g3", "scale-big-g3", "scale-small-g3", round(1 / 1.5, 2)),
+    Comparison("gateway/WSGI, baseline GET", "baseline-get", "baseline-get-wsgi", None),
+    Comparison("gateway/WSGI, baseline PUT", "baseline-put", "baseline-put-wsgi", None),
 )
+# Entries per second a scenario must reach (issue 11: the bulk PUT).
+ENTRY_RATE_TARGETS: dict[str, float] = {"feedstore-bulk10k": 20_000}
+
+
+def server_of(scenario: str, server: str) -> str:
+    """The server `scenario` runs under when the run's servers are asked for `server`."""
+    app = next((s.app for s in SCENARIOS if s.name == scenario), None)
+    return app.server if app is not None and app.server is not None else server
 
 
 def check(port: int, load: Load) -> Load:

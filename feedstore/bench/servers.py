@@ -1,7 +1,11 @@
-"""The WSGI servers under test: how each is started, waited for and stopped, identically.
+"""The servers under test: how each is started, waited for and stopped, identically.
 
-Each server runs as `python -m <server>` in its own process group, so stopping it stops every
-worker; it is also sent SIGKILL if the thread that started it dies without cleaning up.
+`granian` and `gunicorn` are `feedstore serve` itself (bench/serve.py): its ASGI server with the
+gateway in front of the app, for every app. `granian-wsgi`, `gunicorn-sync` and `gunicorn-gthread`
+serve the WSGI app directly, to show what the gateway costs. Each server runs in its own process
+group; serve's workers make groups of their own, so a server's processes are its leader and the
+leader's descendants. They are sent SIGKILL if the thread that started them dies without cleaning
+up.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ class App:
     # Which of the run's Redis servers it is given: "main", or "scale" for the big data set,
     # kept apart so its schema and its million keys leave the other scenarios as they were.
     redis: str = "main"
+    # The one server it runs under, whatever --servers says (None: each of them).
+    server: str | None = None
 
 
 @dataclass(frozen=True)
@@ -52,10 +58,23 @@ class ServerSettings:
     threads: int
 
 
-ArgvBuilder = Callable[[App, int, ServerSettings], list[str]]
+ArgvBuilder = Callable[[App, int, ServerSettings, str], list[str]]
 
 
-def granian_argv(app: App, port: int, settings: ServerSettings) -> list[str]:
+def serve_argv(server: str) -> ArgvBuilder:
+    """`feedstore serve --server <server>` of the app, on the given Redis."""
+
+    def argv(app: App, port: int, settings: ServerSettings, redis_url: str) -> list[str]:
+        return [
+            *(sys.executable, "-m", "feedstore.bench.serve", app.factory, "--server", server),
+            *("--host", client.HOST, "--port", str(port), "--redis-url", redis_url),
+            *("--workers", str(settings.workers), "--threads", str(settings.threads)),
+        ]
+
+    return argv
+
+
+def granian_wsgi_argv(app: App, port: int, settings: ServerSettings, redis_url: str) -> list[str]:
     return [
         *(sys.executable, "-m", "granian", "--interface", "wsgi", "--factory", app.factory),
         *("--host", client.HOST, "--port", str(port), "--workers", str(settings.workers)),
@@ -63,7 +82,7 @@ def granian_argv(app: App, port: int, settings: ServerSettings) -> list[str]:
     ]
 
 
-def gunicorn_sync_argv(app: App, port: int, settings: ServerSettings) -> list[str]:
+def gunicorn_sync_argv(app: App, port: int, settings: ServerSettings, redis_url: str) -> list[str]:
     # Sync workers serve one request at a time and close the connection after it.
     return [
         *(sys.executable, "-m", "gunicorn", "--worker-class", "sync"),
@@ -72,7 +91,9 @@ def gunicorn_sync_argv(app: App, port: int, settings: ServerSettings) -> list[st
     ]
 
 
-def gunicorn_gthread_argv(app: App, port: int, settings: ServerSettings) -> list[str]:
+def gunicorn_gthread_argv(
+    app: App, port: int, settings: ServerSettings, redis_url: str
+) -> list[str]:
     return [
         *(sys.executable, "-m", "gunicorn", "--worker-class", "gthread"),
         *("--workers", str(settings.workers), "--threads", str(settings.threads)),
@@ -82,8 +103,10 @@ def gunicorn_gthread_argv(app: App, port: int, settings: ServerSettings) -> list
 
 # Every server the bench knows, by the name --servers takes.
 SERVERS: dict[str, ArgvBuilder] = {
-    "granian": granian_argv,
-    "gunicorn": gunicorn_sync_argv,
+    "granian": serve_argv("granian"),
+    "gunicorn": serve_argv("gunicorn"),
+    "granian-wsgi": granian_wsgi_argv,
+    "gunicorn-sync": gunicorn_sync_argv,
     "gunicorn-gthread": gunicorn_gthread_argv,
 }
 
@@ -123,21 +146,25 @@ class RunningServer:
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """SIGTERM the group, SIGKILL what is left after `timeout`, reap; safe to repeat."""
         group = self.process.pid
+        workers = descendants(group)
         _signal_group(group, signal.SIGTERM)
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             _signal_group(group, signal.SIGKILL)
             self.process.wait(timeout)
-        # Workers outlive a leader that died first; they are in the group all the same.
+        # Workers outlive a leader that died first: those in its group, and those in their own.
         if group_members(group):
             _signal_group(group, signal.SIGKILL)
             _wait_until_empty(group, timeout)
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self._log.close()
 
     def cpu_seconds(self) -> float:
         """CPU time used so far by every process of the server (leader and workers)."""
-        return cpu_seconds(group_members(self.process.pid))
+        return cpu_seconds([self.process.pid, *descendants(self.process.pid)])
 
     def log_tail(self, lines: int = 10) -> str:
         text = self.log_path.read_text(encoding="utf-8", errors="replace").strip()
@@ -157,7 +184,7 @@ def start(
 ) -> RunningServer:
     """Start `app` under `server` on a free port; don't wait for it (see wait_ready)."""
     port = free_port()
-    argv = SERVERS[server](app, port, settings)
+    argv = SERVERS[server](app, port, settings, redis_url)
     log_path = log_dir / f"{app.name}-{server}.log"
     log = log_path.open("ab")
     try:
@@ -204,6 +231,32 @@ def group_members(group: int) -> list[int]:
         if int(pgrp) == group and state not in ("Z", "X"):
             members.append(int(entry.name))
     return members
+
+
+def descendants(pid: int) -> list[int]:
+    """Live (not zombie) descendants of process `pid`: children, their children, and so on."""
+    children: dict[int, list[int]] = {}
+    for parent, child in _live_processes():
+        children.setdefault(parent, []).append(child)
+    found, frontier = [], [pid]
+    while frontier:
+        frontier = [child for parent in frontier for child in children.get(parent, [])]
+        found += frontier
+    return found
+
+
+def _live_processes() -> Iterator[tuple[int, int]]:
+    """(parent, pid) of every live process."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # it exited while we looked
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        if state not in ("Z", "X"):
+            yield int(ppid), int(entry.name)
 
 
 def cpu_seconds(pids: Iterable[int]) -> float:

@@ -17,7 +17,7 @@ from feedstore.embedded import die_with_parent
 # Seconds wrk gets beyond its duration to connect, finish and print before it is killed.
 GRACE = 30
 # A request slower than this counts as a timeout rather than a latency sample.
-REQUEST_TIMEOUT = "5s"
+REQUEST_TIMEOUT = "30s"
 
 
 class WrkError(Exception):
