@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
+from redis.exceptions import RedisClusterException
 
 from feedstore import connection
 from feedstore.embedded import (
@@ -248,11 +249,11 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _client(url: str) -> redis.Redis:
+def _client(url: str) -> redis.Redis | redis.RedisCluster:
     """A client with FEEDSTORE_REDIS_TIMEOUT; CliError for a bad URL or setting."""
     try:
         return connection.connect(url, Settings.load().redis_timeout)
-    except ValueError as e:
+    except (ValueError, RedisClusterException) as e:
         raise CliError(f"can't use Redis at {_without_password(url)}: {e}") from e
 
 
@@ -509,15 +510,14 @@ def check_redis_url(url: str, timeout: float) -> None:
     """Fail with a CliError unless `url` names a Redis that answers PING within `timeout` s."""
     shown = _without_password(url)
     try:
+        # Inside the try: finding out whether it is a cluster already talks to it.
         client = connection.connect(url, timeout)
+        client.ping()
     except ValueError as e:
         raise CliError(f"bad --redis-url {shown}: {e}") from e
-    try:
-        client.ping()
-    except redis.RedisError as e:
+    except (redis.RedisError, RedisClusterException) as e:
         raise CliError(f"can't reach Redis at {shown}: {e}") from e
-    finally:
-        client.close()
+    client.close()
 
 
 def _whole_number(text: str) -> int:

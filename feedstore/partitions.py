@@ -102,10 +102,7 @@ def finish(client: Any, prepared: Prepared, written: Sequence[Written]) -> None:
     created = {each.key for each in written if each.created}
     _list(
         client,
-        {
-            name: [key for key in keys if key in created]
-            for name, keys in prepared.listed.items()
-        },
+        {name: [key for key in keys if key in created] for name, keys in prepared.listed.items()},
     )
 
 

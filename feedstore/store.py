@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import replace
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, ParamSpec, TypeVar, cast
 
 import redis

@@ -228,7 +228,8 @@ class Transaction:
         # many entries (a bulk's chunk) costs little beyond its documents. Keys are unique in a
         # request and a deleted key can't gain a child in it, so the order doesn't matter.
         if stored:
-            pipe.mset(stored)
+            # Not pipe.mset, which redis-py's cluster pipeline refuses whatever the slots.
+            pipe.execute_command("MSET", *(item for pair in stored.items() for item in pair))
         for name, added in children.items():
             pipe.zadd(name, added)
         for change in aliases:
