@@ -159,6 +159,12 @@ class Store:
             for name, raw in zip(aliases, raws, strict=True)
         ]
 
+    def _transaction_pipeline(self) -> Any:
+        """A pipeline for one WATCH/MULTI/EXEC; on a cluster, one that never silently moves to
+        another connection while it watches (partitions.unretried)."""
+        pipe = self.redis.pipeline(transaction=True)
+        return partitions.unretried(pipe) if self.cluster else pipe
+
     def _mget(self, names: list[str]) -> list[bytes | None]:
         """MGET, split by slot on a cluster (not atomic there: a listing's reads never were)."""
         if self.cluster:
@@ -209,7 +215,7 @@ class Store:
         """
         counter, bounds = self.keys.counter_key(key), self.keys.counter_range_key(key)
         for attempt in range(self.retries):
-            with self.redis.pipeline(transaction=True) as pipe:
+            with self._transaction_pipeline() as pipe:
                 try:
                     pipe.watch(bounds)
                     span = _range_of(cast(bytes | None, pipe.get(bounds)))
@@ -249,7 +255,7 @@ class Store:
         """Set the counter of `key`; with a range, the value must be within it."""
         bounds = self.keys.counter_range_key(key)
         for attempt in range(self.retries):
-            with self.redis.pipeline(transaction=True) as pipe:
+            with self._transaction_pipeline() as pipe:
                 try:
                     pipe.watch(bounds)
                     span = _range_of(cast(bytes | None, pipe.get(bounds)))
@@ -271,7 +277,7 @@ class Store:
     def set_counter_range(self, key: str, span: CounterRange | None) -> None:
         """Give the counter of `key` a range (its value becomes min - 1), or remove it (its value
         stays), in one transaction."""
-        with self.redis.pipeline(transaction=True) as pipe:
+        with self._transaction_pipeline() as pipe:
             if span is None:
                 pipe.delete(self.keys.counter_range_key(key))
             else:
@@ -300,7 +306,7 @@ class Store:
     @_unavailable_on_redis_error
     def save_page_index(self, name: str, keep: int, cursors: Sequence[str], ttl: int) -> None:
         """Keep the first `keep` cursors of an index, then `cursors`: one transaction."""
-        with self.redis.pipeline(transaction=True) as pipe:
+        with self._transaction_pipeline() as pipe:
             if keep:
                 pipe.ltrim(name, 0, keep - 1)
             else:
@@ -348,7 +354,7 @@ class Store:
         """Check, store and publish a schema to every worker; None removes it."""
         if document is not None:
             Schema(document)
-        with self.redis.pipeline(transaction=True) as pipe:
+        with self._transaction_pipeline() as pipe:
             if document is None:
                 pipe.delete(SCHEMA_KEY)
             else:
@@ -403,7 +409,7 @@ class Store:
         reject_duplicates(writes)
         prepared = partitions.prepare(self.redis, self.keys, writes) if self.cluster else None
         for attempt in range(self.retries):
-            with self.redis.pipeline(transaction=True) as pipe:
+            with self._transaction_pipeline() as pipe:
                 try:
                     if prepared is None:
                         return self._transaction(pipe).run(writes)

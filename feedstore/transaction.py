@@ -22,6 +22,7 @@ from enum import Enum
 from typing import Any, Literal
 
 from redis.client import Pipeline
+from redis.exceptions import WatchError
 
 from feedstore import alias, codec_json, watch
 from feedstore.entry import (
@@ -538,6 +539,10 @@ def _check(w: Write, state: _State, missing_parents: set[str], subtree: list[str
     ):
         raise PreconditionFailed(w.key, state.document)
     if w.action is Action.CREATE and (state.exists or state.alias_of is not None):
+        if w.numbered_under is not None:
+            # The number was free when picked, under WATCH: another POST took it since, so
+            # this attempt's EXEC would fail anyway. Pick again rather than answer 409.
+            raise WatchError(f"{w.key} was taken while numbering")
         raise DuplicatedKey(w.key, state.document)
     if w.action is Action.PATCH and not state.exists and not w.upsert:
         raise NotFound(w.key)

@@ -177,3 +177,18 @@ def test_the_schema_and_its_indexes_work_across_slots(cluster_client: redis.Redi
     assert cluster_client.exists("fs:{/a}:i:n:/a") == 1
     assert cluster_client.exists("fs:{/}:i:n:/") == 0, "the root's children are in no index"
     assert Store(cluster_client).schema_document() == schema
+
+
+def test_a_bulk_over_many_trees_is_cut_into_one_tree_chunks(
+    cluster_client: redis.RedisCluster,
+) -> None:
+    app = create_app({"max_entries": 2}, cluster_client)
+    client = app.test_client()
+    client.environ_base["HTTP_X_REQUESTED_WITH"] = "XMLHttpRequest"
+    entries = [entry(f"/t{n % 3}", n=n) for n in range(3)]
+    entries += [entry(f"/t{n % 3}/{n}", n=n) for n in range(9)]
+    response = client.put("/d/?_bulk", headers={"Prefer": "return=representation"}, json=entries)
+    assert response.status_code == 200
+    assert keys_of(response) == [e["link"][0]["___href"] for e in entries], "in request order"
+    assert client.get("/d/t1?c").json["feed"]["title"] == "3"  # type: ignore[index]
+    assert client.get("/d/?c").json["feed"]["title"] == "3"  # type: ignore[index]
