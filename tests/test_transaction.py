@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import redis
 
-from feedstore import alias, transaction
+from feedstore import alias, transaction, watch
 from feedstore.errors import NotFound, RevisionConflict, ServiceUnavailable
 from feedstore.keys import KeyScheme
 from feedstore.store import Action, Store, Write
@@ -169,4 +170,26 @@ def test_an_alias_released_slipping_in_is_seen(
     store.write([put("/b/x", title="an entry of its own")])
     assert stored(store, "/b/x")["title"] == "an entry of its own"
     assert stored(store, "/a/1")["title"] == "t"
+    other.redis.close()
+
+
+def test_a_number_another_writer_takes_meanwhile_is_picked_again(
+    real_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(real_redis)
+    store.write([put("/a")])
+    other = Store(second_client(real_redis))
+    original = watch.numbers
+    taken: list[str] = []
+
+    def numbers_then_taken(*args: Any) -> Any:
+        free, last = original(*args)
+        if not taken:  # another POST commits the number this one picked, before it reads
+            taken.append(free["/a"][0])
+            other.write([put(free["/a"][0])])
+        return free, last
+
+    monkeypatch.setattr(watch, "numbers", numbers_then_taken)
+    [written] = store.write([Write(Action.CREATE, "", {}, numbered_under="/a")])
+    assert (taken, written.key) == (["/a/1"], "/a/2"), "picked again, not 409 duplicated_key"
     other.redis.close()
