@@ -123,6 +123,11 @@ def test_at_depth_two_a_folders_children_spread_over_slots(
     assert client.post("/d/", json=[entry("/u")]).status_code == 201
     for _ in range(6):
         assert client.post("/d/u", json=[{"title": "user"}]).status_code == 201
+    two = client.post("/d/u", json=[{"title": "a"}, {"title": "b"}])
+    assert two.json["feed"]["title"] == (  # type: ignore[index]
+        "Entries of one request must be in one tree on Redis Cluster. "
+        "a new entry under /u, a new entry under /u"
+    )
     users = [f"/u/{n}" for n in range(1, 7)]
     assert keys_of(client.get("/d/u?f")) == sorted(users)
     with redis_cluster.node_client(0) as node:
