@@ -11,6 +11,7 @@ slot. Without replicas: a test that kills a node loses its slots.
         cluster.client()       # a redis.RedisCluster (the caller closes it)
         cluster.node_client(1) # a plain redis.Redis of one node (the caller closes it)
         cluster.flush()        # FLUSHALL on every primary
+        cluster.move_slot(s, 2)  # move slot s and its keys to node 2, live
 
 A node's directory must outlive its process: redis-server exits when it can't rewrite nodes.conf.
 """
@@ -171,6 +172,35 @@ class RedisCluster:
                 found += direct.keys(pattern)
         return sorted(found)
 
+    def owner(self, slot: int) -> int:
+        """The position in `nodes` of the primary that serves `slot` now."""
+        with self.nodes[0].client() as direct:
+            for first, last, (_host, port, *_), *_ in direct.execute_command("CLUSTER SLOTS"):
+                if int(first) <= slot <= int(last):
+                    return next(i for i, node in enumerate(self.nodes) if node.port == int(port))
+        raise ClusterError(f"no node serves slot {slot}")
+
+    def move_slot(self, slot: int, to: int) -> int:
+        """Move `slot` with its keys to node `to`, live, as `redis-cli --cluster reshard` does
+        (IMPORTING/MIGRATING, MIGRATE in batches, SETSLOT NODE everywhere); how many keys."""
+        source, target = self.nodes[self.owner(slot)], self.nodes[to]
+        if source is target:
+            return 0
+        with source.client() as old, target.client() as new:
+            old_id, new_id = (_text(c.execute_command("CLUSTER MYID")) for c in (old, new))
+            new.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", old_id)
+            old.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", new_id)
+            moved = 0
+            while keys := old.execute_command("CLUSTER GETKEYSINSLOT", slot, 100):
+                old.execute_command(
+                    "MIGRATE", target.host, target.port, "", 0, 10000, "KEYS", *keys
+                )
+                moved += len(keys)
+        for node in self.nodes:
+            with node.client() as direct:
+                direct.execute_command("CLUSTER SETSLOT", slot, "NODE", new_id)
+        return moved
+
     def __enter__(self) -> RedisCluster:
         return self
 
@@ -247,3 +277,7 @@ def _free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

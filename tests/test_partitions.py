@@ -11,10 +11,10 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
-from feedstore import create_app
+from feedstore import create_app, transaction, watch
 from feedstore.keys import DEPTH_KEY, KeyScheme, parse
 from feedstore.store import Store
-from tests.conftest import snapshot
+from tests.conftest import put, snapshot, stored
 from tests.redis_cluster import RedisCluster
 
 JSON = "application/json"
@@ -199,3 +199,35 @@ def test_a_bulk_over_many_trees_is_cut_into_one_tree_chunks(
     assert keys_of(response) == [e["link"][0]["___href"] for e in entries], "in request order"
     assert client.get("/d/t1?c").json["feed"]["title"] == "3"  # type: ignore[index]
     assert client.get("/d/?c").json["feed"]["title"] == "3"  # type: ignore[index]
+
+
+def test_a_slot_moving_while_a_write_watches_restarts_it_and_loses_nothing(
+    cluster_client: redis.RedisCluster,
+    redis_cluster: RedisCluster,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store, other = Store(cluster_client), Store(redis_cluster.client())
+    store.write([put("/m", x=0, y=0)])
+    slot = cluster_client.keyslot(store.keys.document_key("/m"))
+    original_read, original_timestamp = watch.read, transaction.timestamp
+    events: list[str] = []
+
+    def read_after_the_slot_moved(*args: Any) -> Any:
+        if not events:  # the store has WATCHed /m: its slot goes to another node now
+            events.append("moved")
+            redis_cluster.move_slot(slot, (redis_cluster.owner(slot) + 1) % 3)
+        return original_read(*args)
+
+    def then_another_writer(*args: Any) -> Any:
+        if events == ["moved"]:  # between the store's read and its EXEC
+            events.append("written")
+            other.write([put("/m", y=1)])
+        return original_timestamp(*args)
+
+    monkeypatch.setattr(watch, "read", read_after_the_slot_moved)
+    monkeypatch.setattr(transaction, "timestamp", then_another_writer)
+    store.write([put("/m", x=1)])
+    document = stored(store, "/m")
+    assert events == ["moved", "written"]
+    assert (document["x"], document["y"], document["id"]) == (1, 1, "/m,3"), "no write lost"
+    other.redis.close()
