@@ -91,4 +91,7 @@ def wait(connection: Connection, replication: Replication) -> None:
         connection.disconnect()
         raise NotReplicated(0, replication.replicas) from e
     if confirmed < replication.replicas:
+        # Its server may be a primary Sentinel is replacing (its replica promoted away from it):
+        # the next write connects again, and so asks the Sentinels where the primary is.
+        connection.disconnect()
         raise NotReplicated(confirmed, replication.replicas)

@@ -58,7 +58,9 @@ def _unavailable_on_redis_error(method: Callable[P, T]) -> Callable[P, T]:
 
     So are the refusals of a Redis that can't take writes for now: a replica (READONLY: a
     primary demoted by a failover, reached without Sentinel) and a primary with too few
-    replicas for its `min-replicas-to-write` (NOREPLICAS). Nothing was written then.
+    replicas for its `min-replicas-to-write` (NOREPLICAS), nothing written. Such a primary may
+    be one a failover is replacing: the idle connections are closed, so the next command
+    connects again and, with Sentinel, asks where the primary is now.
     """
 
     @functools.wraps(method)
@@ -68,9 +70,12 @@ def _unavailable_on_redis_error(method: Callable[P, T]) -> Callable[P, T]:
         except (redis.ConnectionError, redis.TimeoutError) as e:
             raise ServiceUnavailable("Redis is unavailable. Please retry.") from e
         except redis.ResponseError as e:
-            if isinstance(e, redis.ReadOnlyError) or "NOREPLICAS" in str(e):
-                raise ServiceUnavailable("Redis can't take writes now. Please retry.") from e
-            raise
+            if not isinstance(e, redis.ReadOnlyError) and "NOREPLICAS" not in str(e):
+                raise
+            store = args[0]
+            assert isinstance(store, Store)
+            store.redis.connection_pool.disconnect(inuse_connections=False)
+            raise ServiceUnavailable("Redis can't take writes now. Please retry.") from e
 
     return wrapper
 

@@ -81,10 +81,16 @@ class SentinelSet:
     def start(self) -> SentinelSet:
         binary = str(redis_server_binary())
         primary_port, replica_port = free_port(), free_port()
-        for port, role in ((primary_port, []), (replica_port, ["--replicaof", "127.0.0.1", str(primary_port)])):
+        for port, role in (
+            (primary_port, []),
+            (replica_port, ["--replicaof", "127.0.0.1", str(primary_port)]),
+        ):
             self.nodes.append(self._node(binary, port, role))
         for node in self.nodes:
             node.start()
+        # Sentinels find replicas in the primary's INFO, which they read every 10 s: let the
+        # first one they read list it.
+        until(self._replica_online, READY_TIMEOUT, lambda: f"no replica: {self.logs()}")
         for _ in range(3):
             port = free_port()
             config = self.directory / f"sentinel-{port}.conf"
@@ -141,6 +147,11 @@ class SentinelSet:
         a healthy replica, and the replica is in sync: ready for a failover."""
         until(self._ready, timeout, lambda: f"the Sentinel set is not ready: {self.logs()}")
 
+    def _replica_online(self) -> bool:
+        with self.nodes[0].client() as primary:
+            info = primary.info("replication")
+        return bool(info["connected_slaves"] == 1 and info["slave0"]["state"] == "online")
+
     def _ready(self) -> bool:
         ports = set()
         for sentinel in self.sentinels:
@@ -159,8 +170,10 @@ class SentinelSet:
             return False
         with self._node_at(ports.pop()).client() as primary:
             info = primary.info("replication")
-        return info["role"] == "master" and info["connected_slaves"] == 1 and (
-            info["slave0"]["state"] == "online"
+        return (
+            info["role"] == "master"
+            and info["connected_slaves"] == 1
+            and (info["slave0"]["state"] == "online")
         )
 
     # -- what happens to the set -----------------------------------------------------------------
