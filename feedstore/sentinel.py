@@ -21,6 +21,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 SCHEME = "redis+sentinel"
@@ -77,7 +79,9 @@ def parse(url: str) -> SentinelUrl:
 def client(url: SentinelUrl, redis_class: type[redis.Redis], **options: Any) -> redis.Redis:
     """A client of the primary `url` names; `options` (timeouts, retry) apply to every connection,
     the socket ones to the Sentinels too."""
-    sentinel_options = {k: v for k, v in options.items() if k.startswith("socket_")}
+    sentinel_options: dict[str, Any] = {k: v for k, v in options.items() if k.startswith("socket_")}
+    # Asking the next Sentinel is the retry: redis-py's default backs off for seconds first.
+    sentinel_options["retry"] = Retry(NoBackoff(), 0)
     sentinels = Sentinel(list(url.sentinels), sentinel_kwargs=sentinel_options)
     return sentinels.master_for(
         url.service,

@@ -74,14 +74,6 @@ def test_the_client_has_the_timeouts_and_retry_of_every_client() -> None:
     assert options["retry"].get_retries() == 2
 
 
-def test_serve_refuses_a_bad_sentinel_url(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["serve", "--redis-url", "redis+sentinel://:secret@h:1"]) == 1
-    assert capsys.readouterr().err == (
-        "feedstore: bad --redis-url redis+sentinel://:***@h:1: name the monitored service as "
-        "the path: redis+sentinel://host:port/name\n"
-    )
-
-
 def test_schema_show_reports_unreachable_sentinels(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
