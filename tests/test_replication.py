@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -36,6 +37,7 @@ def primary(pair: SentinelSet) -> Iterator[redis.Redis]:
         client.flushall()
         # The replica may be catching up after a test stalled it.
         assert client.execute_command("WAIT", 1, 5000) == 1
+        client.config_resetstat()
         yield client
 
 
@@ -115,6 +117,32 @@ def test_a_write_the_replica_cant_confirm_is_503_not_replicated_but_made(
         "and may be lost if the primary fails: read it before retrying."
     )
     assert client.get("/d/a?e").status_code == 200  # made on the primary
+
+
+def test_a_connection_lost_during_wait_is_not_replicated_and_not_written_again(
+    pair: SentinelSet, primary: redis.Redis
+) -> None:
+    client = app_client(pair, wait_timeout_ms=10_000)
+    killed: list[int] = []
+
+    def kill_the_waiting_connection() -> bool:
+        # Blocked ("b") in WAIT: an idle connection shows its last command too.
+        waiting = [c for c in primary.client_list() if c["cmd"] == "wait" and "b" in c["flags"]]
+        for connection in waiting:
+            primary.client_kill_filter(_id=connection["id"])
+            killed.append(connection["id"])
+        return bool(waiting)
+
+    with Stalled(pair.nodes[1]):
+        killer = threading.Thread(target=until, args=(kill_the_waiting_connection, 5, str))
+        killer.start()
+        response = client.post("/d/", json={"link": [{"___href": "/a", "___rel": "self"}]})
+        killer.join()
+    assert len(killed) == 1
+    assert response.status_code == 503
+    assert response.json is not None
+    assert response.json["error"]["code"] == "not_replicated"
+    assert primary.info("commandstats")["cmdstat_exec"]["calls"] == 1
 
 
 def test_a_primary_short_of_replicas_refuses_writes_with_503(
