@@ -74,7 +74,9 @@ def _unavailable_on_redis_error(method: Callable[P, T]) -> Callable[P, T]:
                 raise
             store = args[0]
             assert isinstance(store, Store)
-            store.redis.connection_pool.disconnect(inuse_connections=False)
+            pool = getattr(store.redis, "connection_pool", None)  # a cluster client has none
+            if pool is not None:
+                pool.disconnect(inuse_connections=False)
             raise ServiceUnavailable("Redis can't take writes now. Please retry.") from e
 
     return wrapper

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,13 +128,17 @@ class Writers:
                 self.statuses[status] += 1
                 if 200 <= status < 300:
                     self.acknowledged.append(key)
+            if status == 503:
+                time.sleep(0.01)  # as a client honouring Retry-After would, if less patiently
             n += 1
 
-    def wait_for(self, count: int) -> None:
-        """Wait until `count` more writes were acknowledged."""
+    def wait_for(self, count: int, timeout: float = 60.0) -> None:
+        """Wait until `count` more writes were acknowledged; fail after `timeout` seconds."""
         start = len(self.acknowledged)
+        deadline = time.monotonic() + timeout
         while len(self.acknowledged) < start + count:
-            assert not self.stopping.wait(0.01)
+            assert time.monotonic() < deadline, f"{count} writes not acknowledged: {self.statuses}"
+            time.sleep(0.01)
 
     def unexpected(self) -> dict[int, int]:
         """Answers other than 2xx, 409 and 503."""
