@@ -284,7 +284,8 @@ class Store:
     def save_page_index(self, name: str, keep: int, cursors: Sequence[str], ttl: int) -> None:
         """Keep the first `keep` cursors of an index, then `cursors`: one transaction.
 
-        An index is a cache a read builds: one too few replicas confirmed is as good as saved.
+        An index is a cache that a read builds: saved on the primary is enough, whatever the
+        replicas confirm (wait_replicas).
         """
         with self.redis.pipeline(transaction=True) as pipe:
             if keep:

@@ -172,7 +172,10 @@ def serve_on(sentinels: SentinelSet, tmp_path: Path, *args: str) -> Iterator[Ser
 
 
 def test_serve_follows_a_failover_without_a_restart(
-    sentinels: SentinelSet, tmp_path: Path, record_property: pytest.RecordProperty
+    sentinels: SentinelSet,
+    tmp_path: Path,
+    record_property: pytest.RecordProperty,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     with serve_on(sentinels, tmp_path) as server:
         with Writers(server) as writers:
@@ -190,6 +193,8 @@ def test_serve_follows_a_failover_without_a_restart(
             assert client.info("replication")["role"] == "master"
         stored = stored_keys(server)
         assert "/w/after" in stored
+        assert cli.main(["schema", "show", "--redis-url", sentinels.url]) == 0
+        assert capsys.readouterr().out.endswith("no schema\n")
         # Without WAIT a failover loses the writes the old primary took after the promotion:
         # measured here, not asserted (README quotes it).
         lost = set(writers.acknowledged) - stored
