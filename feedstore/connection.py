@@ -8,13 +8,21 @@ can't reach Redis in time is a 503 (store.py), and the CLI says so and exits 1.
 A connection error (Redis restarting: feedstore serve restarts its embedded Redis) is retried
 twice after a short pause, which also replaces the pooled connections Redis closed; a timeout is
 not retried, so a request waits `timeout` seconds at most per command, not a multiple of it.
+
+A `redis+sentinel://` URL is a client of the primary its Sentinels name (sentinel.py), with the
+same options. `replication` makes every transaction wait for replicas (replication.py).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
+
+from feedstore import sentinel
+from feedstore.replication import ReplicatedRedis, Replication
 
 # Seconds to wait for Redis to accept a connection, and for any one reply.
 DEFAULT_TIMEOUT = 10
@@ -22,16 +30,26 @@ DEFAULT_TIMEOUT = 10
 HEALTH_CHECK_INTERVAL = 30
 
 
-def connect(url: str, timeout: float = DEFAULT_TIMEOUT) -> redis.Redis:
-    """A client of the Redis at `url` (redis://, rediss://, unix://); ValueError for a bad URL."""
-    return redis.Redis.from_url(
-        url,
-        socket_connect_timeout=timeout,
-        socket_timeout=timeout,
-        health_check_interval=HEALTH_CHECK_INTERVAL,
-        retry=Retry(
+def connect(
+    url: str, timeout: float = DEFAULT_TIMEOUT, *, replication: Replication | None = None
+) -> redis.Redis:
+    """A client of the Redis at `url` (redis://, rediss://, unix://, redis+sentinel://);
+    ValueError for a bad URL."""
+    options: dict[str, Any] = {
+        "socket_connect_timeout": timeout,
+        "socket_timeout": timeout,
+        "health_check_interval": HEALTH_CHECK_INTERVAL,
+        "retry": Retry(
             ExponentialBackoff(cap=0.5, base=0.05), 2, supported_errors=(redis.ConnectionError,)
         ),
         # redis-py 5 only honours `retry` when errors to retry on are named.
-        retry_on_error=[redis.ConnectionError],
-    )
+        "retry_on_error": [redis.ConnectionError],
+    }
+    redis_class = redis.Redis if replication is None else ReplicatedRedis
+    if sentinel.is_sentinel_url(url):
+        client = sentinel.client(sentinel.parse(url), redis_class, **options)
+    else:
+        client = redis_class.from_url(url, **options)
+    if isinstance(client, ReplicatedRedis):
+        client.replication = replication
+    return client
