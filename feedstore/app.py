@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from feedstore import api, connection, migration, negotiation, page
 from feedstore.errors import FeedstoreError, MethodNotAllowed, PayloadTooLarge
+from feedstore.replication import Replication
 from feedstore.settings import Settings
 from feedstore.store import Store
 
@@ -29,7 +30,10 @@ def create_app(
 ) -> Flask:
     """Build a feedstore app; `redis_client` defaults to one for the `redis_url` setting."""
     settings = Settings.load(config)
-    client = redis_client or connection.connect(settings.redis_url, settings.redis_timeout)
+    replication = Replication.of(settings.wait_replicas, settings.wait_timeout_ms)
+    client = redis_client or connection.connect(
+        settings.redis_url, settings.redis_timeout, replication=replication
+    )
     check_key_scheme(client, settings)
     app = Flask(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body

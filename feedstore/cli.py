@@ -33,6 +33,7 @@ from feedstore.embedded import (
 )
 from feedstore.errors import FeedstoreError
 from feedstore.keys import MAX_DEPTH, KeyScheme
+from feedstore.replication import Replication
 from feedstore.schema import Schema
 from feedstore.settings import JSON_STYLES, Settings
 from feedstore.store import Store
@@ -66,6 +67,8 @@ class ServeOptions:
     fsync: FsyncPolicy
     server: str
     json_style: str | None = None
+    wait_replicas: int | None = None
+    wait_timeout_ms: int | None = None
     partition_depth: int | None = None
     # The WSGI app each worker builds, "module:function"; the bench serves its baseline this way.
     app: str = APP_FACTORY
@@ -123,7 +126,21 @@ def add_serve_command(subcommands: argparse._SubParsersAction[argparse.ArgumentP
     )
     parser.add_argument(
         "--redis-url",
-        help="use this Redis (redis://, rediss://, unix://) instead of an embedded one",
+        help="use this Redis (redis://, rediss://, unix://, "
+        "redis+sentinel://host:port[,host:port]/service) instead of an embedded one",
+    )
+    parser.add_argument(
+        "--wait-replicas",
+        type=_whole_number,
+        help="replicas that must confirm each write (Redis WAIT; else 503 not_replicated); "
+        "sets FEEDSTORE_WAIT_REPLICAS for the workers",
+    )
+    parser.add_argument(
+        "--wait-timeout",
+        type=_positive_int,
+        metavar="MS",
+        help="milliseconds the replicas get to confirm a write (1000); "
+        "sets FEEDSTORE_WAIT_TIMEOUT_MS for the workers",
     )
     parser.add_argument(
         "--schema", type=Path, help="JSON Schema of the custom fields, loaded at start-up"
@@ -167,7 +184,9 @@ def add_schema_command(subcommands: argparse._SubParsersAction[argparse.Argument
     parser.add_argument("action", choices=("set", "show", "clear"))
     parser.add_argument("file", nargs="?", type=Path, help="the JSON Schema file (for set)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="./%(default)s")
-    parser.add_argument("--redis-url", help="the Redis a feedstore serve uses")
+    parser.add_argument(
+        "--redis-url", help="the Redis a feedstore serve uses (any URL serve takes)"
+    )
     parser.set_defaults(command=run_schema)
 
 
@@ -318,9 +337,12 @@ def _answers(url: str) -> bool:
 
 
 def _client(url: str) -> redis.Redis | redis.RedisCluster:
-    """A client with FEEDSTORE_REDIS_TIMEOUT; CliError for a bad URL or setting."""
+    """A client with FEEDSTORE_REDIS_TIMEOUT and FEEDSTORE_WAIT_*; CliError for a bad URL or
+    setting."""
     try:
-        return connection.connect(url, Settings.load().redis_timeout)
+        settings = Settings.load()
+        replication = Replication.of(settings.wait_replicas, settings.wait_timeout_ms)
+        return connection.connect(url, settings.redis_timeout, replication=replication)
     except (ValueError, RedisClusterException) as e:
         raise CliError(f"can't use Redis at {_without_password(url)}: {e}") from e
 
@@ -334,6 +356,8 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
     """The `serve` arguments, checked."""
     if args.redis_url and (args.data or args.fsync):
         raise CliError("--data and --fsync set up the embedded Redis; drop them with --redis-url")
+    if args.wait_replicas and not args.redis_url:
+        raise CliError("--wait-replicas needs --redis-url: the embedded Redis has no replicas")
     schema_file: Path | None = args.schema
     if schema_file is not None:
         schema_file = schema_file.absolute()
@@ -350,6 +374,8 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
         fsync=args.fsync or "everysec",
         server=args.server,
         json_style=args.json_style,
+        wait_replicas=args.wait_replicas,
+        wait_timeout_ms=args.wait_timeout,
         partition_depth=args.partition_depth,
     )
 
@@ -360,6 +386,10 @@ def serve(options: ServeOptions) -> int:
     signal.signal(signal.SIGTERM, _exit_on_signal)
     if options.json_style is not None:
         os.environ["FEEDSTORE_JSON_STYLE"] = options.json_style
+    if options.wait_replicas is not None:
+        os.environ["FEEDSTORE_WAIT_REPLICAS"] = str(options.wait_replicas)
+    if options.wait_timeout_ms is not None:
+        os.environ["FEEDSTORE_WAIT_TIMEOUT_MS"] = str(options.wait_timeout_ms)
     if options.partition_depth is not None:
         os.environ["FEEDSTORE_PARTITION_DEPTH"] = str(options.partition_depth)
     try:
@@ -584,12 +614,16 @@ def check_redis_url(url: str, timeout: float) -> None:
     try:
         # Inside the try: finding out whether it is a cluster already talks to it.
         client = connection.connect(url, timeout)
-        client.ping()
     except ValueError as e:
         raise CliError(f"bad --redis-url {shown}: {e}") from e
     except (redis.RedisError, RedisClusterException) as e:
         raise CliError(f"can't reach Redis at {shown}: {e}") from e
-    client.close()
+    try:
+        client.ping()
+    except (redis.RedisError, RedisClusterException) as e:
+        raise CliError(f"can't reach Redis at {shown}: {e}") from e
+    finally:
+        client.close()
 
 
 def _whole_number(text: str) -> int:

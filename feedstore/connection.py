@@ -8,13 +8,22 @@ can't reach Redis in time is a 503 (store.py), and the CLI says so and exits 1.
 A connection error (Redis restarting: feedstore serve restarts its embedded Redis) is retried
 twice after a short pause, which also replaces the pooled connections Redis closed; a timeout is
 not retried, so a request waits `timeout` seconds at most per command, not a multiple of it.
+
+A `redis+sentinel://` URL is a client of the primary its Sentinels name (sentinel.py), with the
+same options. `replication` makes every transaction wait for replicas (replication.py). Any
+node of a Redis Cluster gives a cluster client (_cluster_client).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
+
+from feedstore import sentinel
+from feedstore.replication import ReplicatedRedis, Replication
 
 # Seconds to wait for Redis to accept a connection, and for any one reply.
 DEFAULT_TIMEOUT = 10
@@ -22,32 +31,48 @@ DEFAULT_TIMEOUT = 10
 HEALTH_CHECK_INTERVAL = 30
 
 
-def connect(url: str, timeout: float = DEFAULT_TIMEOUT) -> redis.Redis | redis.RedisCluster:
-    """A client of the Redis at `url` (redis://, rediss://, unix://); ValueError for a bad URL.
+def connect(
+    url: str, timeout: float = DEFAULT_TIMEOUT, *, replication: Replication | None = None
+) -> redis.Redis | redis.RedisCluster:
+    """A client of the Redis at `url` (redis://, rediss://, unix://, redis+sentinel://);
+    ValueError for a bad URL.
 
     A redis:// or rediss:// URL naming any node of a Redis Cluster (`INFO cluster` says
     cluster_enabled:1) gives a cluster client instead (_cluster_client). A Redis that can't be
     asked now gets a plain client, which answers 503 until it can be reached.
     """
-    client = redis.Redis.from_url(
-        url,
-        socket_connect_timeout=timeout,
-        socket_timeout=timeout,
-        health_check_interval=HEALTH_CHECK_INTERVAL,
-        retry=_retry(),
+    options: dict[str, Any] = {
+        "socket_connect_timeout": timeout,
+        "socket_timeout": timeout,
+        "health_check_interval": HEALTH_CHECK_INTERVAL,
+        "retry": _retry(),
         # redis-py 5 only honours `retry` when errors to retry on are named.
-        retry_on_error=[redis.ConnectionError],
-    )
-    if not url.startswith(("redis://", "rediss://")):
-        return client
+        "retry_on_error": [redis.ConnectionError],
+    }
+    redis_class = redis.Redis if replication is None else ReplicatedRedis
+    if sentinel.is_sentinel_url(url):
+        client = sentinel.client(sentinel.parse(url), redis_class, **options)
+    else:
+        client = redis_class.from_url(url, **options)
+        if url.startswith(("redis://", "rediss://")) and _is_cluster(client):
+            client.close()
+            if replication is not None:
+                raise ValueError(
+                    "waiting for replicas (--wait-replicas) needs a single primary, "
+                    "not a Redis Cluster"
+                )
+            return _cluster_client(url, timeout)
+    if isinstance(client, ReplicatedRedis):
+        client.replication = replication
+    return client
+
+
+def _is_cluster(client: redis.Redis) -> bool:
+    """Whether the Redis of `client` is a cluster node; a Redis that can't be asked now isn't."""
     try:
-        enabled = int(client.info("cluster").get("cluster_enabled", 0)) == 1
+        return int(client.info("cluster").get("cluster_enabled", 0)) == 1
     except redis.RedisError:
-        return client
-    if not enabled:
-        return client
-    client.close()
-    return _cluster_client(url, timeout)
+        return False
 
 
 def _cluster_client(url: str, timeout: float) -> redis.RedisCluster:

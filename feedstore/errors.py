@@ -32,6 +32,7 @@
     +-- UnsupportedMediaType        415 unsupported_media_type
     +-- PreconditionRequired        428 precondition_required
     +-- ServiceUnavailable          503 service_unavailable (with Retry-After)
+    |   +-- NotReplicated           503 not_replicated      written, but too few replicas confirmed
     +-- EntryErrors                     the failures of a multi-entry request, all of them
         +-- BulkErrors                  the failing chunks of a bulk, and what the others wrote
 
@@ -291,6 +292,21 @@ class ServiceUnavailable(FeedstoreError):
 
     def __init__(self, message: str, retry_after: int = 1) -> None:
         super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
+class NotReplicated(ServiceUnavailable):
+    """A write the primary made but too few replicas confirmed in time (`wait_replicas`)."""
+
+    code = "not_replicated"
+
+    def __init__(self, confirmed: int, wanted: int) -> None:
+        super().__init__(
+            f"Not replicated: {confirmed} of {wanted} replicas confirmed the write in time. "
+            "It may have been made, and may be lost if the primary fails: read it before "
+            "retrying."
+        )
+        self.confirmed = confirmed
+        self.wanted = wanted
 
 
 class EntryErrors(FeedstoreError):

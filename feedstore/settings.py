@@ -43,9 +43,15 @@ class Settings:
     body_timeout: int = 30
     # Seconds to wait for Redis to connect or answer a command (then 503).
     redis_timeout: int = 10
+    # Replicas that must confirm each write (Redis WAIT after EXEC; 0: don't wait), and how
+    # many milliseconds they get before the write is a 503 not_replicated.
+    wait_replicas: int = 0
+    wait_timeout_ms: int = 1000
 
     def __post_init__(self) -> None:
-        for name in ("header_timeout", "body_timeout", "redis_timeout"):
+        if self.wait_replicas < 0:
+            raise ValueError(f"{ENV_PREFIX}WAIT_REPLICAS must be 0 or more: {self.wait_replicas}")
+        for name in ("header_timeout", "body_timeout", "redis_timeout", "wait_timeout_ms"):
             if getattr(self, name) < 1:
                 variable = f"{ENV_PREFIX}{name.upper()}"
                 raise ValueError(f"{variable} must be at least 1: {getattr(self, name)}")

@@ -7,6 +7,7 @@ is in keys.py. Every method raises FeedstoreError subclasses, never redis errors
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import random
@@ -30,7 +31,7 @@ from redis.exceptions import (
 from feedstore import alias, codec_json, partitions
 from feedstore.counter_range import CounterRange
 from feedstore.entry import parent_of
-from feedstore.errors import CrossTreeWrite, InvalidOption, ServiceUnavailable
+from feedstore.errors import CrossTreeWrite, InvalidOption, NotReplicated, ServiceUnavailable
 from feedstore.index import indexed_fields, members
 from feedstore.keys import SCHEMA_KEY, SCHEMA_VERSION_KEY, SECRET_KEY, KeyScheme
 from feedstore.schema import Schema
@@ -63,7 +64,14 @@ T = TypeVar("T")
 
 
 def _unavailable_on_redis_error(method: Callable[P, T]) -> Callable[P, T]:
-    """Rewrap redis's connection failures as 503, at the one boundary that calls redis."""
+    """Rewrap redis's connection failures as 503, at the one boundary that calls redis.
+
+    So are the refusals of a Redis that can't take writes for now: a replica (READONLY: a
+    primary demoted by a failover, reached without Sentinel) and a primary with too few
+    replicas for its `min-replicas-to-write` (NOREPLICAS), nothing written. Such a primary may
+    be one a failover is replacing: the idle connections are closed, so the next command
+    connects again and, with Sentinel, asks where the primary is now.
+    """
 
     @functools.wraps(method)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
@@ -76,6 +84,15 @@ def _unavailable_on_redis_error(method: Callable[P, T]) -> Callable[P, T]:
             SlotNotCoveredError,
         ) as e:
             raise ServiceUnavailable("Redis is unavailable. Please retry.") from e
+        except redis.ResponseError as e:
+            if not isinstance(e, redis.ReadOnlyError) and "NOREPLICAS" not in str(e):
+                raise
+            store = args[0]
+            assert isinstance(store, Store)
+            pool = getattr(store.redis, "connection_pool", None)  # a cluster client has none
+            if pool is not None:
+                pool.disconnect(inuse_connections=False)
+            raise ServiceUnavailable("Redis can't take writes now. Please retry.") from e
 
     return wrapper
 
@@ -305,7 +322,11 @@ class Store:
 
     @_unavailable_on_redis_error
     def save_page_index(self, name: str, keep: int, cursors: Sequence[str], ttl: int) -> None:
-        """Keep the first `keep` cursors of an index, then `cursors`: one transaction."""
+        """Keep the first `keep` cursors of an index, then `cursors`: one transaction.
+
+        An index is a cache that a read builds: saved on the primary is enough, whatever the
+        replicas confirm (wait_replicas).
+        """
         with self._transaction_pipeline() as pipe:
             if keep:
                 pipe.ltrim(name, 0, keep - 1)
@@ -314,7 +335,8 @@ class Store:
             if cursors:
                 pipe.rpush(name, *cursors)
             pipe.expire(name, ttl)
-            pipe.execute()
+            with contextlib.suppress(NotReplicated):
+                pipe.execute()
 
     @_unavailable_on_redis_error
     def count(self, key: str) -> int:

@@ -101,6 +101,14 @@ def test_serve_on_a_busy_port_exits_1_without_starting_redis(tmp_path: Path) -> 
     [
         ("http://127.0.0.1/", "bad --redis-url http://127.0.0.1/: Redis URL must specify"),
         ("redis://127.0.0.1:{port}/0", "can't reach Redis at redis://127.0.0.1:{port}/0: "),
+        (
+            "redis+sentinel://:secret@h:1",
+            "bad --redis-url redis+sentinel://:***@h:1: name the monitored service as the path",
+        ),
+        (
+            "redis+sentinel://127.0.0.1:{port}/svc",
+            "can't reach Redis at redis+sentinel://127.0.0.1:{port}/svc: No master found for 'svc'",
+        ),
     ],
 )
 def test_serve_with_a_bad_redis_url_exits_1(tmp_path: Path, url: str, message: str) -> None:
@@ -117,6 +125,22 @@ def test_serve_refuses_data_with_redis_url(tmp_path: Path) -> None:
     result = run_serve("--redis-url", "redis://x", "--data", str(tmp_path), cwd=tmp_path)
     assert result.returncode == 1
     assert "drop them with --redis-url" in result.stderr
+
+
+def test_serve_refuses_wait_replicas_with_the_embedded_redis(tmp_path: Path) -> None:
+    result = run_serve("--wait-replicas", "1", "--data", str(tmp_path / "data"), cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == (
+        "feedstore: --wait-replicas needs --redis-url: the embedded Redis has no replicas\n"
+    )
+
+
+def test_serve_passes_wait_replicas_to_the_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FEEDSTORE_WAIT_REPLICAS", raising=False)
+    monkeypatch.delenv("FEEDSTORE_WAIT_TIMEOUT_MS", raising=False)
+    args = ["serve", "--redis-url", "redis://h", "--wait-replicas", "2", "--wait-timeout", "50"]
+    options = cli.serve_options(build_parser().parse_args(args))
+    assert (options.wait_replicas, options.wait_timeout_ms) == (2, 50)
 
 
 def test_serve_refuses_a_missing_schema_file(tmp_path: Path) -> None:

@@ -34,3 +34,21 @@ def test_timeouts_are_at_least_a_second(name: str) -> None:
         Settings.load(environ={f"FEEDSTORE_{name.upper()}": "0"})
     assert str(refused.value) == f"FEEDSTORE_{name.upper()} must be at least 1: 0"
     assert getattr(Settings.load(environ={f"FEEDSTORE_{name.upper()}": "1"}), name) == 1
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("FEEDSTORE_WAIT_REPLICAS", "-1", "FEEDSTORE_WAIT_REPLICAS must be 0 or more: -1"),
+        ("FEEDSTORE_WAIT_TIMEOUT_MS", "0", "FEEDSTORE_WAIT_TIMEOUT_MS must be at least 1: 0"),
+    ],
+)
+def test_wait_settings_are_checked(variable: str, value: str, message: str) -> None:
+    with pytest.raises(ValueError) as refused:
+        Settings.load(environ={variable: value})
+    assert str(refused.value) == message
+
+
+def test_no_replica_must_confirm_a_write_by_default() -> None:
+    settings = Settings.load(environ={})
+    assert (settings.wait_replicas, settings.wait_timeout_ms) == (0, 1000)
