@@ -16,10 +16,10 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 import redis
 
-from feedstore import alias, codec_json
+from feedstore import alias, codec_json, watch
 from feedstore.counter_range import CounterRange
 from feedstore.entry import parent_of
-from feedstore.errors import InvalidOption, ServiceUnavailable
+from feedstore.errors import FeedstoreError, InvalidOption, ServiceUnavailable
 from feedstore.index import indexed_fields, members
 from feedstore.keys import (
     DOCUMENT_PREFIX,
@@ -367,6 +367,13 @@ class Store:
                     )
                     return transaction.run(writes)
                 except redis.WatchError:
+                    self._back_off(attempt)
+                except FeedstoreError:
+                    # A transaction reads in several round trips: a writer that commits between
+                    # two of them (a POST taking the number this one picked) makes them disagree.
+                    # Then the refusal is no answer; the retry reads again.
+                    if not watch.changed(pipe):
+                        raise
                     self._back_off(attempt)
         raise ServiceUnavailable("Too many concurrent writes. Please retry.")
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import redis
 
-from feedstore import alias, transaction
-from feedstore.errors import NotFound, RevisionConflict, ServiceUnavailable
+from feedstore import alias, transaction, watch
+from feedstore.errors import DuplicatedKey, NotFound, RevisionConflict, ServiceUnavailable
 from feedstore.store import Action, Store, Write
 from tests.conftest import put, stored
+from tests.test_store import numbered
 
 
 def interleave(monkeypatch: pytest.MonkeyPatch, action: Callable[[], None]) -> list[int]:
@@ -165,3 +167,47 @@ def test_an_alias_released_slipping_in_is_seen(
     assert stored(store, "/b/x")["title"] == "an entry of its own"
     assert stored(store, "/a/1")["title"] == "t"
     other.redis.close()
+
+
+def test_a_numbered_post_slipping_in_between_reads_is_a_retry_not_a_409(
+    real_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two servers POST under one parent: the other commits after this one picked /a/1 (free
+    then) and before it reads the documents (/a/1 taken now). Reads that disagree are retried."""
+    store = Store(real_redis)
+    store.write([put("/a")])
+    other = Store(second_client(real_redis))
+    original = watch.numbers
+    slipped: list[str] = []
+    interleaving: list[bool] = []
+
+    def numbers_then_interleave(*args: Any) -> Any:
+        picked = original(*args)
+        if not interleaving:  # the other writer's own call is not the store's
+            interleaving.append(True)
+            slipped.extend(w.key for w in other.write([numbered("/a", by="other")]))
+        return picked
+
+    monkeypatch.setattr(watch, "numbers", numbers_then_interleave)
+    written = store.write([numbered("/a", by="this")])
+    assert (slipped, [w.key for w in written]) == (["/a/1"], ["/a/2"])
+    assert (stored(store, "/a/1")["by"], stored(store, "/a/2")["by"]) == ("other", "this")
+    other.redis.close()
+
+
+def test_a_refusal_on_reads_that_agree_is_not_retried(
+    real_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(real_redis)
+    store.write([put("/a"), put("/a/1")])
+    runs: list[int] = []
+    original = transaction.Transaction.run
+
+    def counted(self: transaction.Transaction, writes: Any) -> Any:
+        runs.append(1)
+        return original(self, writes)
+
+    monkeypatch.setattr(transaction.Transaction, "run", counted)
+    with pytest.raises(DuplicatedKey):
+        store.write([Write(Action.CREATE, "/a/1", {})])
+    assert runs == [1]
