@@ -81,7 +81,6 @@ class Store:
         self.max_subtree = max_subtree
         self.principal = principal
         self._schema: tuple[bytes | None, Schema | None] = (None, None)
-        self._secret: bytes | None = None
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -150,19 +149,22 @@ class Store:
 
     @_unavailable_on_redis_error
     def secret(self) -> bytes:
-        """The key that signs cursors: made by the first worker that issues one, then shared."""
-        if self._secret is None:
+        """The key that signs cursors: made by the first worker that issues one, then shared.
+
+        Read from Redis every time, never kept: a worker that kept it would go on signing with
+        a key Redis lost (a flush, a failover to a replica that never got it) while the other
+        servers sign with the new one, and their cursors would not page on each other."""
+        found = cast(bytes | None, self.redis.get(SECRET_KEY))
+        if found is None:
             self.redis.set(SECRET_KEY, os.urandom(32), nx=True)
-            self._secret = cast(bytes, self.redis.get(SECRET_KEY))
-        return self._secret
+            found = cast(bytes, self.redis.get(SECRET_KEY))
+        return found
 
     @_unavailable_on_redis_error
     def existing_secret(self) -> bytes | None:
         """The cursor key if one was made; reading a cursor must not create it (reads change
         nothing), and with no key yet no cursor can be valid."""
-        if self._secret is None:
-            self._secret = cast(bytes | None, self.redis.get(SECRET_KEY))
-        return self._secret
+        return cast(bytes | None, self.redis.get(SECRET_KEY))
 
     # -- counters (vte.cx `_addids`, `_getids`, `_setids`, `_rangeids`, `_allocids`) ------------
 
@@ -308,7 +310,10 @@ class Store:
                 pipe.delete(SCHEMA_KEY)
             else:
                 pipe.set(SCHEMA_KEY, codec_json.dumps_document(document))
-            pipe.incr(SCHEMA_VERSION_KEY)
+            # A new random version, not a count: a count starts again at 1 when Redis loses it
+            # (a flush, a failover to a stale replica), and a worker that compiled the old
+            # schema at that number would keep it.
+            pipe.set(SCHEMA_VERSION_KEY, os.urandom(16).hex())
             pipe.execute()
         self.reindex(Schema(document) if document is not None else None)
 
