@@ -35,7 +35,13 @@ def create_app(
     app.url_map.merge_slashes = False
     app.url_map.converters["entry_path"] = api.EntryPath
     app.extensions["feedstore"] = api.Feedstore(
-        Store(client, retries=settings.write_retries, max_subtree=settings.max_entries), settings
+        Store(
+            client,
+            keys=settings.keys,
+            retries=settings.write_retries,
+            max_subtree=settings.max_entries,
+        ),
+        settings,
     )
     app.register_blueprint(api.bp)
     app.register_blueprint(page.bp)

@@ -17,15 +17,11 @@ from feedstore.errors import (
     ServiceUnavailable,
     TreeTooLarge,
 )
-from feedstore.keys import (
-    children_key,
-    document_key,
-    index_key,
-    revision_key,
-    sequence_key,
-)
+from feedstore.keys import KeyScheme
 from feedstore.store import Action, Store, Write
 from tests.conftest import put, snapshot, stored
+
+KEYS = KeyScheme()
 
 
 def test_revisions_start_at_one_and_add_one_per_write(store: Store) -> None:
@@ -151,7 +147,7 @@ def test_a_failed_write_spends_no_number(store: Store, redis_client: redis.Redis
     with pytest.raises(NotFound):
         store.write([numbered("/a"), put("/a/x", 1)])  # /a/x has no revision 1: 404
     assert [w.key for w in store.write([numbered("/a")])] == ["/a/1"]
-    assert redis_client.exists(sequence_key("/nowhere")) == 0
+    assert redis_client.exists(KEYS.sequence_key("/nowhere")) == 0
 
 
 def test_unreachable_redis_is_503() -> None:
@@ -172,12 +168,15 @@ def test_clear_removes_the_subtree_its_children_and_indexes_and_keeps_the_key(
     assert stored(store, "/a")["n"] == 1
     assert store.count("/a") == 0 and store.child_keys("/a", None, 10) == []
     left = {key.decode() for key in redis_client.keys("*")}
-    below = [children_key("/a"), index_key("/a", "n"), index_key("/a/1", "n")]
-    below += [document_key(key) for key in ("/a/1", "/a/1/x", "/a/2")]
+    below = [KEYS.children_key("/a"), KEYS.index_key("/a", "n"), KEYS.index_key("/a/1", "n")]
+    below += [KEYS.document_key(key) for key in ("/a/1", "/a/1/x", "/a/2")]
     assert not left & set(below), "nothing below /a is left"
-    kept = [document_key("/a"), *(revision_key(key) for key in ("/a", "/a/1", "/a/1/x", "/a/2"))]
+    kept = [
+        KEYS.document_key("/a"),
+        *(KEYS.revision_key(key) for key in ("/a", "/a/1", "/a/1/x", "/a/2")),
+    ]
     assert set(kept) <= left, "revisions stay, so a key written again continues"
-    assert redis_client.zrange(index_key("/", "n"), 0, -1), "/a is still in its parent's index"
+    assert redis_client.zrange(KEYS.index_key("/", "n"), 0, -1), "/a is still in its parent's index"
 
 
 def test_a_worker_follows_the_schema_after_redis_lost_the_one_it_compiled(
