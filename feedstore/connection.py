@@ -22,16 +22,48 @@ DEFAULT_TIMEOUT = 10
 HEALTH_CHECK_INTERVAL = 30
 
 
-def connect(url: str, timeout: float = DEFAULT_TIMEOUT) -> redis.Redis:
-    """A client of the Redis at `url` (redis://, rediss://, unix://); ValueError for a bad URL."""
-    return redis.Redis.from_url(
+def connect(url: str, timeout: float = DEFAULT_TIMEOUT) -> redis.Redis | redis.RedisCluster:
+    """A client of the Redis at `url` (redis://, rediss://, unix://); ValueError for a bad URL.
+
+    A redis:// or rediss:// URL naming any node of a Redis Cluster (`INFO cluster` says
+    cluster_enabled:1) gives a cluster client instead (_cluster_client). A Redis that can't be
+    asked now gets a plain client, which answers 503 until it can be reached.
+    """
+    client = redis.Redis.from_url(
         url,
         socket_connect_timeout=timeout,
         socket_timeout=timeout,
         health_check_interval=HEALTH_CHECK_INTERVAL,
-        retry=Retry(
-            ExponentialBackoff(cap=0.5, base=0.05), 2, supported_errors=(redis.ConnectionError,)
-        ),
+        retry=_retry(),
         # redis-py 5 only honours `retry` when errors to retry on are named.
         retry_on_error=[redis.ConnectionError],
+    )
+    if not url.startswith(("redis://", "rediss://")):
+        return client
+    try:
+        enabled = int(client.info("cluster").get("cluster_enabled", 0)) == 1
+    except redis.RedisError:
+        return client
+    if not enabled:
+        return client
+    client.close()
+    return _cluster_client(url, timeout)
+
+
+def _cluster_client(url: str, timeout: float) -> redis.RedisCluster:
+    """A Redis Cluster client found from one node's URL, with the same timeouts and retry: it
+    follows MOVED and ASK itself, and its transactional pipelines (redis-py 6.1 and later)
+    keep feedstore's one WATCH/MULTI/EXEC per request (keys.py keeps it in one slot)."""
+    return redis.RedisCluster.from_url(
+        url,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+        health_check_interval=HEALTH_CHECK_INTERVAL,
+        retry=_retry(),
+    )
+
+
+def _retry() -> Retry:
+    return Retry(
+        ExponentialBackoff(cap=0.5, base=0.05), 2, supported_errors=(redis.ConnectionError,)
     )

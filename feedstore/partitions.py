@@ -29,6 +29,8 @@ from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from feedstore.entry import ROOT, parent_of
 from feedstore.errors import CrossTreeWrite, HasChildren, ServiceUnavailable
@@ -47,6 +49,19 @@ class Prepared:
     rules: ClusterRules
     # The children sets of parents above the depth, and the keys ZADDed to them before.
     listed: dict[str, list[str]]
+
+
+def unretried(pipe: Any) -> Any:
+    """A cluster transaction pipeline that raises, rather than retries, what a command meets
+    while it WATCHes: redis-py (8.1) retries a command that met MOVED, ASK or a lost
+    connection on a new connection, where the earlier WATCHes no longer hold, so the EXEC
+    would go unguarded. Raised, Store.write runs the whole attempt again instead."""
+    strategy = getattr(pipe, "_execution_strategy", None)
+    retry = getattr(strategy, "_retry", None)
+    if retry is not None:
+        # Still calls redis-py's failure handler once (it drops the connection), then raises.
+        strategy._retry = Retry(NoBackoff(), 0, supported_errors=retry._supported_errors)  # type: ignore[union-attr]
+    return pipe
 
 
 def trees_of(scheme: KeyScheme, writes: Sequence[Write]) -> list[str]:
@@ -102,10 +117,7 @@ def finish(client: Any, prepared: Prepared, written: Sequence[Written]) -> None:
     created = {each.key for each in written if each.created}
     _list(
         client,
-        {
-            name: [key for key in keys if key in created]
-            for name, keys in prepared.listed.items()
-        },
+        {name: [key for key in keys if key in created] for name, keys in prepared.listed.items()},
     )
 
 

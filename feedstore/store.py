@@ -27,10 +27,10 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from feedstore import alias, codec_json, partitions, watch
+from feedstore import alias, codec_json, partitions
 from feedstore.counter_range import CounterRange
 from feedstore.entry import parent_of
-from feedstore.errors import CrossTreeWrite, FeedstoreError, InvalidOption, ServiceUnavailable
+from feedstore.errors import CrossTreeWrite, InvalidOption, ServiceUnavailable
 from feedstore.index import indexed_fields, members
 from feedstore.keys import SCHEMA_KEY, SCHEMA_VERSION_KEY, SECRET_KEY, KeyScheme
 from feedstore.schema import Schema
@@ -158,6 +158,12 @@ class Store:
             for name, raw in zip(aliases, raws, strict=True)
         ]
 
+    def _transaction_pipeline(self) -> Any:
+        """A pipeline for one WATCH/MULTI/EXEC; on a cluster, one that never silently moves to
+        another connection while it watches (partitions.unretried)."""
+        pipe = self.redis.pipeline(transaction=True)
+        return partitions.unretried(pipe) if self.cluster else pipe
+
     def _mget(self, names: list[str]) -> list[bytes | None]:
         """MGET, split by slot on a cluster (not atomic there: a listing's reads never were)."""
         if self.cluster:
@@ -211,7 +217,7 @@ class Store:
         """
         counter, bounds = self.keys.counter_key(key), self.keys.counter_range_key(key)
         for attempt in range(self.retries):
-            with self.redis.pipeline(transaction=True) as pipe:
+            with self._transaction_pipeline() as pipe:
                 try:
                     pipe.watch(bounds)
                     span = _range_of(cast(bytes | None, pipe.get(bounds)))
@@ -251,7 +257,7 @@ class Store:
         """Set the counter of `key`; with a range, the value must be within it."""
         bounds = self.keys.counter_range_key(key)
         for attempt in range(self.retries):
-            with self.redis.pipeline(transaction=True) as pipe:
+            with self._transaction_pipeline() as pipe:
                 try:
                     pipe.watch(bounds)
                     span = _range_of(cast(bytes | None, pipe.get(bounds)))
@@ -273,7 +279,7 @@ class Store:
     def set_counter_range(self, key: str, span: CounterRange | None) -> None:
         """Give the counter of `key` a range (its value becomes min - 1), or remove it (its value
         stays), in one transaction."""
-        with self.redis.pipeline(transaction=True) as pipe:
+        with self._transaction_pipeline() as pipe:
             if span is None:
                 pipe.delete(self.keys.counter_range_key(key))
             else:
@@ -302,7 +308,7 @@ class Store:
     @_unavailable_on_redis_error
     def save_page_index(self, name: str, keep: int, cursors: Sequence[str], ttl: int) -> None:
         """Keep the first `keep` cursors of an index, then `cursors`: one transaction."""
-        with self.redis.pipeline(transaction=True) as pipe:
+        with self._transaction_pipeline() as pipe:
             if keep:
                 pipe.ltrim(name, 0, keep - 1)
             else:
@@ -350,7 +356,7 @@ class Store:
         """Check, store and publish a schema to every worker; None removes it."""
         if document is not None:
             Schema(document)
-        with self.redis.pipeline(transaction=True) as pipe:
+        with self._transaction_pipeline() as pipe:
             if document is None:
                 pipe.delete(SCHEMA_KEY)
             else:
@@ -408,7 +414,7 @@ class Store:
         reject_duplicates(writes)
         prepared = partitions.prepare(self.redis, self.keys, writes) if self.cluster else None
         for attempt in range(self.retries):
-            with self.redis.pipeline(transaction=True) as pipe:
+            with self._transaction_pipeline() as pipe:
                 try:
                     if prepared is None:
                         return self._transaction(pipe).run(writes)
@@ -428,13 +434,6 @@ class Store:
                         raise
                     trees = partitions.trees_of(self.keys, prepared.writes if prepared else writes)
                     raise CrossTreeWrite([*trees, "an alias in another tree"]) from e
-                except FeedstoreError:
-                    # A transaction reads in several round trips: a writer that commits between
-                    # two of them (a POST taking the number this one picked) makes them disagree.
-                    # Then the refusal is no answer; the retry reads again.
-                    if not watch.changed(pipe):
-                        raise
-                    self._back_off(attempt)
         raise ServiceUnavailable("Too many concurrent writes. Please retry.")
 
     def _transaction(self, pipe: Any, rules: ClusterRules | None = None) -> Transaction:

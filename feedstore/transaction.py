@@ -22,6 +22,7 @@ from enum import Enum
 from typing import Any, Literal
 
 from redis.client import Pipeline
+from redis.exceptions import WatchError
 
 from feedstore import alias, codec_json, watch
 from feedstore.entry import (
@@ -228,7 +229,8 @@ class Transaction:
         # many entries (a bulk's chunk) costs little beyond its documents. Keys are unique in a
         # request and a deleted key can't gain a child in it, so the order doesn't matter.
         if stored:
-            pipe.mset(stored)
+            # Not pipe.mset, which redis-py's cluster pipeline refuses whatever the slots.
+            pipe.execute_command("MSET", *(item for pair in stored.items() for item in pair))
         for name, added in children.items():
             pipe.zadd(name, added)
         for change in aliases:
@@ -537,6 +539,10 @@ def _check(w: Write, state: _State, missing_parents: set[str], subtree: list[str
     ):
         raise PreconditionFailed(w.key, state.document)
     if w.action is Action.CREATE and (state.exists or state.alias_of is not None):
+        if w.numbered_under is not None:
+            # The number was free when picked, under WATCH: another POST took it since, so
+            # this attempt's EXEC would fail anyway. Pick again rather than answer 409.
+            raise WatchError(f"{w.key} was taken while numbering")
         raise DuplicatedKey(w.key, state.document)
     if w.action is Action.PATCH and not state.exists and not w.upsert:
         raise NotFound(w.key)

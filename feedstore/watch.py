@@ -11,7 +11,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from redis.client import Pipeline
-from redis.exceptions import WatchError
 
 from feedstore.entry import ROOT, parent_of
 from feedstore.errors import DuplicatedKey, FeedstoreError, ParentRequired, TreeTooLarge
@@ -21,19 +20,6 @@ from feedstore.keys import KeyScheme
 def read(pipe: Pipeline, *command: Any) -> Any:
     """Run a read at once on a pipeline that is WATCHing (before MULTI nothing is buffered)."""
     return pipe.execute_command(*command)
-
-
-def changed(pipe: Pipeline) -> bool:
-    """Whether a key the pipeline WATCHes changed since: an empty MULTI/EXEC, which Redis
-    aborts then. Call it before MULTI, to tell a refusal decided on reads that were each
-    current but not current together (another writer committed between two of them) from a
-    real one."""
-    pipe.multi()
-    try:
-        pipe.execute()
-    except WatchError:
-        return True
-    return False
 
 
 def numbers(

@@ -16,6 +16,9 @@ from tests.conftest import snapshot
 
 KEYS = KeyScheme()
 
+# Aliases here name keys in other trees (/b/x for /a/1): one request, two partitions.
+pytestmark = pytest.mark.single_redis
+
 
 def links(*aliases: str, key: str = "/a/1") -> list[dict[str, str]]:
     return [

@@ -141,6 +141,7 @@ def test_prefer_return_representation(tree: FlaskClient) -> None:
     assert response.json["feed"]["entry"][0]["id"] == "/11/1,2"  # type: ignore[index]
 
 
+@pytest.mark.single_redis
 def test_multi_entry_put_is_all_or_nothing(tree: FlaskClient) -> None:
     body = feed(
         entry("/11/1", id="/11/1,1", title="a"), entry("/11/5", id="/11/5,3"), entry("/12/1")
