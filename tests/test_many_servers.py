@@ -8,17 +8,21 @@ over the 3-primary cluster.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import itertools
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from feedstore import cli
+from feedstore.embedded import EmbeddedRedis
 from tests.redis_cluster import RedisCluster
 from tests.serving import WRITE_HEADERS, Response, Server, running_serve
 
@@ -27,34 +31,52 @@ SCHEMA = {"type": "object", "properties": {"n": {"type": "integer"}}}
 
 @dataclass
 class Pair:
-    """Two servers on one Redis, and that Redis's URL (for the CLI)."""
+    """Two servers on one Redis, that Redis's URL (for the CLI), and how to empty it."""
 
     first: Server
     second: Server
     redis_url: str
+    flush: Callable[[], None]
 
     @property
     def both(self) -> tuple[Server, Server]:
         return (self.first, self.second)
 
 
-@pytest.fixture(scope="module", params=["redis-server"])
-def pair(
+@pytest.fixture(scope="module", params=["redis-server", "cluster"])
+def serving_pair(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Pair]:
-    """Two `feedstore serve` processes over the same Redis, for the whole module."""
-    if request.param == "cluster":
-        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
-        cluster.flush()
-        url = cluster.url
-    else:
-        url = request.getfixturevalue("redis_server").url
+    """Two `feedstore serve` processes over the same Redis, for the whole module: a Redis of
+    their own, or the session's cluster (which other tests flush and fill between these)."""
     logs = tmp_path_factory.mktemp("pair")
-    with (
-        running_serve("--redis-url", url, data_dir=None, log_path=logs / "a.log") as first,
-        running_serve("--redis-url", url, data_dir=None, log_path=logs / "b.log") as second,
-    ):
-        yield Pair(first, second, url)
+    with contextlib.ExitStack() as stack:
+        if request.param == "cluster":
+            cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+            url, flush = cluster.url, cluster.flush
+        else:
+            redis_server = stack.enter_context(EmbeddedRedis(logs / "redis", persistent=False))
+            url = redis_server.url
+            flush = functools.partial(_flush, url)
+        first = stack.enter_context(
+            running_serve("--redis-url", url, data_dir=None, log_path=logs / "a.log")
+        )
+        second = stack.enter_context(
+            running_serve("--redis-url", url, data_dir=None, log_path=logs / "b.log")
+        )
+        yield Pair(first, second, url, flush)
+
+
+def _flush(url: str) -> None:
+    with redis.Redis.from_url(url) as client:
+        client.flushall()
+
+
+@pytest.fixture
+def pair(serving_pair: Pair) -> Pair:
+    """The two servers, over an empty Redis: they must not need a restart to see that."""
+    serving_pair.flush()
+    return serving_pair
 
 
 def write(server: Server, method: str, path: str, body: Any = None) -> Response:
