@@ -274,13 +274,16 @@ class LocalCluster:
             )
             return served == SLOTS
 
-    def move_slot(self, slot: int, target: ClusterNode, batch: int = 100) -> int:
+    def move_slot(
+        self, slot: int, target: ClusterNode, batch: int = 100, pause: float = 0.0
+    ) -> int:
         """Move `slot` to `target` live, as `redis-cli --cluster reshard` does; return the
         number of keys moved.
 
         The owner marks the slot MIGRATING and the target IMPORTING, the keys go over in
         MIGRATE batches (clients meanwhile get ASK for keys already moved, TRYAGAIN for a
         multi-key command split between the two), then every node learns the new owner.
+        `pause` seconds between batches keep the slot split longer, as a big tree's move does.
         """
         source = self.node_of_slot(slot)
         if source is target:
@@ -293,6 +296,7 @@ class LocalCluster:
             while keys := owner.execute_command("CLUSTER GETKEYSINSLOT", slot, batch):
                 owner.execute_command("MIGRATE", HOST, target.port, "", 0, 5000, "KEYS", *keys)
                 moved += len(keys)
+                time.sleep(pause)
             # The target first: once it owns the slot, the source's redirections lead there.
             importer.execute_command("CLUSTER SETSLOT", slot, "NODE", ids[target.port])
             owner.execute_command("CLUSTER SETSLOT", slot, "NODE", ids[target.port])

@@ -161,9 +161,26 @@ def _check_children(client: Any, scheme: KeyScheme, w: Write) -> None:
 
 
 def _mget(client: Any, names: list[str]) -> list[bytes | None]:
-    """MGET over any slots (a cluster client's non-atomic MGET)."""
+    """MGET over any slots (on a cluster, read_each)."""
     if not names:
         return []
     if isinstance(client, redis.RedisCluster):
-        return cast(list[bytes | None], client.mget_nonatomic(names))
+        return read_each(client, names)
     return cast(list[bytes | None], client.mget(names))
+
+
+def read_each(client: Any, names: list[str]) -> list[bytes | None]:
+    """The values of `names` on a cluster: one GET per key, sent in one pipeline (a round trip
+    per node), not an MGET per slot.
+
+    While a slot moves between primaries, a multi-key command on it is refused with TRYAGAIN
+    whenever some of its keys have moved and some not (an entry's document and its absent
+    alias, a page of children), for as long as the move takes, longer than redis-py retries
+    it. A single key is always served, by the node that has it (after ASK).
+    """
+    if not names:
+        return []
+    with client.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.get(name)
+        return cast(list[bytes | None], pipe.execute())

@@ -109,9 +109,7 @@ class Store:
         """The revision and stored JSON of `key` (of its entry, seen through it, when `key` is
         an alias), or None when it has no entry."""
         keys = self.keys
-        raw, target = cast(
-            list[bytes | None], self.redis.mget(keys.document_key(key), keys.alias_key(key))
-        )
+        raw, target = self._mget([keys.document_key(key), keys.alias_key(key)])
         if raw is not None:
             return codec_json.stored_revision(raw, key), raw
         if target is None:
@@ -165,9 +163,10 @@ class Store:
         return partitions.unretried(pipe) if self.cluster else pipe
 
     def _mget(self, names: list[str]) -> list[bytes | None]:
-        """MGET, split by slot on a cluster (not atomic there: a listing's reads never were)."""
+        """MGET; on a cluster one GET per key (partitions.read_each), not atomic there: a
+        listing's reads never were, and an entry's two keys need not be read at once."""
         if self.cluster:
-            return cast(list[bytes | None], self.redis.mget_nonatomic(names))
+            return partitions.read_each(self.redis, names)
         return cast(list[bytes | None], self.redis.mget(names))
 
     def indexes_children(self, key: str) -> bool:
@@ -244,10 +243,7 @@ class Store:
 
     @_unavailable_on_redis_error
     def get_ids(self, key: str) -> int:
-        found = cast(
-            list[bytes | None],
-            self.redis.mget([self.keys.counter_key(key), self.keys.counter_range_key(key)]),
-        )
+        found = self._mget([self.keys.counter_key(key), self.keys.counter_range_key(key)])
         raw_value, span = found[0], _range_of(found[1])
         value = int(raw_value or 0)
         return span.shown(value) if span is not None else value
