@@ -20,6 +20,7 @@ A node's directory must outlive it: a node that can't rewrite its nodes.conf exi
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import os
@@ -27,6 +28,7 @@ import random
 import socket
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -285,18 +287,36 @@ class LocalCluster:
         multi-key command split between the two), then every node learns the new owner.
         `pause` seconds between batches keep the slot split longer, as a big tree's move does.
         """
+        with self.moving(slot, target) as migrate:
+            moved = 0
+            while count := migrate(batch):
+                moved += count
+                time.sleep(pause)
+        return moved
+
+    @contextlib.contextmanager
+    def moving(self, slot: int, target: ClusterNode) -> Iterator[Callable[[int], int]]:
+        """The steps of move_slot, to stop in between: inside, `slot` is MIGRATING to
+        `target`, and the function given moves up to n more of its keys (returning how many);
+        on the way out every remaining key moves and every node learns the new owner."""
         source = self.node_of_slot(slot)
-        if source is target:
-            return 0
         ids = self.node_ids()
-        moved = 0
         with source.client() as owner, target.client() as importer:
+
+            def migrate(count: int) -> int:
+                keys = owner.execute_command("CLUSTER GETKEYSINSLOT", slot, count)
+                if keys:
+                    owner.execute_command("MIGRATE", HOST, target.port, "", 0, 5000, "KEYS", *keys)
+                return len(keys)
+
+            if source is target:
+                yield lambda count: 0
+                return
             importer.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", ids[source.port])
             owner.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", ids[target.port])
-            while keys := owner.execute_command("CLUSTER GETKEYSINSLOT", slot, batch):
-                owner.execute_command("MIGRATE", HOST, target.port, "", 0, 5000, "KEYS", *keys)
-                moved += len(keys)
-                time.sleep(pause)
+            yield migrate
+            while migrate(1000):
+                pass
             # The target first: once it owns the slot, the source's redirections lead there.
             importer.execute_command("CLUSTER SETSLOT", slot, "NODE", ids[target.port])
             owner.execute_command("CLUSTER SETSLOT", slot, "NODE", ids[target.port])
@@ -304,4 +324,3 @@ class LocalCluster:
             if node is not source and node is not target:
                 with node.client() as client:
                     client.execute_command("CLUSTER SETSLOT", slot, "NODE", ids[target.port])
-        return moved

@@ -30,6 +30,7 @@ from typing import Any, cast
 
 import redis
 from redis.backoff import NoBackoff
+from redis.exceptions import ClusterError, TryAgainError
 from redis.retry import Retry
 
 from feedstore.entry import ROOT, parent_of
@@ -170,17 +171,20 @@ def _mget(client: Any, names: list[str]) -> list[bytes | None]:
 
 
 def read_each(client: Any, names: list[str]) -> list[bytes | None]:
-    """The values of `names` on a cluster: one GET per key, sent in one pipeline (a round trip
-    per node), not an MGET per slot.
+    """The values of `names` on a cluster, at any time: an MGET per slot, or, while a slot
+    moves, one GET per key.
 
     While a slot moves between primaries, a multi-key command on it is refused with TRYAGAIN
-    whenever some of its keys have moved and some not (an entry's document and its absent
-    alias, a page of children), for as long as the move takes, longer than redis-py retries
-    it. A single key is always served, by the node that has it (after ASK).
+    whenever some of its keys have moved and some not (a page of children), for as long as the
+    move takes, longer than redis-py retries it. A single key is always served, by the node
+    that has it (after ASK).
     """
     if not names:
         return []
-    with client.pipeline(transaction=False) as pipe:
-        for name in names:
-            pipe.get(name)
-        return cast(list[bytes | None], pipe.execute())
+    try:
+        return cast(list[bytes | None], client.mget_nonatomic(names))
+    except (TryAgainError, ClusterError):
+        with client.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.get(name)
+            return cast(list[bytes | None], pipe.execute())

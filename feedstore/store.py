@@ -109,7 +109,13 @@ class Store:
         """The revision and stored JSON of `key` (of its entry, seen through it, when `key` is
         an alias), or None when it has no entry."""
         keys = self.keys
-        raw, target = self._mget([keys.document_key(key), keys.alias_key(key)])
+        if self.cluster:
+            # One key per command: a moving slot refuses a multi-key read (partitions.py), and
+            # an entry is read far more often than an alias.
+            raw = self.redis.get(keys.document_key(key))
+            target = None if raw is not None else self.redis.get(keys.alias_key(key))
+        else:
+            raw, target = self.redis.mget(keys.document_key(key), keys.alias_key(key))
         if raw is not None:
             return codec_json.stored_revision(raw, key), raw
         if target is None:
@@ -163,8 +169,8 @@ class Store:
         return partitions.unretried(pipe) if self.cluster else pipe
 
     def _mget(self, names: list[str]) -> list[bytes | None]:
-        """MGET; on a cluster one GET per key (partitions.read_each), not atomic there: a
-        listing's reads never were, and an entry's two keys need not be read at once."""
+        """MGET; on a cluster partitions.read_each, not atomic there: a listing's reads never
+        were, and a counter's value and range need not be read at once."""
         if self.cluster:
             return partitions.read_each(self.redis, names)
         return cast(list[bytes | None], self.redis.mget(names))

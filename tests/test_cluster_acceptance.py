@@ -280,3 +280,25 @@ def test_a_live_slot_migration_under_writers_gives_no_error_and_loses_no_write(
         )
     count = cluster_server.request("GET", "/d/busy?c").json()["feed"]["title"]
     assert int(count) == seeded + len(counters) + seen.posts
+
+
+def test_reads_are_answered_while_a_trees_slot_is_split_between_two_primaries(
+    cluster: RedisCluster, cluster_app: Flask
+) -> None:
+    """Half of a tree's keys have moved, half not: the multi-key reads Redis refuses then
+    (TRYAGAIN) are read key by key, and every answer is what it was before the move."""
+    client = http(cluster_app)
+    assert client.put("/d/", json=[{"link": self_link("/split")}]).status_code == 200
+    children = [{"link": self_link(f"/split/{n}"), "n": n} for n in range(40)]
+    assert client.put("/d/", json=children).status_code == 200
+    with cluster.client() as direct:
+        slot = direct.keyslot(next(iter(direct.scan_iter(match="*:/split/1", count=1000))))
+    reads = ["/d/split?f&l=*", "/d/split?c", "/d/split/7?e", "/d/split/33?e", "/d/split?_getids"]
+    before = [client.get(path).json for path in reads]
+    target = next(node for node in cluster.nodes if node is not cluster.node_of_slot(slot))
+    with cluster.moving(slot, target) as migrate:
+        assert migrate(41) == 41  # of the tree's 82 keys and more (its children set, ...)
+        during = [client.get(path) for path in reads]
+    assert [answer.status_code for answer in during] == [200] * len(reads)
+    assert [answer.json for answer in during] == before
+    assert [client.get(path).json for path in reads] == before
