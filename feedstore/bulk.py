@@ -87,7 +87,7 @@ def _chunks(store: Store, writes: Sequence[Write], size: int) -> list[list[int]]
     for position, w in enumerate(writes):
         [tree] = partitions.trees_of(store.keys, [w])
         # A POST numbered under a parent above the depth is a partition of its own.
-        tree = tree if w.numbered_under is None or tree.startswith("/") else f"#{position}"
+        tree = tree if tree.startswith("/") else f"#{position}"
         groups.setdefault(tree, []).append(position)
     return [
         group[start : start + size]

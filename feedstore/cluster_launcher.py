@@ -13,7 +13,8 @@ every node says `cluster_state:ok` and knows the owner of every slot.
         cluster.client()        # a redis.RedisCluster (the caller closes it)
         cluster.node_client(1)  # a plain redis.Redis of one node (the caller closes it)
         cluster.flush()         # FLUSHALL on every primary
-        cluster.move_slot(slot, cluster.nodes[2])  # a live resharding of one slot
+        cluster.move_slot(slot, 2)  # a live resharding of one slot, to node 2
+        cluster.owner(slot)     # the position in nodes of the primary serving slot
 
 A node's directory must outlive it: a node that can't rewrite its nodes.conf exits.
 """
@@ -194,6 +195,10 @@ class LocalCluster:
     ) -> None:
         self.stop()
 
+    def owner(self, slot: int) -> int:
+        """The position in `nodes` of the primary that serves `slot` now."""
+        return self.nodes.index(self.node_of_slot(slot))
+
     def node_of_slot(self, slot: int) -> ClusterNode:
         """The node that serves `slot` now, as the first node sees it."""
         with self.nodes[0].client() as first:
@@ -277,7 +282,7 @@ class LocalCluster:
             return served == SLOTS
 
     def move_slot(
-        self, slot: int, target: ClusterNode, batch: int = 100, pause: float = 0.0
+        self, slot: int, target: ClusterNode | int, batch: int = 100, pause: float = 0.0
     ) -> int:
         """Move `slot` to `target` live, as `redis-cli --cluster reshard` does; return the
         number of keys moved.
@@ -295,10 +300,13 @@ class LocalCluster:
         return moved
 
     @contextlib.contextmanager
-    def moving(self, slot: int, target: ClusterNode) -> Iterator[Callable[[int], int]]:
+    def moving(self, slot: int, target: ClusterNode | int) -> Iterator[Callable[[int], int]]:
         """The steps of move_slot, to stop in between: inside, `slot` is MIGRATING to
-        `target`, and the function given moves up to n more of its keys (returning how many);
-        on the way out every remaining key moves and every node learns the new owner."""
+        `target` (a node, or its position in `nodes`), and the function given moves up to n
+        more of its keys (returning how many); on the way out every remaining key moves and
+        every node learns the new owner."""
+        if isinstance(target, int):
+            target = self.nodes[target]
         source = self.node_of_slot(slot)
         ids = self.node_ids()
         with source.client() as owner, target.client() as importer:

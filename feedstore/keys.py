@@ -67,6 +67,9 @@ class KeyScheme:
 
     def partition(self, key: str) -> str:
         """The partition of an entry key: its first `depth` segments (the root's is the root)."""
+        if self.depth == 1:  # the default, on every write's path: one find
+            end = key.find("/", 1)
+            return key if end < 0 else key[:end]
         end = 0
         for _ in range(self.depth):
             end = key.find("/", end + 1)
@@ -84,7 +87,12 @@ class KeyScheme:
 
     def tag(self, key: str) -> str:
         """`fs:{<partition>}:`, the start of every key of `key`'s partition."""
-        return "fs:{" + self.partition(key) + "}:"
+        return f"fs:{{{self.partition(key)}}}:"
+
+    def entry_keys(self, key: str) -> tuple[str, str, str]:
+        """The document, revision and alias keys of `key`, the partition found once."""
+        tag = self.tag(key)
+        return tag + "d:" + key, tag + "r:" + key, tag + "a:" + key
 
     def document_key(self, key: str) -> str:
         return self.tag(key) + "d:" + key

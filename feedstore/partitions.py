@@ -73,7 +73,9 @@ def trees_of(scheme: KeyScheme, writes: Sequence[Write]) -> list[str]:
         if w.numbered_under is None:
             tree = scheme.partition(w.key)
         elif scheme.children_apart(w.numbered_under):
-            tree = f"a new entry under {w.numbered_under}"
+            # Each one a partition of its own, however many there are.
+            trees.append(f"a new entry under {w.numbered_under}")
+            continue
         else:
             tree = scheme.partition(w.numbered_under)
         if tree not in trees:

@@ -244,9 +244,13 @@ class Transaction:
         version."""
         reject_duplicates(writes)
         keys = [w.key for w in writes]
-        scheme = self.keys
-        revisions = list(map(scheme.revision_key, keys))
-        names = [*map(scheme.document_key, keys), *revisions, *map(scheme.alias_key, keys)]
+        triples = list(map(self.keys.entry_keys, keys))
+        revisions = [revision for _, revision, _ in triples]
+        names = [
+            *(document for document, _, _ in triples),
+            *revisions,
+            *(alias for _, _, alias in triples),
+        ]
         self.pipe.watch(*revisions)
         if self.cluster is None:
             raw = watch.read(self.pipe, "MGET", *names, SCHEMA_VERSION_KEY)

@@ -9,7 +9,8 @@ bench measure and check the same kind of cluster:
         cluster.client()       # a redis.RedisCluster (the caller closes it)
         cluster.node_client(1) # a plain redis.Redis of one node (the caller closes it)
         cluster.flush()        # FLUSHALL on every primary
-        cluster.move_slot(slot, cluster.nodes[1])  # reshard one slot live
+        cluster.move_slot(s, 2)  # move slot s and its keys to node 2, live
+        cluster.owner(s)         # the position in nodes of the primary serving slot s
 """
 
 from __future__ import annotations

@@ -34,3 +34,17 @@ def test_move_slot_moves_every_key_of_the_slot_and_tells_every_node(
         with source.client() as direct:
             assert direct.execute_command("CLUSTER COUNTKEYSINSLOT", slot) == 0
         assert [client.get(name) for name in names] == [name.encode() for name in names]
+
+
+def test_a_slot_moves_to_a_node_given_by_position_and_owner_follows(
+    redis_cluster: RedisCluster,
+) -> None:
+    redis_cluster.flush()
+    with redis_cluster.client() as client:
+        client.set("{by-position}", "kept")
+        slot = client.keyslot("{by-position}")
+        to = (redis_cluster.owner(slot) + 1) % len(redis_cluster.nodes)
+        assert redis_cluster.move_slot(slot, to) == 1
+        assert redis_cluster.owner(slot) == to
+        assert redis_cluster.move_slot(slot, to) == 0
+        assert client.get("{by-position}") == b"kept"

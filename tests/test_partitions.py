@@ -11,10 +11,10 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
-from feedstore import create_app
+from feedstore import create_app, transaction, watch
 from feedstore.keys import DEPTH_KEY, KeyScheme, parse
 from feedstore.store import Store
-from tests.conftest import snapshot
+from tests.conftest import put, snapshot, stored
 from tests.redis_cluster import RedisCluster
 
 JSON = "application/json"
@@ -123,6 +123,11 @@ def test_at_depth_two_a_folders_children_spread_over_slots(
     assert client.post("/d/", json=[entry("/u")]).status_code == 201
     for _ in range(6):
         assert client.post("/d/u", json=[{"title": "user"}]).status_code == 201
+    two = client.post("/d/u", json=[{"title": "a"}, {"title": "b"}])
+    assert two.json["feed"]["title"] == (  # type: ignore[index]
+        "Entries of one request must be in one tree on Redis Cluster. "
+        "a new entry under /u, a new entry under /u"
+    )
     users = [f"/u/{n}" for n in range(1, 7)]
     assert keys_of(client.get("/d/u?f")) == sorted(users)
     with redis_cluster.node_client(0) as node:
@@ -187,8 +192,42 @@ def test_a_bulk_over_many_trees_is_cut_into_one_tree_chunks(
     client.environ_base["HTTP_X_REQUESTED_WITH"] = "XMLHttpRequest"
     entries = [entry(f"/t{n % 3}", n=n) for n in range(3)]
     entries += [entry(f"/t{n % 3}/{n}", n=n) for n in range(9)]
-    response = client.put("/d/?_bulk", headers={"Prefer": "return=representation"}, json=entries)
-    assert response.status_code == 200
+    response = client.put(
+        "/d/?_bulkserial", headers={"Prefer": "return=representation"}, json=entries
+    )
+    assert response.status_code == 200, response.json
     assert keys_of(response) == [e["link"][0]["___href"] for e in entries], "in request order"
     assert client.get("/d/t1?c").json["feed"]["title"] == "3"  # type: ignore[index]
     assert client.get("/d/?c").json["feed"]["title"] == "3"  # type: ignore[index]
+
+
+def test_a_slot_moving_while_a_write_watches_restarts_it_and_loses_nothing(
+    cluster_client: redis.RedisCluster,
+    redis_cluster: RedisCluster,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store, other = Store(cluster_client), Store(redis_cluster.client())
+    store.write([put("/m", x=0, y=0)])
+    slot = cluster_client.keyslot(store.keys.document_key("/m"))
+    original_read, original_timestamp = watch.read, transaction.timestamp
+    events: list[str] = []
+
+    def read_after_the_slot_moved(*args: Any) -> Any:
+        if not events:  # the store has WATCHed /m: its slot goes to another node now
+            events.append("moved")
+            redis_cluster.move_slot(slot, (redis_cluster.owner(slot) + 1) % 3)
+        return original_read(*args)
+
+    def then_another_writer(*args: Any) -> Any:
+        if events == ["moved"]:  # between the store's read and its EXEC
+            events.append("written")
+            other.write([put("/m", y=1)])
+        return original_timestamp(*args)
+
+    monkeypatch.setattr(watch, "read", read_after_the_slot_moved)
+    monkeypatch.setattr(transaction, "timestamp", then_another_writer)
+    store.write([put("/m", x=1)])
+    document = stored(store, "/m")
+    assert events == ["moved", "written"]
+    assert (document["x"], document["y"], document["id"]) == (1, 1, "/m,3"), "no write lost"
+    other.redis.close()
