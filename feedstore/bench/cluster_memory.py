@@ -34,7 +34,7 @@ SCHEMA: dict[str, Any] = {
         "summary": {"type": "string"},
     },
 }
-SUMMARY = "x" * 300  # with the other fields and the server's own, ~400 B of stored JSON
+SUMMARY = "x" * 120  # with the other fields and the server's own, ~400 B of stored JSON
 
 
 @dataclass(frozen=True)
