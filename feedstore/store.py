@@ -112,8 +112,10 @@ class Store:
         if self.cluster:
             # One key per command: a moving slot refuses a multi-key read (partitions.py), and
             # an entry is read far more often than an alias.
-            raw = self.redis.get(keys.document_key(key))
-            target = None if raw is not None else self.redis.get(keys.alias_key(key))
+            raw = partitions.read_one(self.redis, keys.document_key(key))
+            target = (
+                None if raw is not None else partitions.read_one(self.redis, keys.alias_key(key))
+            )
         else:
             raw, target = self.redis.mget(keys.document_key(key), keys.alias_key(key))
         if raw is not None:
