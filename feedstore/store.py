@@ -424,7 +424,8 @@ class Store:
                         return self._transaction(pipe).run(writes)
                     # The schema version is in another slot: read before WATCH (never watched).
                     rules = replace(
-                        prepared.rules, schema_version=self.redis.get(SCHEMA_VERSION_KEY)
+                        prepared.rules,
+                        schema_version=partitions.read_one(self.redis, SCHEMA_VERSION_KEY),
                     )
                     written = self._transaction(pipe, rules).run(prepared.writes)
                     partitions.finish(self.redis, prepared, written)
