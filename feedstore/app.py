@@ -11,7 +11,7 @@ import redis
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from feedstore import api, connection, negotiation, page
+from feedstore import api, connection, migration, negotiation, page
 from feedstore.errors import FeedstoreError, MethodNotAllowed, PayloadTooLarge
 from feedstore.replication import Replication
 from feedstore.settings import Settings
@@ -34,12 +34,19 @@ def create_app(
     client = redis_client or connection.connect(
         settings.redis_url, settings.redis_timeout, replication=replication
     )
+    check_key_scheme(client, settings)
     app = Flask(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body
     app.url_map.merge_slashes = False
     app.url_map.converters["entry_path"] = api.EntryPath
     app.extensions["feedstore"] = api.Feedstore(
-        Store(client, retries=settings.write_retries, max_subtree=settings.max_entries), settings
+        Store(
+            client,
+            keys=settings.keys,
+            retries=settings.write_retries,
+            max_subtree=settings.max_entries,
+        ),
+        settings,
     )
     app.register_blueprint(api.bp)
     app.register_blueprint(page.bp)
@@ -50,6 +57,15 @@ def create_app(
     app.after_request(drop_type_of_empty_answers)
     app.wsgi_app = MethodOverride(app.wsgi_app)  # type: ignore[method-assign]
     return app
+
+
+def check_key_scheme(client: Any, settings: Settings) -> None:
+    """Refuse (NeedsMigration) to serve keys of another scheme than the settings' (the CLI says
+    so first, kindly); a Redis unreachable now is the requests' 503 to report, not this."""
+    try:
+        migration.check(client, settings.keys)
+    except (redis.ConnectionError, redis.TimeoutError):
+        log.warning("Redis is unreachable: the key scheme is not checked")
 
 
 def refuse_an_unread_body() -> None:

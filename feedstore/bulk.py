@@ -6,7 +6,9 @@ chunks concurrently on a small thread pool of its own (redis-py clients are thre
 shut down before the answer, and tries every chunk; `_bulkserial` writes them one after another and
 stops at the first that fails. When chunks fail, `BulkErrors` says which keys the others wrote.
 What can be checked without the store (the body, keys, duplicates, preconditions) is checked for
-the whole bulk before any chunk is written.
+the whole bulk before any chunk is written. On Redis Cluster, where a transaction keeps to one
+partition (partitions.py), the writes are grouped by partition first, each chunk one partition's;
+the answer still lists them in request order.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from enum import Enum
 
+from feedstore import partitions
 from feedstore.errors import BulkErrors, FeedstoreError, InvalidOption
 from feedstore.store import Store, Write, Written
 from feedstore.transaction import reject_duplicates
@@ -53,16 +56,44 @@ def write(
     first failing chunk's error, the failures of every failing chunk, and the keys written.
     """
     reject_duplicates(writes)
-    chunks = [writes[start : start + chunk_size] for start in range(0, len(writes), chunk_size)]
+    places = _chunks(store, writes, chunk_size)
+    chunks = [[writes[i] for i in chunk] for chunk in places]
     if mode is Mode.SERIAL:
         outcomes = _serially(store, chunks)
     else:
         outcomes = _concurrently(store, chunks, workers)
     failures = [outcome for outcome in outcomes if isinstance(outcome, FeedstoreError)]
-    written = [each for outcome in outcomes if isinstance(outcome, list) for each in outcome]
+    in_order: list[tuple[int, Written]] = [
+        (i, each)
+        for chunk, outcome in zip(places, outcomes, strict=True)
+        if isinstance(outcome, list)
+        for i, each in zip(chunk, outcome, strict=True)
+    ]
+    written = [each for _, each in sorted(in_order, key=lambda pair: pair[0])]
     if failures:
         raise BulkErrors(failures, [each.key for each in written])
     return written
+
+
+def _chunks(store: Store, writes: Sequence[Write], size: int) -> list[list[int]]:
+    """The positions of the writes of each chunk: request order cut every `size` writes; on a
+    cluster, each partition's writes (in request order) cut so."""
+    if not store.cluster:
+        return [
+            list(range(start, min(start + size, len(writes))))
+            for start in range(0, len(writes), size)
+        ]
+    groups: dict[str, list[int]] = {}
+    for position, w in enumerate(writes):
+        [tree] = partitions.trees_of(store.keys, [w])
+        # A POST numbered under a parent above the depth is a partition of its own.
+        tree = tree if tree.startswith("/") else f"#{position}"
+        groups.setdefault(tree, []).append(position)
+    return [
+        group[start : start + size]
+        for group in groups.values()
+        for start in range(0, len(group), size)
+    ]
 
 
 def _serially(store: Store, chunks: Sequence[Sequence[Write]]) -> list[Outcome]:

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
+from redis.exceptions import RedisClusterException
 
-from feedstore import connection
+from feedstore import connection, migration
 from feedstore.embedded import (
     FSYNC_POLICIES,
     EmbeddedRedis,
@@ -31,6 +32,7 @@ from feedstore.embedded import (
     die_with_parent,
 )
 from feedstore.errors import FeedstoreError
+from feedstore.keys import MAX_DEPTH, KeyScheme
 from feedstore.replication import Replication
 from feedstore.schema import Schema
 from feedstore.settings import JSON_STYLES, Settings
@@ -67,6 +69,7 @@ class ServeOptions:
     json_style: str | None = None
     wait_replicas: int | None = None
     wait_timeout_ms: int | None = None
+    partition_depth: int | None = None
     # The WSGI app each worker builds, "module:function"; the bench serves its baseline this way.
     app: str = APP_FACTORY
 
@@ -91,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     subcommands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     add_serve_command(subcommands)
     add_schema_command(subcommands)
+    add_migrate_command(subcommands)
     add_bench_command(subcommands)
     return parser
 
@@ -153,6 +157,12 @@ def add_serve_command(subcommands: argparse._SubParsersAction[argparse.ArgumentP
         help="JSON entries wrapped in a feed (feed, the default) or bare, as vte.cx answers "
         "them (bare); sets FEEDSTORE_JSON_STYLE for the workers",
     )
+    parser.add_argument(
+        "--partition-depth",
+        type=_depth,
+        help="leading key segments that make a partition, one Redis Cluster slot (1: each "
+        "top-level tree; 2 spreads /_user/<id> folders); sets FEEDSTORE_PARTITION_DEPTH",
+    )
     parser.set_defaults(command=run_serve)
 
 
@@ -178,6 +188,65 @@ def add_schema_command(subcommands: argparse._SubParsersAction[argparse.Argument
         "--redis-url", help="the Redis a feedstore serve uses (any URL serve takes)"
     )
     parser.set_defaults(command=run_schema)
+
+
+def add_migrate_command(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `feedstore migrate`."""
+    parser = subcommands.add_parser(
+        "migrate",
+        help="move the keys in Redis to the key scheme of a partition depth",
+        description="Rename the keys of feedstore's old untagged scheme, or of another "
+        "partition depth, to the scheme of --partition-depth (FEEDSTORE_PARTITION_DEPTH, 1). "
+        "Stop the servers first. Running it again is harmless and finishes an interrupted run. "
+        "Without --redis-url it works on the embedded Redis of --data.",
+    )
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="./%(default)s")
+    parser.add_argument("--redis-url", help="the Redis a feedstore serve uses")
+    parser.add_argument("--partition-depth", type=_depth, help="the depth to move to")
+    parser.set_defaults(command=run_migrate)
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    """`feedstore migrate`: rename keys to the scheme of the partition depth, with progress."""
+    depth = args.partition_depth or _settings().partition_depth
+    if args.redis_url is None:
+        running = EmbeddedRedis(args.data.absolute())
+        if running.socket_path.exists() and _answers(running.url):
+            raise CliError(f"a feedstore serve uses {args.data}: stop it first")
+    with _redis_of(args.redis_url, args.data.absolute()) as url:
+        client = _client(url)
+        try:
+            moved = migration.migrate(client, KeyScheme(depth), _report)
+        except redis.RedisError as e:
+            raise CliError(f"migrate stopped, run it again to finish: {e}") from e
+        finally:
+            client.close()
+    print(f"migrated: {moved} keys moved to partition depth {depth}")
+    return 0
+
+
+def check_key_scheme(url: str, keys: KeyScheme, owned: bool) -> None:
+    """Refuse to serve a Redis whose keys are of another scheme, saying how to migrate them;
+    an `owned` Redis (the embedded one, locked to this serve) of the old scheme, or of an
+    interrupted migration, is migrated here, since no other server can be using it."""
+    client = _client(url)
+    try:
+        migration.check(client, keys)
+    except (migration.OldScheme, migration.Interrupted) as e:
+        if not owned:
+            raise CliError(str(e)) from e
+        migration.migrate(client, keys, _report)
+    except migration.NeedsMigration as e:
+        raise CliError(str(e)) from e
+    finally:
+        client.close()
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.load()
+    except ValueError as e:
+        raise CliError(str(e)) from e
 
 
 def add_bench_command(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -207,7 +276,7 @@ def run_schema(args: argparse.Namespace) -> int:
         raise CliError("schema set needs the schema file")
     document = read_schema_file(args.file) if args.action == "set" else None
     with _redis_of(args.redis_url, args.data.absolute()) as url:
-        store = Store(_client(url))
+        store = Store(_client(url), keys=_settings().keys)
         try:
             if args.action == "show":
                 shown = store.schema_document()
@@ -237,7 +306,7 @@ def read_schema_file(path: Path) -> dict[str, Any]:
 def store_schema(redis_url: str, document: dict[str, Any]) -> None:
     client = _client(redis_url)
     try:
-        Store(client).set_schema(document)
+        Store(client, keys=_settings().keys).set_schema(document)
     except FeedstoreError as e:
         raise CliError(f"can't store the schema: {e.message}") from e
     finally:
@@ -267,14 +336,14 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _client(url: str) -> redis.Redis:
+def _client(url: str) -> redis.Redis | redis.RedisCluster:
     """A client with FEEDSTORE_REDIS_TIMEOUT and FEEDSTORE_WAIT_*; CliError for a bad URL or
     setting."""
     try:
         settings = Settings.load()
         replication = Replication.of(settings.wait_replicas, settings.wait_timeout_ms)
         return connection.connect(url, settings.redis_timeout, replication=replication)
-    except ValueError as e:
+    except (ValueError, RedisClusterException) as e:
         raise CliError(f"can't use Redis at {_without_password(url)}: {e}") from e
 
 
@@ -307,6 +376,7 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
         json_style=args.json_style,
         wait_replicas=args.wait_replicas,
         wait_timeout_ms=args.wait_timeout,
+        partition_depth=args.partition_depth,
     )
 
 
@@ -320,6 +390,8 @@ def serve(options: ServeOptions) -> int:
         os.environ["FEEDSTORE_WAIT_REPLICAS"] = str(options.wait_replicas)
     if options.wait_timeout_ms is not None:
         os.environ["FEEDSTORE_WAIT_TIMEOUT_MS"] = str(options.wait_timeout_ms)
+    if options.partition_depth is not None:
+        os.environ["FEEDSTORE_PARTITION_DEPTH"] = str(options.partition_depth)
     try:
         # Every worker reads FEEDSTORE_* again; a mistake there should stop us here, once.
         settings = Settings.load()
@@ -341,6 +413,7 @@ def serve(options: ServeOptions) -> int:
             redis_url = options.redis_url
             data = _without_password(redis_url)
         os.environ["FEEDSTORE_REDIS_URL"] = redis_url
+        check_key_scheme(redis_url, settings.keys, owned=embedded is not None)
         if schema is not None:
             # Once, here: the workers read it from Redis, where every process sees the same one.
             store_schema(redis_url, schema)
@@ -539,21 +612,27 @@ def check_redis_url(url: str, timeout: float) -> None:
     """Fail with a CliError unless `url` names a Redis that answers PING within `timeout` s."""
     shown = _without_password(url)
     try:
+        # Inside the try: finding out whether it is a cluster already talks to it.
         client = connection.connect(url, timeout)
+        client.ping()
     except ValueError as e:
         raise CliError(f"bad --redis-url {shown}: {e}") from e
-    try:
-        client.ping()
-    except redis.RedisError as e:
+    except (redis.RedisError, RedisClusterException) as e:
         raise CliError(f"can't reach Redis at {shown}: {e}") from e
-    finally:
-        client.close()
+    client.close()
 
 
 def _whole_number(text: str) -> int:
     if not re.fullmatch(r"[0-9]+", text):  # int() would take full-width digits and underscores
         raise argparse.ArgumentTypeError(f"must be a whole number, not {text}")
     return int(text)
+
+
+def _depth(text: str) -> int:
+    value = _whole_number(text)
+    if not 1 <= value <= MAX_DEPTH:
+        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_DEPTH}, not {value}")
+    return value
 
 
 def _positive_int(text: str) -> int:

@@ -17,6 +17,7 @@
     |   +-- ParentRequired          400 parent_required     "Parent path is required. /p"
     |   +-- HasChildren                 400 has_children
     |   +-- TreeTooLarge                400 tree_too_large
+    |   +-- CrossTreeWrite              400 cross_tree_write    entries in two partitions (cluster)
     +-- Forbidden                       403 forbidden
     |   +-- MissingCsrfHeader       403 missing_csrf_header
     +-- NotFound                    404 not_found           "No entry. Key = /k"
@@ -182,6 +183,18 @@ class TreeTooLarge(BadRequest):
         super().__init__(
             f"Too many entries to delete. {key} has {count} entries, more than {limit}.", key=key
         )
+
+
+class CrossTreeWrite(BadRequest):
+    """On Redis Cluster a transaction stays in one slot: one request writes one partition."""
+
+    code = "cross_tree_write"
+
+    def __init__(self, trees: Sequence[str]) -> None:
+        super().__init__(
+            "Entries of one request must be in one tree on Redis Cluster. " + ", ".join(trees)
+        )
+        self.trees = list(trees)
 
 
 class Forbidden(FeedstoreError):

@@ -20,7 +20,6 @@ from feedstore import codec_json
 from feedstore.cursor import Position
 from feedstore.errors import InvalidOption
 from feedstore.index import encode_text, encode_value, indexed_fields, key_of
-from feedstore.keys import index_key
 from feedstore.query import Filter, Matcher, Query, sort_value
 from feedstore.schema import Schema
 from feedstore.store import Store
@@ -72,7 +71,7 @@ class FeedReader:
             return Page(
                 documents, Position(keys[-1]) if more and keys else None, examined=len(keys)
             )
-        if query.sort is not None and query.sort.field not in self.indexed:
+        if query.sort is not None and query.sort.field not in self._indexed(parent):
             return self._sorted_in_memory(parent, query, after)
         candidates, matches = self._plan(parent, query, after, query.limit + 1)
         return self._collect(candidates, matches, query.limit)
@@ -85,6 +84,11 @@ class FeedReader:
         page = self._collect(candidates, matches, None)
         page.count, page.documents = len(page.documents), []
         return page
+
+    def _indexed(self, parent: str) -> set[str]:
+        """The fields whose indexes list `parent`'s children (none of a parent whose children
+        are partitions of their own on a cluster: partitions.py)."""
+        return self.indexed if self.store.indexes_children(parent) else set()
 
     # -- plans ------------------------------------------------------------------------------
 
@@ -102,6 +106,8 @@ class FeedReader:
 
     def _index_walk(self, parent: str, query: Query) -> tuple[_Walk | None, list[Filter]]:
         """The index that serves this query, if one does, and the filters its bounds settle."""
+        if not self.store.indexes_children(parent):
+            return None, []
         if query.sort is not None:
             bounds = [
                 f
@@ -125,7 +131,8 @@ class FeedReader:
                 continue  # a prefix of a number's text is no range of numbers
             encoded = encode_text(condition.value, declared)
             if encoded is None:  # a number filter that isn't a number: nothing can match
-                return _Walk(index_key(parent, field), b"+", b"-", descending), [condition]
+                name = self.store.keys.index_key(parent, field)
+                return _Walk(name, b"+", b"-", descending), [condition]
             if condition.op in _LOW:
                 bracket, suffix = _LOW[condition.op]
                 low = bracket.encode() + encoded + suffix
@@ -134,7 +141,7 @@ class FeedReader:
                 high = bracket.encode() + encoded + suffix
             if condition.op in _LOW or condition.op in _HIGH:
                 served.append(condition)
-        return _Walk(index_key(parent, field), low, high, descending), served
+        return _Walk(self.store.keys.index_key(parent, field), low, high, descending), served
 
     def _scan(self, parent: str, after: Position | None) -> Iterator[tuple[Position, bytes | None]]:
         last = after.key if after else None

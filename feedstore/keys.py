@@ -1,64 +1,160 @@
 """The Redis key scheme: every key feedstore writes, in one place.
 
-fs:d:<key>          the stored document (orjson), present while the entry exists
-fs:r:<key>          the last revision written; kept after a delete, so a re-insert continues;
-                    written (INCRBY 0 when it stays) in every MULTI that changes fs:d:<key> or
-                    fs:a:<key>, so a WATCH of it covers both (transaction.py)
-fs:c:<key>          sorted set of the keys of <key>'s children (score 0: lexicographic order)
-fs:a:<alias>        an alias (alias.py): the key of the entry it names, while it does
-fs:n:<key>          the counter that numbers children POSTed without a self link (and `_allocids`)
-fs:ids:<key>        the vte.cx counter of <key> (`_addids`, `_getids`, `_setids`)
-fs:idr:<key>        the range of that counter (`_rangeids`, counter_range.py), absent without one
-fs:i:<field>:<key>  the index of <key>'s children on an `x-index` field (index.py)
-fs:schema           the field schema in force (JSON), shared by every worker
-fs:schema:v         its version, bumped on every change, read with every write
-fs:secret           the key that signs feed cursors, made once, shared by every worker
-fs:pg:<digest>      list: the cursors ending each page of a pagination index (pagination.py);
-                    <digest> is the SHA-256 of the parent, filters, sort and page size; expires
+The rule every key follows, now and later: **a key that belongs to an entry key carries the hash
+tag of that key's partition**, `fs:{<partition>}:<kind>:<entry key>`. The partition of a key is
+its first `depth` segments (`/11/1/2` is in `/11` at depth 1, in `/11/1` at depth 2; a key with
+fewer segments is its own partition; the root's is `/`). Redis Cluster places a key by its tag
+alone, so every key of one partition lives in one slot, and a request's WATCH/MULTI/EXEC stays in
+one slot: on a single Redis and on a cluster alike. The depth is a setting (`partition_depth`,
+recorded in Redis under `fs:partition-depth`, see migration.py); keys of a parent *above* the
+depth (the root at depth 1, `/_user` at depth 2) are in another partition than its children.
+
+fs:{P}:d:<key>          the stored document (orjson), present while the entry exists
+fs:{P}:r:<key>          the last revision written; kept after a delete, so a re-insert continues;
+                        written (INCRBY 0 when it stays) in every MULTI that changes fs:d:<key> or
+                        fs:a:<key>, so a WATCH of it covers both (transaction.py)
+fs:{P}:c:<key>          sorted set of the keys of <key>'s children (score 0: lexicographic order)
+fs:{P}:a:<alias>        an alias (alias.py): the key of the entry it names, while it does; P is
+                        the alias key's own partition
+fs:{P}:n:<key>          the counter that numbers children POSTed without a self link (and
+                        `_allocids`)
+fs:{P}:ids:<key>        the vte.cx counter of <key> (`_addids`, `_getids`, `_setids`)
+fs:{P}:idr:<key>        the range of that counter (`_rangeids`, counter_range.py), absent without
+fs:{P}:i:<field>:<key>  the index of <key>'s children on an `x-index` field (index.py)
+where P is the partition of the <key> (or <alias>) the key names.
+
+Global keys, outside every partition (each read or written alone, or with its own tag):
+fs:{schema}             the field schema in force (JSON), shared by every worker
+fs:{schema}:v           its version, a random token new on every change, read with every write
+fs:secret               the key that signs feed cursors, made once, read by every worker per page
+fs:pg:<digest>          list: the cursors ending each page of a pagination index (pagination.py);
+                        <digest> is the SHA-256 of the parent, filters, sort and page size; expires
+fs:partition-depth      the partition depth the keys are written with (migration.py)
+
+Entry keys contain no `{`, `}` or `:` (entry.py), so a key parses back unambiguously.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
-DOCUMENT_PREFIX = "fs:d:"
-INDEX_PREFIX = "fs:i:"
-SCHEMA_KEY = "fs:schema"
-SCHEMA_VERSION_KEY = "fs:schema:v"
+from feedstore.entry import ROOT
+
+SCHEMA_KEY = "fs:{schema}"
+SCHEMA_VERSION_KEY = "fs:{schema}:v"
 SECRET_KEY = "fs:secret"
+DEPTH_KEY = "fs:partition-depth"
+PAGE_INDEX_PREFIX = "fs:pg:"
+# The kinds of partitioned keys, as they appear after the tag.
+KINDS = ("d", "r", "c", "a", "n", "ids", "idr", "i")
+DEFAULT_DEPTH = 1
+MAX_DEPTH = 10
 
 
-def document_key(key: str) -> str:
-    return DOCUMENT_PREFIX + key
+@dataclass(frozen=True)
+class KeyScheme:
+    """The Redis keys of entries at one partition depth; made once per app, passed explicitly.
+
+    Every method is plain string slicing: it runs several times per entry of every write.
+    """
+
+    depth: int = DEFAULT_DEPTH
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.depth <= MAX_DEPTH:
+            raise ValueError(f"the partition depth must be 1 to {MAX_DEPTH}: {self.depth}")
+
+    def partition(self, key: str) -> str:
+        """The partition of an entry key: its first `depth` segments (the root's is the root)."""
+        if self.depth == 1:  # the default, on every write's path: one find
+            end = key.find("/", 1)
+            return key if end < 0 else key[:end]
+        end = 0
+        for _ in range(self.depth):
+            end = key.find("/", end + 1)
+            if end < 0:
+                return key
+        return key[:end] or ROOT
+
+    def is_partition_root(self, key: str) -> bool:
+        """Whether `key` heads its own partition, its parent's keys being in another one."""
+        return key != ROOT and key.count("/") <= self.depth
+
+    def children_apart(self, key: str) -> bool:
+        """Whether the children of `key` are each in a partition of their own (the root's are)."""
+        return key == ROOT or key.count("/") < self.depth
+
+    def tag(self, key: str) -> str:
+        """`fs:{<partition>}:`, the start of every key of `key`'s partition."""
+        return f"fs:{{{self.partition(key)}}}:"
+
+    def entry_keys(self, key: str) -> tuple[str, str, str]:
+        """The document, revision and alias keys of `key`, the partition found once."""
+        tag = self.tag(key)
+        return tag + "d:" + key, tag + "r:" + key, tag + "a:" + key
+
+    def document_key(self, key: str) -> str:
+        return self.tag(key) + "d:" + key
+
+    def revision_key(self, key: str) -> str:
+        return self.tag(key) + "r:" + key
+
+    def children_key(self, key: str) -> str:
+        return self.tag(key) + "c:" + key
+
+    def alias_key(self, alias: str) -> str:
+        return self.tag(alias) + "a:" + alias
+
+    def sequence_key(self, key: str) -> str:
+        return self.tag(key) + "n:" + key
+
+    def counter_key(self, key: str) -> str:
+        return self.tag(key) + "ids:" + key
+
+    def counter_range_key(self, key: str) -> str:
+        return self.tag(key) + "idr:" + key
+
+    def index_key(self, parent: str, field: str) -> str:
+        return f"{self.tag(parent)}i:{field}:{parent}"
+
+    def key_of_document(self, name: str) -> str:
+        """The entry key of a document key (`fs:{/a}:d:/a/1` -> `/a/1`)."""
+        return name.partition("}:d:")[2]
 
 
-def revision_key(key: str) -> str:
-    return f"fs:r:{key}"
+@dataclass(frozen=True)
+class ParsedKey:
+    """A key of feedstore's, any scheme: its kind, the entry key it names, an index's field."""
+
+    kind: str
+    key: str
+    field: str = ""
+    tag: str | None = None  # the partition tag it carries; None in the untagged (old) scheme
+
+    def name(self, scheme: KeyScheme) -> str:
+        """Its name in `scheme`."""
+        if self.kind == "i":
+            return scheme.index_key(self.key, self.field)
+        return scheme.tag(self.key) + self.kind + ":" + self.key
 
 
-def children_key(key: str) -> str:
-    return f"fs:c:{key}"
-
-
-def alias_key(alias: str) -> str:
-    return f"fs:a:{alias}"
-
-
-def sequence_key(key: str) -> str:
-    return f"fs:n:{key}"
-
-
-def counter_key(key: str) -> str:
-    return f"fs:ids:{key}"
-
-
-def counter_range_key(key: str) -> str:
-    return f"fs:idr:{key}"
-
-
-def index_key(parent: str, field: str) -> str:
-    return f"{INDEX_PREFIX}{field}:{parent}"
+def parse(name: str) -> ParsedKey | None:
+    """A partitioned key of the tagged or of the old, untagged scheme (`fs:d:/11/1`), or None
+    for a global key or one that isn't feedstore's."""
+    if not name.startswith("fs:"):
+        return None
+    rest, tag = name[3:], None
+    if rest.startswith("{"):
+        tag, _, rest = rest[1:].partition("}:")
+    kind, _, tail = rest.partition(":")
+    if kind not in KINDS or not tail:
+        return None
+    if kind == "i":
+        field, _, key = tail.rpartition(":")
+        return ParsedKey(kind, key, field, tag) if field and key.startswith("/") else None
+    return ParsedKey(kind, tail, "", tag) if tail.startswith("/") else None
 
 
 def page_index_key(scope: str) -> str:
-    return "fs:pg:" + hashlib.sha256(scope.encode()).hexdigest()
+    return PAGE_INDEX_PREFIX + hashlib.sha256(scope.encode()).hexdigest()

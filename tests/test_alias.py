@@ -11,8 +11,13 @@ from flask.testing import FlaskClient
 
 from feedstore import alias
 from feedstore.errors import InvalidField
-from feedstore.keys import alias_key
+from feedstore.keys import KeyScheme
 from tests.conftest import snapshot
+
+KEYS = KeyScheme()
+
+# Aliases here name keys in other trees (/b/x for /a/1): one request, two partitions.
+pytestmark = pytest.mark.single_redis
 
 
 def links(*aliases: str, key: str = "/a/1") -> list[dict[str, str]]:
@@ -146,7 +151,7 @@ def test_an_entry_takes_its_aliases_with_it(tree: FlaskClient, redis_client: red
     assert tree.delete("/d/a?_rf").status_code == 200
     assert tree.get("/d/b/x?e").status_code == 204
     assert tree.get("/d/b?f").status_code == 204
-    assert redis_client.exists(alias_key("/b/x")) == 0
+    assert redis_client.exists(KEYS.alias_key("/b/x")) == 0
 
 
 def test_emptying_a_folder_drops_the_aliases_in_it_from_their_entries(tree: FlaskClient) -> None:

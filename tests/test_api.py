@@ -8,10 +8,12 @@ import redis
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from feedstore.keys import sequence_key
+from feedstore.keys import KeyScheme
 from tests.conftest import snapshot
 
 FORM = "application/x-www-form-urlencoded"
+
+KEYS = KeyScheme()
 
 
 def entry(key: str, id: str | None = None, **fields: Any) -> dict[str, Any]:
@@ -139,6 +141,7 @@ def test_prefer_return_representation(tree: FlaskClient) -> None:
     assert response.json["feed"]["entry"][0]["id"] == "/11/1,2"  # type: ignore[index]
 
 
+@pytest.mark.single_redis
 def test_multi_entry_put_is_all_or_nothing(tree: FlaskClient) -> None:
     body = feed(
         entry("/11/1", id="/11/1,1", title="a"), entry("/11/5", id="/11/5,3"), entry("/12/1")
@@ -162,7 +165,7 @@ def test_a_failed_post_spends_no_number(tree: FlaskClient, redis_client: redis.R
     assert refused.status_code == 412
     assert tree.post("/d/12", json={"title": "a"}).status_code == 400  # no parent /12
     assert title(tree.post("/d/11", json={"title": "a"})) == "/11/2"
-    assert redis_client.exists(sequence_key("/12")) == 0, "no counter for a parent that isn't"
+    assert redis_client.exists(KEYS.sequence_key("/12")) == 0, "no counter for a parent that isn't"
 
 
 def test_post_errors(tree: FlaskClient) -> None:

@@ -27,6 +27,7 @@ from feedstore.bench import (
 from feedstore.bench.load import REVISION, ConnectionPlan, Load, RequestTemplate
 from feedstore.bench.scenarios import Target
 from feedstore.embedded import EmbeddedRedis
+from feedstore.keys import KeyScheme
 
 # stdout of `wrk -t2 -c2 -d1s -s <lua.script(baseline-put)>`, captured on the dev machine.
 WRK_OUTPUT = """\
@@ -401,8 +402,10 @@ def test_scale_data_set_is_seeded_indexed_and_served(
         assert data.document_memory > data.document_bytes > 100
         assert sum("%)" in line for line in lines) == 10  # a line every 10%
         with redis.Redis.from_url(embedded.url) as connection:
-            assert connection.zcard("fs:c:/big") == 50
-            assert connection.zcard("fs:i:group:/big") == connection.zcard("fs:i:score:/big") == 50
+            keys = KeyScheme()
+            assert connection.zcard(keys.children_key("/big")) == 50
+            group, score = keys.index_key("/big", "group"), keys.index_key("/big", "score")
+            assert connection.zcard(group) == connection.zcard(score) == 50
         settings = servers.ServerSettings(workers=1, threads=2)
         app = scenarios.FEEDSTORE_SCALE
         with servers.running(app, "granian", settings, embedded.url, tmp_path) as running:

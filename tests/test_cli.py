@@ -13,6 +13,7 @@ import pytest
 from feedstore import cli
 from feedstore.cli import build_parser, main
 from feedstore.embedded import AOF_FILE, EmbeddedRedis
+from tests.redis_cluster import RedisCluster
 from tests.serving import (
     WRITE_HEADERS,
     free_port,
@@ -257,3 +258,29 @@ def test_schema_set_refuses_a_bad_schema(
     schema.write_text('{"type": "nonsense"}')
     assert main(["schema", "set", str(schema), "--data", str(tmp_path / "data")]) == 1
     assert "The schema is invalid" in capsys.readouterr().err
+
+
+def test_schema_and_migrate_commands_work_on_a_cluster(
+    redis_cluster: RedisCluster, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    redis_cluster.flush()
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps(SCHEMA))
+    assert main(["schema", "set", str(schema), "--redis-url", redis_cluster.url]) == 0
+    assert main(["schema", "show", "--redis-url", redis_cluster.url]) == 0
+    assert json.loads(capsys.readouterr().out.removeprefix("schema set\n")) == SCHEMA
+    assert main(["migrate", "--redis-url", redis_cluster.url, "--partition-depth", "2"]) == 0
+    assert capsys.readouterr().out == "migrated: 0 keys moved to partition depth 2\n"
+    cli.check_redis_url(redis_cluster.url, 5)
+
+
+def test_serve_refuses_another_partition_depth_than_the_data_has(tmp_path: Path) -> None:
+    with EmbeddedRedis(tmp_path / "redis", persistent=False) as redis_server:
+        assert main(["migrate", "--redis-url", redis_server.url, "--partition-depth", "2"]) == 0
+        port = str(free_port())
+        result = run_serve("--port", port, "--redis-url", redis_server.url, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == (
+        "feedstore: The data in Redis is partitioned at depth 2, not 1. Start with "
+        "--partition-depth 2, or stop the servers and run: feedstore migrate --partition-depth 1\n"
+    )

@@ -13,9 +13,11 @@ import redis
 from flask.testing import FlaskClient
 
 from feedstore import create_app
-from feedstore.keys import document_key
+from feedstore.keys import KeyScheme
 from feedstore.replication import Replication
 from tests.sentinels import Process, SentinelSet, until
+
+document_key = KeyScheme().document_key
 
 HEADERS = {"X-Requested-With": "XMLHttpRequest"}
 

@@ -20,10 +20,12 @@ from typing import Any
 import pytest
 
 from feedstore import cli, connection, sentinel
-from feedstore.keys import document_key
+from feedstore.keys import KeyScheme
 from feedstore.sentinel import SentinelUrl
 from tests.sentinels import SentinelSet
 from tests.serving import WRITE_HEADERS, Server, request, running_serve
+
+document_key = KeyScheme().document_key
 
 
 @pytest.mark.parametrize(

@@ -17,15 +17,11 @@ from feedstore.errors import (
     ServiceUnavailable,
     TreeTooLarge,
 )
-from feedstore.keys import (
-    children_key,
-    document_key,
-    index_key,
-    revision_key,
-    sequence_key,
-)
+from feedstore.keys import KeyScheme
 from feedstore.store import Action, Store, Write
-from tests.conftest import put, snapshot, stored
+from tests.conftest import all_keys, put, snapshot, stored
+
+KEYS = KeyScheme()
 
 
 def test_revisions_start_at_one_and_add_one_per_write(store: Store) -> None:
@@ -98,6 +94,7 @@ def test_rf_refuses_a_tree_over_the_limit(redis_client: redis.Redis) -> None:
     assert store.count("/a") == 3
 
 
+@pytest.mark.single_redis
 def test_a_failing_entry_writes_nothing_and_every_failure_is_named(
     store: Store, redis_client: redis.Redis
 ) -> None:
@@ -134,6 +131,7 @@ def numbered(parent: str, **fields: object) -> Write:
     return Write(Action.CREATE, "", dict(fields), numbered_under=parent)
 
 
+@pytest.mark.single_redis
 def test_numbering_counts_per_parent_and_skips_taken_keys(store: Store) -> None:
     store.write([put("/a"), put("/b")])
     assert [w.key for w in store.write([numbered("/a"), numbered("/a")])] == ["/a/1", "/a/2"]
@@ -151,7 +149,7 @@ def test_a_failed_write_spends_no_number(store: Store, redis_client: redis.Redis
     with pytest.raises(NotFound):
         store.write([numbered("/a"), put("/a/x", 1)])  # /a/x has no revision 1: 404
     assert [w.key for w in store.write([numbered("/a")])] == ["/a/1"]
-    assert redis_client.exists(sequence_key("/nowhere")) == 0
+    assert redis_client.exists(KEYS.sequence_key("/nowhere")) == 0
 
 
 def test_unreachable_redis_is_503() -> None:
@@ -171,10 +169,41 @@ def test_clear_removes_the_subtree_its_children_and_indexes_and_keeps_the_key(
     store.write([Write(Action.CLEAR, "/a")])
     assert stored(store, "/a")["n"] == 1
     assert store.count("/a") == 0 and store.child_keys("/a", None, 10) == []
-    left = {key.decode() for key in redis_client.keys("*")}
-    below = [children_key("/a"), index_key("/a", "n"), index_key("/a/1", "n")]
-    below += [document_key(key) for key in ("/a/1", "/a/1/x", "/a/2")]
+    left = {key.decode() for key in all_keys(redis_client)}
+    below = [KEYS.children_key("/a"), KEYS.index_key("/a", "n"), KEYS.index_key("/a/1", "n")]
+    below += [KEYS.document_key(key) for key in ("/a/1", "/a/1/x", "/a/2")]
     assert not left & set(below), "nothing below /a is left"
-    kept = [document_key("/a"), *(revision_key(key) for key in ("/a", "/a/1", "/a/1/x", "/a/2"))]
+    kept = [
+        KEYS.document_key("/a"),
+        *(KEYS.revision_key(key) for key in ("/a", "/a/1", "/a/1/x", "/a/2")),
+    ]
     assert set(kept) <= left, "revisions stay, so a key written again continues"
-    assert redis_client.zrange(index_key("/", "n"), 0, -1), "/a is still in its parent's index"
+    # A cluster keeps the root's children in no index (partitions.py).
+    in_index = bool(redis_client.zrange(KEYS.index_key("/", "n"), 0, -1))
+    assert in_index == store.indexes_children("/"), "/a is still in its parent's index"
+
+
+def test_a_worker_follows_the_schema_after_redis_lost_the_one_it_compiled(
+    redis_client: redis.Redis,
+) -> None:
+    """Redis can lose a schema (a flush, a failover to a stale replica); a schema set after it
+    must reach a worker that compiled the lost one, as it reaches a fresh worker."""
+    worker, other = Store(redis_client), Store(redis_client)
+    other.set_schema({"type": "object", "properties": {"a": {"type": "string"}}})
+    assert worker.schema() is not None and "a" in worker.schema().document["properties"]
+    redis_client.flushall()
+    other.set_schema({"type": "object", "properties": {"b": {"type": "string"}}})
+    assert (
+        worker.schema() is not None
+        and worker.schema().document == Store(redis_client).schema_document()
+    )
+
+
+def test_a_worker_signs_cursors_with_the_key_redis_has_now(redis_client: redis.Redis) -> None:
+    worker, other = Store(redis_client), Store(redis_client)
+    lost = worker.secret()
+    redis_client.flushall()
+    assert worker.existing_secret() is None
+    fresh = other.secret()
+    assert fresh != lost
+    assert worker.secret() == worker.existing_secret() == fresh

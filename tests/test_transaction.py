@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import redis
 
-from feedstore import alias, transaction
+from feedstore import alias, transaction, watch
 from feedstore.errors import NotFound, RevisionConflict, ServiceUnavailable
+from feedstore.keys import KeyScheme
 from feedstore.store import Action, Store, Write
 from tests.conftest import put, stored
+
+KEYS = KeyScheme()
 
 
 def interleave(monkeypatch: pytest.MonkeyPatch, action: Callable[[], None]) -> list[int]:
@@ -72,16 +76,16 @@ def test_stale_revision_after_a_writer_slips_in_is_409_not_a_retry(
 
 def test_watch_error_is_really_raised_by_redis(real_redis: redis.Redis) -> None:
     """The mechanism the store relies on, shown directly as redis-py's own test does."""
-    real_redis.set("fs:d:/a", b"1")
+    real_redis.set(KEYS.document_key("/a"), b"1")
     other = second_client(real_redis)
     with real_redis.pipeline() as pipe:
-        pipe.watch("fs:d:/a")
-        other.set("fs:d:/a", b"2")
+        pipe.watch(KEYS.document_key("/a"))
+        other.set(KEYS.document_key("/a"), b"2")
         pipe.multi()
-        pipe.set("fs:d:/a", b"3")
+        pipe.set(KEYS.document_key("/a"), b"3")
         with pytest.raises(redis.WatchError):
             pipe.execute()
-    assert real_redis.get("fs:d:/a") == b"2"
+    assert real_redis.get(KEYS.document_key("/a")) == b"2"
     other.close()
 
 
@@ -91,13 +95,13 @@ def test_endless_contention_becomes_503(
     store = Store(real_redis, retries=3)
     store.write([put("/a")])
     other = second_client(real_redis)
-    document = real_redis.get("fs:d:/a")
+    document = real_redis.get(KEYS.document_key("/a"))
     # What every writer of /a does in its MULTI: its document, and its revision key (which is
     # what a transaction watches).
     monkeypatch.setattr(
         transaction,
         "timestamp",
-        lambda: other.mset({"fs:d:/a": document, "fs:r:/a": 1}) and "t",
+        lambda: other.mset({KEYS.document_key("/a"): document, KEYS.revision_key("/a"): 1}) and "t",
     )
     with pytest.raises(ServiceUnavailable) as caught:
         store.write([put("/a", x=1)])
@@ -120,7 +124,7 @@ def test_a_delete_slipping_in_is_seen_not_overwritten(
         store.write([put("/a", 1, x=1)])
     assert len(calls) == 2
     assert store.get("/a") is None
-    assert real_redis.get("fs:r:/a") == b"1", "a delete keeps the revision"
+    assert real_redis.get(KEYS.revision_key("/a")) == b"1", "a delete keeps the revision"
     other.redis.close()
 
 
@@ -147,7 +151,9 @@ def test_an_alias_taking_the_key_slipping_in_is_seen(
     aliasing = Write(Action.PATCH, "/a/1", patcher=alias.adding(["/b/x"]))
     interleave(monkeypatch, lambda: other.write([aliasing]) and None)
     store.write([put("/b/x", title="through the alias")])
-    assert real_redis.get("fs:d:/b/x") is None, "the key is an alias now: no entry there"
+    assert real_redis.get(KEYS.document_key("/b/x")) is None, (
+        "the key is an alias now: no entry there"
+    )
     assert stored(store, "/a/1")["title"] == "through the alias"
     other.redis.close()
 
@@ -164,4 +170,26 @@ def test_an_alias_released_slipping_in_is_seen(
     store.write([put("/b/x", title="an entry of its own")])
     assert stored(store, "/b/x")["title"] == "an entry of its own"
     assert stored(store, "/a/1")["title"] == "t"
+    other.redis.close()
+
+
+def test_a_number_another_writer_takes_meanwhile_is_picked_again(
+    real_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(real_redis)
+    store.write([put("/a")])
+    other = Store(second_client(real_redis))
+    original = watch.numbers
+    taken: list[str] = []
+
+    def numbers_then_taken(*args: Any) -> Any:
+        free, last = original(*args)
+        if not taken:  # another POST commits the number this one picked, before it reads
+            taken.append(free["/a"][0])
+            other.write([put(free["/a"][0])])
+        return free, last
+
+    monkeypatch.setattr(watch, "numbers", numbers_then_taken)
+    [written] = store.write([Write(Action.CREATE, "", {}, numbered_under="/a")])
+    assert (taken, written.key) == (["/a/1"], "/a/2"), "picked again, not 409 duplicated_key"
     other.redis.close()

@@ -21,7 +21,7 @@ import redis
 
 from feedstore.bench import client
 from feedstore.bench.client import RequestFailed
-from feedstore.keys import document_key
+from feedstore.keys import KeyScheme
 from feedstore.store import Action, Store, Write
 
 SMALL = "/small"
@@ -119,7 +119,7 @@ def seed(
             done += written
         seconds = time.perf_counter() - started
         after = int(connection.info("memory")["used_memory"])
-        sample = document_key(child_key(BIG, big // 2, width))
+        sample = KeyScheme().document_key(child_key(BIG, big // 2, width))
         progress(f"scale: walking to the middle of {BIG} in pages of {min(WALK_PAGE, big // 2)}")
         return ScaleData(
             small=small,
