@@ -10,8 +10,7 @@ twice after a short pause, which also replaces the pooled connections Redis clos
 not retried, so a request waits `timeout` seconds at most per command, not a multiple of it.
 
 A `redis+sentinel://` URL is a client of the primary its Sentinels name (sentinel.py), with the
-same options. `replication` makes every transaction wait for replicas (replication.py). Any
-node of a Redis Cluster gives a cluster client (_cluster_client).
+same options. `replication` makes every transaction wait for replicas (replication.py).
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ def connect(
     ValueError for a bad URL.
 
     A redis:// or rediss:// URL naming any node of a Redis Cluster (`INFO cluster` says
-    cluster_enabled:1) gives a cluster client instead (_cluster_client). A Redis that can't be
+    cluster_enabled:1) gives a cluster client instead. A Redis that can't be
     asked now gets a plain client, which answers 503 until it can be reached.
     """
     options: dict[str, Any] = {
@@ -46,46 +45,36 @@ def connect(
         "socket_timeout": timeout,
         "health_check_interval": HEALTH_CHECK_INTERVAL,
         "retry": _retry(),
-        # redis-py 5 only honours `retry` when errors to retry on are named.
-        "retry_on_error": [redis.ConnectionError],
     }
+    # redis-py 5 only honours `retry` when errors to retry on are named.
+    plain = {**options, "retry_on_error": [redis.ConnectionError]}
     redis_class = redis.Redis if replication is None else ReplicatedRedis
     if sentinel.is_sentinel_url(url):
-        client = sentinel.client(sentinel.parse(url), redis_class, **options)
+        client = sentinel.client(sentinel.parse(url), redis_class, **plain)
     else:
-        client = redis_class.from_url(url, **options)
-        if url.startswith(("redis://", "rediss://")) and _is_cluster(client):
+        client = redis_class.from_url(url, **plain)
+        if _is_cluster(client, url):
             client.close()
             if replication is not None:
                 raise ValueError(
-                    "waiting for replicas (--wait-replicas) needs a single primary, "
-                    "not a Redis Cluster"
+                    "wait_replicas is not available on a Redis Cluster: WAIT is a per-node command"
                 )
-            return _cluster_client(url, timeout)
+            return redis.RedisCluster.from_url(url, **options)
     if isinstance(client, ReplicatedRedis):
         client.replication = replication
     return client
 
 
-def _is_cluster(client: redis.Redis) -> bool:
-    """Whether the Redis of `client` is a cluster node; a Redis that can't be asked now isn't."""
+def _is_cluster(client: redis.Redis, url: str) -> bool:
+    """Whether a redis:// or rediss:// URL names a node of a Redis Cluster. The cluster client
+    follows MOVED and ASK itself, and its transactional pipelines (redis-py 6.1 and later) keep
+    feedstore's one WATCH/MULTI/EXEC per request (keys.py keeps it in one slot)."""
+    if not url.startswith(("redis://", "rediss://")):
+        return False
     try:
         return int(client.info("cluster").get("cluster_enabled", 0)) == 1
     except redis.RedisError:
         return False
-
-
-def _cluster_client(url: str, timeout: float) -> redis.RedisCluster:
-    """A Redis Cluster client found from one node's URL, with the same timeouts and retry: it
-    follows MOVED and ASK itself, and its transactional pipelines (redis-py 6.1 and later)
-    keep feedstore's one WATCH/MULTI/EXEC per request (keys.py keeps it in one slot)."""
-    return redis.RedisCluster.from_url(
-        url,
-        socket_connect_timeout=timeout,
-        socket_timeout=timeout,
-        health_check_interval=HEALTH_CHECK_INTERVAL,
-        retry=_retry(),
-    )
 
 
 def _retry() -> Retry:

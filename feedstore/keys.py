@@ -25,8 +25,8 @@ where P is the partition of the <key> (or <alias>) the key names.
 
 Global keys, outside every partition (each read or written alone, or with its own tag):
 fs:{schema}             the field schema in force (JSON), shared by every worker
-fs:{schema}:v           its version, bumped on every change, read with every write
-fs:secret               the key that signs feed cursors, made once, shared by every worker
+fs:{schema}:v           its version, a random token new on every change, read with every write
+fs:secret               the key that signs feed cursors, made once, read by every worker per page
 fs:pg:<digest>          list: the cursors ending each page of a pagination index (pagination.py);
                         <digest> is the SHA-256 of the parent, filters, sort and page size; expires
 fs:partition-depth      the partition depth the keys are written with (migration.py)

@@ -118,7 +118,6 @@ class Store:
         self.max_subtree = max_subtree
         self.principal = principal
         self._schema: tuple[bytes | None, Schema | None] = (None, None)
-        self._secret: bytes | None = None
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -127,9 +126,15 @@ class Store:
         """The revision and stored JSON of `key` (of its entry, seen through it, when `key` is
         an alias), or None when it has no entry."""
         keys = self.keys
-        raw, target = cast(
-            list[bytes | None], self.redis.mget(keys.document_key(key), keys.alias_key(key))
-        )
+        if self.cluster:
+            # One key per command: a moving slot refuses a multi-key read (partitions.py), and
+            # an entry is read far more often than an alias.
+            raw = partitions.read_one(self.redis, keys.document_key(key))
+            target = (
+                None if raw is not None else partitions.read_one(self.redis, keys.alias_key(key))
+            )
+        else:
+            raw, target = self.redis.mget(keys.document_key(key), keys.alias_key(key))
         if raw is not None:
             return codec_json.stored_revision(raw, key), raw
         if target is None:
@@ -183,9 +188,10 @@ class Store:
         return partitions.unretried(pipe) if self.cluster else pipe
 
     def _mget(self, names: list[str]) -> list[bytes | None]:
-        """MGET, split by slot on a cluster (not atomic there: a listing's reads never were)."""
+        """MGET; on a cluster partitions.read_each, not atomic there: a listing's reads never
+        were, and a counter's value and range need not be read at once."""
         if self.cluster:
-            return cast(list[bytes | None], self.redis.mget_nonatomic(names))
+            return partitions.read_each(self.redis, names)
         return cast(list[bytes | None], self.redis.mget(names))
 
     def indexes_children(self, key: str) -> bool:
@@ -206,19 +212,22 @@ class Store:
 
     @_unavailable_on_redis_error
     def secret(self) -> bytes:
-        """The key that signs cursors: made by the first worker that issues one, then shared."""
-        if self._secret is None:
+        """The key that signs cursors: made by the first worker that issues one, then shared.
+
+        Read from Redis every time, never kept: a worker that kept it would go on signing with
+        a key Redis lost (a flush, a failover to a replica that never got it) while the other
+        servers sign with the new one, and their cursors would not page on each other."""
+        found = cast(bytes | None, self.redis.get(SECRET_KEY))
+        if found is None:
             self.redis.set(SECRET_KEY, os.urandom(32), nx=True)
-            self._secret = cast(bytes, self.redis.get(SECRET_KEY))
-        return self._secret
+            found = cast(bytes, self.redis.get(SECRET_KEY))
+        return found
 
     @_unavailable_on_redis_error
     def existing_secret(self) -> bytes | None:
         """The cursor key if one was made; reading a cursor must not create it (reads change
         nothing), and with no key yet no cursor can be valid."""
-        if self._secret is None:
-            self._secret = cast(bytes | None, self.redis.get(SECRET_KEY))
-        return self._secret
+        return cast(bytes | None, self.redis.get(SECRET_KEY))
 
     # -- counters (vte.cx `_addids`, `_getids`, `_setids`, `_rangeids`, `_allocids`) ------------
 
@@ -259,10 +268,7 @@ class Store:
 
     @_unavailable_on_redis_error
     def get_ids(self, key: str) -> int:
-        found = cast(
-            list[bytes | None],
-            self.redis.mget([self.keys.counter_key(key), self.keys.counter_range_key(key)]),
-        )
+        found = self._mget([self.keys.counter_key(key), self.keys.counter_range_key(key)])
         raw_value, span = found[0], _range_of(found[1])
         value = int(raw_value or 0)
         return span.shown(value) if span is not None else value
@@ -381,7 +387,10 @@ class Store:
                 pipe.delete(SCHEMA_KEY)
             else:
                 pipe.set(SCHEMA_KEY, codec_json.dumps_document(document))
-            pipe.incr(SCHEMA_VERSION_KEY)
+            # A new random version, not a count: a count starts again at 1 when Redis loses it
+            # (a flush, a failover to a stale replica), and a worker that compiled the old
+            # schema at that number would keep it.
+            pipe.set(SCHEMA_VERSION_KEY, os.urandom(16).hex())
             pipe.execute()
         self.reindex(Schema(document) if document is not None else None)
 
@@ -437,7 +446,8 @@ class Store:
                         return self._transaction(pipe).run(writes)
                     # The schema version is in another slot: read before WATCH (never watched).
                     rules = replace(
-                        prepared.rules, schema_version=self.redis.get(SCHEMA_VERSION_KEY)
+                        prepared.rules,
+                        schema_version=partitions.read_one(self.redis, SCHEMA_VERSION_KEY),
                     )
                     written = self._transaction(pipe, rules).run(prepared.writes)
                     partitions.finish(self.redis, prepared, written)

@@ -17,6 +17,8 @@ from feedstore.keys import KeyScheme
 from feedstore.replication import Replication
 from tests.sentinels import Process, SentinelSet, until
 
+document_key = KeyScheme().document_key
+
 HEADERS = {"X-Requested-With": "XMLHttpRequest"}
 
 
@@ -79,7 +81,7 @@ def test_a_write_is_acknowledged_once_the_replica_has_it(
     assert response.status_code == 201, response.json
     assert waits(primary) == before + 1
     with pair.nodes[1].client() as replica:
-        assert replica.exists(KeyScheme().document_key("/a"))
+        assert replica.exists(document_key("/a"))
 
 
 def test_reads_and_refused_writes_wait_for_nothing(pair: SentinelSet, primary: redis.Redis) -> None:
@@ -159,7 +161,7 @@ def test_a_primary_short_of_replicas_refuses_writes_with_503(
     assert response.json is not None
     assert response.json["error"]["code"] == "service_unavailable"
     assert response.json["feed"]["title"] == "Redis can't take writes now. Please retry."
-    assert not primary.exists(KeyScheme().document_key("/a"))
+    assert not primary.exists(document_key("/a"))
 
 
 def test_a_pagination_index_is_a_read_even_when_the_replica_cant_confirm(

@@ -25,6 +25,8 @@ from feedstore.sentinel import SentinelUrl
 from tests.sentinels import SentinelSet
 from tests.serving import WRITE_HEADERS, Server, request, running_serve
 
+document_key = KeyScheme().document_key
+
 
 @pytest.mark.parametrize(
     ("url", "parsed"),
@@ -193,7 +195,7 @@ def test_serve_follows_a_failover_without_a_restart(
         assert after.status == 201, after.body
         with new.client() as client:
             assert client.info("replication")["role"] == "master"
-            assert client.exists(KeyScheme().document_key("/w/after"))
+            assert client.exists(document_key("/w/after"))
         stored = stored_keys(server)
         assert "/w/after" in stored
         assert cli.main(["schema", "show", "--redis-url", sentinels.url]) == 0

@@ -181,3 +181,29 @@ def test_clear_removes_the_subtree_its_children_and_indexes_and_keeps_the_key(
     # A cluster keeps the root's children in no index (partitions.py).
     in_index = bool(redis_client.zrange(KEYS.index_key("/", "n"), 0, -1))
     assert in_index == store.indexes_children("/"), "/a is still in its parent's index"
+
+
+def test_a_worker_follows_the_schema_after_redis_lost_the_one_it_compiled(
+    redis_client: redis.Redis,
+) -> None:
+    """Redis can lose a schema (a flush, a failover to a stale replica); a schema set after it
+    must reach a worker that compiled the lost one, as it reaches a fresh worker."""
+    worker, other = Store(redis_client), Store(redis_client)
+    other.set_schema({"type": "object", "properties": {"a": {"type": "string"}}})
+    assert worker.schema() is not None and "a" in worker.schema().document["properties"]
+    redis_client.flushall()
+    other.set_schema({"type": "object", "properties": {"b": {"type": "string"}}})
+    assert (
+        worker.schema() is not None
+        and worker.schema().document == Store(redis_client).schema_document()
+    )
+
+
+def test_a_worker_signs_cursors_with_the_key_redis_has_now(redis_client: redis.Redis) -> None:
+    worker, other = Store(redis_client), Store(redis_client)
+    lost = worker.secret()
+    redis_client.flushall()
+    assert worker.existing_secret() is None
+    fresh = other.secret()
+    assert fresh != lost
+    assert worker.secret() == worker.existing_secret() == fresh

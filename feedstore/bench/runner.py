@@ -24,14 +24,16 @@ from pathlib import Path
 from types import FrameType
 
 from feedstore import cli
-from feedstore.bench import codecs, report, scale, scenarios, servers, wrk
+from feedstore.bench import cluster, codecs, report, scale, scenarios, servers, wrk
 from feedstore.bench.client import RequestFailed
+from feedstore.bench.cluster import ServerGroup
 from feedstore.bench.codecs import CodecTiming
 from feedstore.bench.load import Load
 from feedstore.bench.report import Report
 from feedstore.bench.scale import Probe, ScaleData
 from feedstore.bench.scenarios import Concurrency, Scenario, Target
 from feedstore.bench.servers import RunningServer, ServerError, ServerSettings
+from feedstore.cluster_launcher import LocalCluster
 from feedstore.embedded import EmbeddedRedis, EmbeddedRedisError
 from feedstore.settings import Settings
 
@@ -62,6 +64,7 @@ class Options:
     scale_children: int = scale.BIG_CHILDREN
     seed_processes: int = 2
     codecs: bool = True
+    cluster_servers: int = 1  # serve processes in front of the cluster (bench/cluster.py)
 
     @property
     def seconds_per_round(self) -> int:
@@ -180,6 +183,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="processes that seed /big (%(default)s)",
     )
     parser.add_argument(
+        "--no-cluster",
+        action="store_true",
+        help="skip the cluster-* scenarios and their 3-primary Redis Cluster",
+    )
+    parser.add_argument(
+        "--cluster-servers",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="feedstore serve processes in front of the cluster, each with --workers, the load "
+        "split over them: N servers x W workers for a scaling curve (%(default)s)",
+    )
+    parser.add_argument(
         "--no-codecs", action="store_true", help="skip the in-process codec micro-benchmark"
     )
     parser.add_argument(
@@ -201,10 +217,15 @@ def parse_options(argv: list[str] | None) -> Options:
     chosen_scenarios = tuple(
         s
         for s in scenarios.SCENARIOS
-        if (not picked or s.name in picked) and not (args.no_scale and s.scale)
+        if (not picked or s.name in picked)
+        and not (args.no_scale and s.scale)
+        and not (args.no_cluster and s.cluster)
     )
     if not chosen_scenarios:
-        raise BenchError("no scenario left to run (--no-scale drops the scale-* ones)")
+        raise BenchError(
+            "no scenario left to run (--no-scale and --no-cluster drop the scale-* and "
+            "cluster-* ones)"
+        )
     if args.scale < 2:
         raise BenchError(f"--scale must be at least 2, for /big to have a middle, not {args.scale}")
     return Options(
@@ -225,6 +246,7 @@ def parse_options(argv: list[str] | None) -> Options:
         scale_children=args.scale,
         seed_processes=args.seed_processes,
         codecs=not args.no_codecs,
+        cluster_servers=args.cluster_servers,
     )
 
 
@@ -255,18 +277,24 @@ def run(options: Options, progress: Progress) -> Report:
     ):
         work = Path(temp)
         redis_servers, scale_data = _start_redis(apps, options, work, stack, progress)
-        running: dict[tuple[str, str], RunningServer] = {}
+        running: dict[tuple[str, str], RunningServer | ServerGroup] = {}
         for app in apps:
             for server in servers_of(app, options.servers):
+                group = options.cluster_servers if app.redis == cluster.REDIS else 1
+                shape = f"{group} servers x " if group > 1 else ""
                 progress(
-                    f"bench: starting {app.name} under {server} "
-                    f"({options.settings.workers} workers, {options.settings.threads} threads)"
+                    f"bench: starting {app.name} under {server} ({shape}"
+                    f"{options.settings.workers} workers, {options.settings.threads} threads)"
                 )
-                running[app.name, server] = stack.enter_context(
-                    servers.running(
-                        app, server, options.settings, redis_servers[app.redis].url, work
+                url = redis_servers[app.redis].url
+                if group > 1:
+                    running[app.name, server] = stack.enter_context(
+                        cluster.running_group(app, server, options.settings, url, work, group)
                     )
-                )
+                else:
+                    running[app.name, server] = stack.enter_context(
+                        servers.running(app, server, options.settings, url, work)
+                    )
         if scale_data is not None:
             probed = running[scenarios.FEEDSTORE_SCALE.name, options.servers[0]]
             progress(f"bench: timing the unindexed filter over /big under {probed.server}")
@@ -282,20 +310,20 @@ def run(options: Options, progress: Progress) -> Report:
             for scenario, server in runs:
                 step += 1
                 target = running[scenario.app.name, server]
-                redis_pid = redis_servers[scenario.app.redis].pid or 0
+                redis_pids = cluster.redis_pids(redis_servers[scenario.app.redis])
                 prepared = Target(target.port, options.concurrency, scale_data)
                 if round_number == 1 and options.warmup:
                     warm = scenarios.check(target.port, scenario.prepare(prepared))
-                    wrk.run(warm, target.url, options.warmup, work)
+                    cluster.run_wrk(warm, target, options.warmup, work)
                     time.sleep(SETTLE_SECONDS)
                 load = scenarios.check(target.port, scenario.prepare(prepared))
                 progress(
                     f"[{step}/{steps}] round {round_number}: {scenario.name} under {server}, "
                     f"{options.seconds_per_round} s, {load.connections} connections"
                 )
-                before = (target.cpu_seconds(), servers.cpu_seconds([redis_pid]))
-                result = wrk.run(load, target.url, options.seconds_per_round, work)
-                after = (target.cpu_seconds(), servers.cpu_seconds([redis_pid]))
+                before = (target.cpu_seconds(), servers.cpu_seconds(redis_pids))
+                result = cluster.run_wrk(load, target, options.seconds_per_round, work)
+                after = (target.cpu_seconds(), servers.cpu_seconds(redis_pids))
                 results.setdefault((scenario.name, server), []).append(result)
                 used = cpu.setdefault((scenario.name, server), [0.0, 0.0])
                 used[0] += after[0] - before[0]
@@ -318,12 +346,15 @@ def _start_redis(
     work: Path,
     stack: contextlib.ExitStack,
     progress: Progress,
-) -> tuple[dict[str, EmbeddedRedis], ScaleData | None]:
+) -> tuple[dict[str, EmbeddedRedis | LocalCluster], ScaleData | None]:
     """Start the Redis servers the apps use, by App.redis; seed the scale one if it is used."""
-    started: dict[str, EmbeddedRedis] = {}
+    started: dict[str, EmbeddedRedis | LocalCluster] = {}
     if any(app.redis == "main" for app in apps):
         progress(f"bench: Redis with AOF (fsync everysec) in {work}")
         started["main"] = stack.enter_context(EmbeddedRedis(work / "redis", fsync="everysec"))
+    if any(app.redis == cluster.REDIS for app in apps):
+        progress(f"bench: Redis Cluster, {cluster.PRIMARIES} primaries with AOF, in {work}")
+        started[cluster.REDIS] = cluster.start(work, stack)
     if not any(app.redis == "scale" for app in apps):
         return started, None
     # No AOF: its scenarios only read, and rewriting a million keys' AOF would fork a big Redis
@@ -391,6 +422,9 @@ def build_report(
         settings["scale"] = options.scale_children
         settings["scale_redis"] = "embedded, no AOF"
         settings["fetch_limit"] = Settings.load().fetch_limit
+    if any(scenario.cluster for scenario in options.scenarios):
+        settings["cluster"] = f"{cluster.PRIMARIES} primaries, embedded, AOF fsync everysec"
+        settings["cluster_servers"] = options.cluster_servers
     return Report(measurements, server_ratios, faster, ratios, settings, entry_rates=rates)
 
 

@@ -26,7 +26,12 @@ BASELINE_WSGI = App("baseline-wsgi", BASELINE.factory, server="granian-wsgi")
 FEEDSTORE = App("feedstore", "feedstore.app:create_app")
 # The same app on the Redis that holds the scale data set and its schema.
 FEEDSTORE_SCALE = App("feedstore-scale", "feedstore.app:create_app", redis="scale")
-APPS = {app.name: app for app in (BASELINE, BASELINE_WSGI, FEEDSTORE, FEEDSTORE_SCALE)}
+# The same app on the run's local 3-primary Redis Cluster (bench/cluster.py).
+FEEDSTORE_CLUSTER = App("feedstore-cluster", "feedstore.app:create_app", redis="cluster")
+APPS = {
+    app.name: app
+    for app in (BASELINE, BASELINE_WSGI, FEEDSTORE, FEEDSTORE_SCALE, FEEDSTORE_CLUSTER)
+}
 
 WRITE_HEADERS = {"X-Requested-With": "XMLHttpRequest", "Content-Type": "application/json"}
 XML_HEADERS = {"X-Requested-With": "XMLHttpRequest", "Content-Type": "application/atom+xml"}
@@ -75,6 +80,11 @@ class Scenario:
     def scale(self) -> bool:
         """Whether it reads the scale data set, which the run must seed first."""
         return self.app.redis == "scale"
+
+    @property
+    def cluster(self) -> bool:
+        """Whether it runs on the run's Redis Cluster, which the run must start first."""
+        return self.app.redis == "cluster"
 
 
 @dataclass(frozen=True)
@@ -388,6 +398,14 @@ SCENARIOS: tuple[Scenario, ...] = (
         "scale-big-g3", FEEDSTORE_SCALE, "FILTER",
         f"GET /d/big?f&l={scale.PAGE}&{scale.INDEXED_FILTER} (index)", big_filtered,
     ),
+    Scenario(
+        "cluster-get", FEEDSTORE_CLUSTER, "GET",
+        "feedstore-get on a 3-primary Redis Cluster", feedstore_get,
+    ),
+    Scenario(
+        "cluster-put", FEEDSTORE_CLUSTER, "PUT",
+        "feedstore-put on a 3-primary Redis Cluster", feedstore_put,
+    ),
 )  # fmt: skip
 
 # The issues' targets: feedstore's overhead (2, 3, 11), PATCH against PUT (4), XML against JSON
@@ -406,6 +424,9 @@ COMPARISONS: tuple[Comparison, ...] = (
     Comparison("big/small group=g3", "scale-big-g3", "scale-small-g3", round(1 / 1.5, 2)),
     Comparison("gateway/WSGI, baseline GET", "baseline-get", "baseline-get-wsgi", None),
     Comparison("gateway/WSGI, baseline PUT", "baseline-put", "baseline-put-wsgi", None),
+    # Issue 12: feedstore on a Redis Cluster against a single Redis, on the same machine.
+    Comparison("cluster/single GET", "cluster-get", "feedstore-get", 0.9),
+    Comparison("cluster/single PUT", "cluster-put", "feedstore-put", 0.8),
 )
 # Entries per second a scenario must reach (issue 11: the bulk PUT).
 ENTRY_RATE_TARGETS: dict[str, float] = {"feedstore-bulk10k": 20_000}
