@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -297,42 +297,52 @@ def put_document(
     them: every entry of every PUT goes through here. (A test holds the two to the same result.)
     """
     document: dict[str, Any] = {"id": f"{key},{revision}", "link": None, "author": None}
-    authors: list[Any] = []
     links: Any = ()
     if stored:
         document["published"], document["updated"] = stored["published"], updated
-        created_by = None
-        for author in stored.get("author", ()):
-            if _is_server_author(author):
-                if author["uri"].startswith(_CREATED):
-                    created_by = author["uri"].rpartition(":")[2]
-            else:
-                authors.append(author)
-        authors = [
-            {"uri": _CREATED + (created_by or "anonymous")},
-            {"uri": _UPDATED + principal},
-            *authors,
-        ]
+        authors = _put_authors(stored.get("author", ()), principal, keep="author" not in sent)
         links = stored.get("link", ())
         for name, value in stored.items():
             if name not in _DOCUMENT_HEAD:
-                document[name] = sent.get(name, value)
+                document[name] = value
     else:
         document["published"] = document["updated"] = updated
         authors = [{"uri": _CREATED + principal}]
+    # A sent field replaces the stored one where it stands; a new one goes last.
     for name, value in sent.items():
         if name == "link":
-            links = _merge_links(list(links), value)
+            links = _merge_links(links, value)
         elif name == "author":
-            del authors[2 if stored else 1 :]
             authors.extend(value)
-        elif name not in document:
+        elif name not in _DOCUMENT_HEAD:
             document[name] = value
     links = list(links)
-    if self_link({"link": links}) is None:
+    if not _has_self_link(links):
         links.insert(0, {"___href": key, "___rel": "self"})
     document["link"], document["author"] = links, authors
     return document
+
+
+def _put_authors(stored: Iterable[Any], principal: str, *, keep: bool) -> list[Any]:
+    """A PUT's server authors (the stored creator, `principal` updating), then the stored
+    client authors when `keep` (the PUT sends none of its own)."""
+    created_by = None
+    others = []
+    for author in stored:
+        uri = author.get("uri") if type(author) is dict else None
+        if type(uri) is str and uri.startswith(SERVER_AUTHOR_PREFIX):
+            if uri.startswith(_CREATED):
+                created_by = uri.rpartition(":")[2]
+        elif keep:
+            others.append(author)
+    return [{"uri": _CREATED + (created_by or "anonymous")}, {"uri": _UPDATED + principal}, *others]
+
+
+def _has_self_link(links: Iterable[Any]) -> bool:
+    for link in links:
+        if (type(link) is dict or isinstance(link, Mapping)) and link.get("___rel") == "self":
+            return True
+    return False
 
 
 def document_fields(document: Mapping[str, Any]) -> dict[str, Any]:
@@ -364,7 +374,10 @@ def merge_top_level(stored: Mapping[str, Any] | None, sent: Mapping[str, Any]) -
     return merged
 
 
-def _merge_links(stored: list[Any], sent: list[Any]) -> list[Any]:
-    sent_rels = {link.get("___rel") for link in sent} - {"self"}
+def _merge_links(stored: Iterable[Any], sent: list[Any]) -> list[Any]:
+    sent_rels = {link.get("___rel") for link in sent}
+    sent_rels.discard("self")
+    if not sent_rels:
+        return list(stored)  # the usual PUT: its only link is the self link, which stays
     kept = [link for link in stored if link.get("___rel") not in sent_rels]
     return kept + [link for link in sent if link.get("___rel") != "self"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from redis.client import Pipeline
 
@@ -99,8 +99,7 @@ class Write:
     claimed_id: EntryId | None = None  # the body's id, when it names another key than `key`
 
 
-@dataclass(frozen=True)
-class Written:
+class Written(NamedTuple):
     """What a write did to one key: its new revision and document (None when deleted)."""
 
     key: str
@@ -172,9 +171,10 @@ class Transaction:
         missing_parents = self._missing_parents(writes, states)
 
         now = timestamp()
+        every = [*writes, *unaliasing] if unaliasing else writes
         documents: dict[str, dict[str, Any]] = {}
         errors: list[FeedstoreError] = []
-        for w in [*writes, *unaliasing]:
+        for w in every:
             try:
                 _check(w, states[w.key], missing_parents, subtrees.get(w.key, []))
                 if w.action not in _REMOVALS:
@@ -182,7 +182,7 @@ class Transaction:
             except FeedstoreError as error:
                 errors.append(error)
         collect(errors)
-        aliases = self._alias_changes([*writes, *unaliasing], states, documents, subtrees, inside)
+        aliases = self._alias_changes(every, states, documents, subtrees, inside)
 
         fields = indexed_fields(schema)
         written: list[Written] = []
@@ -191,7 +191,7 @@ class Transaction:
         pipe.multi()
         for parent, last in sequences.items():
             pipe.set(sequence_key(parent), last)
-        for w in [*writes, *unaliasing]:
+        for w in every:
             state = states[w.key]
             if w.action is Action.CLEAR:
                 # The folder stays as it is; what goes is below it.
