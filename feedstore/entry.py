@@ -22,6 +22,8 @@ MAX_KEY_DEPTH = 10
 SERVER_AUTHOR_PREFIX = "urn:feedstore:"
 _CREATED, _UPDATED = f"{SERVER_AUTHOR_PREFIX}created:", f"{SERVER_AUTHOR_PREFIX}updated:"
 SERVER_OWNED = ("id", "published", "updated")
+_SERVER_OWNED = frozenset(SERVER_OWNED)  # looked up for every field sent
+_ATOM_LIST_NAMES = frozenset(ATOM_LISTS)
 # Revisions are Redis integers, signed 64-bit: at most 18 digits, so revision + 1 always fits.
 REVISION_DIGITS = 18
 
@@ -109,7 +111,13 @@ class EntryId:
             (text[: -len("?_delete")], True) if text.endswith("?_delete") else (text, False)
         )
         key, comma, revision = body.rpartition(",")
-        if not comma:
+        if comma:
+            if not (revision.isascii() and revision.isdigit()):
+                raise InvalidId(f"{text} has an invalid revision.", key=key, field="id")
+            if len(revision) > REVISION_DIGITS:  # so with the line above, is_revision
+                message = f"{text} has a revision of more than {REVISION_DIGITS} digits."
+                raise InvalidId(message, key=key, field="id")
+        else:
             if not delete:
                 raise InvalidId(f"{text} has no revision.", key=body or None, field="id")
             if not body:
@@ -117,11 +125,6 @@ class EntryId:
                 # link names the key (entry_from_document).
                 return cls("", None, delete=True)
             key, revision = body, ""
-        if comma and not (revision.isascii() and revision.isdigit()):
-            raise InvalidId(f"{text} has an invalid revision.", key=key, field="id")
-        if comma and not is_revision(revision):
-            message = f"{text} has a revision of more than {REVISION_DIGITS} digits."
-            raise InvalidId(message, key=key, field="id")
         try:
             validate_key(key)
         except InvalidKey as e:
@@ -213,10 +216,10 @@ def entry_from_document(
     # the self link is an alias of the entry the id names (an entry read through the alias).
     if entry_id is not None and key is None:
         key = entry_id.key
-    fine = fields_fine(document, limits, skip=SERVER_OWNED, directives=directives, plain=plain)
+    fine = fields_fine(document, limits, skip=_SERVER_OWNED, directives=directives, plain=plain)
     fields: dict[str, Any] = {}
     for name, value in document.items():
-        if name in SERVER_OWNED:
+        if name in _SERVER_OWNED:
             continue
         if not fine:
             check_field(name, value, key, limits, directives=directives)
@@ -224,7 +227,7 @@ def entry_from_document(
             value = [a for a in as_list(value) if not _is_server_author(a)]
             if not value:
                 continue
-        elif name in ATOM_LISTS:
+        elif name in _ATOM_LIST_NAMES:
             value = as_list(value)
         fields[name] = value
     return Entry(key=key, id=entry_id, fields=fields, index=index)

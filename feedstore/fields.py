@@ -70,6 +70,7 @@ _KNOWN_NESTED_NAMES: set[str] = set()  # valid inside a field, without the merge
 _KNOWN_LIMIT = 4096
 # The values that need no check but their type (WideInteger, a subclass, is not one of them).
 _SCALARS = frozenset({int, float, bool, type(None)})
+_ATOM_LIST_NAMES, _ATOM_TEXT_NAMES = frozenset(ATOM_LISTS), frozenset(ATOM_TEXTS)
 
 
 def fields_fine(
@@ -86,29 +87,32 @@ def fields_fine(
 
     `plain`: the codec saw that no string can hold a character XML can't carry.
     """
+    # Sets, not the tuples: names from a body are new strings, which a tuple compares one by one.
     for name, value in document.items():
         if name in skip:
             continue
         if name not in _KNOWN_FIELD_NAMES and not _learned(name, _FIELD_NAME, _KNOWN_FIELD_NAMES):
             return False
         kind = type(value)
-        if name in ATOM_LISTS:
-            for item in value if kind is list else (value,):
-                if type(item) is not dict or not _atom_object_fine(item):
-                    return False
-        elif name in ATOM_TEXTS and value is not None:
-            if kind is dict:
-                if not _atom_object_fine(value):
-                    return False
-            elif kind is not str:
-                return False
         if kind is str:
-            if len(value) > limits.max_string or (not plain and XML_INVALID.search(value)):
+            if (
+                name in _ATOM_LIST_NAMES
+                or len(value) > limits.max_string
+                or (not plain and XML_INVALID.search(value))
+            ):
                 return False
         elif kind is dict or kind is list:
+            if name in _ATOM_LIST_NAMES:
+                for item in value if kind is list else (value,):
+                    if type(item) is not dict or not _atom_object_fine(item):
+                        return False
+            elif name in _ATOM_TEXT_NAMES and (kind is list or not _atom_object_fine(value)):
+                return False
             if not _value_fine(value, limits, directives, plain):
                 return False
-        elif kind not in _SCALARS:
+        elif kind not in _SCALARS or (
+            name in _ATOM_LIST_NAMES or (value is not None and name in _ATOM_TEXT_NAMES)
+        ):
             return False
     return True
 
