@@ -241,14 +241,15 @@ def _is_server_author(author: Any) -> bool:
 def timestamp(moment: float | None = None) -> str:
     """RFC 3339 with milliseconds and the local offset, as vte.cx writes them."""
     seconds = time.time() if moment is None else moment
-    zone = _zone(time.localtime(seconds).tm_gmtoff)  # the offset of that moment (DST included)
+    zone = _zone_at(int(seconds // 60))  # the offset of that moment (DST included)
     return datetime.fromtimestamp(seconds, zone).isoformat(timespec="milliseconds")
 
 
-@functools.lru_cache(maxsize=16)
-def _zone(offset: int) -> timezone:
-    # datetime.astimezone() looks the local zone up on every call; offsets are few, so keep them.
-    return timezone(timedelta(seconds=offset))
+@functools.lru_cache(maxsize=4)
+def _zone_at(minute: int) -> timezone:
+    """The local offset during `minute` (minutes since the epoch): offsets change on whole
+    minutes, so every write of a minute shares one look-up of the local zone."""
+    return timezone(timedelta(seconds=time.localtime(minute * 60).tm_gmtoff))
 
 
 def stored_document(

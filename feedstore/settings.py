@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -67,13 +68,14 @@ class Settings:
                 values[name] = tuple(value) if isinstance(value, list) else value
         return cls(**values)
 
-    @property
+    # Cached: settings never change, and every write asks for its limits.
+    @functools.cached_property
     def limits(self) -> Limits:
         return Limits(
             self.max_entries, self.max_depth, self.max_string, self.max_attributes, self.max_nodes
         )
 
-    @property
+    @functools.cached_property
     def bulk_limits(self) -> Limits:
         """The bounds of a `?_bulk` or `?_bulkserial` PUT, which may pass `max_entries`."""
         return Limits(self.max_bulk_entries, self.max_depth, self.max_string)
