@@ -259,12 +259,14 @@ class Transaction:
 
     def _missing_parents(self, writes: Sequence[Write], states: Mapping[str, _State]) -> set[str]:
         """The parents inserts need that have no entry, or lose it in this request."""
-        deleted = {w.key for w in writes if w.action is Action.DELETE}
         parents = {
             parent_of(w.key)
             for w in writes
             if w.action not in _REMOVALS and not states[w.key].exists
         }
+        if not parents:
+            return parents  # updates only, the usual PUT
+        deleted = {w.key for w in writes if w.action is Action.DELETE}
         written = {w.key for w in writes if w.action is not Action.DELETE}
         return watch.missing_parents(self.pipe, parents, written) | (parents & deleted)
 
@@ -274,6 +276,8 @@ class Transaction:
         """What removals take with them: the documents of the entries below them (their
         aliases go too), and a write dropping the alternate link from each entry outside that
         an alias below them names."""
+        if not subtrees:
+            return {}, []
         gone = {w.key for w in writes if w.action is Action.DELETE}
         gone |= {key for keys in subtrees.values() for key in keys}
         inside: dict[str, dict[str, Any]] = {}
