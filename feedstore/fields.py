@@ -101,12 +101,15 @@ def fields_fine(
                 or (not plain and XML_INVALID.search(value))
             ):
                 return False
+        elif name in _ATOM_LIST_NAMES and (kind is dict or kind is list):
+            for item in value if kind is list else (value,):
+                if type(item) is not dict or not _atom_item_fine(item, limits, plain):
+                    return False
+        elif name in _ATOM_TEXT_NAMES and kind is dict:
+            if not _atom_item_fine(value, limits, plain):
+                return False
         elif kind is dict or kind is list:
-            if name in _ATOM_LIST_NAMES:
-                for item in value if kind is list else (value,):
-                    if type(item) is not dict or not _atom_object_fine(item):
-                        return False
-            elif name in _ATOM_TEXT_NAMES and (kind is list or not _atom_object_fine(value)):
+            if kind is list and name in _ATOM_TEXT_NAMES:
                 return False
             if not _value_fine(value, limits, directives, plain):
                 return False
@@ -117,12 +120,21 @@ def fields_fine(
     return True
 
 
-def _atom_object_fine(item: dict[str, Any]) -> bool:
-    """_check_atom_object's rules: every name valid (an attribute or a field name), every value a
-    string."""
+def _atom_item_fine(item: dict[str, Any], limits: Limits, plain: bool) -> bool:
+    """_check_atom_object's rules and _check_bounds's on an Atom object (a link, an author, a
+    text construct), in one walk: every name valid, every value a string within the limits."""
     if not _KNOWN_NESTED_NAMES.issuperset(item) and not _names_fine(item, directives=False):
         return False
-    return all(type(value) is str for value in item.values())
+    if len(item) > limits.max_attributes and _attributes(item) > limits.max_attributes:
+        return False
+    for value in item.values():
+        if (
+            type(value) is not str
+            or len(value) > limits.max_string
+            or (not plain and XML_INVALID.search(value))
+        ):
+            return False
+    return True
 
 
 def _value_fine(
