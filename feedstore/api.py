@@ -160,8 +160,8 @@ def update(path: str) -> Response:
     counter_option = options.counter_option(args)
     if counter_option is not None:
         return counter(validate_key(request_key()), counter_option)
-    mode = bulk.mode(args)
-    limits = settings().limits if mode is None else settings().bulk_limits
+    mode, config = bulk.mode(args), settings()
+    limits = config.limits if mode is None else config.bulk_limits
     entries = writes.target_entries(decode_entries(limits), validate_key(request_key()))
     # If-Match and If-None-Match name one entry: a bulk is refused them, as a multi-entry PUT.
     conditions = request_conditions(single=len(entries) == 1 and mode is None)
@@ -169,9 +169,9 @@ def update(path: str) -> Response:
     if adding and removing:
         raise InvalidOption("_addalias and _removealias can't be combined.")
     if adding or removing:
-        write_list = writes.alias_edits(entries, adding, conditions, settings())
+        write_list = writes.alias_edits(entries, adding, conditions, config)
     else:
-        write_list = writes.puts(entries, conditions, settings())
+        write_list = writes.puts(entries, conditions, config)
     written = write_puts(write_list, mode)
     if "return=representation" in (header("Prefer") or ""):
         return feed_response([w.document for w in written if w.document is not None])

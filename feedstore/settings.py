@@ -82,6 +82,8 @@ class Settings:
 
     def requires_revision(self, key: str) -> bool:
         """Whether writes to `key` must be conditional (the `require_revision` prefixes)."""
+        if not self.require_revision:
+            return False  # the default: checked for every entry written, so spare the generator
         return any(key == p or key.startswith(p.rstrip("/") + "/") for p in self.require_revision)
 
 
