@@ -407,9 +407,7 @@ def patch_kind(mimetype: str, body: bytes) -> tuple[writes.PatchKind, Format]:
 
 
 def request_conditions(single: bool) -> writes.Conditions:
-    return writes.Conditions.from_headers(
-        header("If-Match"), header("If-None-Match"), single
-    )
+    return writes.Conditions.from_headers(header("If-Match"), header("If-None-Match"), single)
 
 
 def settings() -> Settings:
