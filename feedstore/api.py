@@ -105,11 +105,12 @@ def get_feedstore() -> Feedstore:
 def guard() -> None:
     """The CSRF guard first, then the options the method takes, before any view runs."""
     # X-Requested-With is what jQuery sends: settle the common case without scanning headers.
-    if request.method in WRITE_METHODS and "X-Requested-With" not in request.headers:
+    method, args = request.method, request.args
+    if method in WRITE_METHODS and header("X-Requested-With") is None:
         negotiation.check_csrf(request.headers.keys(), request.mimetype)
-    if request.endpoint in ENTRY_VIEWS and request.args:
-        options.check(request.method, request.args.keys())
-        bulk.check_options(request.args.keys())  # `_async`: refused, not ignored
+    if args and request.endpoint in ENTRY_VIEWS:
+        options.check(method, args.keys())
+        bulk.check_options(args.keys())  # `_async`: refused, not ignored
 
 
 @bp.before_request
@@ -155,23 +156,24 @@ def create(path: str) -> Response:
 @bp.put("/d/", defaults={"path": ""}, strict_slashes=False)
 @bp.put("/d/<entry_path:path>")
 def update(path: str) -> Response:
-    counter_option = options.counter_option(request.args)
+    args = request.args
+    counter_option = options.counter_option(args)
     if counter_option is not None:
         return counter(validate_key(request_key()), counter_option)
-    mode = bulk.mode(request.args)
-    limits = settings().limits if mode is None else settings().bulk_limits
+    mode, config = bulk.mode(args), settings()
+    limits = config.limits if mode is None else config.bulk_limits
     entries = writes.target_entries(decode_entries(limits), validate_key(request_key()))
     # If-Match and If-None-Match name one entry: a bulk is refused them, as a multi-entry PUT.
     conditions = request_conditions(single=len(entries) == 1 and mode is None)
-    adding, removing = "_addalias" in request.args, "_removealias" in request.args
+    adding, removing = "_addalias" in args, "_removealias" in args
     if adding and removing:
         raise InvalidOption("_addalias and _removealias can't be combined.")
     if adding or removing:
-        write_list = writes.alias_edits(entries, adding, conditions, settings())
+        write_list = writes.alias_edits(entries, adding, conditions, config)
     else:
-        write_list = writes.puts(entries, conditions, settings())
+        write_list = writes.puts(entries, conditions, config)
     written = write_puts(write_list, mode)
-    if "return=representation" in request.headers.get("Prefer", ""):
+    if "return=representation" in (header("Prefer") or ""):
         return feed_response([w.document for w in written if w.document is not None])
     single = len(written) == 1 and written[0].document is not None
     return message(
@@ -186,7 +188,7 @@ def partial_update(path: str) -> Response:
     written = get_feedstore().store.write(patch_writes(target))
     headers = {"ETag": negotiation.etag(written[0].revision)} if len(written) == 1 else {}
     status = 201 if any(w.created for w in written) else 200
-    if "return=minimal" in request.headers.get("Prefer", ""):
+    if "return=minimal" in (header("Prefer") or ""):
         return Response(status=204, headers=headers)
     documents = [w.document for w in written if w.document is not None]
     return feed_response(documents, status, headers, single=target != "/")
@@ -405,9 +407,7 @@ def patch_kind(mimetype: str, body: bytes) -> tuple[writes.PatchKind, Format]:
 
 
 def request_conditions(single: bool) -> writes.Conditions:
-    return writes.Conditions.from_headers(
-        request.headers.get("If-Match"), request.headers.get("If-None-Match"), single
-    )
+    return writes.Conditions.from_headers(header("If-Match"), header("If-None-Match"), single)
 
 
 def settings() -> Settings:
@@ -473,15 +473,21 @@ def check_utf8_path(path_info: str) -> None:
         raise InvalidKey(f"Key must be valid UTF-8. {key}", key=key)
 
 
+def header(name: str) -> str | None:
+    """A request header's value, None when it is absent: what request.headers.get reads, without
+    the KeyError werkzeug raises and catches for each absent one (most of a write's headers)."""
+    value: str | None = request.environ.get("HTTP_" + name.upper().replace("-", "_"))
+    return value
+
+
 def override_header() -> str | None:
     """The method override asked for; an empty header is none, as MethodOverride reads it."""
-    headers = request.headers
-    return headers.get("X-HTTP-Method-Override") or headers.get("X-Method-Override") or None
+    return header("X-HTTP-Method-Override") or header("X-Method-Override") or None
 
 
 def answer_codec() -> Codec:
     """The codec of the answer: `?x` or an XML Accept header picks Atom XML (API.md §1.2)."""
-    return CODECS[negotiation.answer_format(request.args, request.headers.get("Accept", ""))]
+    return CODECS[negotiation.answer_format(request.args, header("Accept") or "")]
 
 
 def feed_response(

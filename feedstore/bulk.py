@@ -35,6 +35,8 @@ class Mode(Enum):
 
 def mode(options: Collection[str]) -> Mode | None:
     """The bulk mode a request's options ask for; 400 for both at once."""
+    if not options:
+        return None
     if Mode.PARALLEL.value in options and Mode.SERIAL.value in options:
         raise InvalidOption("_bulk and _bulkserial can't be combined.")
     return next((each for each in Mode if each.value in options), None)

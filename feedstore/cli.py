@@ -409,7 +409,8 @@ def serve(options: ServeOptions) -> int:
             redis_url = embedded.url
             data = f"{options.data_dir} (embedded Redis, AOF fsync {options.fsync})"
         else:
-            check_redis_url(options.redis_url, settings.redis_timeout)
+            replication = Replication.of(settings.wait_replicas, settings.wait_timeout_ms)
+            check_redis_url(options.redis_url, settings.redis_timeout, replication)
             redis_url = options.redis_url
             data = _without_password(redis_url)
         os.environ["FEEDSTORE_REDIS_URL"] = redis_url
@@ -608,12 +609,13 @@ def check_port_free(host: str, port: int) -> None:
             raise CliError(f"can't listen on {host}:{port}: {e.strerror}") from e
 
 
-def check_redis_url(url: str, timeout: float) -> None:
-    """Fail with a CliError unless `url` names a Redis that answers PING within `timeout` s."""
+def check_redis_url(url: str, timeout: float, replication: Replication | None = None) -> None:
+    """Fail with a CliError unless `url` names a Redis that answers PING within `timeout` s (and
+    that can wait for replicas, when `replication` asks for it)."""
     shown = _without_password(url)
     try:
         # Inside the try: finding out whether it is a cluster already talks to it.
-        client = connection.connect(url, timeout)
+        client = connection.connect(url, timeout, replication=replication)
     except ValueError as e:
         raise CliError(f"bad --redis-url {shown}: {e}") from e
     except (redis.RedisError, RedisClusterException) as e:

@@ -57,7 +57,7 @@ def connect(
             client.close()
             if replication is not None:
                 raise ValueError(
-                    "wait_replicas is not available on a Redis Cluster: WAIT is a per-node command"
+                    "--wait-replicas is not available on a Redis Cluster (WAIT is per node)"
                 )
             return redis.RedisCluster.from_url(url, **options)
     if isinstance(client, ReplicatedRedis):

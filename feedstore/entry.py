@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -22,6 +22,8 @@ MAX_KEY_DEPTH = 10
 SERVER_AUTHOR_PREFIX = "urn:feedstore:"
 _CREATED, _UPDATED = f"{SERVER_AUTHOR_PREFIX}created:", f"{SERVER_AUTHOR_PREFIX}updated:"
 SERVER_OWNED = ("id", "published", "updated")
+_SERVER_OWNED = frozenset(SERVER_OWNED)  # looked up for every field sent
+_ATOM_LIST_NAMES = frozenset(ATOM_LISTS)
 # Revisions are Redis integers, signed 64-bit: at most 18 digits, so revision + 1 always fits.
 REVISION_DIGITS = 18
 
@@ -109,7 +111,13 @@ class EntryId:
             (text[: -len("?_delete")], True) if text.endswith("?_delete") else (text, False)
         )
         key, comma, revision = body.rpartition(",")
-        if not comma:
+        if comma:
+            if not (revision.isascii() and revision.isdigit()):
+                raise InvalidId(f"{text} has an invalid revision.", key=key, field="id")
+            if len(revision) > REVISION_DIGITS:  # so with the line above, is_revision
+                message = f"{text} has a revision of more than {REVISION_DIGITS} digits."
+                raise InvalidId(message, key=key, field="id")
+        else:
             if not delete:
                 raise InvalidId(f"{text} has no revision.", key=body or None, field="id")
             if not body:
@@ -117,11 +125,6 @@ class EntryId:
                 # link names the key (entry_from_document).
                 return cls("", None, delete=True)
             key, revision = body, ""
-        if comma and not (revision.isascii() and revision.isdigit()):
-            raise InvalidId(f"{text} has an invalid revision.", key=key, field="id")
-        if comma and not is_revision(revision):
-            message = f"{text} has a revision of more than {REVISION_DIGITS} digits."
-            raise InvalidId(message, key=key, field="id")
         try:
             validate_key(key)
         except InvalidKey as e:
@@ -213,10 +216,10 @@ def entry_from_document(
     # the self link is an alias of the entry the id names (an entry read through the alias).
     if entry_id is not None and key is None:
         key = entry_id.key
-    fine = fields_fine(document, limits, skip=SERVER_OWNED, directives=directives, plain=plain)
+    fine = fields_fine(document, limits, skip=_SERVER_OWNED, directives=directives, plain=plain)
     fields: dict[str, Any] = {}
     for name, value in document.items():
-        if name in SERVER_OWNED:
+        if name in _SERVER_OWNED:
             continue
         if not fine:
             check_field(name, value, key, limits, directives=directives)
@@ -224,7 +227,7 @@ def entry_from_document(
             value = [a for a in as_list(value) if not _is_server_author(a)]
             if not value:
                 continue
-        elif name in ATOM_LISTS:
+        elif name in _ATOM_LIST_NAMES:
             value = as_list(value)
         fields[name] = value
     return Entry(key=key, id=entry_id, fields=fields, index=index)
@@ -238,14 +241,15 @@ def _is_server_author(author: Any) -> bool:
 def timestamp(moment: float | None = None) -> str:
     """RFC 3339 with milliseconds and the local offset, as vte.cx writes them."""
     seconds = time.time() if moment is None else moment
-    zone = _zone(time.localtime(seconds).tm_gmtoff)  # the offset of that moment (DST included)
+    zone = _zone_at(int(seconds // 60))  # the offset of that moment (DST included)
     return datetime.fromtimestamp(seconds, zone).isoformat(timespec="milliseconds")
 
 
-@functools.lru_cache(maxsize=16)
-def _zone(offset: int) -> timezone:
-    # datetime.astimezone() looks the local zone up on every call; offsets are few, so keep them.
-    return timezone(timedelta(seconds=offset))
+@functools.lru_cache(maxsize=4)
+def _zone_at(minute: int) -> timezone:
+    """The local offset during `minute` (minutes since the epoch): offsets change on whole
+    minutes, so every write of a minute shares one look-up of the local zone."""
+    return timezone(timedelta(seconds=time.localtime(minute * 60).tm_gmtoff))
 
 
 def stored_document(
@@ -297,42 +301,52 @@ def put_document(
     them: every entry of every PUT goes through here. (A test holds the two to the same result.)
     """
     document: dict[str, Any] = {"id": f"{key},{revision}", "link": None, "author": None}
-    authors: list[Any] = []
     links: Any = ()
     if stored:
         document["published"], document["updated"] = stored["published"], updated
-        created_by = None
-        for author in stored.get("author", ()):
-            if _is_server_author(author):
-                if author["uri"].startswith(_CREATED):
-                    created_by = author["uri"].rpartition(":")[2]
-            else:
-                authors.append(author)
-        authors = [
-            {"uri": _CREATED + (created_by or "anonymous")},
-            {"uri": _UPDATED + principal},
-            *authors,
-        ]
+        authors = _put_authors(stored.get("author", ()), principal, keep="author" not in sent)
         links = stored.get("link", ())
         for name, value in stored.items():
             if name not in _DOCUMENT_HEAD:
-                document[name] = sent.get(name, value)
+                document[name] = value
     else:
         document["published"] = document["updated"] = updated
         authors = [{"uri": _CREATED + principal}]
+    # A sent field replaces the stored one where it stands; a new one goes last.
     for name, value in sent.items():
         if name == "link":
-            links = _merge_links(list(links), value)
+            links = _merge_links(links, value)
         elif name == "author":
-            del authors[2 if stored else 1 :]
             authors.extend(value)
-        elif name not in document:
+        elif name not in _DOCUMENT_HEAD:
             document[name] = value
     links = list(links)
-    if self_link({"link": links}) is None:
+    if not _has_self_link(links):
         links.insert(0, {"___href": key, "___rel": "self"})
     document["link"], document["author"] = links, authors
     return document
+
+
+def _put_authors(stored: Iterable[Any], principal: str, *, keep: bool) -> list[Any]:
+    """A PUT's server authors (the stored creator, `principal` updating), then the stored
+    client authors when `keep` (the PUT sends none of its own)."""
+    created_by = None
+    others = []
+    for author in stored:
+        uri = author.get("uri") if type(author) is dict else None
+        if type(uri) is str and uri.startswith(SERVER_AUTHOR_PREFIX):
+            if uri.startswith(_CREATED):
+                created_by = uri.rpartition(":")[2]
+        elif keep:
+            others.append(author)
+    return [{"uri": _CREATED + (created_by or "anonymous")}, {"uri": _UPDATED + principal}, *others]
+
+
+def _has_self_link(links: Iterable[Any]) -> bool:
+    for link in links:
+        if (type(link) is dict or isinstance(link, Mapping)) and link.get("___rel") == "self":
+            return True
+    return False
 
 
 def document_fields(document: Mapping[str, Any]) -> dict[str, Any]:
@@ -364,7 +378,10 @@ def merge_top_level(stored: Mapping[str, Any] | None, sent: Mapping[str, Any]) -
     return merged
 
 
-def _merge_links(stored: list[Any], sent: list[Any]) -> list[Any]:
-    sent_rels = {link.get("___rel") for link in sent} - {"self"}
+def _merge_links(stored: Iterable[Any], sent: list[Any]) -> list[Any]:
+    sent_rels = {link.get("___rel") for link in sent}
+    sent_rels.discard("self")
+    if not sent_rels:
+        return list(stored)  # the usual PUT: its only link is the self link, which stays
     kept = [link for link in stored if link.get("___rel") not in sent_rels]
     return kept + [link for link in sent if link.get("___rel") != "self"]

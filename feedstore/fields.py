@@ -70,6 +70,7 @@ _KNOWN_NESTED_NAMES: set[str] = set()  # valid inside a field, without the merge
 _KNOWN_LIMIT = 4096
 # The values that need no check but their type (WideInteger, a subclass, is not one of them).
 _SCALARS = frozenset({int, float, bool, type(None)})
+_ATOM_LIST_NAMES, _ATOM_TEXT_NAMES = frozenset(ATOM_LISTS), frozenset(ATOM_TEXTS)
 
 
 def fields_fine(
@@ -86,39 +87,54 @@ def fields_fine(
 
     `plain`: the codec saw that no string can hold a character XML can't carry.
     """
+    # Sets, not the tuples: names from a body are new strings, which a tuple compares one by one.
     for name, value in document.items():
         if name in skip:
             continue
         if name not in _KNOWN_FIELD_NAMES and not _learned(name, _FIELD_NAME, _KNOWN_FIELD_NAMES):
             return False
         kind = type(value)
-        if name in ATOM_LISTS:
-            for item in value if kind is list else (value,):
-                if type(item) is not dict or not _atom_object_fine(item):
-                    return False
-        elif name in ATOM_TEXTS and value is not None:
-            if kind is dict:
-                if not _atom_object_fine(value):
-                    return False
-            elif kind is not str:
-                return False
         if kind is str:
-            if len(value) > limits.max_string or (not plain and XML_INVALID.search(value)):
+            if (
+                name in _ATOM_LIST_NAMES
+                or len(value) > limits.max_string
+                or (not plain and XML_INVALID.search(value))
+            ):
+                return False
+        elif name in _ATOM_LIST_NAMES and (kind is dict or kind is list):
+            for item in value if kind is list else (value,):
+                if type(item) is not dict or not _atom_item_fine(item, limits, plain):
+                    return False
+        elif name in _ATOM_TEXT_NAMES and kind is dict:
+            if not _atom_item_fine(value, limits, plain):
                 return False
         elif kind is dict or kind is list:
+            if kind is list and name in _ATOM_TEXT_NAMES:
+                return False
             if not _value_fine(value, limits, directives, plain):
                 return False
-        elif kind not in _SCALARS:
+        elif kind not in _SCALARS or (
+            name in _ATOM_LIST_NAMES or (value is not None and name in _ATOM_TEXT_NAMES)
+        ):
             return False
     return True
 
 
-def _atom_object_fine(item: dict[str, Any]) -> bool:
-    """_check_atom_object's rules: every name valid (an attribute or a field name), every value a
-    string."""
+def _atom_item_fine(item: dict[str, Any], limits: Limits, plain: bool) -> bool:
+    """_check_atom_object's rules and _check_bounds's on an Atom object (a link, an author, a
+    text construct), in one walk: every name valid, every value a string within the limits."""
     if not _KNOWN_NESTED_NAMES.issuperset(item) and not _names_fine(item, directives=False):
         return False
-    return all(type(value) is str for value in item.values())
+    if len(item) > limits.max_attributes and _attributes(item) > limits.max_attributes:
+        return False
+    for value in item.values():
+        if (
+            type(value) is not str
+            or len(value) > limits.max_string
+            or (not plain and XML_INVALID.search(value))
+        ):
+            return False
+    return True
 
 
 def _value_fine(

@@ -93,6 +93,8 @@ def check(method: str, names: Iterable[str]) -> None:
 def counter_option(names: Iterable[str]) -> str | None:
     """The counter option a request carries, if any; two of them are 400."""
     given = set(names)
+    if not given:
+        return None
     found = [name for name in COUNTERS if name in given]
     if len(found) > 1:
         raise InvalidOption(f"{found[0]} and {found[1]} can't be combined.")

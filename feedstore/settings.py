@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -81,24 +82,27 @@ class Settings:
                 values[name] = tuple(value) if isinstance(value, list) else value
         return cls(**values)
 
-    @property
+    @functools.cached_property
     def keys(self) -> KeyScheme:
         """The key scheme of this partition depth."""
         return KeyScheme(self.partition_depth)
 
-    @property
+    # Cached: settings never change, and every write asks for its limits.
+    @functools.cached_property
     def limits(self) -> Limits:
         return Limits(
             self.max_entries, self.max_depth, self.max_string, self.max_attributes, self.max_nodes
         )
 
-    @property
+    @functools.cached_property
     def bulk_limits(self) -> Limits:
         """The bounds of a `?_bulk` or `?_bulkserial` PUT, which may pass `max_entries`."""
         return Limits(self.max_bulk_entries, self.max_depth, self.max_string)
 
     def requires_revision(self, key: str) -> bool:
         """Whether writes to `key` must be conditional (the `require_revision` prefixes)."""
+        if not self.require_revision:
+            return False  # the default: checked for every entry written, so spare the generator
         return any(key == p or key.startswith(p.rstrip("/") + "/") for p in self.require_revision)
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from redis.client import Pipeline
 from redis.exceptions import WatchError
@@ -93,8 +93,7 @@ class Write:
     claimed_id: EntryId | None = None  # the body's id, when it names another key than `key`
 
 
-@dataclass(frozen=True)
-class Written:
+class Written(NamedTuple):
     """What a write did to one key: its new revision and document (None when deleted)."""
 
     key: str
@@ -181,9 +180,10 @@ class Transaction:
         missing_parents = self._missing_parents(writes, states)
 
         now = timestamp()
+        every = [*writes, *unaliasing] if unaliasing else writes
         documents: dict[str, dict[str, Any]] = {}
         errors: list[FeedstoreError] = []
-        for w in [*writes, *unaliasing]:
+        for w in every:
             try:
                 _check(w, states[w.key], missing_parents, subtrees.get(w.key, []))
                 if w.action not in _REMOVALS:
@@ -191,7 +191,7 @@ class Transaction:
             except FeedstoreError as error:
                 errors.append(error)
         collect(errors)
-        aliases = self._alias_changes([*writes, *unaliasing], states, documents, subtrees, inside)
+        aliases = self._alias_changes(every, states, documents, subtrees, inside)
 
         fields = indexed_fields(schema)
         keys = self.keys
@@ -204,7 +204,7 @@ class Transaction:
         pipe.multi()
         for parent, last in sequences.items():
             pipe.set(keys.sequence_key(parent), last)
-        for w in [*writes, *unaliasing]:
+        for w in every:
             state = states[w.key]
             if w.action is Action.CLEAR:
                 # The folder stays as it is; what goes is below it.
@@ -307,12 +307,14 @@ class Transaction:
 
     def _missing_parents(self, writes: Sequence[Write], states: Mapping[str, _State]) -> set[str]:
         """The parents inserts need that have no entry, or lose it in this request."""
-        deleted = {w.key for w in writes if w.action is Action.DELETE}
         parents = {
             parent_of(w.key)
             for w in writes
             if w.action not in _REMOVALS and not states[w.key].exists
         }
+        if not parents:
+            return parents  # updates only, the usual PUT
+        deleted = {w.key for w in writes if w.action is Action.DELETE}
         written = {w.key for w in writes if w.action is not Action.DELETE}
         if self.cluster is not None:
             # Parents above the partition depth were read before the transaction.
@@ -329,6 +331,8 @@ class Transaction:
         """What removals take with them: the documents of the entries below them (their
         aliases go too), and a write dropping the alternate link from each entry outside that
         an alias below them names."""
+        if not subtrees:
+            return {}, []
         gone = {w.key for w in writes if w.action is Action.DELETE}
         gone |= {key for keys in subtrees.values() for key in keys}
         inside: dict[str, dict[str, Any]] = {}

@@ -135,6 +135,17 @@ def test_serve_refuses_wait_replicas_with_the_embedded_redis(tmp_path: Path) -> 
     )
 
 
+def test_serve_refuses_wait_replicas_on_a_cluster(
+    tmp_path: Path, redis_cluster: RedisCluster
+) -> None:
+    result = run_serve("--redis-url", redis_cluster.url, "--wait-replicas", "1", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"feedstore: bad --redis-url {redis_cluster.url}: "
+        "--wait-replicas is not available on a Redis Cluster (WAIT is per node)\n"
+    )
+
+
 def test_serve_passes_wait_replicas_to_the_workers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FEEDSTORE_WAIT_REPLICAS", raising=False)
     monkeypatch.delenv("FEEDSTORE_WAIT_TIMEOUT_MS", raising=False)
