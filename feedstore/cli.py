@@ -616,12 +616,16 @@ def check_redis_url(url: str, timeout: float, replication: Replication | None = 
     try:
         # Inside the try: finding out whether it is a cluster already talks to it.
         client = connection.connect(url, timeout, replication=replication)
-        client.ping()
     except ValueError as e:
         raise CliError(f"bad --redis-url {shown}: {e}") from e
     except (redis.RedisError, RedisClusterException) as e:
         raise CliError(f"can't reach Redis at {shown}: {e}") from e
-    client.close()
+    try:
+        client.ping()
+    except (redis.RedisError, RedisClusterException) as e:
+        raise CliError(f"can't reach Redis at {shown}: {e}") from e
+    finally:
+        client.close()
 
 
 def _whole_number(text: str) -> int:
