@@ -231,3 +231,23 @@ def test_a_slot_moving_while_a_write_watches_restarts_it_and_loses_nothing(
     assert events == ["moved", "written"]
     assert (document["x"], document["y"], document["id"]) == (1, 1, "/m,3"), "no write lost"
     other.redis.close()
+
+
+def test_a_write_to_a_slot_moved_unseen_goes_to_its_new_owner_and_teaches_the_client(
+    cluster_client: redis.RedisCluster, redis_cluster: RedisCluster
+) -> None:
+    """The transaction runs on the partition node's own pipeline (partitions.PartitionRoute):
+    after a move the client hasn't seen, that node answers MOVED, and the write commits on
+    the new owner, which the cluster client then knows."""
+    store = Store(cluster_client)
+    store.write([put("/n", x=0)])
+    name = store.keys.document_key("/n")
+    slot = cluster_client.keyslot(name)
+    before = cluster_client.get_node_from_key(name).port
+    redis_cluster.move_slot(slot, (redis_cluster.owner(slot) + 1) % 3)
+    assert cluster_client.get_node_from_key(name).port == before, "the client has not seen it"
+    store.write([put("/n", x=1)])
+    document = stored(store, "/n")
+    assert (document["x"], document["id"]) == (1, "/n,2")
+    owner = redis_cluster.node_of_slot(slot)
+    assert cluster_client.get_node_from_key(name).port == owner.port != before
