@@ -1,7 +1,9 @@
 """What a write does differently on Redis Cluster, where one transaction can't leave one slot.
 
 Every key of a partition shares its hash tag (keys.py), so a request whose entries are all in
-one partition runs its one WATCH/MULTI/EXEC as on a single Redis. Around that:
+one partition runs its one WATCH/MULTI/EXEC as on a single Redis, on the plain pipeline of the
+node that holds the partition's slot (PartitionRoute), with the cluster pipeline as fallback
+while the slot moves. Around that:
 
 - A request whose entries are in two partitions is refused (CrossTreeWrite, 400) before anything
   is read or written: atomicity across slots is impossible on Redis Cluster.
@@ -59,7 +61,7 @@ class Prepared:
 
 
 def unretried(pipe: Any) -> Any:
-    """A cluster transaction pipeline that raises, rather than retries, what a command meets
+    """(PartitionRoute's fallback) A cluster transaction pipeline that raises, rather than retries, what a command meets
     while it WATCHes: redis-py (8.1) retries a command that met MOVED, ASK or a lost
     connection on a new connection, where the earlier WATCHes no longer hold, so the EXEC
     would go unguarded. Raised, Store.write runs the whole attempt again instead."""

@@ -183,7 +183,8 @@ class Store:
 
     def _transaction_pipeline(self) -> Any:
         """A pipeline for one WATCH/MULTI/EXEC; on a cluster, one that never silently moves to
-        another connection while it watches (partitions.unretried)."""
+        another connection while it watches (partitions.unretried). Store.write on a cluster
+        uses the partition node's own pipeline instead (partitions.PartitionRoute)."""
         pipe = self.redis.pipeline(transaction=True)
         return partitions.unretried(pipe) if self.cluster else pipe
 
