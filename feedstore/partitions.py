@@ -61,10 +61,10 @@ class Prepared:
 
 
 def unretried(pipe: Any) -> Any:
-    """(PartitionRoute's fallback) A cluster transaction pipeline that raises, rather than retries, what a command meets
-    while it WATCHes: redis-py (8.1) retries a command that met MOVED, ASK or a lost
-    connection on a new connection, where the earlier WATCHes no longer hold, so the EXEC
-    would go unguarded. Raised, Store.write runs the whole attempt again instead."""
+    """A cluster transaction pipeline (PartitionRoute's fallback) that raises, rather than
+    retries, what a command meets while it WATCHes: redis-py (8.1) retries a command that met
+    MOVED, ASK or a lost connection on a new connection, where the earlier WATCHes no longer
+    hold, so the EXEC would go unguarded. Raised, Store.write runs the whole attempt again."""
     strategy = getattr(pipe, "_execution_strategy", None)
     retry = getattr(strategy, "_retry", None)
     if retry is not None:
