@@ -183,7 +183,8 @@ class Store:
 
     def _transaction_pipeline(self) -> Any:
         """A pipeline for one WATCH/MULTI/EXEC; on a cluster, one that never silently moves to
-        another connection while it watches (partitions.unretried)."""
+        another connection while it watches (partitions.unretried). Store.write on a cluster
+        uses the partition node's own pipeline instead (partitions.PartitionRoute)."""
         pipe = self.redis.pipeline(transaction=True)
         return partitions.unretried(pipe) if self.cluster else pipe
 
@@ -439,8 +440,11 @@ class Store:
         """Check and apply every write atomically: all of them, or none and a FeedstoreError."""
         reject_duplicates(writes)
         prepared = partitions.prepare(self.redis, self.keys, writes) if self.cluster else None
+        # On a cluster, the partition's node is given the transaction directly until it meets
+        # a slot on the move or a lost connection (partitions.PartitionRoute).
+        route = partitions.PartitionRoute(self.redis, self.keys, prepared) if prepared else None
         for attempt in range(self.retries):
-            with self._transaction_pipeline() as pipe:
+            with route.pipeline() if route else self._transaction_pipeline() as pipe:
                 try:
                     if prepared is None:
                         return self._transaction(pipe).run(writes)
@@ -452,8 +456,13 @@ class Store:
                     written = self._transaction(pipe, rules).run(prepared.writes)
                     partitions.finish(self.redis, prepared, written)
                     return written
-                except RETRIED:
+                except RETRIED as e:
+                    if route is not None and route.rerouted(e):
+                        continue  # not a conflict: again at once, now on the right node
                     self._back_off(attempt)
+                except (redis.ConnectionError, redis.TimeoutError) as e:
+                    if route is None or not route.rerouted(e):
+                        raise
                 except (RedisClusterException, ClusterCrossSlotError) as e:
                     # A key outside the request's partition that no check foresaw (an alias
                     # of data written on a single Redis): refused, nothing written.

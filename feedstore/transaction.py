@@ -251,12 +251,14 @@ class Transaction:
             *revisions,
             *(alias for _, _, alias in triples),
         ]
-        self.pipe.watch(*revisions)
         if self.cluster is None:
+            self.pipe.watch(*revisions)
             raw = watch.read(self.pipe, "MGET", *names, SCHEMA_VERSION_KEY)
             version = raw[-1]
         else:
-            raw = watch.read(self.pipe, "MGET", *names)
+            # The schema version, in another slot, was read before; in the round trip it
+            # saves, WATCH and MGET go together.
+            raw = watch.watch_and_read(self.pipe, revisions, "MGET", *names)
             version = self.cluster.schema_version
         n = len(keys)
         states = {

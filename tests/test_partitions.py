@@ -11,7 +11,7 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
-from feedstore import create_app, transaction, watch
+from feedstore import create_app, transaction
 from feedstore.keys import DEPTH_KEY, KeyScheme, parse
 from feedstore.store import Store
 from tests.conftest import put, snapshot, stored
@@ -209,25 +209,41 @@ def test_a_slot_moving_while_a_write_watches_restarts_it_and_loses_nothing(
     store, other = Store(cluster_client), Store(redis_cluster.client())
     store.write([put("/m", x=0, y=0)])
     slot = cluster_client.keyslot(store.keys.document_key("/m"))
-    original_read, original_timestamp = watch.read, transaction.timestamp
+    original_timestamp = transaction.timestamp
     events: list[str] = []
 
-    def read_after_the_slot_moved(*args: Any) -> Any:
-        if not events:  # the store has WATCHed /m: its slot goes to another node now
+    def then_the_slot_moves_and_another_writer(*args: Any) -> Any:
+        # The store has WATCHed and read /m, and not yet sent MULTI/EXEC.
+        if not events:
             events.append("moved")
             redis_cluster.move_slot(slot, (redis_cluster.owner(slot) + 1) % 3)
-        return original_read(*args)
-
-    def then_another_writer(*args: Any) -> Any:
-        if events == ["moved"]:  # between the store's read and its EXEC
             events.append("written")
             other.write([put("/m", y=1)])
         return original_timestamp(*args)
 
-    monkeypatch.setattr(watch, "read", read_after_the_slot_moved)
-    monkeypatch.setattr(transaction, "timestamp", then_another_writer)
+    monkeypatch.setattr(transaction, "timestamp", then_the_slot_moves_and_another_writer)
     store.write([put("/m", x=1)])
     document = stored(store, "/m")
     assert events == ["moved", "written"]
     assert (document["x"], document["y"], document["id"]) == (1, 1, "/m,3"), "no write lost"
     other.redis.close()
+
+
+def test_a_write_to_a_slot_moved_unseen_goes_to_its_new_owner_and_teaches_the_client(
+    cluster_client: redis.RedisCluster, redis_cluster: RedisCluster
+) -> None:
+    """The transaction runs on the partition node's own pipeline (partitions.PartitionRoute):
+    after a move the client hasn't seen, that node answers MOVED, and the write commits on
+    the new owner, which the cluster client then knows."""
+    store = Store(cluster_client)
+    store.write([put("/n", x=0)])
+    name = store.keys.document_key("/n")
+    slot = cluster_client.keyslot(name)
+    before = cluster_client.get_node_from_key(name).port
+    redis_cluster.move_slot(slot, (redis_cluster.owner(slot) + 1) % 3)
+    assert cluster_client.get_node_from_key(name).port == before, "the client has not seen it"
+    store.write([put("/n", x=1)])
+    document = stored(store, "/n")
+    assert (document["x"], document["id"]) == (1, "/n,2")
+    owner = redis_cluster.node_of_slot(slot)
+    assert cluster_client.get_node_from_key(name).port == owner.port != before
