@@ -218,25 +218,13 @@ def running(
 
 def group_members(group: int) -> list[int]:
     """Live (not zombie) processes in process group `group`."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue  # it exited while we looked
-        # After the parenthesised command: state, ppid, pgrp, ...
-        state, _, pgrp = stat.rsplit(")", 1)[1].split()[:3]
-        if int(pgrp) == group and state not in ("Z", "X"):
-            members.append(int(entry.name))
-    return members
+    return [pid for pid, _, pgrp in _live_processes() if pgrp == group]
 
 
 def descendants(pid: int) -> list[int]:
     """Live (not zombie) descendants of process `pid`: children, their children, and so on."""
     children: dict[int, list[int]] = {}
-    for parent, child in _live_processes():
+    for child, parent, _ in _live_processes():
         children.setdefault(parent, []).append(child)
     found, frontier = [], [pid]
     while frontier:
@@ -245,8 +233,8 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def _live_processes() -> Iterator[tuple[int, int]]:
-    """(parent, pid) of every live process."""
+def _live_processes() -> Iterator[tuple[int, int, int]]:
+    """(pid, parent, process group) of every live (not zombie) process."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -254,9 +242,10 @@ def _live_processes() -> Iterator[tuple[int, int]]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue  # it exited while we looked
-        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        # After the parenthesised command: state, ppid, pgrp, ...
+        state, ppid, pgrp = stat.rsplit(")", 1)[1].split()[:3]
         if state not in ("Z", "X"):
-            yield int(ppid), int(entry.name)
+            yield int(entry.name), int(ppid), int(pgrp)
 
 
 def cpu_seconds(pids: Iterable[int]) -> float:
