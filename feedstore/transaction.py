@@ -220,8 +220,9 @@ class Transaction:
                 written.append(Written(w.key, state.revision, None))
                 continue
             revision = state.revision + 1
-            stored[keys.document_key(w.key)] = codec_json.dumps_document(documents[w.key])
-            stored[keys.revision_key(w.key)] = revision
+            document_name, revision_name, _ = keys.entry_keys(w.key)  # one partition look-up
+            stored[document_name] = codec_json.dumps_document(documents[w.key])
+            stored[revision_name] = revision
             if not state.exists and not apart(w.key):
                 children.setdefault(keys.children_key(parent_of(w.key)), {})[w.key] = 0
             written.append(Written(w.key, revision, documents[w.key], created=not state.exists))
