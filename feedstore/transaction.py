@@ -118,12 +118,19 @@ class _State:
 
     # A plain class with slots: a request makes one per entry, and functools.cached_property
     # takes a lock on every first read (Python 3.11).
-    __slots__ = ("_document", "alias_of", "raw", "revision")
+    __slots__ = ("_document", "alias_of", "names", "raw", "revision")
 
-    def __init__(self, raw: bytes | None, revision: int, alias_of: str | None = None) -> None:
+    def __init__(
+        self,
+        raw: bytes | None,
+        revision: int,
+        alias_of: str | None = None,
+        names: tuple[str, str, str] = ("", "", ""),
+    ) -> None:
         self.raw = raw
         self.revision = revision
         self.alias_of = alias_of
+        self.names = names  # the document, revision and alias keys, as _read named them
         self._document: dict[str, Any] | None = None
 
     @property
@@ -166,6 +173,7 @@ class Transaction:
         if any(states[w.key].alias_of for w in writes):
             # A write addressed to an alias is the entry's (a delete drops just the alias).
             writes = [_through_alias(w, states[w.key].alias_of) for w in writes]
+            reject_duplicates(writes)  # an alias and its entry, say (Store.write saw the rest)
             self._stay_in_partition(w.key for w in writes)
             states, schema = self._read(writes)
         subtrees = {
@@ -176,6 +184,7 @@ class Transaction:
         inside, unaliasing = self._aliases_inside(writes, subtrees)
         if unaliasing:
             self._stay_in_partition(w.key for w in unaliasing)
+            reject_duplicates([*writes, *unaliasing])
             states.update(self._read([*writes, *unaliasing])[0])
         missing_parents = self._missing_parents(writes, states)
 
@@ -211,7 +220,7 @@ class Transaction:
                 _remove(pipe, keys, subtrees[w.key], w.key, fields)
                 written.append(Written(w.key, state.revision, state.document))
                 continue
-            if not apart(w.key):
+            if fields and not apart(w.key):
                 _update_indexes(pipe, keys, w.key, state.document, documents.get(w.key), fields)
             if w.action is Action.DELETE:
                 if not apart(w.key):
@@ -220,7 +229,7 @@ class Transaction:
                 written.append(Written(w.key, state.revision, None))
                 continue
             revision = state.revision + 1
-            document_name, revision_name, _ = keys.entry_keys(w.key)  # one partition look-up
+            document_name, revision_name, _ = state.names
             stored[document_name] = codec_json.dumps_document(documents[w.key])
             stored[revision_name] = revision
             if not state.exists and not apart(w.key):
@@ -243,7 +252,6 @@ class Transaction:
         """WATCH every target's revision key (which covers its document and alias mapping, see
         above) and read, in one MGET, its document, revision and alias mapping, and the schema
         version."""
-        reject_duplicates(writes)
         keys = [w.key for w in writes]
         triples = list(map(self.keys.entry_keys, keys))
         revisions = [revision for _, revision, _ in triples]
@@ -252,18 +260,17 @@ class Transaction:
             *revisions,
             *(alias for _, _, alias in triples),
         ]
+        # WATCH and MGET go together, in one round trip. On a cluster, the schema version, in
+        # another slot, was read before.
         if self.cluster is None:
-            self.pipe.watch(*revisions)
-            raw = watch.read(self.pipe, "MGET", *names, SCHEMA_VERSION_KEY)
+            raw = watch.watch_and_read(self.pipe, revisions, "MGET", *names, SCHEMA_VERSION_KEY)
             version = raw[-1]
         else:
-            # The schema version, in another slot, was read before; in the round trip it
-            # saves, WATCH and MGET go together.
             raw = watch.watch_and_read(self.pipe, revisions, "MGET", *names)
             version = self.cluster.schema_version
         n = len(keys)
         states = {
-            key: _State(raw[i], int(raw[n + i] or 0), _decoded(raw[2 * n + i]))
+            key: _State(raw[i], int(raw[n + i] or 0), _decoded(raw[2 * n + i]), triples[i])
             for i, key in enumerate(keys)
         }
         return states, self.schema_at(version)
