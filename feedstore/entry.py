@@ -15,7 +15,15 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
 from feedstore.errors import InvalidField, InvalidId, InvalidKey
-from feedstore.fields import ATOM_LISTS, ATOM_TEXTS, Limits, as_list, check_field, fields_fine
+from feedstore.fields import (
+    ATOM_LISTS,
+    ATOM_TEXTS,
+    Limits,
+    as_list,
+    check_depth,
+    check_field,
+    fields_fine,
+)
 
 ROOT = "/"
 MAX_KEY_DEPTH = 10
@@ -202,12 +210,14 @@ def entry_from_document(
     *,
     directives: bool = False,
     plain: bool = False,
+    room: int | None = None,
 ) -> Entry:
     """Read one JSON-form entry; raise a BadRequest naming the entry and field when it is bad.
 
     `directives`: the document is a feedstore merge's body, where keyed list items may carry
     `$patch`; anywhere else that name is refused. `plain`: the codec saw that no string can hold
-    a character XML can't carry (fields_fine).
+    a character XML can't carry (fields_fine). `room`: the levels of containers its fields may
+    nest, when the codec left that check to this walk (None: it bounded the whole body).
     """
     if not isinstance(document, dict):
         raise InvalidField(f"Entry {index} is not an object.", field=f"entry[{index}]")
@@ -226,7 +236,10 @@ def entry_from_document(
     # the self link is an alias of the entry the id names (an entry read through the alias).
     if entry_id is not None and key is None:
         key = entry_id.key
-    if fields_fine(document, limits, skip=_SERVER_OWNED, directives=directives, plain=plain):
+    fine = fields_fine(
+        document, limits, skip=_SERVER_OWNED, directives=directives, plain=plain, room=room
+    )
+    if fine:
         fields = {name: value for name, value in document.items() if name not in _SERVER_OWNED}
         for name in _ATOM_LIST_NAMES.intersection(fields):
             value = fields[name]  # a list or an object (fields_fine)
@@ -239,6 +252,8 @@ def entry_from_document(
                 else:
                     del fields[name]
         return Entry(key=key, id=entry_id, fields=fields, index=index)
+    if room is not None:
+        check_depth(document, room + 1, limits.max_depth)  # before check_field walks it
     fields = {}
     for name, value in document.items():
         if name in _SERVER_OWNED:

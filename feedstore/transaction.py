@@ -16,6 +16,7 @@ instead of three is what keeps a chunk of 1000 entries from costing Redis 40 ms.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -118,7 +119,7 @@ class _State:
 
     # A plain class with slots: a request makes one per entry, and functools.cached_property
     # takes a lock on every first read (Python 3.11).
-    __slots__ = ("_document", "alias_of", "names", "raw", "revision")
+    __slots__ = ("_document", "alias_of", "exists", "names", "raw", "revision")
 
     def __init__(
         self,
@@ -128,14 +129,17 @@ class _State:
         names: tuple[str, str, str] = ("", "", ""),
     ) -> None:
         self.raw = raw
+        self.exists = raw is not None
         self.revision = revision
         self.alias_of = alias_of
         self.names = names  # the document, revision and alias keys, as _read named them
         self._document: dict[str, Any] | None = None
 
     @property
-    def exists(self) -> bool:
-        return self.raw is not None
+    def may_have_aliases(self) -> bool:
+        """False when the stored document has no alternate link, seen without decoding it
+        (orjson writes every ASCII letter as itself)."""
+        return self.raw is not None and b'"alternate"' in self.raw
 
     @property
     def document(self) -> dict[str, Any] | None:
@@ -240,7 +244,7 @@ class Transaction:
         # request and a deleted key can't gain a child in it, so the order doesn't matter.
         if stored:
             # Not pipe.mset, which redis-py's cluster pipeline refuses whatever the slots.
-            pipe.execute_command("MSET", *(item for pair in stored.items() for item in pair))
+            pipe.execute_command("MSET", *itertools.chain.from_iterable(stored.items()))
         for name, added in children.items():
             pipe.zadd(name, added)
         for change in aliases:
@@ -367,16 +371,15 @@ class Transaction:
         inside: Mapping[str, dict[str, Any]],
     ) -> list[_AliasChange]:
         """How each write moves aliases, once the keys new ones claim are checked (409, 400)."""
-        touched = [
-            (w.key, states[w.key].document, documents.get(w.key))
-            for w in writes
-            if w.action is not Action.CLEAR
-        ]
-        touched += [(key, document, None) for key, document in inside.items()]
-        changes = [
-            _AliasChange(key, old, new)
-            for key, old, new in touched
-            if alias.aliases_of(old) or alias.aliases_of(new)
+        changes = []
+        for w in writes:
+            state, new = states[w.key], documents.get(w.key)
+            if w.action is not Action.CLEAR and (state.may_have_aliases or alias.aliases_of(new)):
+                changes.append(_AliasChange(w.key, state.document, new))
+        changes += [
+            _AliasChange(key, document, None)
+            for key, document in inside.items()
+            if alias.aliases_of(document)
         ]
         claims: dict[str, str] = {}
         errors: list[FeedstoreError] = []
