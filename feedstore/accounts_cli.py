@@ -151,8 +151,9 @@ def run_user_list(args: argparse.Namespace) -> int:
 
 
 def user_line(user: User) -> str:
-    state = " (disabled)" if user.disabled else ""
-    return f"{user.uid}\t{user.account}\t{' '.join(user.groups)}{state}".rstrip()
+    """uid, account, groups (or -), and `disabled`: tab-separated."""
+    state = "\tdisabled" if user.disabled else ""
+    return f"{user.uid}\t{user.account}\t{' '.join(user.groups) or '-'}{state}"
 
 
 def run_group_add(args: argparse.Namespace) -> int:

@@ -113,8 +113,9 @@ class Credentials:
 
     # -- users ----------------------------------------------------------------------------
 
-    def add_user(self, account: str, password: str, groups: Iterable[str] = ()) -> User:
-        """Create a user with a new uid; CredentialError if the account is taken."""
+    def add_user(self, account: str, password: str | None, groups: Iterable[str] = ()) -> User:
+        """Create a user with a new uid; CredentialError if the account is taken. Without a
+        password the user can't log in, only use tokens (a service account)."""
         if not ACCOUNT.fullmatch(account):
             raise CredentialError(
                 f"bad account name: {account!r} (letters, digits and . _ @ + -; not all digits)"
@@ -126,7 +127,7 @@ class Credentials:
             raise CredentialError(f"user {account} exists")
         created = int(self.clock())
         fields: RedisHash = {
-            "password": _HASHER.hash(password),
+            "password": "" if password is None else _HASHER.hash(password),
             "disabled": "0",
             "created": str(created),
         }
