@@ -18,8 +18,13 @@
     |   +-- HasChildren                 400 has_children
     |   +-- TreeTooLarge                400 tree_too_large
     |   +-- CrossTreeWrite              400 cross_tree_write    entries in two partitions (cluster)
+    +-- Unauthorized                401 authentication_required "Authentication error."
+    |   +-- InvalidToken            401 invalid_token       (all four with WWW-Authenticate: Bearer)
+    |   +-- TokenExpired            401 token_expired
+    |   +-- SessionExpired          401 session_expired
     +-- Forbidden                       403 forbidden
     |   +-- MissingCsrfHeader       403 missing_csrf_header
+    |   +-- CrossOrigin             403 cross_origin        "Cross-origin request refused."
     +-- NotFound                    404 not_found           "No entry. Key = /k"
     +-- MethodNotAllowed            405 method_not_allowed
     +-- Conflict                        409 conflict
@@ -31,6 +36,7 @@
     +-- PayloadTooLarge             413 payload_too_large   "Payload too large."
     +-- UnsupportedMediaType        415 unsupported_media_type
     +-- PreconditionRequired        428 precondition_required
+    +-- LoginThrottled              429 login_throttled     (with Retry-After)
     +-- ServiceUnavailable          503 service_unavailable (with Retry-After)
     |   +-- NotReplicated           503 not_replicated      written, but too few replicas confirmed
     +-- EntryErrors                     the failures of a multi-entry request, all of them
@@ -197,6 +203,38 @@ class CrossTreeWrite(BadRequest):
         self.trees = list(trees)
 
 
+class Unauthorized(FeedstoreError):
+    """No credential where one is needed, or one that authenticates no one.
+
+    Always `WWW-Authenticate: Bearer`, never `Basic`: a browser shows its password dialog for
+    Basic, and the page has a login form of its own.
+    """
+
+    status = 401
+    code = "authentication_required"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Authentication error.", headers={"WWW-Authenticate": 'Bearer realm="feedstore"'}
+        )
+
+
+class InvalidToken(Unauthorized):
+    """A token that is malformed, unknown or revoked (disabling a user revokes its tokens)."""
+
+    code = "invalid_token"
+
+
+class TokenExpired(Unauthorized):
+    code = "token_expired"
+
+
+class SessionExpired(Unauthorized):
+    """A session cookie whose session is gone: idle too long, past its maximum age, or ended."""
+
+    code = "session_expired"
+
+
 class Forbidden(FeedstoreError):
     status = 403
     code = "forbidden"
@@ -207,6 +245,15 @@ class MissingCsrfHeader(Forbidden):
 
     def __init__(self) -> None:
         super().__init__("Missing X-Requested-With header.")
+
+
+class CrossOrigin(Forbidden):
+    """A cookie-authenticated write sent by a page of another origin (API.md §6)."""
+
+    code = "cross_origin"
+
+    def __init__(self) -> None:
+        super().__init__("Cross-origin request refused.")
 
 
 class NotFound(FeedstoreError):
@@ -284,6 +331,19 @@ class PreconditionRequired(FeedstoreError):
 
     def __init__(self, key: str) -> None:
         super().__init__(f"Precondition required. Key = {key}", key=key)
+
+
+class LoginThrottled(FeedstoreError):
+    """Too many failed logins of one account: the next one is refused for `retry_after` s."""
+
+    status = 429
+    code = "login_throttled"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            "Too many failed logins. Please retry later.",
+            headers={"Retry-After": str(retry_after)},
+        )
 
 
 class ServiceUnavailable(FeedstoreError):

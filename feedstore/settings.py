@@ -15,6 +15,9 @@ from feedstore.keys import DEFAULT_DEPTH, MAX_DEPTH, KeyScheme
 
 ENV_PREFIX = "FEEDSTORE_"
 JSON_STYLES = ("feed", "bare")
+AUTH_MODES = ("off", "on")
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off", "")
 
 
 @dataclass(frozen=True)
@@ -49,10 +52,26 @@ class Settings:
     wait_replicas: int = 0
     wait_timeout_ms: int = 1000
 
+    # Authentication (authentication.py): off, every request acts as anonymous; on, a request
+    # carries a token or a session cookie, or acts as anonymous.
+    auth: str = "off"
+    cookie_secure: bool = False  # the session cookie says Secure (serve behind HTTPS)
+    session_idle: int = 8 * 3600  # seconds a session lives unused
+    session_max: int = 7 * 24 * 3600  # seconds a session lives at most, however used
+
     def __post_init__(self) -> None:
+        if self.auth not in AUTH_MODES:
+            raise ValueError(f"{ENV_PREFIX}AUTH must be {' or '.join(AUTH_MODES)}: {self.auth}")
         if self.wait_replicas < 0:
             raise ValueError(f"{ENV_PREFIX}WAIT_REPLICAS must be 0 or more: {self.wait_replicas}")
-        for name in ("header_timeout", "body_timeout", "redis_timeout", "wait_timeout_ms"):
+        for name in (
+            "header_timeout",
+            "body_timeout",
+            "redis_timeout",
+            "wait_timeout_ms",
+            "session_idle",
+            "session_max",
+        ):
             if getattr(self, name) < 1:
                 variable = f"{ENV_PREFIX}{name.upper()}"
                 raise ValueError(f"{variable} must be at least 1: {getattr(self, name)}")
@@ -99,6 +118,10 @@ class Settings:
         """The bounds of a `?_bulk` or `?_bulkserial` PUT, which may pass `max_entries`."""
         return Limits(self.max_bulk_entries, self.max_depth, self.max_string)
 
+    @property
+    def auth_on(self) -> bool:
+        return self.auth == "on"
+
     def requires_revision(self, key: str) -> bool:
         """Whether writes to `key` must be conditional (the `require_revision` prefixes)."""
         if not self.require_revision:
@@ -112,6 +135,10 @@ def _parse(name: str, annotation: str, text: str) -> Any:
         if not re.fullmatch(r"\s*-?[0-9]+\s*", text):
             raise ValueError(f"{ENV_PREFIX}{name.upper()} must be a whole number: {text}")
         return int(text)
+    if annotation == "bool":
+        if text.strip().lower() not in TRUE_WORDS + FALSE_WORDS:
+            raise ValueError(f"{ENV_PREFIX}{name.upper()} must be true or false: {text}")
+        return text.strip().lower() in TRUE_WORDS
     if annotation.startswith("tuple"):
         return tuple(part.strip() for part in text.split(",") if part.strip())
     return text
