@@ -18,8 +18,11 @@
     |   +-- HasChildren                 400 has_children
     |   +-- TreeTooLarge                400 tree_too_large
     |   +-- CrossTreeWrite              400 cross_tree_write    entries in two partitions (cluster)
+    |   +-- InvalidAcl              400 invalid_acl         "ACL is invalid: <uri>"
+    +-- AuthenticationRequired      401 authentication_required "Authentication error."
     +-- Forbidden                       403 forbidden
     |   +-- MissingCsrfHeader       403 missing_csrf_header
+    |   +-- AccessDenied            403 access_denied       "Access denied." (`right`)
     +-- NotFound                    404 not_found           "No entry. Key = /k"
     +-- MethodNotAllowed            405 method_not_allowed
     +-- Conflict                        409 conflict
@@ -197,6 +200,24 @@ class CrossTreeWrite(BadRequest):
         self.trees = list(trees)
 
 
+class InvalidAcl(BadRequest):
+    code = "invalid_acl"
+
+    def __init__(self, uri: str, *, key: str | None = None, field: str | None = None) -> None:
+        super().__init__(f"ACL is invalid: {uri}", key=key, field=field)
+
+
+class AuthenticationRequired(FeedstoreError):
+    """An anonymous caller denied access: it may have the right once it authenticates."""
+
+    status = 401
+    code = "authentication_required"
+
+    def __init__(self, message: str = "Authentication error.", **context: Any) -> None:
+        context.setdefault("headers", {"WWW-Authenticate": 'Bearer realm="feedstore"'})
+        super().__init__(message, **context)
+
+
 class Forbidden(FeedstoreError):
     status = 403
     code = "forbidden"
@@ -207,6 +228,24 @@ class MissingCsrfHeader(Forbidden):
 
     def __init__(self) -> None:
         super().__init__("Missing X-Requested-With header.")
+
+
+class AccessDenied(Forbidden):
+    """The caller lacks `right` on `key` (API.md §15.3); names no other entry of the request."""
+
+    code = "access_denied"
+
+    def __init__(self, key: str | None, right: str) -> None:
+        super().__init__("Access denied.", key=key)
+        self.right = right
+
+    def entry_summary(self) -> dict[str, Any]:
+        return {**super().entry_summary(), "right": self.right}
+
+    def to_dict(self) -> dict[str, Any]:
+        body = super().to_dict()
+        body["right"] = self.right
+        return body
 
 
 class NotFound(FeedstoreError):
@@ -328,6 +367,8 @@ class EntryErrors(FeedstoreError):
 
     def to_dict(self) -> dict[str, Any]:
         body = super().to_dict()
+        if isinstance(self.errors[0], AccessDenied):
+            body["right"] = self.errors[0].right
         body["entries"] = [error.entry_summary() for error in self.errors]
         return body
 

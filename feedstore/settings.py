@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from feedstore import acl
 from feedstore.fields import Limits
 from feedstore.keys import DEFAULT_DEPTH, MAX_DEPTH, KeyScheme
 
@@ -38,6 +39,11 @@ class Settings:
     # How many leading segments of a key name its partition, the unit of one Redis Cluster slot
     # (keys.py): 1 puts each top-level tree in one, 2 spreads /_user/<id> over many.
     partition_depth: int = DEFAULT_DEPTH
+    # `off`: no authentication, no authorization (every request is anonymous); `on`: every key
+    # is authorized by its ACLs (acl.py).
+    auth: str = "off"
+    # The ACL of a key when no entry on its path has one (API.md §15.2): admins only.
+    default_acl: str = "urn:vte.cx:acl:/_group/$admin,CRUD"
 
     # Seconds a client may take to send its request head, and may pause while sending a body.
     header_timeout: int = 10
@@ -64,6 +70,11 @@ class Settings:
             raise ValueError(
                 f"{ENV_PREFIX}JSON_STYLE must be {' or '.join(JSON_STYLES)}: {self.json_style}"
             )
+
+        try:
+            acl.parse_setting(self.default_acl)
+        except ValueError as e:
+            raise ValueError(f"{ENV_PREFIX}DEFAULT_ACL is invalid: {e}") from e
 
     @classmethod
     def load(
@@ -98,6 +109,15 @@ class Settings:
     def bulk_limits(self) -> Limits:
         """The bounds of a `?_bulk` or `?_bulkserial` PUT, which may pass `max_entries`."""
         return Limits(self.max_bulk_entries, self.max_depth, self.max_string)
+
+    @property
+    def auth_on(self) -> bool:
+        return self.auth == "on"
+
+    @functools.cached_property
+    def default_grants(self) -> acl.Acl:
+        """The parsed `default_acl`."""
+        return acl.parse_setting(self.default_acl)
 
     def requires_revision(self, key: str) -> bool:
         """Whether writes to `key` must be conditional (the `require_revision` prefixes)."""
