@@ -52,7 +52,7 @@ TABLE = [
     ({"/a": grants("urn:vte.cx:acl:/_group/sales,CRU")}, BOB, "/a/1", False, "", "/a"),
     ({"/a": grants("urn:vte.cx:acl:7,D")}, ALICE, "/a", False, "D", "/a"),
     ({"/a": grants("urn:feedstore:acl:alice,U")}, ALICE, "/a", False, "U", "/a"),
-    ({"/a": grants("urn:vte.cx:acl:alice,U", "urn:vte.cx:acl:+,R")}, ALICE, "/a", False, "RU", "/a"),
+    ({"/a": grants("urn:vte.cx:acl:alice,U", "urn:vte.cx:acl:+,R")}, ALICE, "/a", 0, "RU", "/a"),
     # `*` is everyone, anonymous included; `+` every authenticated caller
     ({"/a": grants("urn:vte.cx:acl:*,R")}, ANONYMOUS, "/a/1", False, "R", "/a"),
     ({"/a": grants("urn:vte.cx:acl:+,R")}, ANONYMOUS, "/a/1", False, "", "/a"),
