@@ -203,6 +203,32 @@ class Store:
             return partitions.read_each(self.redis, names)
         return cast(list[bytes | None], self.redis.mget(names))
 
+    # -- ACL mirrors (auth on, access.py) --------------------------------------------------------
+
+    @_unavailable_on_redis_error
+    def acls(self, keys: Sequence[str]) -> list[acl.Acl | None]:
+        """The ACL mirror of each key (None where it has none)."""
+        if not keys:
+            return []
+        return [acl.loads(raw) for raw in self._mget([self.keys.acl_key(key) for key in keys])]
+
+    @_unavailable_on_redis_error
+    def acl_children(self, parent: str) -> list[str]:
+        """The children of `parent` that have an ACL of their own. On a cluster, a parent whose
+        children are partitions of their own keeps no such set: its children are read."""
+        if not (self.cluster and self.keys.children_apart(parent)):
+            found = self.redis.smembers(self.keys.acl_children_key(parent))
+            return sorted(member.decode() for member in found)
+        owned: list[str] = []
+        after = None
+        while True:
+            keys = self.child_keys(parent, after, 1000)
+            own = self._mget([self.keys.acl_key(key) for key in keys])
+            owned += [key for key, raw in zip(keys, own, strict=True) if raw is not None]
+            if len(keys) < 1000:
+                return owned
+            after = keys[-1]
+
     def indexes_children(self, key: str) -> bool:
         """Whether the x-indexes of `key` list its children: not on a cluster when each child is
         a partition of its own (partitions.py)."""
