@@ -7,11 +7,20 @@ found for the request.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from feedstore import acl
+from feedstore import acl, codec_json
 from feedstore.principal import Principal
 from feedstore.store import Store
+
+
+def entry_key(raw: bytes, key: str) -> str:
+    """The key of the entry a stored document read at `key` is: another one when `key` is an
+    alias of it (its id names its own key)."""
+    if raw.startswith(b'{"id":"' + key.encode() + b","):
+        return key  # every document starts with its id: no decoding for the usual case
+    entry_id = str(codec_json.loads_stored(raw).get("id", ""))
+    return entry_id.rpartition(",")[0] or key
 
 
 class Access:
@@ -52,16 +61,22 @@ class ChildFilter:
         self.parent = parent
         self.acls = acls
 
-    def hidden(self, keys: Sequence[str]) -> set[str]:
-        """Which of `keys` (children of the parent) the caller can't read: one MGET."""
+    def hidden(self, keys: Sequence[str], aliases: Mapping[str, str] | None = None) -> set[str]:
+        """Which of `keys` (children of the parent) the caller can't read: one MGET. An alias
+        among them (`aliases`: alias -> the key of its entry) is readable where its entry is."""
         found: set[str] = set()
         caller = self.access.caller
         for key, own in zip(keys, self.access.store.acls(keys), strict=True):
             if own is not None and not caller.decide(key, {**self.acls, key: own}).allows("R"):
                 found.add(key)
+        for name, target in (aliases or {}).items():
+            if not self.access.decide(target).allows("R"):
+                found.add(name)
         return found
 
     def hidden_count(self) -> int:
         """How many children are hidden: those of the parent's set of children with an ACL
-        that deny R (O(children with an ACL))."""
-        return len(self.hidden(self.access.store.acl_children(self.parent)))
+        (and aliases) that deny R (O(children with an ACL))."""
+        store = self.access.store
+        members = store.acl_children(self.parent)
+        return len(self.hidden(members, store.alias_targets(members)))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from feedstore import acl, codec_json
 from feedstore.entry import parent_of
+from feedstore.keys import parse
 from feedstore.store import Store
 
 BATCH = 1000
@@ -29,7 +30,18 @@ def reindex(store: Store) -> tuple[int, int]:
         if len(batch) == BATCH:
             owned += _mirror(store, batch)
             read, batch = read + len(batch), []
-    return read + len(batch), owned + _mirror(store, batch)
+    read, owned = read + len(batch), owned + _mirror(store, batch)
+    with client.pipeline(transaction=False) as pipe:
+        for name in client.scan_iter(match="fs:{*}:a:*", count=BATCH):
+            parsed = parse(name.decode())
+            if (
+                parsed is not None
+                and parsed.kind == "a"
+                and not (store.cluster and keys.children_apart(parent_of(parsed.key)))
+            ):
+                pipe.sadd(keys.acl_children_key(parent_of(parsed.key)), parsed.key)
+        pipe.execute()
+    return read, owned
 
 
 def _mirror(store: Store, batch: list[str]) -> int:

@@ -15,6 +15,7 @@ from urllib.parse import quote
 from flask import Blueprint, Response, current_app, g, request
 from werkzeug.routing import PathConverter
 
+from feedstore import access as access_module
 from feedstore import (
     bulk,
     codec_json,
@@ -296,6 +297,8 @@ def read_entry(key: str) -> Response:
     if found is None:
         return Response(status=204)
     revision, raw = found
+    if checker is not None and (target := access_module.entry_key(raw, key)) != key:
+        checker.require(target, "R")  # read through an alias: the entry's ACL governs
     headers = {"ETag": negotiation.etag(revision)}
     # If-None-Match compares weakly (RFC 9110 §13.1.2): W/"3" is as good as "3" for a cache.
     if "If-None-Match" in request.headers and request.if_none_match.contains_weak(str(revision)):

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from feedstore import codec_json
-from feedstore.access import ChildFilter
+from feedstore.access import ChildFilter, entry_key
 from feedstore.cursor import Position
 from feedstore.errors import InvalidOption
 from feedstore.index import encode_text, encode_value, indexed_fields, key_of
@@ -189,7 +189,11 @@ class FeedReader:
         documents = self.store.documents(keys)
         if self.hidden is None or not keys:
             return documents
-        hidden = self.hidden.hidden(keys)
+        aliases = {}
+        for key, raw in zip(keys, documents, strict=True):
+            if raw is not None and (target := entry_key(raw, key)) != key:
+                aliases[key] = target
+        hidden = self.hidden.hidden(keys, aliases)
         return [None if key in hidden else raw for key, raw in zip(keys, documents, strict=True)]
 
     def _collect(

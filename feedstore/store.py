@@ -213,6 +213,12 @@ class Store:
         return [acl.loads(raw) for raw in self._mget([self.keys.acl_key(key) for key in keys])]
 
     @_unavailable_on_redis_error
+    def alias_targets(self, keys: Sequence[str]) -> dict[str, str]:
+        """The keys among `keys` that are aliases, with the key of the entry each names."""
+        found = self._mget([self.keys.alias_key(key) for key in keys]) if keys else []
+        return {key: raw.decode() for key, raw in zip(keys, found, strict=True) if raw}
+
+    @_unavailable_on_redis_error
     def acl_children(self, parent: str) -> list[str]:
         """The children of `parent` that have an ACL of their own. On a cluster, a parent whose
         children are partitions of their own keeps no such set: its children are read."""

@@ -263,7 +263,7 @@ class Transaction:
         for name, added in children.items():
             pipe.zadd(name, added)
         for change in aliases:
-            change.queue(pipe, keys, fields)
+            change.queue(pipe, keys, fields, self.caller is not None)
         pipe.execute()
         return written[: len(writes)]  # what the request asked for, without the unaliasing
 
@@ -571,17 +571,24 @@ class _AliasChange:
         self.added = sorted(self.new - self.old)
         self.removed = sorted(self.old - self.new)
 
-    def queue(self, pipe: Pipeline, keys: KeyScheme, fields: list[tuple[str, ...]]) -> None:
+    def queue(
+        self, pipe: Pipeline, keys: KeyScheme, fields: list[tuple[str, ...]], auth: bool
+    ) -> None:
         """Map the aliases added, unmap the ones removed, and keep every alias's place in its
-        parent's children and indexes in step with the entry."""
+        parent's children and indexes in step with the entry. With auth on, an alias is in its
+        parent's set of children with an ACL: it is readable where its entry is (access.py)."""
         for name in self.added:
             pipe.set(keys.alias_key(name), self.key)
             _touch(pipe, keys, name)
             pipe.zadd(keys.children_key(parent_of(name)), {name: 0})
+            if auth:
+                pipe.sadd(keys.acl_children_key(parent_of(name)), name)
         for name in self.removed:
             pipe.delete(keys.alias_key(name))
             _touch(pipe, keys, name)
             pipe.zrem(keys.children_key(parent_of(name)), name)
+            if auth:
+                pipe.srem(keys.acl_children_key(parent_of(name)), name)
         for name in self.old | self.new:
             old = self.old_document if name in self.old else None
             new = self.new_document if name in self.new else None

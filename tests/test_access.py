@@ -222,3 +222,22 @@ def test_feeds_hide_what_the_caller_cant_read(real_redis: redis.Redis, readable:
     if cursors:
         alice = as_user(app.test_client(), "7")
         assert alice.get("/d/f?f&l=100&p=" + cursors[0]).status_code == 400
+
+
+def test_an_alias_is_readable_where_its_entry_is(
+    shared: FlaskClient, anonymous: FlaskClient
+) -> None:
+    folder = acl_of("urn:vte.cx:acl:*,R")
+    assert shared.put("/d/11/pub", json=entry("/11/pub", contributor=folder)).status_code == 200
+    alias = {
+        "link": [
+            {"___href": "/11/1", "___rel": "self"},
+            {"___href": "/11/pub/1", "___rel": "alternate"},
+        ]
+    }
+    assert shared.put("/d/11/1?_addalias", json=alias).status_code == 200
+    bob = as_user(anonymous, "8")
+    assert bob.get("/d/11/pub/1?e").status_code == 403
+    assert bob.get("/d/11/pub?f").status_code == 204
+    assert bob.get("/d/11/pub?c").json["feed"]["title"] == "0"
+    assert as_user(anonymous, "7").get("/d/11/pub/1?e").status_code == 200
