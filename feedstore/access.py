@@ -1,4 +1,4 @@
-"""Authorization of reads, with auth on (API.md §15.4): `?e`, feeds, counts, `?_access`.
+"""Authorization of reads, with auth on (API.md §16.4): `?e`, feeds, counts, `?_access`.
 
 Writes are authorized inside their transaction (transaction.py); a read is authorized by the
 ACL mirrors of its key's path, read in one MGET before it, with the groups authentication

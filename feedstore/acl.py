@@ -1,4 +1,4 @@
-"""ACLs in vte.cx's form, and the rights they give: pure functions, no Redis (API.md §15).
+"""ACLs in vte.cx's form, and the rights they give: pure functions, no Redis (API.md §16).
 
 An entry's ACL is the `urn:vte.cx:acl:<principal>,<rights>` URIs of its `contributor` list
 (`urn:feedstore:acl:` is a synonym; URIs are stored as sent). Rights are letters: `C R U D`
@@ -140,7 +140,7 @@ def rights(
     default: Acl,
 ) -> Decision:
     """The rights of a caller on the first key of `chain` (the key, then its ancestors up to
-    the root, each with its own ACL or None), per API.md §15.2:
+    the root, each with its own ACL or None), per API.md §16.2:
 
     1. a member of `/_group/$admin` has every right;
     2. the first key of the chain with an ACL decides: its URNs that name the caller grant

@@ -1,4 +1,4 @@
-"""`feedstore acl reindex`: build the ACL mirrors from the stored entries (API.md §15.6).
+"""`feedstore acl reindex`: build the ACL mirrors from the stored entries (API.md §16.6).
 
 Writes keep the mirrors (`fs:{P}:acl:<key>`, `fs:{P}:ac:<parent>`, keys.py) in step only while
 auth is on; data written before needs them built once, before serving with auth on.

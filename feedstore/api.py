@@ -325,7 +325,7 @@ class FeedQuery:
 
 def feed_query(key: str) -> FeedQuery:
     """The feed request's query; with auth on, R on the parent's children is required, and the
-    children the caller can't read are hidden (API.md §15.4)."""
+    children the caller can't read are hidden (API.md §16.4)."""
     store, fetch_limit = get_feedstore().store, settings().fetch_limit
     schema = store.schema()
     query = query_module.parse(list(request.args.items(multi=True)), schema, fetch_limit)
@@ -364,7 +364,7 @@ def read_feed(key: str, counting: bool) -> Response:
 
 def access_answer(key: str) -> Response:
     """`?_access`: the caller's rights on `key`, the key whose ACL decided, and the URNs that
-    granted them ("admin", "default_acl"; "auth_off" with auth off) (API.md §15.5)."""
+    granted them ("admin", "default_acl"; "auth_off" with auth off) (API.md §16.5)."""
     checker = access()
     if checker is None:
         return message("CRUDA", rights="auth_off")

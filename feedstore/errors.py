@@ -231,7 +231,7 @@ class MissingCsrfHeader(Forbidden):
 
 
 class AccessDenied(Forbidden):
-    """The caller lacks `right` on `key` (API.md §15.3); names no other entry of the request."""
+    """The caller lacks `right` on `key` (API.md §16.3); names no other entry of the request."""
 
     code = "access_denied"
 

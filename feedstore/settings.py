@@ -42,7 +42,7 @@ class Settings:
     # `off`: no authentication, no authorization (every request is anonymous); `on`: every key
     # is authorized by its ACLs (acl.py).
     auth: str = "off"
-    # The ACL of a key when no entry on its path has one (API.md §15.2): admins only.
+    # The ACL of a key when no entry on its path has one (API.md §16.2): admins only.
     default_acl: str = "urn:vte.cx:acl:/_group/$admin,CRUD"
 
     # Seconds a client may take to send its request head, and may pause while sending a body.

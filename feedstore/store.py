@@ -479,7 +479,7 @@ class Store:
     def write(self, writes: Sequence[Write], principal: Principal = ANONYMOUS) -> list[Written]:
         """Check and apply every write atomically: all of them, or none and a FeedstoreError.
 
-        With auth on, `principal` must have the rights each write needs (API.md §15.3),
+        With auth on, `principal` must have the rights each write needs (API.md §16.3),
         checked inside the transaction: AccessDenied (or AuthenticationRequired) otherwise."""
         reject_duplicates(writes)
         caller = None if self.default_acl is None else acl.Caller.of(principal, self.default_acl)
@@ -538,7 +538,7 @@ class Store:
     def _outside_access(self, rules: ClusterRules, principal: Principal) -> ClusterRules:
         """On a cluster: the ACL mirrors of the partition's ancestors and the caller's groups
         live in other slots, so they are read before the transaction, not watched (API.md
-        §15.7)."""
+        §16.7)."""
         above = acl.path(rules.partition)[1:]
         names = [self.keys.acl_key(key) for key in above]
         if principal.uid is not None:

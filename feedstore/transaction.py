@@ -302,7 +302,7 @@ class Transaction:
         }
         return states, self.schema_at(version)
 
-    # -- authorization (API.md §15), with auth on ------------------------------------------
+    # -- authorization (API.md §16), with auth on ------------------------------------------
 
     def _access_keys(self, keys: Sequence[str]) -> tuple[list[str], list[str]]:
         """The keys on the paths of `keys` whose ACL mirrors this transaction reads (those of

@@ -1,4 +1,4 @@
-"""Reads and writes over HTTP with auth on (access.py, API.md §15): the principal is what
+"""Reads and writes over HTTP with auth on (access.py, API.md §16): the principal is what
 authentication puts in `flask.g.principal`; here a test hook sets it from a header."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""acl.py: parsing ACL URNs, and the rights function as one table (API.md §15)."""
+"""acl.py: parsing ACL URNs, and the rights function as one table (API.md §16)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Authorization inside the write transaction (Store.write with auth on, API.md §15.3)."""
+"""Authorization inside the write transaction (Store.write with auth on, API.md §16.3)."""
 
 from __future__ import annotations
 
