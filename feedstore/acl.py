@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from feedstore.errors import AccessDenied, AuthenticationRequired, FeedstoreError, InvalidAcl
+from feedstore.errors import AccessDenied, FeedstoreError, InvalidAcl, Unauthorized
 from feedstore.principal import ADMIN_GROUP, Principal
 
 PREFIXES = ("urn:vte.cx:acl:", "urn:feedstore:acl:")
@@ -212,5 +212,5 @@ class Caller:
     def denial(self, key: str | None, right: str) -> FeedstoreError:
         """401 for an anonymous caller (it may have the right once authenticated), else 403."""
         if self.principal.anonymous:
-            return AuthenticationRequired(key=key)
+            return Unauthorized()
         return AccessDenied(key, right)

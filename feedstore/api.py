@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, current_app, request
 from werkzeug.routing import PathConverter
 
 from feedstore import access as access_module
@@ -30,6 +30,7 @@ from feedstore import (
 from feedstore import counter as counter_module
 from feedstore import query as query_module
 from feedstore.access import Access
+from feedstore.authentication import current_principal
 from feedstore.entry import Entry, validate_key
 from feedstore.errors import (
     FeedstoreError,
@@ -42,7 +43,6 @@ from feedstore.feed import FeedReader
 from feedstore.fields import Limits
 from feedstore.negotiation import Format
 from feedstore.pagination import PageIndex, PageRange
-from feedstore.principal import ANONYMOUS, Principal
 from feedstore.schema import Schema
 from feedstore.settings import Settings
 from feedstore.store import Store, Write, Written
@@ -100,12 +100,6 @@ class Feedstore:
 def get_feedstore() -> Feedstore:
     feedstore: Feedstore = current_app.extensions["feedstore"]
     return feedstore
-
-
-def current_principal() -> Principal:
-    """Who the request acts as: what authentication put in `g.principal`, else anonymous."""
-    principal: Principal = g.get("principal", ANONYMOUS)
-    return principal
 
 
 def access() -> Access | None:

@@ -11,7 +11,7 @@ import redis
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from feedstore import api, connection, migration, negotiation, page
+from feedstore import api, authentication, connection, migration, negotiation, page
 from feedstore.errors import FeedstoreError, MethodNotAllowed, PayloadTooLarge
 from feedstore.replication import Replication
 from feedstore.settings import Settings
@@ -55,6 +55,7 @@ def create_app(
     app.register_error_handler(HTTPException, render_http_exception)
     app.register_error_handler(Exception, render_unexpected)
     app.before_request(refuse_an_unread_body)
+    authentication.init_app(app, client, settings)
     app.after_request(drop_type_of_empty_answers)
     app.wsgi_app = MethodOverride(app.wsgi_app)  # type: ignore[method-assign]
     return app

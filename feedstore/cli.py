@@ -1,4 +1,5 @@
-"""The `feedstore` command line: one argparse subcommand per task (serve, schema, bench)."""
+"""The `feedstore` command line: one argparse subcommand per task (serve, schema, bench; user,
+group and token in accounts_cli.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import contextlib
 import errno
 import gc
 import importlib
+import ipaddress
 import json
 import os
 import re
@@ -35,7 +37,7 @@ from feedstore.errors import FeedstoreError
 from feedstore.keys import MAX_DEPTH, KeyScheme
 from feedstore.replication import Replication
 from feedstore.schema import Schema
-from feedstore.settings import JSON_STYLES, Settings
+from feedstore.settings import AUTH_MODES, JSON_STYLES, Settings
 from feedstore.store import Store
 from feedstore.supervisor import Supervisor
 
@@ -50,7 +52,12 @@ SHUTDOWN_TIMEOUT = 10
 
 
 class CliError(Exception):
-    """A problem the user can fix, reported as one line on stderr with exit status 1."""
+    """A problem the user can fix, reported as one line on stderr with exit status 1 (or
+    `status`)."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,8 @@ class ServeOptions:
     wait_replicas: int | None = None
     wait_timeout_ms: int | None = None
     partition_depth: int | None = None
+    auth: str | None = None
+    cookie_secure: bool = False
     default_acl: str | None = None
     # The WSGI app each worker builds, "module:function"; the bench serves its baseline this way.
     app: str = APP_FACTORY
@@ -84,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         return command(args)
     except (CliError, EmbeddedRedisError) as e:
         print(f"feedstore: {e}", file=sys.stderr)
-        return 1
+        return e.status if isinstance(e, CliError) else 1
     except KeyboardInterrupt:
         return 130
 
@@ -98,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_migrate_command(subcommands)
     add_acl_command(subcommands)
     add_bench_command(subcommands)
+    from feedstore import accounts_cli  # it uses this module's Redis helpers
+
+    accounts_cli.add_commands(subcommands)
     return parser
 
 
@@ -170,6 +182,17 @@ def add_serve_command(subcommands: argparse._SubParsersAction[argparse.ArgumentP
         metavar="URNS",
         help="with auth on, the ACL of keys no entry's ACL governs (urn:vte.cx:acl:/_group/"
         "$admin,CRUD: admins only); sets FEEDSTORE_DEFAULT_ACL for the workers",
+    )
+    parser.add_argument(
+        "--auth",
+        choices=AUTH_MODES,
+        help="authenticate requests (on) or act as anonymous (off, the default; refused on a "
+        "non-loopback --host unless given); sets FEEDSTORE_AUTH for the workers",
+    )
+    parser.add_argument(
+        "--cookie-secure",
+        action="store_true",
+        help="mark the session cookie Secure (behind HTTPS); sets FEEDSTORE_COOKIE_SECURE",
     )
     parser.set_defaults(command=run_serve)
 
@@ -417,6 +440,8 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
         wait_replicas=args.wait_replicas,
         wait_timeout_ms=args.wait_timeout,
         partition_depth=args.partition_depth,
+        auth=args.auth,
+        cookie_secure=args.cookie_secure,
         default_acl=args.default_acl,
     )
 
@@ -433,6 +458,10 @@ def serve(options: ServeOptions) -> int:
         os.environ["FEEDSTORE_WAIT_TIMEOUT_MS"] = str(options.wait_timeout_ms)
     if options.partition_depth is not None:
         os.environ["FEEDSTORE_PARTITION_DEPTH"] = str(options.partition_depth)
+    if options.auth is not None:
+        os.environ["FEEDSTORE_AUTH"] = options.auth
+    if options.cookie_secure:
+        os.environ["FEEDSTORE_COOKIE_SECURE"] = "true"
     if options.default_acl is not None:
         os.environ["FEEDSTORE_DEFAULT_ACL"] = options.default_acl
     try:
@@ -440,6 +469,12 @@ def serve(options: ServeOptions) -> int:
         settings = Settings.load()
     except ValueError as e:
         raise CliError(str(e)) from e
+    if not settings.auth_on and options.auth is None and not is_loopback(options.host):
+        raise CliError(
+            f"Refusing to serve {options.host} without authentication; "
+            "pass --auth off to do it anyway.",
+            status=2,
+        )
     check_port_free(options.host, options.port)
     schema = read_schema_file(options.schema_file) if options.schema_file else None
     embedded: EmbeddedRedis | None = None
@@ -631,6 +666,16 @@ def settle_garbage_collector() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
+
+
+def is_loopback(host: str) -> bool:
+    """Whether every address `host` names is a loopback one (127.0.0.0/8, ::1)."""
+    try:
+        found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        return False  # check_port_free reports it
+    addresses = {str(info[4][0]).split("%")[0] for info in found}  # fe80::1%eth0: no scope
+    return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
 
 
 def check_port_free(host: str, port: int) -> None:

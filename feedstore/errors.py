@@ -19,9 +19,13 @@
     |   +-- TreeTooLarge                400 tree_too_large
     |   +-- CrossTreeWrite              400 cross_tree_write    entries in two partitions (cluster)
     |   +-- InvalidAcl              400 invalid_acl         "ACL is invalid: <uri>"
-    +-- AuthenticationRequired      401 authentication_required "Authentication error."
+    +-- Unauthorized                401 authentication_required "Authentication error."
+    |   +-- InvalidToken            401 invalid_token       (all four with WWW-Authenticate: Bearer)
+    |   +-- TokenExpired            401 token_expired
+    |   +-- SessionExpired          401 session_expired
     +-- Forbidden                       403 forbidden
     |   +-- MissingCsrfHeader       403 missing_csrf_header
+    |   +-- CrossOrigin             403 cross_origin        "Cross-origin request refused."
     |   +-- AccessDenied            403 access_denied       "Access denied." (`right`)
     +-- NotFound                    404 not_found           "No entry. Key = /k"
     +-- MethodNotAllowed            405 method_not_allowed
@@ -34,6 +38,7 @@
     +-- PayloadTooLarge             413 payload_too_large   "Payload too large."
     +-- UnsupportedMediaType        415 unsupported_media_type
     +-- PreconditionRequired        428 precondition_required
+    +-- LoginThrottled              429 login_throttled     (with Retry-After)
     +-- ServiceUnavailable          503 service_unavailable (with Retry-After)
     |   +-- NotReplicated           503 not_replicated      written, but too few replicas confirmed
     +-- EntryErrors                     the failures of a multi-entry request, all of them
@@ -207,15 +212,36 @@ class InvalidAcl(BadRequest):
         super().__init__(f"ACL is invalid: {uri}", key=key, field=field)
 
 
-class AuthenticationRequired(FeedstoreError):
-    """An anonymous caller denied access: it may have the right once it authenticates."""
+class Unauthorized(FeedstoreError):
+    """No credential where one is needed, or one that authenticates no one.
+
+    Always `WWW-Authenticate: Bearer`, never `Basic`: a browser shows its password dialog for
+    Basic, and the page has a login form of its own.
+    """
 
     status = 401
     code = "authentication_required"
 
-    def __init__(self, message: str = "Authentication error.", **context: Any) -> None:
-        context.setdefault("headers", {"WWW-Authenticate": 'Bearer realm="feedstore"'})
-        super().__init__(message, **context)
+    def __init__(self) -> None:
+        super().__init__(
+            "Authentication error.", headers={"WWW-Authenticate": 'Bearer realm="feedstore"'}
+        )
+
+
+class InvalidToken(Unauthorized):
+    """A token that is malformed, unknown, revoked, or of a disabled user."""
+
+    code = "invalid_token"
+
+
+class TokenExpired(Unauthorized):
+    code = "token_expired"
+
+
+class SessionExpired(Unauthorized):
+    """A session cookie whose session is gone: idle too long, past its maximum age, or ended."""
+
+    code = "session_expired"
 
 
 class Forbidden(FeedstoreError):
@@ -228,6 +254,15 @@ class MissingCsrfHeader(Forbidden):
 
     def __init__(self) -> None:
         super().__init__("Missing X-Requested-With header.")
+
+
+class CrossOrigin(Forbidden):
+    """A cookie-authenticated write sent by a page of another origin (API.md §6)."""
+
+    code = "cross_origin"
+
+    def __init__(self) -> None:
+        super().__init__("Cross-origin request refused.")
 
 
 class AccessDenied(Forbidden):
@@ -323,6 +358,19 @@ class PreconditionRequired(FeedstoreError):
 
     def __init__(self, key: str) -> None:
         super().__init__(f"Precondition required. Key = {key}", key=key)
+
+
+class LoginThrottled(FeedstoreError):
+    """Too many failed logins of one account: the next one is refused for `retry_after` s."""
+
+    status = 429
+    code = "login_throttled"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            "Too many failed logins. Please retry later.",
+            headers={"Retry-After": str(retry_after)},
+        )
 
 
 class ServiceUnavailable(FeedstoreError):

@@ -35,8 +35,21 @@ fs:secret               the key that signs feed cursors, made once, read by ever
 fs:pg:<digest>          list: the cursors ending each page of a pagination index (pagination.py);
                         <digest> is the SHA-256 of the parent, filters, sort and page size; expires
 fs:partition-depth      the partition depth the keys are written with (migration.py)
-fs:ug:<uid>             the uid's groups, a JSON array of `/_group/<name>` (a string, so a write
-                        can WATCH it and read it in its MGET)
+
+Credentials (credentials.py, sessions.py; global, each read or written alone or in a
+non-transactional pipeline, so they may sit in any slot of a cluster):
+fs:uidseq               the counter that numbers users (uids are decimal, as vte.cx's)
+fs:user:<account>       hash: uid, password (argon2id; empty for a token-only user), disabled
+                        ("0"/"1"), created (Unix seconds)
+fs:uid:<uid>            the account of a uid
+fs:ug:<uid>             the uid's group keys, a JSON array (`["/_group/sales"]`); a string, so a
+                        write can WATCH it and read it in its MGET
+fs:grp:<group>          set of the member uids of /_group/<group> (for listing)
+fs:tok:<id>             hash: uid, account, secret_sha256 (hex), name, created, expires (Unix
+                        seconds, empty: never), service ("0"/"1"), last_used (at most once a minute)
+fs:tokens:<uid>         set of the uid's token ids
+fs:sess:<sha256(sid)>   hash: uid, account, created; EXPIRE = the idle timeout, pushed back on use
+fs:fail:<account>       failed logins in a row; EXPIRE = the lock it earned plus 15 minutes
 
 Entry keys contain no `{`, `}` or `:` (entry.py), so a key parses back unambiguously.
 """

@@ -23,6 +23,7 @@ class Kind(Enum):
     READ = "read"  # what a read returns
     COUNTER = "counter"  # a counter request instead of an entry request (API.md §8)
     WRITE = "write"  # how a write applies
+    ACCOUNT = "account"  # the caller's session and identity, at /d/ only (authentication.py)
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,10 @@ TABLE: tuple[Option, ...] = (
     # vte.cx's asynchronous jobs: known, and refused on every method with a message of its own
     # (bulk.check_options), since feedstore has no jobs to queue.
     Option("_async", ANY, Kind.WRITE),
+    Option("_login", GET | {"POST"}, Kind.ACCOUNT),
+    Option("_logout", GET | {"POST"}, Kind.ACCOUNT),
+    Option("_uid", GET, Kind.ACCOUNT),
+    Option("_whoami", GET, Kind.ACCOUNT),
 )
 BY_NAME = {option.name: option for option in TABLE}
 COUNTERS = tuple(option.name for option in TABLE if option.kind is Kind.COUNTER)

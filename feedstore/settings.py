@@ -16,6 +16,9 @@ from feedstore.keys import DEFAULT_DEPTH, MAX_DEPTH, KeyScheme
 
 ENV_PREFIX = "FEEDSTORE_"
 JSON_STYLES = ("feed", "bare")
+AUTH_MODES = ("off", "on")
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off", "")
 
 
 @dataclass(frozen=True)
@@ -39,11 +42,6 @@ class Settings:
     # How many leading segments of a key name its partition, the unit of one Redis Cluster slot
     # (keys.py): 1 puts each top-level tree in one, 2 spreads /_user/<id> over many.
     partition_depth: int = DEFAULT_DEPTH
-    # `off`: no authentication, no authorization (every request is anonymous); `on`: every key
-    # is authorized by its ACLs (acl.py).
-    auth: str = "off"
-    # The ACL of a key when no entry on its path has one (API.md §16.2): admins only.
-    default_acl: str = "urn:vte.cx:acl:/_group/$admin,CRUD"
 
     # Seconds a client may take to send its request head, and may pause while sending a body.
     header_timeout: int = 10
@@ -55,10 +53,29 @@ class Settings:
     wait_replicas: int = 0
     wait_timeout_ms: int = 1000
 
+    # Authentication (authentication.py): off, every request acts as anonymous; on, a request
+    # carries a token or a session cookie, or acts as anonymous.
+    auth: str = "off"
+    cookie_secure: bool = False  # the session cookie says Secure (serve behind HTTPS)
+    session_idle: int = 8 * 3600  # seconds a session lives unused
+    session_max: int = 7 * 24 * 3600  # seconds a session lives at most, however used
+    # With auth on, the ACL of a key when no entry on its path has one (API.md §16.2): admins
+    # only.
+    default_acl: str = "urn:vte.cx:acl:/_group/$admin,CRUD"
+
     def __post_init__(self) -> None:
+        if self.auth not in AUTH_MODES:
+            raise ValueError(f"{ENV_PREFIX}AUTH must be {' or '.join(AUTH_MODES)}: {self.auth}")
         if self.wait_replicas < 0:
             raise ValueError(f"{ENV_PREFIX}WAIT_REPLICAS must be 0 or more: {self.wait_replicas}")
-        for name in ("header_timeout", "body_timeout", "redis_timeout", "wait_timeout_ms"):
+        for name in (
+            "header_timeout",
+            "body_timeout",
+            "redis_timeout",
+            "wait_timeout_ms",
+            "session_idle",
+            "session_max",
+        ):
             if getattr(self, name) < 1:
                 variable = f"{ENV_PREFIX}{name.upper()}"
                 raise ValueError(f"{variable} must be at least 1: {getattr(self, name)}")
@@ -132,6 +149,10 @@ def _parse(name: str, annotation: str, text: str) -> Any:
         if not re.fullmatch(r"\s*-?[0-9]+\s*", text):
             raise ValueError(f"{ENV_PREFIX}{name.upper()} must be a whole number: {text}")
         return int(text)
+    if annotation == "bool":
+        if text.strip().lower() not in TRUE_WORDS + FALSE_WORDS:
+            raise ValueError(f"{ENV_PREFIX}{name.upper()} must be true or false: {text}")
+        return text.strip().lower() in TRUE_WORDS
     if annotation.startswith("tuple"):
         return tuple(part.strip() for part in text.split(",") if part.strip())
     return text

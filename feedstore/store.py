@@ -480,7 +480,7 @@ class Store:
         """Check and apply every write atomically: all of them, or none and a FeedstoreError.
 
         With auth on, `principal` must have the rights each write needs (API.md §16.3),
-        checked inside the transaction: AccessDenied (or AuthenticationRequired) otherwise."""
+        checked inside the transaction: AccessDenied (or Unauthorized, anonymous) otherwise."""
         reject_duplicates(writes)
         caller = None if self.default_acl is None else acl.Caller.of(principal, self.default_acl)
         prepared = partitions.prepare(self.redis, self.keys, writes) if self.cluster else None

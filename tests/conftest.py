@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, settings
 
 from feedstore import codec_json, create_app
+from feedstore.credentials import USER_PREFIX, Credentials
 from feedstore.embedded import EmbeddedRedis
 from feedstore.store import Action, Store, Write
 from tests.redis_cluster import RedisCluster
@@ -126,3 +127,65 @@ def stored(store: Store, key: str) -> dict[str, Any]:
     found = store.get(key)
     assert found is not None
     return codec_json.loads_stored(found[1])
+
+
+# -- authentication (issue 13) ----------------------------------------------------------------
+
+
+def add_user(
+    client: redis.Redis,
+    account: str = "alice",
+    *,
+    groups: tuple[str, ...] = (),
+    admin: bool = False,
+    password: str | None = None,
+) -> str:
+    """Add a user (without a password unless given: hashing one costs ~50 ms); return its uid."""
+    names = [*groups, *(["$admin"] if admin else [])]
+    return Credentials(client).add_user(account, password, names).uid
+
+
+def make_token(
+    client: redis.Redis,
+    account: str = "alice",
+    *,
+    groups: tuple[str, ...] = (),
+    admin: bool = False,
+    service: bool = False,
+    expires_in: int | None = None,
+) -> str:
+    """A token `fst_…` of `account`, which is added first if it doesn't exist yet."""
+    credentials = Credentials(client)
+    if not client.exists(USER_PREFIX + account):
+        add_user(client, account, groups=groups, admin=admin)
+    token, _ = credentials.create_token(account, expires_in=expires_in, service=service)
+    return token
+
+
+OPEN_ACL = "urn:vte.cx:acl:*,CRUD"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def auth_app(redis_client: redis.Redis, config: dict[str, object]) -> Flask:
+    """The app with auth on (and the `config` fixture's other settings); every key open to
+    everyone unless `config` sets `default_acl`, so authentication is tested apart from ACLs."""
+    return create_app({"default_acl": OPEN_ACL, **config, "auth": "on"}, redis_client)
+
+
+@pytest.fixture
+def auth_client(auth_app: Flask) -> FlaskClient:
+    """A client of the auth-on app that sends X-Requested-With, as jQuery does, and no
+    credential: add `headers=bearer(token)` or log in."""
+    client = auth_app.test_client()
+    client.environ_base["HTTP_X_REQUESTED_WITH"] = "XMLHttpRequest"
+    return client
+
+
+@pytest.fixture
+def admin_token(redis_client: redis.Redis) -> str:
+    """A token of `admin`, a member of /_group/$admin."""
+    return make_token(redis_client, "admin", admin=True)

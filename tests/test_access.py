@@ -1,46 +1,44 @@
-"""Reads and writes over HTTP with auth on (access.py, API.md §16): the principal is what
-authentication puts in `flask.g.principal`; here a test hook sets it from a header."""
+"""Reads and writes over HTTP with auth on (access.py, API.md §16), as users authenticated
+by real tokens (authentication.py): admin (in /_group/$admin), alice and bob."""
 
 from __future__ import annotations
 
 import base64
 from typing import Any
 
-import orjson
 import pytest
 import redis
-from flask import Flask, g, request
+from flask import Flask
 from flask.testing import FlaskClient
 
 from feedstore import create_app, cursor
 from feedstore.errors import InvalidOption
-from feedstore.principal import Principal
-
-ADMIN = Principal("1", "root", frozenset({"/_group/$admin"}))
-USERS = {p.uid: p for p in (ADMIN, Principal("7", "alice"), Principal("8", "bob"))}
+from tests.conftest import make_token
 
 
 def acl_of(*uris: str) -> list[dict[str, str]]:
     return [{"uri": uri} for uri in uris]
 
 
-@pytest.fixture
-def app(redis_client: redis.Redis) -> Flask:
-    app = create_app({"auth": "on"}, redis_client)
-
-    @app.before_request
-    def authenticate() -> None:  # stands in for authentication (issue13-authn)
-        uid = request.headers.get("X-Test-Uid")
-        if uid is not None:
-            g.principal = USERS[uid]
-
-    for principal in USERS.values():
-        redis_client.set(f"fs:ug:{principal.uid}", orjson.dumps(sorted(principal.groups)))
+def auth_on(client: redis.Redis) -> Flask:
+    """An app with auth on and the default ACL (admins only), and a token per user."""
+    app = create_app({"auth": "on"}, client)
+    app.config["TEST_TOKENS"] = {
+        "admin": make_token(client, "admin", admin=True),
+        "alice": make_token(client, "alice"),
+        "bob": make_token(client, "bob"),
+    }
     return app
 
 
-def as_user(client: FlaskClient, uid: str) -> FlaskClient:
-    client.environ_base["HTTP_X_TEST_UID"] = uid
+@pytest.fixture
+def app(redis_client: redis.Redis) -> Flask:
+    return auth_on(redis_client)
+
+
+def as_user(client: FlaskClient, name: str) -> FlaskClient:
+    token = client.application.config["TEST_TOKENS"][name]
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
     return client
 
 
@@ -52,14 +50,14 @@ def entry(key: str, **fields: Any) -> dict[str, Any]:
 def admin(app: Flask) -> FlaskClient:
     client = app.test_client()
     client.environ_base["HTTP_X_REQUESTED_WITH"] = "XMLHttpRequest"
-    return as_user(client, "1")
+    return as_user(client, "admin")
 
 
 @pytest.fixture
 def alice(app: Flask) -> FlaskClient:
     client = app.test_client()
     client.environ_base["HTTP_X_REQUESTED_WITH"] = "XMLHttpRequest"
-    return as_user(client, "7")
+    return as_user(client, "alice")
 
 
 @pytest.fixture
@@ -72,47 +70,47 @@ def anonymous(app: Flask) -> FlaskClient:
 @pytest.fixture
 def shared(admin: FlaskClient) -> FlaskClient:
     """/11 readable by every logged-in user, writable by alice; /11/1 alice's, /11/2 open."""
-    folder = acl_of("urn:vte.cx:acl:+,R", "urn:vte.cx:acl:7,CRUD")
+    folder = acl_of("urn:vte.cx:acl:+,R", "urn:vte.cx:acl:alice,CRUD")
     assert admin.put("/d/11", json=entry("/11", contributor=folder)).status_code == 200
     assert admin.put("/d/11/2", json=entry("/11/2")).status_code == 200
-    private = acl_of("urn:vte.cx:acl:7,CRUD")
+    private = acl_of("urn:vte.cx:acl:alice,CRUD")
     assert admin.put("/d/11/1", json=entry("/11/1", contributor=private)).status_code == 200
     return admin
 
 
-# (method, path, body, caller) -> status: the 401/403 matrix, bob being uid 8
+# (method, path, body, caller) -> status: the 401/403 matrix (None: no credential)
 MATRIX = [
-    ("get", "/d/11/1?e", None, "8", 403),
+    ("get", "/d/11/1?e", None, "bob", 403),
     ("get", "/d/11/1?e", None, None, 401),
-    ("get", "/d/11/2?e", None, "8", 200),
+    ("get", "/d/11/2?e", None, "bob", 200),
     ("get", "/d/11?f", None, None, 401),
-    ("get", "/d/11?f", None, "8", 200),
-    ("get", "/d/?f", None, "8", 403),
-    ("put", "/d/11/2", entry("/11/2", title="t"), "8", 403),
+    ("get", "/d/11?f", None, "bob", 200),
+    ("get", "/d/?f", None, "bob", 403),
+    ("put", "/d/11/2", entry("/11/2", title="t"), "bob", 403),
     ("put", "/d/11/2", entry("/11/2", title="t"), None, 401),
-    ("put", "/d/11/2", entry("/11/2", title="t"), "7", 200),
-    ("post", "/d/11", entry("/11/3"), "8", 403),
-    ("post", "/d/11", entry("/11/3"), "7", 201),
-    ("patch", "/d/11/2", {"title": "p"}, "8", 403),
-    ("delete", "/d/11/2", None, "8", 403),
+    ("put", "/d/11/2", entry("/11/2", title="t"), "alice", 200),
+    ("post", "/d/11", entry("/11/3"), "bob", 403),
+    ("post", "/d/11", entry("/11/3"), "alice", 201),
+    ("patch", "/d/11/2", {"title": "p"}, "bob", 403),
+    ("delete", "/d/11/2", None, "bob", 403),
     ("delete", "/d/11/2", None, None, 401),
-    ("delete", "/d/11/2", None, "7", 200),
-    ("get", "/d/11?_getids", None, "8", 200),
-    ("put", "/d/11?_addids=1", None, "8", 403),
+    ("delete", "/d/11/2", None, "alice", 200),
+    ("get", "/d/11?_getids", None, "bob", 200),
+    ("put", "/d/11?_addids=1", None, "bob", 403),
 ]
 
 
-@pytest.mark.parametrize(("method", "path", "body", "uid", "status"), MATRIX)
+@pytest.mark.parametrize(("method", "path", "body", "user", "status"), MATRIX)
 def test_the_401_403_matrix(
     shared: FlaskClient,
     anonymous: FlaskClient,
     method: str,
     path: str,
     body: Any,
-    uid: str | None,
+    user: str | None,
     status: int,
 ) -> None:
-    client = anonymous if uid is None else as_user(anonymous, uid)
+    client = anonymous if user is None else as_user(anonymous, user)
     response = getattr(client, method)(path, json=body) if body else getattr(client, method)(path)
     assert response.status_code == status, response.json
     if status == 401:
@@ -128,7 +126,7 @@ def test_the_401_403_matrix(
 def test_403_beats_409_and_hides_the_stored_entry(
     shared: FlaskClient, anonymous: FlaskClient
 ) -> None:
-    bob = as_user(anonymous, "8")
+    bob = as_user(anonymous, "bob")
     response = bob.put("/d/", json=[entry("/11/2", id="/11/2,9"), entry("/11/1")])
     assert response.status_code == 403
     assert [e["key"] for e in response.json["error"]["entries"]] == ["/11/2", "/11/1"]
@@ -142,10 +140,10 @@ def test_access_names_the_rights_and_the_deciding_acl(
         "feed": {
             "title": "CRUD",
             "subtitle": "/11",
-            "rights": "urn:vte.cx:acl:+,R urn:vte.cx:acl:7,CRUD",
+            "rights": "urn:vte.cx:acl:+,R urn:vte.cx:acl:alice,CRUD",
         }
     }
-    bob = as_user(anonymous, "8")
+    bob = as_user(anonymous, "bob")
     assert bob.get("/d/11/1?_access").json == {
         "feed": {"title": "", "subtitle": "/11/1", "rights": ""}
     }
@@ -159,10 +157,10 @@ def test_access_with_auth_off_says_so(redis_client: redis.Redis) -> None:
 
 
 def fill(admin: FlaskClient, readable: int, total: int) -> None:
-    """/f with `total` children, of which only `readable` are readable by bob (uid 8)."""
+    """/f with `total` children, of which only `readable` are readable by bob."""
     folder = acl_of("urn:vte.cx:acl:+,R")
     assert admin.put("/d/f", json=entry("/f", contributor=folder)).status_code == 200
-    hidden = acl_of("urn:vte.cx:acl:7,CRUD")
+    hidden = acl_of("urn:vte.cx:acl:alice,CRUD")
     body = [
         entry(f"/f/{n:04d}", **({} if n < readable else {"contributor": hidden}))
         for n in range(total)
@@ -190,19 +188,11 @@ def pages(client: FlaskClient, path: str) -> tuple[list[str], list[str], list[An
 
 @pytest.mark.parametrize("readable", [1, 999])
 def test_feeds_hide_what_the_caller_cant_read(real_redis: redis.Redis, readable: int) -> None:
-    app = create_app({"auth": "on"}, real_redis)
-
-    @app.before_request
-    def authenticate() -> None:
-        uid = request.headers.get("X-Test-Uid")
-        if uid is not None:
-            g.principal = USERS[uid]
-
-    real_redis.set("fs:ug:1", orjson.dumps(["/_group/$admin"]))
-    admin = as_user(app.test_client(), "1")
+    app = auth_on(real_redis)
+    admin = as_user(app.test_client(), "admin")
     admin.environ_base["HTTP_X_REQUESTED_WITH"] = "XMLHttpRequest"
     fill(admin, readable, 1000)
-    bob = as_user(app.test_client(), "8")
+    bob = as_user(app.test_client(), "bob")
     assert bob.get("/d/f?c").json["feed"]["title"] == str(readable)
     keys, cursors, responses = pages(bob, "/d/f?f&l=100")
     assert keys == [f"/f/{n:04d}" for n in range(readable)]
@@ -220,7 +210,7 @@ def test_feeds_hide_what_the_caller_cant_read(real_redis: redis.Redis, readable:
         assert not any(key.encode() in text for key in hidden)
     # another caller can't use bob's cursor
     if cursors:
-        alice = as_user(app.test_client(), "7")
+        alice = as_user(app.test_client(), "alice")
         assert alice.get("/d/f?f&l=100&p=" + cursors[0]).status_code == 400
 
 
@@ -236,8 +226,8 @@ def test_an_alias_is_readable_where_its_entry_is(
         ]
     }
     assert shared.put("/d/11/1?_addalias", json=alias).status_code == 200
-    bob = as_user(anonymous, "8")
+    bob = as_user(anonymous, "bob")
     assert bob.get("/d/11/pub/1?e").status_code == 403
     assert bob.get("/d/11/pub?f").status_code == 204
     assert bob.get("/d/11/pub?c").json["feed"]["title"] == "0"
-    assert as_user(anonymous, "7").get("/d/11/pub/1?e").status_code == 200
+    assert as_user(anonymous, "alice").get("/d/11/pub/1?e").status_code == 200

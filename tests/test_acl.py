@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from feedstore import acl
-from feedstore.errors import AccessDenied, AuthenticationRequired, InvalidAcl
+from feedstore.errors import AccessDenied, InvalidAcl, Unauthorized
 from feedstore.principal import ANONYMOUS, Principal
 
 DEFAULT = acl.parse_setting("urn:vte.cx:acl:/_group/$admin,CRUD")
@@ -142,7 +142,7 @@ def test_the_mirror_round_trips() -> None:
 
 
 def test_a_denial_is_401_for_anonymous_and_403_otherwise() -> None:
-    assert isinstance(acl.Caller.of(ANONYMOUS, DEFAULT).denial("/a", "R"), AuthenticationRequired)
+    assert isinstance(acl.Caller.of(ANONYMOUS, DEFAULT).denial("/a", "R"), Unauthorized)
     denied = acl.Caller.of(BOB, DEFAULT).denial("/a", "A")
     assert isinstance(denied, AccessDenied)
     assert denied.to_dict()["right"] == "A" and denied.status == 403

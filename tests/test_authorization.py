@@ -12,10 +12,10 @@ import redis
 from feedstore import acl
 from feedstore.errors import (
     AccessDenied,
-    AuthenticationRequired,
     EntryErrors,
     InvalidAcl,
     RevisionConflict,
+    Unauthorized,
 )
 from feedstore.principal import ANONYMOUS, Principal
 from feedstore.schema import Schema
@@ -83,7 +83,7 @@ def test_updating_needs_u_and_deleting_d(guarded: Store) -> None:
 
 
 def test_an_anonymous_caller_denied_is_asked_to_authenticate(guarded: Store) -> None:
-    with pytest.raises(AuthenticationRequired) as caught:
+    with pytest.raises(Unauthorized) as caught:
         guarded.write([put("/a/1")], ANONYMOUS)
     assert caught.value.status == 401
     assert caught.value.headers["WWW-Authenticate"].startswith("Bearer")

@@ -1,0 +1,240 @@
+"""Who each request acts as, and the account options of /d/ (`?_login`, `?_logout`, `?_uid`,
+`?_whoami`); API.md §9.
+
+With auth on, a hook authenticates every /d/ request before its view, from the first
+credential it carries: `Authorization: Bearer|Token fst_…`, `Authorization: Basic
+<account:fst_…>` (a token in the password slot), the `SID` session cookie; none is anonymous.
+A credential that authenticates no one is 401 even where anonymous may read, so a client
+notices an expired token. Views read the outcome with `current_principal()`. With auth off
+nothing is read from Redis and every request is ANONYMOUS.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+from flask import Flask, Response, g, request
+
+from feedstore import codec_json, codec_xml, negotiation, options
+from feedstore.credentials import TOKEN_TAG, Clock, Credentials
+from feedstore.errors import CrossOrigin, FeedstoreError, InvalidOption, Unauthorized
+from feedstore.principal import ANONYMOUS, Principal
+from feedstore.sessions import Sessions
+from feedstore.settings import Settings
+
+EXTENSION = "feedstore.authentication"
+SESSION_COOKIE = "SID"
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Requests that are never authenticated: the load balancer's health check.
+PUBLIC_ENDPOINTS = frozenset({"api.health"})
+
+
+@dataclass(frozen=True)
+class Authenticator:
+    """The credentials and sessions of one app, and its auth settings."""
+
+    credentials: Credentials
+    sessions: Sessions
+    on: bool
+    cookie_secure: bool
+
+    @classmethod
+    def of(
+        cls, client: redis.Redis | redis.RedisCluster, settings: Settings, clock: Clock = time.time
+    ) -> Authenticator:
+        credentials = Credentials(client, clock)
+        sessions = Sessions(credentials, settings.session_idle, settings.session_max, clock)
+        return cls(credentials, sessions, settings.auth_on, settings.cookie_secure)
+
+    def authenticate(self, authorization: str | None, sid: str | None) -> tuple[Principal, bool]:
+        """The principal of a request's credentials, and whether it came from the cookie;
+        Unauthorized (or a subclass) for a credential that authenticates no one."""
+        if authorization:
+            scheme, _, value = authorization.strip().partition(" ")
+            scheme, value = scheme.lower(), value.strip()
+            if scheme in ("bearer", "token"):
+                return self.credentials.principal_of_token(value), False
+            if scheme == "basic":
+                account, password = basic_credentials(value)
+                if password.startswith(TOKEN_TAG):
+                    return self.credentials.principal_of_token(password, account), False
+            # A password is checked only by ?_login, never per request (auth.md §1.4).
+            raise Unauthorized()
+        if sid is not None:
+            return self.sessions.principal(sid), True
+        return ANONYMOUS, False
+
+
+def basic_credentials(value: str) -> tuple[str, str]:
+    """(account, password) of a Basic credential; Unauthorized when it is not one."""
+    try:
+        decoded = base64.b64decode(value, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError) as e:
+        raise Unauthorized() from e
+    account, colon, password = decoded.partition(":")
+    if not colon:
+        raise Unauthorized()
+    return account, password
+
+
+def unauthorized_or(principal: Principal, forbidden: FeedstoreError) -> FeedstoreError:
+    """What a denied request answers: 401 for anonymous (log in and retry), `forbidden` (403)
+    for an authenticated caller."""
+    return Unauthorized() if principal.anonymous else forbidden
+
+
+# -- the Flask side -------------------------------------------------------------------------
+
+
+def init_app(app: Flask, client: redis.Redis | redis.RedisCluster, settings: Settings) -> None:
+    """Keep the app's Authenticator and authenticate each request before its view."""
+    app.extensions[EXTENSION] = Authenticator.of(client, settings)
+    app.before_request(authenticate_request)
+
+
+def get_authenticator() -> Authenticator:
+    from flask import current_app
+
+    authenticator: Authenticator = current_app.extensions[EXTENSION]
+    return authenticator
+
+
+def current_principal() -> Principal:
+    """Who the current request acts as: ANONYMOUS with auth off or without a credential."""
+    principal: Principal = g.get("principal", ANONYMOUS)
+    return principal
+
+
+def authenticate_request() -> Response | None:
+    """Before any /d/ view: answer an account option, or authenticate (with auth on)."""
+    if request.blueprint != "api" or request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    args = request.args
+    if args and any(name in args for name in ACCOUNT_VIEWS):
+        return answer_account_option()
+    authenticator = get_authenticator()
+    if authenticator.on:
+        principal, by_cookie = authenticator.authenticate(
+            header("Authorization"), request.cookies.get(SESSION_COOKIE)
+        )
+        g.principal = principal
+        if by_cookie and request.method in WRITE_METHODS:
+            check_same_origin()
+    return None
+
+
+def check_same_origin() -> None:
+    """CrossOrigin for a request a page of another origin sent (API.md §6): the browser says
+    so in `Sec-Fetch-Site`, or names the page in `Origin`."""
+    if header("Sec-Fetch-Site") == "cross-site":
+        raise CrossOrigin()
+    origin = header("Origin")
+    if origin is not None and urlsplit(origin).netloc.lower() != request.host.lower():
+        raise CrossOrigin()
+
+
+def answer_account_option() -> Response:
+    """`?_login`, `?_logout`, `?_uid` or `?_whoami`: at /d/ only, one at a time, auth on."""
+    names = [name for name in ACCOUNT_VIEWS if name in request.args]
+    if len(names) > 1:
+        raise InvalidOption(f"{names[0]} and {names[1]} can't be combined.")
+    options.check(request.method, request.args.keys())
+    if request.path not in ("/d", "/d/"):
+        raise InvalidOption(f"{names[0]} applies to /d/ only.")
+    authenticator = get_authenticator()
+    if not authenticator.on:
+        raise InvalidOption(f"Authentication is off: {names[0]}")
+    if request.method in WRITE_METHODS:
+        if header("X-Requested-With") is None:
+            negotiation.check_csrf(request.headers.keys(), request.mimetype)
+        check_same_origin()
+    return ACCOUNT_VIEWS[names[0]](authenticator)
+
+
+def login(authenticator: Authenticator) -> Response:
+    """`?_login` with `Authorization: Basic <account:password>`: a session cookie."""
+    authorization = (header("Authorization") or "").strip()
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        raise Unauthorized()
+    sid, _ = authenticator.sessions.login(*basic_credentials(value.strip()))
+    response = message("Logged in.")
+    response.set_cookie(
+        SESSION_COOKIE,
+        sid,
+        path="/",
+        secure=authenticator.cookie_secure,
+        httponly=True,
+        samesite="Strict",
+    )
+    return response
+
+
+def logout(authenticator: Authenticator) -> Response:
+    """`?_logout`: end the cookie's session, if any, and drop the cookie."""
+    sid = request.cookies.get(SESSION_COOKIE)
+    if sid is not None:
+        authenticator.sessions.logout(sid)
+    response = message("Logged out.")
+    response.delete_cookie(
+        SESSION_COOKIE,
+        path="/",
+        secure=authenticator.cookie_secure,
+        httponly=True,
+        samesite="Strict",
+    )
+    return response
+
+
+def authenticated(authenticator: Authenticator) -> Principal:
+    principal, _ = authenticator.authenticate(
+        header("Authorization"), request.cookies.get(SESSION_COOKIE)
+    )
+    if principal.anonymous:
+        raise Unauthorized()
+    return principal
+
+
+def uid(authenticator: Authenticator) -> Response:
+    """`?_uid`: the caller's uid as the title (vte.cx)."""
+    return message(str(authenticated(authenticator).uid))
+
+
+def whoami(authenticator: Authenticator) -> Response:
+    """`?_whoami`: one entry, the uid as title, the account as subtitle, groups as categories."""
+    principal = authenticated(authenticator)
+    entry: dict[str, Any] = {"title": principal.uid, "subtitle": principal.account}
+    if principal.groups:
+        entry["category"] = [{"___term": group} for group in sorted(principal.groups)]
+    codec: Any = answer_codec()
+    return Response(codec.dumps([entry]), 200, content_type=codec.CONTENT_TYPE)
+
+
+ACCOUNT_VIEWS: dict[str, Callable[[Authenticator], Response]] = {
+    "_login": login,
+    "_logout": logout,
+    "_uid": uid,
+    "_whoami": whoami,
+}
+
+
+def answer_codec() -> Any:
+    chosen = negotiation.answer_format(request.args, header("Accept") or "")
+    return codec_xml if chosen is negotiation.Format.XML else codec_json
+
+
+def message(title: str) -> Response:
+    codec = answer_codec()
+    return Response(codec.dumps_message(title), 200, content_type=codec.CONTENT_TYPE)
+
+
+def header(name: str) -> str | None:
+    value: str | None = request.environ.get("HTTP_" + name.upper().replace("-", "_"))
+    return value

@@ -1,0 +1,347 @@
+"""Users, groups and API tokens: who may authenticate, and as whom (keys.py, global keys).
+
+A user is an account (a login name) with a uid from a counter, an argon2id password hash that
+only `?_login` checks, and groups. A token is `fst_<id>_<secret>`: Redis keeps only the SHA-256
+of its 256-bit random secret, so checking one costs a Redis read and a `compare_digest`, and a
+leaked database names no token. Every function reads and writes keys one at a time or in a
+non-transactional pipeline, so the same code runs on a single Redis and on a cluster; the CLI
+is the only writer.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import argon2
+import redis
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from feedstore.errors import InvalidToken, TokenExpired, Unauthorized
+from feedstore.principal import Principal
+
+USER_PREFIX = "fs:user:"
+UID_PREFIX = "fs:uid:"
+USER_GROUPS_PREFIX = "fs:ug:"
+GROUP_PREFIX = "fs:grp:"
+TOKEN_PREFIX = "fs:tok:"
+USER_TOKENS_PREFIX = "fs:tokens:"
+UID_COUNTER = "fs:uidseq"
+GROUP_ROOT = "/_group/"
+TOKEN_TAG = "fst_"
+TOKEN_ID_LENGTH = 12
+# The account names a login and an ACL URN can carry: no `:` (Basic), no `,` (a URN), not all
+# digits (that is a uid).
+ACCOUNT = re.compile(r"(?![0-9]+\Z)[A-Za-z0-9._@+-]{1,128}")
+GROUP = re.compile(r"\$?[A-Za-z0-9._-]{1,128}")
+TOKEN_ID = re.compile(r"[a-z2-7]{12}")
+# A token's last_used is written at most this often (s), not on every request it makes.
+LAST_USED_EVERY = 60
+# What a password is checked against when the account doesn't exist, so that a login takes as
+# long for an unknown account as for a known one.
+_HASHER = argon2.PasswordHasher()
+_UNKNOWN_ACCOUNT_HASH = _HASHER.hash(secrets.token_urlsafe(16))
+
+Clock = Callable[[], float]
+# A hash to write: redis-py types its field names as a union that dict[str, str] is not.
+RedisHash = dict[Any, str]
+
+
+class CredentialError(ValueError):
+    """A request to manage credentials that can't be done (the CLI reports it)."""
+
+
+@dataclass(frozen=True)
+class User:
+    uid: str
+    account: str
+    groups: tuple[str, ...]
+    disabled: bool
+    created: int
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """A token as `token list` shows it: everything but its secret."""
+
+    id: str
+    uid: str
+    account: str
+    name: str
+    created: int
+    expires: int | None
+    service: bool
+    last_used: int | None
+
+
+def group_key(name: str) -> str:
+    """`sales` -> `/_group/sales`; a group key is left as it is."""
+    name = name.removeprefix(GROUP_ROOT)
+    if not GROUP.fullmatch(name):
+        raise CredentialError(f"bad group name: {name}")
+    return GROUP_ROOT + name
+
+
+def secret_digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode("ascii")).hexdigest()
+
+
+def parse_token(token: str) -> tuple[str, str] | None:
+    """(id, secret) of a `fst_<id>_<secret>` token, None when it isn't one."""
+    token_id, secret = token[4:16], token[17:]
+    if not token.startswith(TOKEN_TAG) or token[16:17] != "_" or not TOKEN_ID.fullmatch(token_id):
+        return None
+    if not 1 <= len(secret) <= 128 or not secret.isascii():
+        return None
+    return token_id, secret
+
+
+class Credentials:
+    """The users, groups and tokens kept in one Redis (or cluster)."""
+
+    def __init__(self, client: redis.Redis | redis.RedisCluster, clock: Clock = time.time) -> None:
+        self.redis = client
+        self.clock = clock
+
+    # -- users ----------------------------------------------------------------------------
+
+    def add_user(self, account: str, password: str | None, groups: Iterable[str] = ()) -> User:
+        """Create a user with a new uid; CredentialError if the account is taken. Without a
+        password the user can't log in, only use tokens (a service account)."""
+        if not ACCOUNT.fullmatch(account):
+            raise CredentialError(
+                f"bad account name: {account!r} (letters, digits and . _ @ + -; not all digits)"
+            )
+        keys = sorted({group_key(name) for name in groups})
+        uid = str(self.redis.incr(UID_COUNTER))
+        # HSETNX claims the account: of two `user add` at once, one gets it.
+        if not self.redis.hsetnx(USER_PREFIX + account, "uid", uid):
+            raise CredentialError(f"user {account} exists")
+        created = int(self.clock())
+        fields: RedisHash = {
+            "password": "" if password is None else _HASHER.hash(password),
+            "disabled": "0",
+            "created": str(created),
+        }
+        self.redis.hset(USER_PREFIX + account, mapping=fields)
+        self.redis.set(UID_PREFIX + uid, account)
+        self._set_groups(uid, keys)
+        return User(uid, account, tuple(keys), False, created)
+
+    def user(self, account: str) -> User:
+        """The user of an account; CredentialError if there is none."""
+        fields = text_fields(self.redis.hgetall(USER_PREFIX + account))
+        if "uid" not in fields:
+            raise CredentialError(f"no user {account}")
+        uid = fields["uid"]
+        return User(
+            uid,
+            account,
+            tuple(self.groups_of(uid)),
+            fields.get("disabled") == "1",
+            int(fields.get("created") or 0),
+        )
+
+    def users(self) -> list[User]:
+        """Every user, by uid."""
+        accounts = [_decode(key)[len(USER_PREFIX) :] for key in self._scan(USER_PREFIX + "*")]
+        return sorted((self.user(account) for account in accounts), key=lambda u: int(u.uid))
+
+    def set_password(self, account: str, password: str) -> None:
+        self.user(account)
+        self.redis.hset(USER_PREFIX + account, "password", _HASHER.hash(password))
+
+    def disable(self, account: str) -> None:
+        """A disabled user's tokens and sessions authenticate no one; its login fails."""
+        self.user(account)
+        self.redis.hset(USER_PREFIX + account, "disabled", "1")
+
+    def check_password(self, account: str, password: str) -> str | None:
+        """The uid when `password` is the enabled user's, else None; rehashes an old hash."""
+        fields: dict[str, str] = {}
+        if ACCOUNT.fullmatch(account):
+            fields = text_fields(self.redis.hgetall(USER_PREFIX + account))
+        stored = fields.get("password") or _UNKNOWN_ACCOUNT_HASH
+        try:
+            _HASHER.verify(stored, password)
+        except (VerificationError, InvalidHashError):
+            return None
+        if "uid" not in fields or fields.get("disabled") == "1":
+            return None
+        if _HASHER.check_needs_rehash(stored):
+            self.redis.hset(USER_PREFIX + account, "password", _HASHER.hash(password))
+        return fields["uid"]
+
+    # -- groups ---------------------------------------------------------------------------
+
+    def groups_of(self, uid: str) -> list[str]:
+        """The uid's group keys (`/_group/<name>`), as fs:ug:<uid> holds them."""
+        return _groups(self.redis.get(USER_GROUPS_PREFIX + uid))
+
+    def add_to_group(self, group: str, account: str) -> None:
+        user, key = self.user(account), group_key(group)
+        self._set_groups(user.uid, sorted({*user.groups, key}))
+
+    def remove_from_group(self, group: str, account: str) -> None:
+        user, key = self.user(account), group_key(group)
+        if key not in user.groups:
+            raise CredentialError(f"{account} is not in {key}")
+        self._set_groups(user.uid, [name for name in user.groups if name != key])
+        self.redis.srem(GROUP_PREFIX + key.removeprefix(GROUP_ROOT), user.uid)
+
+    def groups(self) -> dict[str, list[str]]:
+        """Every group key with the accounts of its members."""
+        listed: dict[str, list[str]] = {}
+        for redis_key in self._scan(GROUP_PREFIX + "*"):
+            name = _decode(redis_key)[len(GROUP_PREFIX) :]
+            uids = sorted(_decode(uid) for uid in self.redis.smembers(redis_key))
+            accounts = [_decode(self.redis.get(UID_PREFIX + uid) or uid.encode()) for uid in uids]
+            if accounts:
+                listed[GROUP_ROOT + name] = sorted(accounts)
+        return dict(sorted(listed.items()))
+
+    def _set_groups(self, uid: str, keys: list[str]) -> None:
+        # fs:ug is one string, so a write can WATCH it and read it in its MGET (auth.md §1.5).
+        self.redis.set(USER_GROUPS_PREFIX + uid, json.dumps(keys))
+        for key in keys:
+            self.redis.sadd(GROUP_PREFIX + key.removeprefix(GROUP_ROOT), uid)
+
+    # -- tokens ---------------------------------------------------------------------------
+
+    def create_token(
+        self, account: str, name: str = "", expires_in: int | None = None, service: bool = False
+    ) -> tuple[str, TokenInfo]:
+        """A new token of the user: the token itself (shown once, never stored) and its record."""
+        user = self.user(account)
+        token_id = base64.b32encode(secrets.token_bytes(8)).decode().lower()[:TOKEN_ID_LENGTH]
+        secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+        created = int(self.clock())
+        expires = created + expires_in if expires_in is not None else None
+        record: RedisHash = {
+            "uid": user.uid,
+            "account": account,
+            "secret_sha256": secret_digest(secret),
+            "name": name,
+            "created": str(created),
+            "expires": "" if expires is None else str(expires),
+            "service": "1" if service else "0",
+            "last_used": "",
+        }
+        self.redis.hset(TOKEN_PREFIX + token_id, mapping=record)
+        self.redis.sadd(USER_TOKENS_PREFIX + user.uid, token_id)
+        info = TokenInfo(token_id, user.uid, account, name, created, expires, service, None)
+        return f"{TOKEN_TAG}{token_id}_{secret}", info
+
+    def tokens(self, account: str | None = None) -> list[TokenInfo]:
+        """The tokens of one user, or of every user, oldest first."""
+        if account is not None:
+            members = self.redis.smembers(USER_TOKENS_PREFIX + self.user(account).uid)
+            ids = [_decode(token_id) for token_id in members]
+        else:
+            ids = [_decode(key)[len(TOKEN_PREFIX) :] for key in self._scan(TOKEN_PREFIX + "*")]
+        found = [self._token_info(token_id) for token_id in ids]
+        return sorted((t for t in found if t is not None), key=lambda t: (t.created, t.id))
+
+    def revoke_token(self, token_id: str) -> None:
+        info = self._token_info(token_id)
+        if info is None:
+            raise CredentialError(f"no token {token_id}")
+        self.redis.delete(TOKEN_PREFIX + token_id)
+        self.redis.srem(USER_TOKENS_PREFIX + info.uid, token_id)
+
+    def _token_info(self, token_id: str) -> TokenInfo | None:
+        fields = text_fields(self.redis.hgetall(TOKEN_PREFIX + token_id))
+        if "uid" not in fields:
+            return None
+        return TokenInfo(
+            token_id,
+            fields["uid"],
+            fields.get("account", ""),
+            fields.get("name", ""),
+            int(fields.get("created") or 0),
+            int(fields["expires"]) if fields.get("expires") else None,
+            fields.get("service") == "1",
+            int(fields["last_used"]) if fields.get("last_used") else None,
+        )
+
+    # -- authenticating -------------------------------------------------------------------
+
+    def principal_of_token(self, token: str, account: str | None = None) -> Principal:
+        """Who a token authenticates: InvalidToken (malformed, unknown, revoked, of a disabled
+        user or, with `account`, of another account), TokenExpired. Two round trips: the token,
+        then the user's groups and state (with last_used, at most once a minute)."""
+        parsed = parse_token(token)
+        if parsed is None:
+            raise InvalidToken()
+        token_id, secret = parsed
+        fields = text_fields(self.redis.hgetall(TOKEN_PREFIX + token_id))
+        stored = fields.get("secret_sha256", "")
+        if not hmac.compare_digest(stored.encode(), secret_digest(secret).encode()) or not stored:
+            raise InvalidToken()
+        if account is not None and fields.get("account") != account:
+            raise InvalidToken()
+        now = int(self.clock())
+        if fields.get("expires") and int(fields["expires"]) <= now:
+            raise TokenExpired()
+        last_used = int(fields["last_used"]) if fields.get("last_used") else 0
+        touch: RedisHash | None = (
+            {"last_used": str(now)} if now - last_used >= LAST_USED_EVERY else None
+        )
+        try:
+            return self.principal_of(
+                fields["uid"],
+                fields["account"],
+                TOKEN_PREFIX + token_id,
+                touch,
+                service=fields.get("service") == "1",
+            )
+        except Unauthorized as e:
+            raise InvalidToken() from e
+
+    def principal_of(
+        self,
+        uid: str,
+        account: str,
+        record: str,
+        touch: RedisHash | None,
+        service: bool = False,
+    ) -> Principal:
+        """The Principal of an enabled user, with its groups; Unauthorized for a disabled or
+        deleted one. `touch` fields are written to the credential's `record` on the way."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(USER_PREFIX + account, "disabled")
+            pipe.get(USER_GROUPS_PREFIX + uid)
+            if touch:
+                pipe.hset(record, mapping=touch)
+            disabled, groups = pipe.execute()[:2]
+        if disabled is None or disabled == b"1":
+            raise Unauthorized()
+        return Principal(uid, account, frozenset(_groups(groups)), service)
+
+    def _scan(self, pattern: str) -> list[bytes]:
+        if isinstance(self.redis, redis.RedisCluster):
+            return list(
+                self.redis.scan_iter(match=pattern, target_nodes=redis.RedisCluster.PRIMARIES)
+            )
+        return list(self.redis.scan_iter(match=pattern))
+
+
+def _groups(raw: bytes | str | None) -> list[str]:
+    return [str(name) for name in json.loads(raw)] if raw else []
+
+
+def _decode(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def text_fields(fields: dict[Any, Any]) -> dict[str, str]:
+    """A Redis hash as text."""
+    return {_decode(name): _decode(value) for name, value in fields.items()}
