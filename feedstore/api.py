@@ -15,6 +15,7 @@ from urllib.parse import quote
 from flask import Blueprint, Response, current_app, request
 from werkzeug.routing import PathConverter
 
+from feedstore import access as access_module
 from feedstore import (
     bulk,
     codec_json,
@@ -28,6 +29,8 @@ from feedstore import (
 )
 from feedstore import counter as counter_module
 from feedstore import query as query_module
+from feedstore.access import Access
+from feedstore.authentication import current_principal
 from feedstore.entry import Entry, validate_key
 from feedstore.errors import (
     FeedstoreError,
@@ -82,6 +85,7 @@ class Codec(Protocol):
         *,
         subtitle: str | None = None,
         links: Sequence[Mapping[str, str]] = (),
+        rights: str | None = None,
     ) -> bytes: ...
 
 
@@ -96,6 +100,14 @@ class Feedstore:
 def get_feedstore() -> Feedstore:
     feedstore: Feedstore = current_app.extensions["feedstore"]
     return feedstore
+
+
+def access() -> Access | None:
+    """The read authorization of this request's principal; None with auth off."""
+    config = settings()
+    if not config.auth_on:
+        return None
+    return Access(get_feedstore().store, config.default_grants, current_principal())
 
 
 # -- routes ---------------------------------------------------------------------------------
@@ -126,6 +138,8 @@ def read(path: str) -> Response:
     key = validate_key(request_key())
     query_module.check_options(request.args)
     pagination.check_options(request.args)
+    if "_access" in request.args:
+        return access_answer(key)
     counter_option = options.counter_option(request.args)
     if counter_option is not None:
         return counter(key, counter_option)
@@ -146,7 +160,8 @@ def create(path: str) -> Response:
     parent = validate_key(request_key())
     entries = decode_entries()
     conditions = request_conditions(single=len(entries) == 1)
-    written = get_feedstore().store.write(writes.creates(entries, parent, conditions))
+    write_list = writes.creates(entries, parent, conditions)
+    written = get_feedstore().store.write(write_list, current_principal())
     headers = {}
     if len(written) == 1:
         headers = {"Location": f"/d{written[0].key}", "ETag": negotiation.etag(written[0].revision)}
@@ -185,7 +200,7 @@ def update(path: str) -> Response:
 @bp.patch("/d/<entry_path:path>")
 def partial_update(path: str) -> Response:
     target = validate_key(request_key())
-    written = get_feedstore().store.write(patch_writes(target))
+    written = get_feedstore().store.write(patch_writes(target), current_principal())
     headers = {"ETag": negotiation.etag(written[0].revision)} if len(written) == 1 else {}
     status = 201 if any(w.created for w in written) else 200
     if "return=minimal" in (header("Prefer") or ""):
@@ -210,7 +225,7 @@ def delete(path: str) -> Response:
         conditions = request_conditions(single=True)
         write = writes.delete(key, revision, "_rf" in request.args, conditions, settings())
         write_list = [write]
-    get_feedstore().store.write(write_list)
+    get_feedstore().store.write(write_list, current_principal())
     return message("The folder has been emptied." if "_clearfolder" in request.args else "Deleted.")
 
 
@@ -251,6 +266,10 @@ def counter(key: str, option: str) -> Response:
     if body.strip():
         codec = CODECS[negotiation.body_format(request.mimetype, body)]
         sent_range = codec.loads_message(body, settings().limits)
+    checker = access()
+    if checker is not None:
+        reading = option == "_getids" or (option == "_rangeids" and not writing)
+        checker.require(key, "R" if reading else "U")
     store, value = get_feedstore().store, request.args[option]
     return message(counter_module.answer(store, key, option, value, writing, sent_range))
 
@@ -265,10 +284,15 @@ def health() -> Response:
 
 
 def read_entry(key: str) -> Response:
+    checker = access()
+    if checker is not None:
+        checker.require(key, "R")
     found = get_feedstore().store.get(key)
     if found is None:
         return Response(status=204)
     revision, raw = found
+    if checker is not None and (target := access_module.entry_key(raw, key)) != key:
+        checker.require(target, "R")  # read through an alias: the entry's ACL governs
     headers = {"ETag": negotiation.etag(revision)}
     # If-None-Match compares weakly (RFC 9110 §13.1.2): W/"3" is as good as "3" for a cache.
     if "If-None-Match" in request.headers and request.if_none_match.contains_weak(str(revision)):
@@ -284,18 +308,28 @@ class FeedQuery:
     query: query_module.Query
     scope: str
     reader: FeedReader
+    sealed: bool = False  # auth on: cursors are encrypted, and bound to the principal
 
     def page_index(self) -> PageIndex:
         store, ttl = get_feedstore().store, settings().pagination_ttl
-        return PageIndex(store, self.reader, self.parent, self.query, self.scope, ttl)
+        return PageIndex(
+            store, self.reader, self.parent, self.query, self.scope, ttl, sealed=self.sealed
+        )
 
 
 def feed_query(key: str) -> FeedQuery:
+    """The feed request's query; with auth on, R on the parent's children is required, and the
+    children the caller can't read are hidden (API.md §16.4)."""
     store, fetch_limit = get_feedstore().store, settings().fetch_limit
     schema = store.schema()
     query = query_module.parse(list(request.args.items(multi=True)), schema, fetch_limit)
     scope = f"{key}\n{query.fingerprint()}"
-    return FeedQuery(key, query, scope, FeedReader(store, schema, fetch_limit))
+    checker = access()
+    if checker is None:
+        return FeedQuery(key, query, scope, FeedReader(store, schema, fetch_limit))
+    checker.require(key, "R", layer=True)
+    reader = FeedReader(store, schema, fetch_limit, checker.children(key))
+    return FeedQuery(key, query, f"{scope}\n{current_principal().name}", reader, sealed=True)
 
 
 def read_feed(key: str, counting: bool) -> Response:
@@ -306,12 +340,12 @@ def read_feed(key: str, counting: bool) -> Response:
     if "n" in request.args:
         after = feed.page_index().start(pagination.page_number(request.args["n"]))
     elif "p" in request.args:
-        after = cursor.decode(request.args["p"], feed.scope, store.existing_secret())
+        after = cursor.decode(request.args["p"], feed.scope, store.existing_secret(), feed.sealed)
     reader, query = feed.reader, feed.query
     page = reader.count(key, query, after) if counting else reader.page(key, query, after)
     headers = {}
     if page.next is not None:
-        token = cursor.encode(page.next, feed.scope, store.secret())
+        token = cursor.encode(page.next, feed.scope, store.secret(), feed.sealed)
         headers["x-vtecx-nextpage"] = token
         headers["Link"] = f'</d{key}?{next_query(token)}>; rel="next"'
     status = 206 if page.partial else 200
@@ -320,6 +354,16 @@ def read_feed(key: str, counting: bool) -> Response:
     if not page.documents and not page.partial:
         return Response(status=204)
     return stored_response(page.documents, status, headers, nometa=query.nometa)
+
+
+def access_answer(key: str) -> Response:
+    """`?_access`: the caller's rights on `key`, the key whose ACL decided, and the URNs that
+    granted them ("admin", "default_acl"; "auth_off" with auth off) (API.md §16.5)."""
+    checker = access()
+    if checker is None:
+        return message("CRUDA", rights="auth_off")
+    decision = checker.decide(key)
+    return message(decision.letters, subtitle=decision.key, rights=decision.source)
 
 
 def build_page_index(key: str) -> Response:
@@ -416,10 +460,11 @@ def settings() -> Settings:
 
 def write_puts(puts: list[Write], mode: bulk.Mode | None) -> list[Written]:
     """A PUT's writes: one transaction, or a bulk's chunks of `max_entries` (API.md §5.6)."""
-    store = get_feedstore().store
+    store, principal = get_feedstore().store, current_principal()
     if mode is None:
-        return store.write(puts)
-    return bulk.write(store, puts, mode, settings().max_entries, settings().bulk_workers)
+        return store.write(puts, principal)
+    config = settings()
+    return bulk.write(store, puts, mode, config.max_entries, config.bulk_workers, principal)
 
 
 def decode_entries(limits: Limits | None = None) -> list[Entry]:
@@ -513,9 +558,10 @@ def message(
     *,
     subtitle: str | None = None,
     links: Sequence[Mapping[str, str]] = (),
+    rights: str | None = None,
 ) -> Response:
     codec = answer_codec()
-    body = codec.dumps_message(title, subtitle=subtitle, links=links)
+    body = codec.dumps_message(title, subtitle=subtitle, links=links, rights=rights)
     return Response(body, status, dict(headers or {}), content_type=codec.CONTENT_TYPE)
 
 

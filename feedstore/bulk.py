@@ -19,6 +19,7 @@ from enum import Enum
 
 from feedstore import partitions
 from feedstore.errors import BulkErrors, FeedstoreError, InvalidOption
+from feedstore.principal import ANONYMOUS, Principal
 from feedstore.store import Store, Write, Written
 from feedstore.transaction import reject_duplicates
 
@@ -50,7 +51,12 @@ def check_options(options: Collection[str]) -> None:
 
 
 def write(
-    store: Store, writes: Sequence[Write], mode: Mode, chunk_size: int, workers: int
+    store: Store,
+    writes: Sequence[Write],
+    mode: Mode,
+    chunk_size: int,
+    workers: int,
+    principal: Principal = ANONYMOUS,
 ) -> list[Written]:
     """Write `writes` in chunks of `chunk_size`, each atomically, and return them in request order.
 
@@ -61,9 +67,9 @@ def write(
     places = _chunks(store, writes, chunk_size)
     chunks = [[writes[i] for i in chunk] for chunk in places]
     if mode is Mode.SERIAL:
-        outcomes = _serially(store, chunks)
+        outcomes = _serially(store, chunks, principal)
     else:
-        outcomes = _concurrently(store, chunks, workers)
+        outcomes = _concurrently(store, chunks, workers, principal)
     failures = [outcome for outcome in outcomes if isinstance(outcome, FeedstoreError)]
     in_order: list[tuple[int, Written]] = [
         (i, each)
@@ -98,28 +104,34 @@ def _chunks(store: Store, writes: Sequence[Write], size: int) -> list[list[int]]
     ]
 
 
-def _serially(store: Store, chunks: Sequence[Sequence[Write]]) -> list[Outcome]:
+def _serially(
+    store: Store, chunks: Sequence[Sequence[Write]], principal: Principal
+) -> list[Outcome]:
     outcomes: list[Outcome] = [None] * len(chunks)
     for index, chunk in enumerate(chunks):
-        outcomes[index] = _attempt(store, chunk)
+        outcomes[index] = _attempt(store, chunk, principal)
         if isinstance(outcomes[index], FeedstoreError):
             break
     return outcomes
 
 
-def _concurrently(store: Store, chunks: Sequence[Sequence[Write]], workers: int) -> list[Outcome]:
+def _concurrently(
+    store: Store, chunks: Sequence[Sequence[Write]], workers: int, principal: Principal
+) -> list[Outcome]:
     if len(chunks) == 1:
-        return [_attempt(store, chunks[0])]
+        return [_attempt(store, chunks[0], principal)]
     # One pool per request, joined before the answer: no thread outlives it, and a request's
     # concurrency (and Redis connections) is bounded by `workers` whatever the server's threads.
     with ThreadPoolExecutor(max(1, min(workers, len(chunks))), "feedstore-bulk") as pool:
-        futures = [pool.submit(_attempt, store, chunk) for chunk in chunks]
+        futures = [pool.submit(_attempt, store, chunk, principal) for chunk in chunks]
     return [future.result() for future in futures]
 
 
-def _attempt(store: Store, chunk: Sequence[Write]) -> list[Written] | FeedstoreError:
+def _attempt(
+    store: Store, chunk: Sequence[Write], principal: Principal
+) -> list[Written] | FeedstoreError:
     """One chunk's transaction; its refusal is an outcome, so the other chunks go on."""
     try:
-        return store.write(chunk)
+        return store.write(chunk, principal)
     except FeedstoreError as error:
         return error

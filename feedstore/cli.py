@@ -25,7 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 from redis.exceptions import RedisClusterException
 
-from feedstore import connection, migration
+from feedstore import acl_reindex, connection, migration
 from feedstore.embedded import (
     FSYNC_POLICIES,
     EmbeddedRedis,
@@ -79,6 +79,7 @@ class ServeOptions:
     partition_depth: int | None = None
     auth: str | None = None
     cookie_secure: bool = False
+    default_acl: str | None = None
     # The WSGI app each worker builds, "module:function"; the bench serves its baseline this way.
     app: str = APP_FACTORY
 
@@ -104,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_command(subcommands)
     add_schema_command(subcommands)
     add_migrate_command(subcommands)
+    add_acl_command(subcommands)
     add_bench_command(subcommands)
     from feedstore import accounts_cli  # it uses this module's Redis helpers
 
@@ -176,6 +178,12 @@ def add_serve_command(subcommands: argparse._SubParsersAction[argparse.ArgumentP
         "top-level tree; 2 spreads /_user/<id> folders); sets FEEDSTORE_PARTITION_DEPTH",
     )
     parser.add_argument(
+        "--default-acl",
+        metavar="URNS",
+        help="with auth on, the ACL of keys no entry's ACL governs (urn:vte.cx:acl:/_group/"
+        "$admin,CRUD: admins only); sets FEEDSTORE_DEFAULT_ACL for the workers",
+    )
+    parser.add_argument(
         "--auth",
         choices=AUTH_MODES,
         help="authenticate requests (on) or act as anonymous (off, the default; refused on a "
@@ -227,6 +235,38 @@ def add_migrate_command(subcommands: argparse._SubParsersAction[argparse.Argumen
     parser.add_argument("--redis-url", help="the Redis a feedstore serve uses")
     parser.add_argument("--partition-depth", type=_depth, help="the depth to move to")
     parser.set_defaults(command=run_migrate)
+
+
+def add_acl_command(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `feedstore acl reindex`."""
+    parser = subcommands.add_parser(
+        "acl",
+        help="build the ACL mirrors of the stored entries (before serving with auth on)",
+        description="Writes keep each entry's ACL mirror in step only while auth is on; "
+        "`acl reindex` builds them for data written before. Without --redis-url it works on "
+        "the embedded Redis of --data (started for the command if no feedstore serve runs "
+        "there).",
+    )
+    parser.add_argument("action", choices=("reindex",))
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="./%(default)s")
+    parser.add_argument(
+        "--redis-url", help="the Redis a feedstore serve uses (any URL serve takes)"
+    )
+    parser.set_defaults(command=run_acl)
+
+
+def run_acl(args: argparse.Namespace) -> int:
+    """`feedstore acl reindex`: mirror the ACL of every stored entry."""
+    with _redis_of(args.redis_url, args.data.absolute()) as url:
+        store = Store(_client(url), keys=_settings().keys)
+        try:
+            read, owned = acl_reindex.reindex(store)
+        except FeedstoreError as e:
+            raise CliError(f"{e.key}: {e.message}" if e.key else e.message) from e
+        finally:
+            store.redis.close()
+    print(f"acl reindex: {read} entries read, {owned} with an ACL")
+    return 0
 
 
 def run_migrate(args: argparse.Namespace) -> int:
@@ -402,6 +442,7 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
         partition_depth=args.partition_depth,
         auth=args.auth,
         cookie_secure=args.cookie_secure,
+        default_acl=args.default_acl,
     )
 
 
@@ -421,6 +462,8 @@ def serve(options: ServeOptions) -> int:
         os.environ["FEEDSTORE_AUTH"] = options.auth
     if options.cookie_secure:
         os.environ["FEEDSTORE_COOKIE_SECURE"] = "true"
+    if options.default_acl is not None:
+        os.environ["FEEDSTORE_DEFAULT_ACL"] = options.default_acl
     try:
         # Every worker reads FEEDSTORE_* again; a mistake there should stop us here, once.
         settings = Settings.load()

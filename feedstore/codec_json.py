@@ -178,14 +178,17 @@ def dumps_message(
     *,
     subtitle: str | None = None,
     links: Sequence[Mapping[str, str]] = (),
+    rights: str | None = None,
 ) -> bytes:
     """A message feed `{"feed":{"title":...}}`, with the `error` member for errors; a summary
-    (vte.cx's pagination answer) adds a subtitle and links."""
+    (vte.cx's pagination answer) adds a subtitle and links, `?_access` a subtitle and rights."""
     feed: dict[str, Any] = {"title": title}
     if subtitle is not None:
         feed["subtitle"] = subtitle
     if links:
         feed["link"] = list(links)
+    if rights is not None:
+        feed["rights"] = rights
     body: dict[str, Any] = {"feed": feed}
     if error is not None:
         body["error"] = error

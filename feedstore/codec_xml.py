@@ -294,18 +294,21 @@ def dumps_message(
     *,
     subtitle: str | None = None,
     links: Sequence[Mapping[str, str]] = (),
+    rights: str | None = None,
 ) -> bytes:
     """A message feed `<feed><title>...</title></feed>`, with `fs:error` for errors; a summary
-    (vte.cx's pagination answer) adds a subtitle and links."""
+    (vte.cx's pagination answer) adds a subtitle and links, `?_access` a subtitle and rights."""
     feed = etree.Element(f"{{{ATOM}}}feed", nsmap=NAMESPACES)
     etree.SubElement(feed, f"{{{ATOM}}}title").text = _text(title)
     if subtitle is not None:
         etree.SubElement(feed, f"{{{ATOM}}}subtitle").text = _text(subtitle)
     for link in links:
         _write_atom(feed, "link", link)
+    if rights is not None:
+        etree.SubElement(feed, f"{{{ATOM}}}rights").text = _text(rights)
     if error is not None:
         element = etree.SubElement(feed, f"{{{FIELDS}}}error")
-        for name in ("status", "code", "key", "field", "revision"):
+        for name in ("status", "code", "key", "field", "revision", "right"):
             if error.get(name) is not None:
                 element.set(name, _text(error[name]))
         for failure in error.get("entries", ()):

@@ -18,6 +18,7 @@
     |   +-- HasChildren                 400 has_children
     |   +-- TreeTooLarge                400 tree_too_large
     |   +-- CrossTreeWrite              400 cross_tree_write    entries in two partitions (cluster)
+    |   +-- InvalidAcl              400 invalid_acl         "ACL is invalid: <uri>"
     +-- Unauthorized                401 authentication_required "Authentication error."
     |   +-- InvalidToken            401 invalid_token       (all four with WWW-Authenticate: Bearer)
     |   +-- TokenExpired            401 token_expired
@@ -25,6 +26,7 @@
     +-- Forbidden                       403 forbidden
     |   +-- MissingCsrfHeader       403 missing_csrf_header
     |   +-- CrossOrigin             403 cross_origin        "Cross-origin request refused."
+    |   +-- AccessDenied            403 access_denied       "Access denied." (`right`)
     +-- NotFound                    404 not_found           "No entry. Key = /k"
     +-- MethodNotAllowed            405 method_not_allowed
     +-- Conflict                        409 conflict
@@ -203,6 +205,13 @@ class CrossTreeWrite(BadRequest):
         self.trees = list(trees)
 
 
+class InvalidAcl(BadRequest):
+    code = "invalid_acl"
+
+    def __init__(self, uri: str, *, key: str | None = None, field: str | None = None) -> None:
+        super().__init__(f"ACL is invalid: {uri}", key=key, field=field)
+
+
 class Unauthorized(FeedstoreError):
     """No credential where one is needed, or one that authenticates no one.
 
@@ -254,6 +263,24 @@ class CrossOrigin(Forbidden):
 
     def __init__(self) -> None:
         super().__init__("Cross-origin request refused.")
+
+
+class AccessDenied(Forbidden):
+    """The caller lacks `right` on `key` (API.md §16.3); names no other entry of the request."""
+
+    code = "access_denied"
+
+    def __init__(self, key: str | None, right: str) -> None:
+        super().__init__("Access denied.", key=key)
+        self.right = right
+
+    def entry_summary(self) -> dict[str, Any]:
+        return {**super().entry_summary(), "right": self.right}
+
+    def to_dict(self) -> dict[str, Any]:
+        body = super().to_dict()
+        body["right"] = self.right
+        return body
 
 
 class NotFound(FeedstoreError):
@@ -388,6 +415,8 @@ class EntryErrors(FeedstoreError):
 
     def to_dict(self) -> dict[str, Any]:
         body = super().to_dict()
+        if isinstance(self.errors[0], AccessDenied):
+            body["right"] = self.errors[0].right
         body["entries"] = [error.entry_summary() for error in self.errors]
         return body
 

@@ -8,6 +8,10 @@ Plans, in the order they are chosen:
 - sort on a field without an index: read every child (at most the fetch limit) and sort.
 Scans and walks examine at most `fetch_limit` children per request; stopping there before the
 page is full makes the page partial (206), with a cursor to go on.
+
+With auth on, the children a caller can't read are one more, implicit filter (`hidden`, from
+access.py): skipped as non-matching children are, so pages stay full and the fetch limit and
+206 apply as to any filter; an unfiltered count subtracts them.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from feedstore import codec_json
+from feedstore.access import ChildFilter, entry_key
 from feedstore.cursor import Position
 from feedstore.errors import InvalidOption
 from feedstore.index import encode_text, encode_value, indexed_fields, key_of
@@ -55,15 +60,22 @@ class _Walk:
 class FeedReader:
     """Runs queries for one request against a Store, within the fetch limit."""
 
-    def __init__(self, store: Store, schema: Schema | None, fetch_limit: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        schema: Schema | None,
+        fetch_limit: int,
+        hidden: ChildFilter | None = None,
+    ) -> None:
         self.store = store
+        self.hidden = hidden
         self.schema = schema
         self.fetch_limit = fetch_limit
         self.indexed = {".".join(path) for path in indexed_fields(schema)}
 
     def page(self, parent: str, query: Query, after: Position | None) -> Page:
         """Up to `query.limit` matching children after `after`, in the query's order."""
-        if not query.filtered and query.sort is None:
+        if not query.filtered and query.sort is None and self.hidden is None:
             keys = self.store.child_keys(parent, after.key if after else None, query.limit + 1)
             more = len(keys) > query.limit
             keys = keys[: query.limit]
@@ -79,7 +91,8 @@ class FeedReader:
     def count(self, parent: str, query: Query, after: Position | None) -> Page:
         """How many children match (`?c`); partial when the fetch limit stopped the count."""
         if not query.filtered:
-            return Page([], count=self.store.count(parent))
+            hidden = self.hidden.hidden_count() if self.hidden is not None else 0
+            return Page([], count=self.store.count(parent) - hidden)
         candidates, matches = self._plan(parent, query, after, BATCH)
         page = self._collect(candidates, matches, None)
         page.count, page.documents = len(page.documents), []
@@ -147,7 +160,7 @@ class FeedReader:
         last = after.key if after else None
         while True:
             keys = self.store.child_keys(parent, last, BATCH)
-            yield from zip(map(Position, keys), self.store.documents(keys), strict=True)
+            yield from zip(map(Position, keys), self._readable(keys), strict=True)
             if len(keys) < BATCH:
                 return
             last = keys[-1]
@@ -166,10 +179,22 @@ class FeedReader:
             found = self.store.index_range(walk.name, low, high, batch, walk.descending)
             keys = [key_of(member) for member in found]
             positions = [Position(key, member) for key, member in zip(keys, found, strict=True)]
-            yield from zip(positions, self.store.documents(keys), strict=True)
+            yield from zip(positions, self._readable(keys), strict=True)
             if len(found) < batch:
                 return
             after, batch = positions[-1], BATCH
+
+    def _readable(self, keys: list[str]) -> list[bytes | None]:
+        """The stored JSON of `keys`, None for those gone and those hidden from the caller."""
+        documents = self.store.documents(keys)
+        if self.hidden is None or not keys:
+            return documents
+        aliases = {}
+        for key, raw in zip(keys, documents, strict=True):
+            if raw is not None and (target := entry_key(raw, key)) != key:
+                aliases[key] = target
+        hidden = self.hidden.hidden(keys, aliases)
+        return [None if key in hidden else raw for key, raw in zip(keys, documents, strict=True)]
 
     def _collect(
         self,

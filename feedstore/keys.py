@@ -21,6 +21,11 @@ fs:{P}:n:<key>          the counter that numbers children POSTed without a self 
 fs:{P}:ids:<key>        the vte.cx counter of <key> (`_addids`, `_getids`, `_setids`)
 fs:{P}:idr:<key>        the range of that counter (`_rangeids`, counter_range.py), absent without
 fs:{P}:i:<field>:<key>  the index of <key>'s children on an `x-index` field (index.py)
+fs:{P}:acl:<key>        the entry's own ACL (acl.py), JSON [[principal, rights], ...]; absent
+                        when it has none; kept only while auth is on (`feedstore acl reindex`)
+fs:{P}:ac:<key>         set of <key>'s children that carry an ACL of their own (auth.md calls
+                        it fs:a:, a kind aliases already use); not kept on a cluster for a
+                        parent whose children are partitions of their own (partitions.py)
 where P is the partition of the <key> (or <alias>) the key names.
 
 Global keys, outside every partition (each read or written alone, or with its own tag):
@@ -66,7 +71,8 @@ SECRET_KEY = "fs:secret"
 DEPTH_KEY = "fs:partition-depth"
 PAGE_INDEX_PREFIX = "fs:pg:"
 # The kinds of partitioned keys, as they appear after the tag.
-KINDS = ("d", "r", "c", "a", "n", "ids", "idr", "i")
+KINDS = ("d", "r", "c", "a", "n", "ids", "idr", "i", "acl", "ac")
+USER_GROUPS_PREFIX = "fs:ug:"
 DEFAULT_DEPTH = 1
 MAX_DEPTH = 10
 
@@ -134,6 +140,12 @@ class KeyScheme:
     def counter_range_key(self, key: str) -> str:
         return self.tag(key) + "idr:" + key
 
+    def acl_key(self, key: str) -> str:
+        return self.tag(key) + "acl:" + key
+
+    def acl_children_key(self, parent: str) -> str:
+        return self.tag(parent) + "ac:" + parent
+
     def index_key(self, parent: str, field: str) -> str:
         return f"{self.tag(parent)}i:{field}:{parent}"
 
@@ -173,6 +185,10 @@ def parse(name: str) -> ParsedKey | None:
         field, _, key = tail.rpartition(":")
         return ParsedKey(kind, key, field, tag) if field and key.startswith("/") else None
     return ParsedKey(kind, tail, "", tag) if tail.startswith("/") else None
+
+
+def user_groups_key(uid: str) -> str:
+    return USER_GROUPS_PREFIX + uid
 
 
 def page_index_key(scope: str) -> str:

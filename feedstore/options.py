@@ -48,6 +48,7 @@ TABLE: tuple[Option, ...] = (
     Option("n", GET, Kind.READ),
     Option("_nometa", GET, Kind.READ),
     Option("_pagination", frozenset({"GET"}), Kind.READ),
+    Option("_access", GET, Kind.READ),  # the caller's rights on the key (API.md §16.5)
     Option("_getids", GET, Kind.COUNTER),
     Option("_addids", frozenset({"GET", "HEAD", "PUT"}), Kind.COUNTER),
     Option("_setids", frozenset({"PUT"}), Kind.COUNTER),

@@ -89,9 +89,17 @@ class PageIndex:
     """The pagination index of one query: the cursors that end its pages, in Redis."""
 
     def __init__(
-        self, store: Store, reader: FeedReader, parent: str, query: Query, scope: str, ttl: int
+        self,
+        store: Store,
+        reader: FeedReader,
+        parent: str,
+        query: Query,
+        scope: str,
+        ttl: int,
+        sealed: bool = False,
     ) -> None:
         self.store = store
+        self.sealed = sealed  # cursors encrypted (auth on, cursor.py)
         self.reader = reader
         self.parent = parent
         self.query = query
@@ -121,7 +129,7 @@ class PageIndex:
                 cursors.append(LAST)
                 more = False
                 break
-            cursors.append(cursor.encode(page.next, self.scope, secret))
+            cursors.append(cursor.encode(page.next, self.scope, secret, self.sealed))
             after = page.next
             if examined >= self.reader.fetch_limit and number < pages.last:
                 partial = True
@@ -157,4 +165,5 @@ class PageIndex:
                 "Please make a previous pagination index in advance. "
                 f"Specified page number = {specified}"
             )
-        return cursor.decode(index[number - 1], self.scope, self.store.existing_secret())
+        secret = self.store.existing_secret()
+        return cursor.decode(index[number - 1], self.scope, secret, self.sealed)

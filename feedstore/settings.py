@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from feedstore import acl
 from feedstore.fields import Limits
 from feedstore.keys import DEFAULT_DEPTH, MAX_DEPTH, KeyScheme
 
@@ -58,6 +59,9 @@ class Settings:
     cookie_secure: bool = False  # the session cookie says Secure (serve behind HTTPS)
     session_idle: int = 8 * 3600  # seconds a session lives unused
     session_max: int = 7 * 24 * 3600  # seconds a session lives at most, however used
+    # With auth on, the ACL of a key when no entry on its path has one (API.md §16.2): admins
+    # only.
+    default_acl: str = "urn:vte.cx:acl:/_group/$admin,CRUD"
 
     def __post_init__(self) -> None:
         if self.auth not in AUTH_MODES:
@@ -83,6 +87,11 @@ class Settings:
             raise ValueError(
                 f"{ENV_PREFIX}JSON_STYLE must be {' or '.join(JSON_STYLES)}: {self.json_style}"
             )
+
+        try:
+            acl.parse_setting(self.default_acl)
+        except ValueError as e:
+            raise ValueError(f"{ENV_PREFIX}DEFAULT_ACL is invalid: {e}") from e
 
     @classmethod
     def load(
@@ -121,6 +130,11 @@ class Settings:
     @property
     def auth_on(self) -> bool:
         return self.auth == "on"
+
+    @functools.cached_property
+    def default_grants(self) -> acl.Acl:
+        """The parsed `default_acl`."""
+        return acl.parse_setting(self.default_acl)
 
     def requires_revision(self, key: str) -> bool:
         """Whether writes to `key` must be conditional (the `require_revision` prefixes)."""

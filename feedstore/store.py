@@ -28,12 +28,19 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from feedstore import alias, codec_json, partitions
+from feedstore import acl, alias, codec_json, partitions
 from feedstore.counter_range import CounterRange
 from feedstore.entry import parent_of
 from feedstore.errors import CrossTreeWrite, InvalidOption, NotReplicated, ServiceUnavailable
 from feedstore.index import indexed_fields, members
-from feedstore.keys import SCHEMA_KEY, SCHEMA_VERSION_KEY, SECRET_KEY, KeyScheme
+from feedstore.keys import (
+    SCHEMA_KEY,
+    SCHEMA_VERSION_KEY,
+    SECRET_KEY,
+    KeyScheme,
+    user_groups_key,
+)
+from feedstore.principal import ANONYMOUS, Principal
 from feedstore.schema import Schema
 from feedstore.transaction import (
     Action,
@@ -107,7 +114,7 @@ class Store:
         keys: KeyScheme | None = None,
         retries: int = 200,
         max_subtree: int = 1000,
-        principal: str = "anonymous",
+        default_acl: acl.Acl | None = None,
     ) -> None:
         self.redis: Any = client
         self.keys = keys or KeyScheme()
@@ -116,7 +123,8 @@ class Store:
         self.cluster = isinstance(client, redis.RedisCluster)
         self.retries = retries
         self.max_subtree = max_subtree
-        self.principal = principal
+        # With auth on (a default ACL given), every write is authorized in its transaction.
+        self.default_acl = default_acl
         self._schema: tuple[bytes | None, Schema | None] = (None, None)
 
     # -- reading ------------------------------------------------------------------------------
@@ -194,6 +202,38 @@ class Store:
         if self.cluster:
             return partitions.read_each(self.redis, names)
         return cast(list[bytes | None], self.redis.mget(names))
+
+    # -- ACL mirrors (auth on, access.py) --------------------------------------------------------
+
+    @_unavailable_on_redis_error
+    def acls(self, keys: Sequence[str]) -> list[acl.Acl | None]:
+        """The ACL mirror of each key (None where it has none)."""
+        if not keys:
+            return []
+        return [acl.loads(raw) for raw in self._mget([self.keys.acl_key(key) for key in keys])]
+
+    @_unavailable_on_redis_error
+    def alias_targets(self, keys: Sequence[str]) -> dict[str, str]:
+        """The keys among `keys` that are aliases, with the key of the entry each names."""
+        found = self._mget([self.keys.alias_key(key) for key in keys]) if keys else []
+        return {key: raw.decode() for key, raw in zip(keys, found, strict=True) if raw}
+
+    @_unavailable_on_redis_error
+    def acl_children(self, parent: str) -> list[str]:
+        """The children of `parent` that have an ACL of their own. On a cluster, a parent whose
+        children are partitions of their own keeps no such set: its children are read."""
+        if not (self.cluster and self.keys.children_apart(parent)):
+            found = self.redis.smembers(self.keys.acl_children_key(parent))
+            return sorted(member.decode() for member in found)
+        owned: list[str] = []
+        after = None
+        while True:
+            keys = self.child_keys(parent, after, 1000)
+            own = self._mget([self.keys.acl_key(key) for key in keys])
+            owned += [key for key, raw in zip(keys, own, strict=True) if raw is not None]
+            if len(keys) < 1000:
+                return owned
+            after = keys[-1]
 
     def indexes_children(self, key: str) -> bool:
         """Whether the x-indexes of `key` list its children: not on a cluster when each child is
@@ -436,9 +476,13 @@ class Store:
     # -- writing ------------------------------------------------------------------------------
 
     @_unavailable_on_redis_error
-    def write(self, writes: Sequence[Write]) -> list[Written]:
-        """Check and apply every write atomically: all of them, or none and a FeedstoreError."""
+    def write(self, writes: Sequence[Write], principal: Principal = ANONYMOUS) -> list[Written]:
+        """Check and apply every write atomically: all of them, or none and a FeedstoreError.
+
+        With auth on, `principal` must have the rights each write needs (API.md §16.3),
+        checked inside the transaction: AccessDenied (or Unauthorized, anonymous) otherwise."""
         reject_duplicates(writes)
+        caller = None if self.default_acl is None else acl.Caller.of(principal, self.default_acl)
         prepared = partitions.prepare(self.redis, self.keys, writes) if self.cluster else None
         # On a cluster, the partition's node is given the transaction directly until it meets
         # a slot on the move or a lost connection (partitions.PartitionRoute).
@@ -447,13 +491,15 @@ class Store:
             with route.pipeline() if route else self._transaction_pipeline() as pipe:
                 try:
                     if prepared is None:
-                        return self._transaction(pipe).run(writes)
+                        return self._transaction(pipe, principal, caller).run(writes)
                     # The schema version is in another slot: read before WATCH (never watched).
                     rules = replace(
                         prepared.rules,
                         schema_version=partitions.read_one(self.redis, SCHEMA_VERSION_KEY),
                     )
-                    written = self._transaction(pipe, rules).run(prepared.writes)
+                    if caller is not None:
+                        rules = self._outside_access(rules, principal)
+                    written = self._transaction(pipe, principal, caller, rules).run(prepared.writes)
                     partitions.finish(self.redis, prepared, written)
                     return written
                 except RETRIED as e:
@@ -472,15 +518,34 @@ class Store:
                     raise CrossTreeWrite([*trees, "an alias in another tree"]) from e
         raise ServiceUnavailable("Too many concurrent writes. Please retry.")
 
-    def _transaction(self, pipe: Any, rules: ClusterRules | None = None) -> Transaction:
+    def _transaction(
+        self,
+        pipe: Any,
+        principal: Principal,
+        caller: acl.Caller | None,
+        rules: ClusterRules | None = None,
+    ) -> Transaction:
         return Transaction(
             pipe,
             keys=self.keys,
-            principal=self.principal,
+            principal=principal.name,
             max_subtree=self.max_subtree,
             schema_at=self._schema_at,
             cluster=rules,
+            caller=caller,
         )
+
+    def _outside_access(self, rules: ClusterRules, principal: Principal) -> ClusterRules:
+        """On a cluster: the ACL mirrors of the partition's ancestors and the caller's groups
+        live in other slots, so they are read before the transaction, not watched (API.md
+        §16.7)."""
+        above = acl.path(rules.partition)[1:]
+        names = [self.keys.acl_key(key) for key in above]
+        if principal.uid is not None:
+            names.append(user_groups_key(principal.uid))
+        found = partitions.read_each(self.redis, names)
+        groups = found[len(above)] if principal.uid is not None else None
+        return replace(rules, outside_acls=dict(zip(above, found, strict=False)), groups=groups)
 
     @staticmethod
     def _back_off(attempt: int) -> None:

@@ -25,7 +25,7 @@ from typing import Any, Literal, NamedTuple
 from redis.client import Pipeline
 from redis.exceptions import WatchError
 
-from feedstore import alias, codec_json, watch
+from feedstore import acl, alias, codec_json, watch
 from feedstore.entry import (
     EntryId,
     document_fields,
@@ -51,7 +51,7 @@ from feedstore.errors import (
     collect,
 )
 from feedstore.index import indexed_fields, members
-from feedstore.keys import SCHEMA_VERSION_KEY, KeyScheme
+from feedstore.keys import SCHEMA_VERSION_KEY, KeyScheme, user_groups_key
 from feedstore.schema import Schema
 
 Fields = dict[str, Any]
@@ -112,6 +112,10 @@ class ClusterRules:
     partition: str
     missing_parents: frozenset[str] = frozenset()
     schema_version: bytes | None = None
+    # With auth on: the ACL mirrors of the partition's ancestors and the caller's groups, in
+    # other slots, read before the transaction (never watched).
+    outside_acls: Mapping[str, bytes | None] = field(default_factory=dict)
+    groups: bytes | None = None
 
 
 class _State:
@@ -161,6 +165,7 @@ class Transaction:
         max_subtree: int,
         schema_at: Callable[[bytes | None], Schema | None],
         cluster: ClusterRules | None = None,
+        caller: acl.Caller | None = None,
     ) -> None:
         self.pipe = pipe
         self.keys = keys
@@ -168,6 +173,10 @@ class Transaction:
         self.max_subtree = max_subtree
         self.schema_at = schema_at
         self.cluster = cluster
+        # With auth on, who is writing; the ACLs of every key on the targets' paths, as read.
+        self.caller = caller
+        self.acls: dict[str, acl.Acl | None] = {}  # what authorization counts
+        self.mirrors: dict[str, acl.Acl | None] = {}  # what Redis holds
 
     def run(self, writes: Sequence[Write]) -> list[Written]:
         """Check every write against what is stored, then write all of them in one MULTI/EXEC."""
@@ -180,11 +189,15 @@ class Transaction:
             reject_duplicates(writes)  # an alias and its entry, say (Store.write saw the rest)
             self._stay_in_partition(w.key for w in writes)
             states, schema = self._read(writes)
+        if self.caller is not None:
+            collect(self._denied(writes, states))  # 403 outranks every other failure
         subtrees = {
             w.key: self._subtree(w)
             for w in writes
             if w.action in _REMOVALS and states[w.key].exists
         }
+        if self.caller is not None and subtrees:
+            collect(self._denied_below(subtrees))
         inside, unaliasing = self._aliases_inside(writes, subtrees)
         if unaliasing:
             self._stay_in_partition(w.key for w in unaliasing)
@@ -196,13 +209,20 @@ class Transaction:
         every = [*writes, *unaliasing] if unaliasing else writes
         documents: dict[str, dict[str, Any]] = {}
         errors: list[FeedstoreError] = []
+        denied: list[FeedstoreError] = []
         for w in every:
             try:
                 _check(w, states[w.key], missing_parents, subtrees.get(w.key, []))
                 if w.action not in _REMOVALS:
                     documents[w.key] = self._new_document(w, states[w.key], schema, now)
+                    changed = _acl_changed(w.key, states[w.key], documents[w.key])
+                    if changed and self.caller is not None and not self._may(w.key, "A"):
+                        denied.append(self.caller.denial(w.key, "A"))
             except FeedstoreError as error:
                 errors.append(error)
+        collect(denied)
+        if self.caller is not None:
+            self._hide_unreadable(errors)
         collect(errors)
         aliases = self._alias_changes(every, states, documents, subtrees, inside)
 
@@ -222,6 +242,8 @@ class Transaction:
             if w.action is Action.CLEAR:
                 # The folder stays as it is; what goes is below it.
                 _remove(pipe, keys, subtrees[w.key], w.key, fields)
+                if self.caller is not None:
+                    _remove_acls(pipe, keys, subtrees[w.key], w.key)
                 written.append(Written(w.key, state.revision, state.document))
                 continue
             if fields and not apart(w.key):
@@ -230,8 +252,14 @@ class Transaction:
                 if not apart(w.key):
                     pipe.zrem(keys.children_key(parent_of(w.key)), w.key)
                 _remove(pipe, keys, [w.key, *subtrees[w.key]], w.key, fields)
+                if self.caller is not None:
+                    _remove_acls(pipe, keys, [w.key, *subtrees[w.key]], w.key)
+                    if not apart(w.key):
+                        pipe.srem(keys.acl_children_key(parent_of(w.key)), w.key)
                 written.append(Written(w.key, state.revision, None))
                 continue
+            if self.caller is not None:
+                self._mirror(w.key, documents[w.key], apart(w.key))
             revision = state.revision + 1
             document_name, revision_name, _ = state.names
             stored[document_name] = codec_json.dumps_document(documents[w.key])
@@ -248,7 +276,7 @@ class Transaction:
         for name, added in children.items():
             pipe.zadd(name, added)
         for change in aliases:
-            change.queue(pipe, keys, fields)
+            change.queue(pipe, keys, fields, self.caller is not None)
         pipe.execute()
         return written[: len(writes)]  # what the request asked for, without the unaliasing
 
@@ -264,20 +292,127 @@ class Transaction:
             *revisions,
             *(alias for _, _, alias in triples),
         ]
-        # WATCH and MGET go together, in one round trip. On a cluster, the schema version, in
-        # another slot, was read before.
+        # With auth on, the ACL mirrors of the targets' paths (and the caller's groups) are
+        # watched and read with them: a revoke before EXEC makes the write run again. WATCH and
+        # MGET go together, in one round trip; on a cluster, the schema version, in another
+        # slot, was read before.
+        on_path, groups = self._access_keys(keys)
+        access = [*map(self.keys.acl_key, on_path), *groups]
+        watched = [*revisions, *access]
         if self.cluster is None:
-            raw = watch.watch_and_read(self.pipe, revisions, "MGET", *names, SCHEMA_VERSION_KEY)
+            raw = watch.watch_and_read(
+                self.pipe, watched, "MGET", *names, *access, SCHEMA_VERSION_KEY
+            )
             version = raw[-1]
         else:
-            raw = watch.watch_and_read(self.pipe, revisions, "MGET", *names)
+            raw = watch.watch_and_read(self.pipe, watched, "MGET", *names, *access)
             version = self.cluster.schema_version
+        if access:
+            self._take_access(on_path, groups, raw[len(names) : len(names) + len(access)])
         n = len(keys)
         states = {
             key: _State(raw[i], int(raw[n + i] or 0), _decoded(raw[2 * n + i]), triples[i])
             for i, key in enumerate(keys)
         }
         return states, self.schema_at(version)
+
+    # -- authorization (API.md §16), with auth on ------------------------------------------
+
+    def _access_keys(self, keys: Sequence[str]) -> tuple[list[str], list[str]]:
+        """The keys on the paths of `keys` whose ACL mirrors this transaction reads (those of
+        other slots on a cluster were read before), and the caller's groups key, if it is
+        read here."""
+        if self.caller is None:
+            return [], []
+        first = not self.mirrors
+        on_path = {k: None for key in keys for k in acl.path(key) if k not in self.mirrors}
+        groups: list[str] = []
+        uid = self.caller.principal.uid
+        if self.cluster is None:
+            if uid is not None and first:
+                groups.append(user_groups_key(uid))
+            return list(on_path), groups
+        partition, outside = self.cluster.partition, self.cluster.outside_acls
+        for k in list(on_path):
+            if self.keys.partition(k) != partition:
+                del on_path[k]
+                self.acls[k] = self.mirrors[k] = acl.loads(outside.get(k))
+        if uid is not None and first:
+            self.caller = replace(self.caller, groups=acl.groups_of(self.cluster.groups))
+        return list(on_path), groups
+
+    def _take_access(self, on_path: list[str], groups: list[str], raw: list[Any]) -> None:
+        assert self.caller is not None
+        for key, value in zip(on_path, raw, strict=False):
+            self.acls[key] = self.mirrors[key] = acl.loads(value)
+        if groups:
+            self.caller = replace(self.caller, groups=acl.groups_of(raw[-1]))
+
+    def _may(self, key: str, right: str, layer: bool = False) -> bool:
+        assert self.caller is not None
+        return self.caller.decide(key, self.acls, layer).allows(right)
+
+    def _denied(
+        self, writes: Sequence[Write], states: Mapping[str, _State]
+    ) -> list[FeedstoreError]:
+        """A denial for each write whose right the caller lacks: C to create, U to update, D
+        to delete (on the key; on its children, for `_clearfolder`)."""
+        assert self.caller is not None
+        denied = []
+        for w in writes:
+            state = states[w.key]
+            if not state.exists:
+                self.acls[w.key] = None  # a stale mirror of an entry gone doesn't count
+            if w.action is Action.CLEAR:
+                right, layer = "D", True
+            elif w.action is Action.DELETE:
+                right, layer = "D", False
+            elif w.action is Action.CREATE or not state.exists:
+                right, layer = "C", False
+            else:
+                right, layer = "U", False
+            if not self._may(w.key, right, layer):
+                denied.append(self.caller.denial(w.key, right))
+        return denied
+
+    def _denied_below(self, subtrees: Mapping[str, list[str]]) -> list[FeedstoreError]:
+        """D on every entry below a removal that has an ACL of its own (watched and read)."""
+        assert self.caller is not None
+        below = [key for keys in subtrees.values() for key in keys]
+        if not below:
+            return []
+        names = [self.keys.acl_key(key) for key in below]
+        self.pipe.watch(*names)
+        raw = watch.read(self.pipe, "MGET", *names)
+        self.mirrors.update(zip(below, map(acl.loads, raw), strict=True))
+        self.acls.update((key, self.mirrors[key]) for key in below)
+        return [
+            self.caller.denial(key, "D")
+            for key in below
+            if self.acls[key] is not None and not self._may(key, "D")
+        ]
+
+    def _hide_unreadable(self, errors: list[FeedstoreError]) -> None:
+        """A 409 or 412 carries the stored entry only to a caller who may read it."""
+        for error in errors:
+            if error.current is not None and error.key and not self._may(error.key, "R"):
+                error.current = None
+
+    def _mirror(self, key: str, document: Mapping[str, Any], apart: bool) -> None:
+        """Queue the update of `key`'s ACL mirror, and of its place in its parent's set of
+        children with an ACL, when its ACL changes (or the mirror was stale)."""
+        new = acl.of_document(document, key)
+        if new == self.mirrors.get(key):
+            return
+        pipe, keys = self.pipe, self.keys
+        if new is None:
+            pipe.delete(keys.acl_key(key))
+            if not apart:
+                pipe.srem(keys.acl_children_key(parent_of(key)), key)
+        else:
+            pipe.set(keys.acl_key(key), acl.dumps(new))
+            if not apart:
+                pipe.sadd(keys.acl_children_key(parent_of(key)), key)
 
     def _stay_in_partition(self, keys: Iterable[str]) -> None:
         """On a cluster: CrossTreeWrite for a key outside the request's partition (one that an
@@ -449,17 +584,24 @@ class _AliasChange:
         self.added = sorted(self.new - self.old)
         self.removed = sorted(self.old - self.new)
 
-    def queue(self, pipe: Pipeline, keys: KeyScheme, fields: list[tuple[str, ...]]) -> None:
+    def queue(
+        self, pipe: Pipeline, keys: KeyScheme, fields: list[tuple[str, ...]], auth: bool
+    ) -> None:
         """Map the aliases added, unmap the ones removed, and keep every alias's place in its
-        parent's children and indexes in step with the entry."""
+        parent's children and indexes in step with the entry. With auth on, an alias is in its
+        parent's set of children with an ACL: it is readable where its entry is (access.py)."""
         for name in self.added:
             pipe.set(keys.alias_key(name), self.key)
             _touch(pipe, keys, name)
             pipe.zadd(keys.children_key(parent_of(name)), {name: 0})
+            if auth:
+                pipe.sadd(keys.acl_children_key(parent_of(name)), name)
         for name in self.removed:
             pipe.delete(keys.alias_key(name))
             _touch(pipe, keys, name)
             pipe.zrem(keys.children_key(parent_of(name)), name)
+            if auth:
+                pipe.srem(keys.acl_children_key(parent_of(name)), name)
         for name in self.old | self.new:
             old = self.old_document if name in self.old else None
             new = self.new_document if name in self.new else None
@@ -504,6 +646,25 @@ def _remove(
         pipe.delete(
             scheme.children_key(key), *(scheme.index_key(key, ".".join(path)) for path in fields)
         )
+
+
+def _remove_acls(pipe: Pipeline, scheme: KeyScheme, keys: Sequence[str], top: str) -> None:
+    """Queue the removal of the ACL mirrors of removed `keys` and of their sets of children
+    with an ACL (`top`'s too: its children go)."""
+    for key in keys:
+        pipe.delete(scheme.acl_key(key))
+    for key in {*keys, top}:
+        pipe.delete(scheme.acl_children_key(key))
+
+
+def _acl_changed(key: str, state: _State, document: Mapping[str, Any]) -> bool:
+    """Whether a write changes the set of ACL URNs of an existing entry; an invalid ACL URN in
+    the new document is InvalidAcl either way."""
+    new = acl.of_document(document, key)
+    if not state.exists:
+        return False
+    old = acl.of_document(state.document)
+    return set(new or ()) != set(old or ())
 
 
 def _touch(pipe: Pipeline, scheme: KeyScheme, key: str) -> None:

@@ -162,14 +162,18 @@ def make_token(
     return token
 
 
+OPEN_ACL = "urn:vte.cx:acl:*,CRUD"
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture
 def auth_app(redis_client: redis.Redis, config: dict[str, object]) -> Flask:
-    """The app with auth on (and the `config` fixture's other settings)."""
-    return create_app({**config, "auth": "on"}, redis_client)
+    """The app with auth on (and the `config` fixture's other settings); every key open to
+    everyone unless `config` sets `default_acl`, so authentication is tested apart from ACLs."""
+    return create_app({"default_acl": OPEN_ACL, **config, "auth": "on"}, redis_client)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from feedstore.authentication import current_principal
 from feedstore.credentials import Credentials
 from feedstore.principal import ANONYMOUS
 from feedstore.sessions import session_digest
-from tests.conftest import add_user, bearer, make_token
+from tests.conftest import OPEN_ACL, add_user, bearer, make_token
 
 AUTH_ERROR = {"status": 401, "entries": []}
 ENTRY = {"link": [{"___href": "/a", "___rel": "self"}], "title": "t"}
@@ -228,7 +228,7 @@ def test_account_options_apply_to_their_methods_only(auth_client: FlaskClient) -
 @pytest.fixture
 def login_client(real_redis: redis.Redis) -> FlaskClient:
     """An auth-on client on the real redis-server (logins hash passwords: once is enough)."""
-    client = create_app({"auth": "on"}, real_redis).test_client()
+    client = create_app({"auth": "on", "default_acl": OPEN_ACL}, real_redis).test_client()
     client.environ_base["HTTP_X_REQUESTED_WITH"] = "XMLHttpRequest"
     return client
 

@@ -16,6 +16,7 @@ from feedstore.errors import (
     NotFound,
     RevisionConflict,
 )
+from feedstore.principal import ANONYMOUS, Principal
 from feedstore.store import Store, Write, Written
 from tests.conftest import put, snapshot, stored
 
@@ -31,13 +32,13 @@ class SpyStore(Store):
         self.running = self.most_running = 0
         self.lock = threading.Lock()
 
-    def write(self, writes: Sequence[Write]) -> list[Written]:
+    def write(self, writes: Sequence[Write], principal: Principal = ANONYMOUS) -> list[Written]:
         with self.lock:
             self.chunks.append([w.key for w in writes])
             self.running += 1
             self.most_running = max(self.most_running, self.running)
         try:
-            return super().write(writes)
+            return super().write(writes, principal)
         finally:
             with self.lock:
                 self.running -= 1
