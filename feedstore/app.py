@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from feedstore import api, connection, migration, negotiation, page
+from feedstore import access_log, api, connection, migration, negotiation, page
 from feedstore.errors import FeedstoreError, MethodNotAllowed, PayloadTooLarge
+from feedstore.metrics import CONTENT_TYPE, Metrics
+from feedstore.principal import ANONYMOUS, Principal
 from feedstore.replication import Replication
 from feedstore.settings import Settings
 from feedstore.store import Store
@@ -35,6 +37,7 @@ def create_app(
         settings.redis_url, settings.redis_timeout, replication=replication
     )
     check_key_scheme(client, settings)
+    metrics = Metrics()
     app = Flask(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body
     app.url_map.merge_slashes = False
@@ -45,17 +48,25 @@ def create_app(
             keys=settings.keys,
             retries=settings.write_retries,
             max_subtree=settings.max_entries,
+            on_retry=metrics.write_retried,
+            on_redis_error=metrics.redis_failed,
         ),
         settings,
     )
+    app.extensions["feedstore_metrics"] = metrics
     app.register_blueprint(api.bp)
     app.register_blueprint(page.bp)
+    if settings.metrics == "on":
+        app.add_url_rule("/metrics", "metrics", serve_metrics, methods=["GET"])
     app.register_error_handler(FeedstoreError, api.error_response)
     app.register_error_handler(HTTPException, render_http_exception)
     app.register_error_handler(Exception, render_unexpected)
     app.before_request(refuse_an_unread_body)
     app.after_request(drop_type_of_empty_answers)
-    app.wsgi_app = MethodOverride(app.wsgi_app)  # type: ignore[method-assign]
+    app.after_request(note_for_the_access_log)
+    app.wsgi_app = access_log.AccessLog(  # type: ignore[method-assign]
+        MethodOverride(app.wsgi_app), observers=[metrics.observe]
+    )
     return app
 
 
@@ -80,6 +91,23 @@ def drop_type_of_empty_answers(response: Response) -> Response:
     if response.status_code in (204, 304):
         response.headers.remove("Content-Type")
     return response
+
+
+def note_for_the_access_log(response: Response) -> Response:
+    """What only the app knows of a request, for its access-log line and metrics: the route
+    it matched and who made it (the error code is noted where errors are rendered)."""
+    environ = request.environ
+    rule = request.url_rule
+    access_log.note(environ, access_log.ROUTE, rule.rule if rule is not None else None)
+    principal: Principal = g.get("principal", ANONYMOUS)
+    access_log.note(environ, access_log.PRINCIPAL, principal.account)
+    return response
+
+
+def serve_metrics() -> Response:
+    """GET /metrics: every counter, in the Prometheus text format (metrics.py)."""
+    metrics: Metrics = current_app.extensions["feedstore_metrics"]
+    return Response(metrics.render(), 200, content_type=CONTENT_TYPE)
 
 
 def render_http_exception(error: HTTPException) -> Response:

@@ -10,9 +10,11 @@ import importlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 from redis.exceptions import RedisClusterException
 
-from feedstore import connection, migration
+from feedstore import connection, logs, migration
 from feedstore.embedded import (
     FSYNC_POLICIES,
     EmbeddedRedis,
@@ -35,7 +37,7 @@ from feedstore.errors import FeedstoreError
 from feedstore.keys import MAX_DEPTH, KeyScheme
 from feedstore.replication import Replication
 from feedstore.schema import Schema
-from feedstore.settings import JSON_STYLES, Settings
+from feedstore.settings import JSON_STYLES, LOG_FORMATS, Settings
 from feedstore.store import Store
 from feedstore.supervisor import Supervisor
 
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
     from feedstore.app import WsgiApp
 
 APP_FACTORY = "feedstore.app:create_app"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # as metrics.py, which imports prometheus_client
 SERVERS = ("granian", "gunicorn")
 DEFAULT_DATA_DIR = Path("feedstore-data")
 # Seconds a worker gets to finish its requests on shutdown before it is killed.
@@ -70,6 +73,7 @@ class ServeOptions:
     wait_replicas: int | None = None
     wait_timeout_ms: int | None = None
     partition_depth: int | None = None
+    log_format: str | None = None
     # The WSGI app each worker builds, "module:function"; the bench serves its baseline this way.
     app: str = APP_FACTORY
 
@@ -162,6 +166,12 @@ def add_serve_command(subcommands: argparse._SubParsersAction[argparse.ArgumentP
         type=_depth,
         help="leading key segments that make a partition, one Redis Cluster slot (1: each "
         "top-level tree; 2 spreads /_user/<id> folders); sets FEEDSTORE_PARTITION_DEPTH",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        help="the access log and other lines on stderr: text (the default) or json, one object "
+        "per line; sets FEEDSTORE_LOG_FORMAT for the workers",
     )
     parser.set_defaults(command=run_serve)
 
@@ -377,6 +387,7 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
         wait_replicas=args.wait_replicas,
         wait_timeout_ms=args.wait_timeout,
         partition_depth=args.partition_depth,
+        log_format=args.log_format,
     )
 
 
@@ -392,18 +403,30 @@ def serve(options: ServeOptions) -> int:
         os.environ["FEEDSTORE_WAIT_TIMEOUT_MS"] = str(options.wait_timeout_ms)
     if options.partition_depth is not None:
         os.environ["FEEDSTORE_PARTITION_DEPTH"] = str(options.partition_depth)
+    if options.log_format is not None:
+        os.environ["FEEDSTORE_LOG_FORMAT"] = options.log_format
     try:
         # Every worker reads FEEDSTORE_* again; a mistake there should stop us here, once.
         settings = Settings.load()
     except ValueError as e:
         raise CliError(str(e)) from e
+    logs.configure(settings.log_format)
+    # Each worker counts its requests in files here; /metrics adds them up (metrics.py).
+    metrics_dir = None
+    if not os.environ.get(MULTIPROC_ENV):
+        metrics_dir = tempfile.mkdtemp(prefix="feedstore-metrics-")
+        os.environ[MULTIPROC_ENV] = metrics_dir
     check_port_free(options.host, options.port)
     schema = read_schema_file(options.schema_file) if options.schema_file else None
     embedded: EmbeddedRedis | None = None
     supervisor: Supervisor | None = None
+    redis_log: logs.RedisLogFollower | None = None
     try:
         if options.redis_url is None:
-            embedded = EmbeddedRedis(options.data_dir, fsync=options.fsync).start()
+            embedded = EmbeddedRedis(options.data_dir, fsync=options.fsync)
+            redis_log = logs.RedisLogFollower(embedded.log_path)
+            redis_log.start()
+            embedded.start()
             # Restarts it if it dies; if it can't, stops the server (SIGTERM), which then exits 1.
             supervisor = Supervisor(embedded, _report, _stop_serving).start()
             redis_url = embedded.url
@@ -432,6 +455,10 @@ def serve(options: ServeOptions) -> int:
             embedded.stop()
         if supervisor is not None:
             supervisor.join(SHUTDOWN_TIMEOUT)
+        if redis_log is not None:
+            redis_log.stop()
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _report(message: str) -> None:
@@ -542,6 +569,7 @@ class _WorkerAppLoader:
         from feedstore.gateway import Gateway
 
         settings = Settings.load()
+        logs.configure(settings.log_format)
         gateway = Gateway(
             self.create_app(),
             max_body=settings.max_body,
