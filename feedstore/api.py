@@ -17,6 +17,7 @@ from werkzeug.routing import PathConverter
 
 from feedstore import access as access_module
 from feedstore import (
+    access_log,
     bulk,
     codec_json,
     codec_xml,
@@ -567,6 +568,7 @@ def message(
 
 def error_response(error: FeedstoreError) -> Response:
     """The one rendering of every error: a message feed with the `error` member (API.md §7)."""
+    access_log.note(request.environ, access_log.ERROR_CODE, error.code)
     codec = answer_codec()
     body = codec.dumps_message(error.message, error.to_dict())
     return Response(body, error.status, error.headers, content_type=codec.CONTENT_TYPE)

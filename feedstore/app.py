@@ -8,11 +8,19 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from feedstore import api, authentication, connection, migration, negotiation, page
-from feedstore.errors import FeedstoreError, MethodNotAllowed, PayloadTooLarge
+from feedstore import access_log, api, authentication, connection, migration, negotiation, page
+from feedstore.errors import (
+    AccessDenied,
+    FeedstoreError,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    Unauthorized,
+)
+from feedstore.metrics import CONTENT_TYPE, Metrics
+from feedstore.principal import ANONYMOUS, Principal
 from feedstore.replication import Replication
 from feedstore.settings import Settings
 from feedstore.store import Store
@@ -35,6 +43,7 @@ def create_app(
         settings.redis_url, settings.redis_timeout, replication=replication
     )
     check_key_scheme(client, settings)
+    metrics = Metrics()
     app = Flask(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body
     app.url_map.merge_slashes = False
@@ -46,18 +55,26 @@ def create_app(
             retries=settings.write_retries,
             max_subtree=settings.max_entries,
             default_acl=settings.default_grants if settings.auth_on else None,
+            on_retry=metrics.write_retried,
+            on_redis_error=metrics.redis_failed,
         ),
         settings,
     )
+    app.extensions["feedstore_metrics"] = metrics
     app.register_blueprint(api.bp)
     app.register_blueprint(page.bp)
+    if settings.metrics == "on":
+        app.add_url_rule("/metrics", "metrics", serve_metrics, methods=["GET"])
     app.register_error_handler(FeedstoreError, api.error_response)
     app.register_error_handler(HTTPException, render_http_exception)
     app.register_error_handler(Exception, render_unexpected)
     app.before_request(refuse_an_unread_body)
     authentication.init_app(app, client, settings)
     app.after_request(drop_type_of_empty_answers)
-    app.wsgi_app = MethodOverride(app.wsgi_app)  # type: ignore[method-assign]
+    app.after_request(note_for_the_access_log)
+    app.wsgi_app = access_log.AccessLog(  # type: ignore[method-assign]
+        MethodOverride(app.wsgi_app), observers=[metrics.observe]
+    )
     return app
 
 
@@ -82,6 +99,36 @@ def drop_type_of_empty_answers(response: Response) -> Response:
     if response.status_code in (204, 304):
         response.headers.remove("Content-Type")
     return response
+
+
+def note_for_the_access_log(response: Response) -> Response:
+    """What only the app knows of a request, for its access-log line and metrics: the route
+    it matched and who made it (the error code is noted where errors are rendered)."""
+    environ = request.environ
+    rule = request.url_rule
+    access_log.note(environ, access_log.ROUTE, rule.rule if rule is not None else None)
+    principal: Principal = g.get("principal", ANONYMOUS)
+    access_log.note(environ, access_log.PRINCIPAL, principal.account)
+    return response
+
+
+def serve_metrics() -> Response:
+    """GET /metrics: every counter, in the Prometheus text format (metrics.py); with auth on,
+    for administrators only (401 without a credential, 403 for anyone else)."""
+    settings: Settings = current_app.extensions["feedstore"].settings
+    if settings.auth_on:
+        # Outside /d/, so authenticated here, as every /d/ request is before its view.
+        principal, _ = authentication.get_authenticator().authenticate(
+            request.headers.get("Authorization"),
+            request.cookies.get(authentication.SESSION_COOKIE),
+        )
+        g.principal = principal
+        if principal.anonymous:
+            raise Unauthorized()
+        if not principal.admin:
+            raise AccessDenied(None, "R")
+    metrics: Metrics = current_app.extensions["feedstore_metrics"]
+    return Response(metrics.render(), 200, content_type=CONTENT_TYPE)
 
 
 def render_http_exception(error: HTTPException) -> Response:

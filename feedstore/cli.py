@@ -12,9 +12,11 @@ import ipaddress
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 from redis.exceptions import RedisClusterException
 
-from feedstore import acl_reindex, connection, migration
+from feedstore import acl_reindex, connection, logs, migration
 from feedstore.embedded import (
     FSYNC_POLICIES,
     EmbeddedRedis,
@@ -37,7 +39,7 @@ from feedstore.errors import FeedstoreError
 from feedstore.keys import MAX_DEPTH, KeyScheme
 from feedstore.replication import Replication
 from feedstore.schema import Schema
-from feedstore.settings import AUTH_MODES, JSON_STYLES, Settings
+from feedstore.settings import AUTH_MODES, JSON_STYLES, LOG_FORMATS, Settings
 from feedstore.store import Store
 from feedstore.supervisor import Supervisor
 
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
     from feedstore.app import WsgiApp
 
 APP_FACTORY = "feedstore.app:create_app"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # as metrics.py, which imports prometheus_client
 SERVERS = ("granian", "gunicorn")
 DEFAULT_DATA_DIR = Path("feedstore-data")
 # Seconds a worker gets to finish its requests on shutdown before it is killed.
@@ -80,6 +83,7 @@ class ServeOptions:
     auth: str | None = None
     cookie_secure: bool = False
     default_acl: str | None = None
+    log_format: str | None = None
     # The WSGI app each worker builds, "module:function"; the bench serves its baseline this way.
     app: str = APP_FACTORY
 
@@ -193,6 +197,12 @@ def add_serve_command(subcommands: argparse._SubParsersAction[argparse.ArgumentP
         "--cookie-secure",
         action="store_true",
         help="mark the session cookie Secure (behind HTTPS); sets FEEDSTORE_COOKIE_SECURE",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        help="the access log and other lines on stderr: text (the default) or json, one object "
+        "per line; sets FEEDSTORE_LOG_FORMAT for the workers",
     )
     parser.set_defaults(command=run_serve)
 
@@ -443,6 +453,7 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
         auth=args.auth,
         cookie_secure=args.cookie_secure,
         default_acl=args.default_acl,
+        log_format=args.log_format,
     )
 
 
@@ -464,6 +475,8 @@ def serve(options: ServeOptions) -> int:
         os.environ["FEEDSTORE_COOKIE_SECURE"] = "true"
     if options.default_acl is not None:
         os.environ["FEEDSTORE_DEFAULT_ACL"] = options.default_acl
+    if options.log_format is not None:
+        os.environ["FEEDSTORE_LOG_FORMAT"] = options.log_format
     try:
         # Every worker reads FEEDSTORE_* again; a mistake there should stop us here, once.
         settings = Settings.load()
@@ -475,13 +488,23 @@ def serve(options: ServeOptions) -> int:
             "pass --auth off to do it anyway.",
             status=2,
         )
+    logs.configure(settings.log_format)
+    # Each worker counts its requests in files here; /metrics adds them up (metrics.py).
+    metrics_dir = None
+    if not os.environ.get(MULTIPROC_ENV):
+        metrics_dir = tempfile.mkdtemp(prefix="feedstore-metrics-")
+        os.environ[MULTIPROC_ENV] = metrics_dir
     check_port_free(options.host, options.port)
     schema = read_schema_file(options.schema_file) if options.schema_file else None
     embedded: EmbeddedRedis | None = None
     supervisor: Supervisor | None = None
+    redis_log: logs.RedisLogFollower | None = None
     try:
         if options.redis_url is None:
-            embedded = EmbeddedRedis(options.data_dir, fsync=options.fsync).start()
+            embedded = EmbeddedRedis(options.data_dir, fsync=options.fsync)
+            redis_log = logs.RedisLogFollower(embedded.log_path)
+            redis_log.start()
+            embedded.start()
             # Restarts it if it dies; if it can't, stops the server (SIGTERM), which then exits 1.
             supervisor = Supervisor(embedded, _report, _stop_serving).start()
             redis_url = embedded.url
@@ -510,6 +533,10 @@ def serve(options: ServeOptions) -> int:
             embedded.stop()
         if supervisor is not None:
             supervisor.join(SHUTDOWN_TIMEOUT)
+        if redis_log is not None:
+            redis_log.stop()
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _report(message: str) -> None:
@@ -620,6 +647,7 @@ class _WorkerAppLoader:
         from feedstore.gateway import Gateway
 
         settings = Settings.load()
+        logs.configure(settings.log_format)
         gateway = Gateway(
             self.create_app(),
             max_body=settings.max_body,

@@ -19,6 +19,8 @@ JSON_STYLES = ("feed", "bare")
 AUTH_MODES = ("off", "on")
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off", "")
+LOG_FORMATS = ("text", "json")
+SWITCHES = ("on", "off")
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,10 @@ class Settings:
     # many milliseconds they get before the write is a 503 not_replicated.
     wait_replicas: int = 0
     wait_timeout_ms: int = 1000
+    # The access log's lines: `text` (a common-log-like line) or `json` (one object per line).
+    log_format: str = "text"
+    # GET /metrics, the Prometheus text format (`off`: 404).
+    metrics: str = "on"
 
     # Authentication (authentication.py): off, every request acts as anonymous; on, a request
     # carries a token or a session cookie, or acts as anonymous.
@@ -83,6 +89,12 @@ class Settings:
             raise ValueError(
                 f"{ENV_PREFIX}PARTITION_DEPTH must be 1 to {MAX_DEPTH}: {self.partition_depth}"
             )
+        for name, allowed in (("log_format", LOG_FORMATS), ("metrics", SWITCHES)):
+            if getattr(self, name) not in allowed:
+                variable = f"{ENV_PREFIX}{name.upper()}"
+                raise ValueError(
+                    f"{variable} must be {' or '.join(allowed)}: {getattr(self, name)}"
+                )
         if self.json_style not in JSON_STYLES:
             raise ValueError(
                 f"{ENV_PREFIX}JSON_STYLE must be {' or '.join(JSON_STYLES)}: {self.json_style}"

@@ -90,12 +90,16 @@ def _unavailable_on_redis_error(method: Callable[P, T]) -> Callable[P, T]:
             ClusterDownError,
             SlotNotCoveredError,
         ) as e:
+            store = args[0]
+            assert isinstance(store, Store)
+            store.on_redis_error()
             raise ServiceUnavailable("Redis is unavailable. Please retry.") from e
         except redis.ResponseError as e:
             if not isinstance(e, redis.ReadOnlyError) and "NOREPLICAS" not in str(e):
                 raise
             store = args[0]
             assert isinstance(store, Store)
+            store.on_redis_error()
             pool = getattr(store.redis, "connection_pool", None)  # a cluster client has none
             if pool is not None:
                 pool.disconnect(inuse_connections=False)
@@ -115,8 +119,14 @@ class Store:
         retries: int = 200,
         max_subtree: int = 1000,
         default_acl: acl.Acl | None = None,
+        on_retry: Callable[[], None] = lambda: None,
+        on_redis_error: Callable[[], None] = lambda: None,
     ) -> None:
+        """`on_retry` is called each time a write runs again after a WatchError, and
+        `on_redis_error` each time Redis fails a request (metrics.py counts both)."""
         self.redis: Any = client
+        self.on_retry = on_retry
+        self.on_redis_error = on_redis_error
         self.keys = keys or KeyScheme()
         # On Redis Cluster a transaction keeps to one slot (partitions.py); reads over many
         # slots split by slot.
@@ -547,9 +557,9 @@ class Store:
         groups = found[len(above)] if principal.uid is not None else None
         return replace(rules, outside_acls=dict(zip(above, found, strict=False)), groups=groups)
 
-    @staticmethod
-    def _back_off(attempt: int) -> None:
+    def _back_off(self, attempt: int) -> None:
         """After a WatchError: retry at once twice, then after a short random pause."""
+        self.on_retry()
         if attempt >= 2:
             time.sleep(random.uniform(0, 0.001 * min(attempt, 20)))
 
