@@ -357,6 +357,7 @@ def test_every_scenario_prepares_against_real_servers_which_then_stop(tmp_path: 
         (scenarios.BASELINE, "gunicorn"),
         (scenarios.BASELINE_WSGI, "granian-wsgi"),
         (scenarios.FEEDSTORE, "granian"),
+        (scenarios.FEEDSTORE_AUTH, "granian"),
     ]
     with EmbeddedRedis(tmp_path / "redis", persistent=False) as embedded:
         for app, server in served:
@@ -365,7 +366,8 @@ def test_every_scenario_prepares_against_real_servers_which_then_stop(tmp_path: 
                 workers += servers.descendants(running.process.pid)
                 for scenario in [s for s in scenarios.SCENARIOS if s.app == app]:
                     load = scenarios.check(
-                        running.port, scenario.prepare(Target(running.port, few))
+                        running.port,
+                        scenario.prepare(Target(running.port, few, redis_url=embedded.url)),
                     )
                     for plan in load.plans:
                         if plan.revision is None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from feedstore import codec_xml
-from feedstore.bench import client, scale
+from feedstore.bench import auth, client, scale
 from feedstore.bench.client import RequestFailed
 from feedstore.bench.load import REVISION, ConnectionPlan, Load, RequestTemplate
 from feedstore.bench.scale import ScaleData
@@ -28,10 +28,14 @@ FEEDSTORE = App("feedstore", "feedstore.app:create_app")
 FEEDSTORE_SCALE = App("feedstore-scale", "feedstore.app:create_app", redis="scale")
 # The same app on the run's local 3-primary Redis Cluster (bench/cluster.py).
 FEEDSTORE_CLUSTER = App("feedstore-cluster", "feedstore.app:create_app", redis="cluster")
+# The same app with auth on (issue 13): every request authenticated and authorized.
+FEEDSTORE_AUTH = App("feedstore-auth", "feedstore.app:create_app", env=(("FEEDSTORE_AUTH", "on"),))
 APPS = {
     app.name: app
-    for app in (BASELINE, BASELINE_WSGI, FEEDSTORE, FEEDSTORE_SCALE, FEEDSTORE_CLUSTER)
-}
+    for app in (
+        BASELINE, BASELINE_WSGI, FEEDSTORE, FEEDSTORE_SCALE, FEEDSTORE_CLUSTER, FEEDSTORE_AUTH
+    )
+}  # fmt: skip
 
 WRITE_HEADERS = {"X-Requested-With": "XMLHttpRequest", "Content-Type": "application/json"}
 XML_HEADERS = {"X-Requested-With": "XMLHttpRequest", "Content-Type": "application/atom+xml"}
@@ -314,6 +318,30 @@ def _scale_data(target: Target) -> ScaleData:
     return target.scale
 
 
+def feedstore_get_auth(target: Target) -> Load:
+    """feedstore-get with auth on, as a user whose ACL is two levels up (bench/auth.py)."""
+    key = f"{auth.FOLDER}/read"
+    readers, connections = target.concurrency.reader_threads, target.concurrency.connections
+    return auth.read_load(target.port, _redis_url(target), entry(key), readers, connections)
+
+
+def feedstore_put_auth(target: Target) -> Load:
+    """feedstore-put with auth on, as that user."""
+    keys = [f"{auth.FOLDER}/w{writer}" for writer in range(1, target.concurrency.writers + 1)]
+    return auth.write_load(
+        target.port,
+        _redis_url(target),
+        {key: entry(key) for key in keys},
+        {key: entry(key, REVISION) for key in keys},
+    )
+
+
+def _redis_url(target: Target) -> str:
+    if target.redis_url is None:
+        raise RequestFailed("this scenario seeds users in Redis: the run must give its URL")
+    return target.redis_url
+
+
 def create_parent(port: int) -> None:
     """POST the parent of the bench entries; 409 means an earlier run made it."""
     body = json.dumps({"link": [{"___href": PARENT, "___rel": "self"}]}).encode()
@@ -407,6 +435,16 @@ SCENARIOS: tuple[Scenario, ...] = (
         "cluster-put", FEEDSTORE_CLUSTER, "PUT",
         "feedstore-put on a 3-primary Redis Cluster", feedstore_put,
     ),
+    Scenario(
+        "auth-get", FEEDSTORE_AUTH, "GET",
+        "feedstore-get with auth on: a user's Bearer token, the ACL two levels up",
+        feedstore_get_auth,
+    ),
+    Scenario(
+        "auth-put", FEEDSTORE_AUTH, "PUT",
+        "feedstore-put with auth on: a user's Bearer token, the ACL two levels up",
+        feedstore_put_auth,
+    ),
 )  # fmt: skip
 
 # The issues' targets: feedstore's overhead (2, 3, 11), PATCH against PUT (4), XML against JSON
@@ -428,6 +466,9 @@ COMPARISONS: tuple[Comparison, ...] = (
     # Issue 12: feedstore on a Redis Cluster against a single Redis, on the same machine.
     Comparison("cluster/single GET", "cluster-get", "feedstore-get", 0.9),
     Comparison("cluster/single PUT", "cluster-put", "feedstore-put", 0.8),
+    # Issue 13: with auth on (a token, an ACL two levels up) against auth off.
+    Comparison("auth/no auth GET", "auth-get", "feedstore-get", 0.85),
+    Comparison("auth/no auth PUT", "auth-put", "feedstore-put", 0.85),
 )
 # Entries per second a scenario must reach (issue 11: the bulk PUT).
 ENTRY_RATE_TARGETS: dict[str, float] = {"feedstore-bulk10k": 20_000}
