@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_schema_command(subcommands)
     add_migrate_command(subcommands)
     add_acl_command(subcommands)
+    from feedstore import backup_cli  # it uses this module's Redis helpers
+
+    backup_cli.add_commands(subcommands)
     add_bench_command(subcommands)
     from feedstore import accounts_cli  # it uses this module's Redis helpers
 
