@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     from feedstore import backup_cli  # it uses this module's Redis helpers
 
     backup_cli.add_commands(subcommands)
+    from feedstore import check_cli  # it uses this module's Redis helpers
+
+    check_cli.add_commands(subcommands)
     add_bench_command(subcommands)
     from feedstore import accounts_cli  # it uses this module's Redis helpers
 
