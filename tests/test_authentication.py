@@ -35,7 +35,9 @@ def sid_of(response: Any) -> str:
     return str(cookie.split(";")[0].removeprefix("SID="))
 
 
-def test_with_auth_off_credentials_are_not_read(client: FlaskClient) -> None:
+def test_with_auth_off_credentials_are_not_read(redis_client: redis.Redis) -> None:
+    client = create_app({"auth": "off"}, redis_client).test_client()
+    client.environ_base["HTTP_X_REQUESTED_WITH"] = "XMLHttpRequest"
     response = client.put("/d/", json=ENTRY, headers=bearer("fst_nonsense"))
     assert response.status_code == 200
     assert client.get("/d/?_whoami").json == {
