@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import redis
 
 from feedstore.credentials import (
+    ACCOUNT,
     SESSION_PREFIX,
     USER_SESSIONS_PREFIX,
     Clock,
@@ -65,6 +66,8 @@ class Sessions:
     def login(self, account: str, password: str) -> tuple[str, Principal]:
         """A new session id and its principal; LoginThrottled while the account is locked,
         Unauthorized for a wrong password, an unknown or a disabled account."""
+        if not ACCOUNT.fullmatch(account):
+            raise Unauthorized()  # no such account can exist: nothing to count, or to store
         failures_key = FAILURE_PREFIX + account
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.get(failures_key)

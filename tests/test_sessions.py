@@ -148,3 +148,12 @@ def test_the_session_index_forgets_ended_sessions_at_login(
     assert 0 < real_redis.ttl("fs:sessions:1") <= MAX_AGE
     sessions.logout(second)
     assert not real_redis.exists("fs:sessions:1")
+
+
+def test_a_name_no_account_can_have_is_refused_without_a_trace(
+    sessions: Sessions, real_redis: redis.Redis
+) -> None:
+    before = sorted(real_redis.keys("*"))
+    with pytest.raises(Unauthorized):
+        sessions.login("x" * 10_000, "s3cret")
+    assert sorted(real_redis.keys("*")) == before
