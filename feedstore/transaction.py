@@ -648,8 +648,8 @@ def _acl_changed(key: str, state: _State, document: Mapping[str, Any]) -> bool:
     """Whether a write changes the set of ACL URNs of an existing entry; an invalid ACL URN in
     the new document is InvalidAcl either way."""
     new = acl.of_document(document, key)
-    if not state.exists:
-        return False
+    if not state.exists or (new is None and b":acl:" not in state.raw):  # type: ignore[operator]
+        return False  # the usual write: no ACL before or after, the stored one not decoded
     old = acl.of_document(state.document)
     return set(new or ()) != set(old or ())
 
