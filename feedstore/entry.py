@@ -12,10 +12,18 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from feedstore.errors import InvalidField, InvalidId, InvalidKey
-from feedstore.fields import ATOM_LISTS, ATOM_TEXTS, Limits, as_list, check_field, fields_fine
+from feedstore.fields import (
+    ATOM_LISTS,
+    ATOM_TEXTS,
+    Limits,
+    as_list,
+    check_depth,
+    check_field,
+    fields_fine,
+)
 
 ROOT = "/"
 MAX_KEY_DEPTH = 10
@@ -94,9 +102,10 @@ def is_revision(text: str) -> bool:
     return 0 < len(text) <= REVISION_DIGITS and text.isascii() and text.isdigit()
 
 
-@dataclass(frozen=True)
-class EntryId:
-    """An entry id `"<key>,<revision>"`, optionally ending `?_delete`."""
+class EntryId(NamedTuple):
+    """An entry id `"<key>,<revision>"`, optionally ending `?_delete`.
+
+    A named tuple, not a frozen dataclass: every entry of a bulk makes one, three times faster."""
 
     key: str
     revision: int | None
@@ -172,6 +181,12 @@ def self_link(document: Mapping[str, Any]) -> str | None:
 def _sent_self_link(document: Mapping[str, Any]) -> str | None:
     """The key a sent entry's self link names; 400 for a self link without an href, or two."""
     links = document.get("link")
+    if type(links) is list and len(links) == 1:  # the usual entry: its self link alone
+        link = links[0]
+        if type(link) is dict and link.get("___rel") == "self":
+            href = link.get("___href")
+            if type(href) is str:
+                return href
     items = links if isinstance(links, list) else [links]
     own = [
         link
@@ -195,19 +210,24 @@ def entry_from_document(
     *,
     directives: bool = False,
     plain: bool = False,
+    room: int | None = None,
 ) -> Entry:
     """Read one JSON-form entry; raise a BadRequest naming the entry and field when it is bad.
 
     `directives`: the document is a feedstore merge's body, where keyed list items may carry
     `$patch`; anywhere else that name is refused. `plain`: the codec saw that no string can hold
-    a character XML can't carry (fields_fine).
+    a character XML can't carry (fields_fine). `room`: the levels of containers its fields may
+    nest, when the codec left that check to this walk (None: it bounded the whole body).
     """
     if not isinstance(document, dict):
         raise InvalidField(f"Entry {index} is not an object.", field=f"entry[{index}]")
     key = _sent_self_link(document)
     if key is not None:
         validate_key(key)
-    entry_id = EntryId.parse(document["id"]) if document.get("id") is not None else None
+    sent_id = document.get("id")
+    entry_id = None
+    if sent_id is not None:
+        entry_id = _same_key_id(sent_id, key) or EntryId.parse(sent_id)
     if entry_id is not None and not entry_id.key:
         if key is None:
             raise InvalidId("?_delete needs the entry's self link.", field="id")
@@ -216,13 +236,29 @@ def entry_from_document(
     # the self link is an alias of the entry the id names (an entry read through the alias).
     if entry_id is not None and key is None:
         key = entry_id.key
-    fine = fields_fine(document, limits, skip=_SERVER_OWNED, directives=directives, plain=plain)
-    fields: dict[str, Any] = {}
+    fine = fields_fine(
+        document, limits, skip=_SERVER_OWNED, directives=directives, plain=plain, room=room
+    )
+    if fine:
+        fields = {name: value for name, value in document.items() if name not in _SERVER_OWNED}
+        for name in _ATOM_LIST_NAMES.intersection(fields):
+            value = fields[name]  # a list or an object (fields_fine)
+            if type(value) is not list:
+                fields[name] = value = [value]
+            if name == "author":
+                value = [a for a in value if not _is_server_author(a)]
+                if value:
+                    fields[name] = value
+                else:
+                    del fields[name]
+        return Entry(key=key, id=entry_id, fields=fields, index=index)
+    if room is not None:
+        check_depth(document, room + 1, limits.max_depth)  # before check_field walks it
+    fields = {}
     for name, value in document.items():
         if name in _SERVER_OWNED:
             continue
-        if not fine:
-            check_field(name, value, key, limits, directives=directives)
+        check_field(name, value, key, limits, directives=directives)
         if name == "author":
             value = [a for a in as_list(value) if not _is_server_author(a)]
             if not value:
@@ -231,6 +267,15 @@ def entry_from_document(
             value = as_list(value)
         fields[name] = value
     return Entry(key=key, id=entry_id, fields=fields, index=index)
+
+
+def _same_key_id(text: object, key: str | None) -> EntryId | None:
+    """The usual id, `<the self link's key>,<revision>`, read at once (the key is checked)."""
+    if type(text) is str and key is not None and text.startswith(key):
+        revision = text[len(key) + 1 :]
+        if text[len(key) : len(key) + 1] == "," and is_revision(revision):
+            return EntryId(key, int(revision))
+    return None
 
 
 def _is_server_author(author: Any) -> bool:
@@ -281,10 +326,6 @@ def stored_document(
     return document
 
 
-# Set by stored_document itself, ahead of the fields.
-_DOCUMENT_HEAD = frozenset({"id", "link", "author", "published", "updated"})
-
-
 def put_document(
     key: str,
     revision: int,
@@ -300,26 +341,26 @@ def put_document(
     sent), ...) with the published time and creator of `stored`, made in one pass over each of
     them: every entry of every PUT goes through here. (A test holds the two to the same result.)
     """
-    document: dict[str, Any] = {"id": f"{key},{revision}", "link": None, "author": None}
-    links: Any = ()
     if stored:
-        document["published"], document["updated"] = stored["published"], updated
+        # A copy keeps the stored order (the head first, then the fields); update() then puts
+        # each sent field where the stored one stands and a new one last, all in C.
+        document = dict(stored)
+        published = stored["published"]
         authors = _put_authors(stored.get("author", ()), principal, keep="author" not in sent)
-        links = stored.get("link", ())
-        for name, value in stored.items():
-            if name not in _DOCUMENT_HEAD:
-                document[name] = value
+        links: Any = stored.get("link", ())
     else:
-        document["published"] = document["updated"] = updated
-        authors = [{"uri": _CREATED + principal}]
-    # A sent field replaces the stored one where it stands; a new one goes last.
-    for name, value in sent.items():
-        if name == "link":
-            links = _merge_links(links, value)
-        elif name == "author":
-            authors.extend(value)
-        elif name not in _DOCUMENT_HEAD:
-            document[name] = value
+        document = dict.fromkeys(("id", "link", "author", "published", "updated"))
+        published = updated
+        authors, links = [{"uri": _CREATED + principal}], ()
+    document.update(sent)
+    # The server's own, whatever was sent (entry_from_document drops them anyway).
+    document["id"] = f"{key},{revision}"
+    document["published"], document["updated"] = published, updated
+    sent_links = sent.get("link")
+    if sent_links is not None:
+        links = _merge_links(links, sent_links)
+    if "author" in sent:
+        authors.extend(sent["author"])
     links = list(links)
     if not _has_self_link(links):
         links.insert(0, {"___href": key, "___rel": "self"})
@@ -379,6 +420,8 @@ def merge_top_level(stored: Mapping[str, Any] | None, sent: Mapping[str, Any]) -
 
 
 def _merge_links(stored: Iterable[Any], sent: list[Any]) -> list[Any]:
+    if len(sent) == 1 and sent[0].get("___rel") == "self":
+        return list(stored)  # the usual PUT, at once
     sent_rels = {link.get("___rel") for link in sent}
     sent_rels.discard("self")
     if not sent_rels:

@@ -15,7 +15,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from feedstore.errors import InvalidField
+from feedstore.errors import InvalidBody, InvalidField
 
 ATTRIBUTE_PREFIX = "___"
 TEXT_FIELD = "______text"
@@ -69,6 +69,7 @@ _KNOWN_FIELD_NAMES: set[str] = set()
 _KNOWN_NESTED_NAMES: set[str] = set()  # valid inside a field, without the merge's `$patch`
 _KNOWN_LIMIT = 4096
 # The values that need no check but their type (WideInteger, a subclass, is not one of them).
+_CONTAINERS = (dict, list)
 _SCALARS = frozenset({int, float, bool, type(None)})
 _ATOM_LIST_NAMES, _ATOM_TEXT_NAMES = frozenset(ATOM_LISTS), frozenset(ATOM_TEXTS)
 
@@ -80,13 +81,17 @@ def fields_fine(
     skip: Collection[str] = (),
     directives: bool = False,
     plain: bool = False,
+    room: int | None = None,
 ) -> bool:
     """Whether check_field passes every field of `document` but those named in `skip`, in one
     quick pass. False means "look closer": the caller runs check_field, which then names what is
     wrong (and may find nothing, for values of types other than JSON's own).
 
-    `plain`: the codec saw that no string can hold a character XML can't carry.
+    `plain`: the codec saw that no string can hold a character XML can't carry. `room`: how
+    many levels of containers the fields may nest (None: the codec bounded the whole body), so
+    that this walk is also the depth check of an entry.
     """
+    room = limits.max_depth if room is None else room
     # Sets, not the tuples: names from a body are new strings, which a tuple compares one by one.
     for name, value in document.items():
         if name in skip:
@@ -102,16 +107,18 @@ def fields_fine(
             ):
                 return False
         elif name in _ATOM_LIST_NAMES and (kind is dict or kind is list):
+            if room < (2 if kind is list else 1):
+                return False
             for item in value if kind is list else (value,):
                 if type(item) is not dict or not _atom_item_fine(item, limits, plain):
                     return False
         elif name in _ATOM_TEXT_NAMES and kind is dict:
-            if not _atom_item_fine(value, limits, plain):
+            if room < 1 or not _atom_item_fine(value, limits, plain):
                 return False
         elif kind is dict or kind is list:
             if kind is list and name in _ATOM_TEXT_NAMES:
                 return False
-            if not _value_fine(value, limits, directives, plain):
+            if not _value_fine(value, limits, directives, plain, room):
                 return False
         elif kind not in _SCALARS or (
             name in _ATOM_LIST_NAMES or (value is not None and name in _ATOM_TEXT_NAMES)
@@ -138,9 +145,12 @@ def _atom_item_fine(item: dict[str, Any], limits: Limits, plain: bool) -> bool:
 
 
 def _value_fine(
-    value: dict[str, Any] | list[Any], limits: Limits, directives: bool, plain: bool
+    value: dict[str, Any] | list[Any], limits: Limits, directives: bool, plain: bool, room: int
 ) -> bool:
-    """_check_bounds's rules on a container and everything in it."""
+    """_check_bounds's rules on a container and everything in it, which may nest `room` levels
+    (this one included)."""
+    if room < 1:
+        return False
     if type(value) is dict:
         if not _KNOWN_NESTED_NAMES.issuperset(value) and not _names_fine(value, directives):
             return False
@@ -155,8 +165,7 @@ def _value_fine(
             if len(item) > limits.max_string or (not plain and XML_INVALID.search(item)):
                 return False
         elif kind is dict or kind is list:
-            # Nesting depth is bounded by the codecs before this walk, as for _check_bounds.
-            if not _value_fine(item, limits, directives, plain):
+            if not _value_fine(item, limits, directives, plain, room - 1):
                 return False
         elif kind not in _SCALARS:
             return False
@@ -262,3 +271,22 @@ def too_many_attributes(path: str, limit: int, key: str | None) -> InvalidField:
 
 def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
+
+
+def check_depth(document: Any, max_depth: int, body_limit: int | None = None) -> None:
+    """Raise InvalidBody when containers nest deeper than `max_depth` levels; the message
+    names `body_limit` when the document is a part of a body (an entry of a feed)."""
+    level = [document] if isinstance(document, _CONTAINERS) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > max_depth:
+            raise InvalidBody(f"nesting is deeper than {body_limit or max_depth} levels.")
+        deeper = []
+        # Plain loops and a tuple isinstance: twice as fast as a comprehension testing against
+        # the union dict | list, over every value of a 10 MB bulk body.
+        for node in level:
+            for child in node.values() if isinstance(node, dict) else node:
+                if isinstance(child, _CONTAINERS):
+                    deeper.append(child)
+        level = deeper

@@ -16,6 +16,7 @@ instead of three is what keeps a chunk of 1000 entries from costing Redis 40 ms.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -122,17 +123,27 @@ class _State:
 
     # A plain class with slots: a request makes one per entry, and functools.cached_property
     # takes a lock on every first read (Python 3.11).
-    __slots__ = ("_document", "alias_of", "raw", "revision")
+    __slots__ = ("_document", "alias_of", "exists", "names", "raw", "revision")
 
-    def __init__(self, raw: bytes | None, revision: int, alias_of: str | None = None) -> None:
+    def __init__(
+        self,
+        raw: bytes | None,
+        revision: int,
+        alias_of: str | None = None,
+        names: tuple[str, str, str] = ("", "", ""),
+    ) -> None:
         self.raw = raw
+        self.exists = raw is not None
         self.revision = revision
         self.alias_of = alias_of
+        self.names = names  # the document, revision and alias keys, as _read named them
         self._document: dict[str, Any] | None = None
 
     @property
-    def exists(self) -> bool:
-        return self.raw is not None
+    def may_have_aliases(self) -> bool:
+        """False when the stored document has no alternate link, seen without decoding it
+        (orjson writes every ASCII letter as itself)."""
+        return self.raw is not None and b'"alternate"' in self.raw
 
     @property
     def document(self) -> dict[str, Any] | None:
@@ -175,6 +186,7 @@ class Transaction:
         if any(states[w.key].alias_of for w in writes):
             # A write addressed to an alias is the entry's (a delete drops just the alias).
             writes = [_through_alias(w, states[w.key].alias_of) for w in writes]
+            reject_duplicates(writes)  # an alias and its entry, say (Store.write saw the rest)
             self._stay_in_partition(w.key for w in writes)
             states, schema = self._read(writes)
         if self.caller is not None:
@@ -189,6 +201,7 @@ class Transaction:
         inside, unaliasing = self._aliases_inside(writes, subtrees)
         if unaliasing:
             self._stay_in_partition(w.key for w in unaliasing)
+            reject_duplicates([*writes, *unaliasing])
             states.update(self._read([*writes, *unaliasing])[0])
         missing_parents = self._missing_parents(writes, states)
 
@@ -233,7 +246,7 @@ class Transaction:
                     _remove_acls(pipe, keys, subtrees[w.key], w.key)
                 written.append(Written(w.key, state.revision, state.document))
                 continue
-            if not apart(w.key):
+            if fields and not apart(w.key):
                 _update_indexes(pipe, keys, w.key, state.document, documents.get(w.key), fields)
             if w.action is Action.DELETE:
                 if not apart(w.key):
@@ -248,7 +261,7 @@ class Transaction:
             if self.caller is not None:
                 self._mirror(w.key, documents[w.key], apart(w.key))
             revision = state.revision + 1
-            document_name, revision_name, _ = keys.entry_keys(w.key)  # one partition look-up
+            document_name, revision_name, _ = state.names
             stored[document_name] = codec_json.dumps_document(documents[w.key])
             stored[revision_name] = revision
             if not state.exists and not apart(w.key):
@@ -259,7 +272,7 @@ class Transaction:
         # request and a deleted key can't gain a child in it, so the order doesn't matter.
         if stored:
             # Not pipe.mset, which redis-py's cluster pipeline refuses whatever the slots.
-            pipe.execute_command("MSET", *(item for pair in stored.items() for item in pair))
+            pipe.execute_command("MSET", *itertools.chain.from_iterable(stored.items()))
         for name, added in children.items():
             pipe.zadd(name, added)
         for change in aliases:
@@ -271,7 +284,6 @@ class Transaction:
         """WATCH every target's revision key (which covers its document and alias mapping, see
         above) and read, in one MGET, its document, revision and alias mapping, and the schema
         version."""
-        reject_duplicates(writes)
         keys = [w.key for w in writes]
         triples = list(map(self.keys.entry_keys, keys))
         revisions = [revision for _, revision, _ in triples]
@@ -284,20 +296,22 @@ class Transaction:
         # watched and read with them: a revoke before EXEC makes the write run again.
         on_path, groups = self._access_keys(keys)
         access = [*map(self.keys.acl_key, on_path), *groups]
+        watched = [*revisions, *access] if access else revisions
+        # WATCH and MGET go together, in one round trip. On a cluster, the schema version, in
+        # another slot, was read before.
         if self.cluster is None:
-            self.pipe.watch(*revisions, *access)
-            raw = watch.read(self.pipe, "MGET", *names, *access, SCHEMA_VERSION_KEY)
+            raw = watch.watch_and_read(
+                self.pipe, watched, "MGET", *names, *access, SCHEMA_VERSION_KEY
+            )
             version = raw[-1]
         else:
-            # The schema version, in another slot, was read before; in the round trip it
-            # saves, WATCH and MGET go together.
-            raw = watch.watch_and_read(self.pipe, [*revisions, *access], "MGET", *names, *access)
+            raw = watch.watch_and_read(self.pipe, watched, "MGET", *names, *access)
             version = self.cluster.schema_version
         if access:
             self._take_access(on_path, groups, raw[len(names) : len(names) + len(access)])
         n = len(keys)
         states = {
-            key: _State(raw[i], int(raw[n + i] or 0), _decoded(raw[2 * n + i]))
+            key: _State(raw[i], int(raw[n + i] or 0), _decoded(raw[2 * n + i]), triples[i])
             for i, key in enumerate(keys)
         }
         return states, self.schema_at(version)
@@ -492,16 +506,15 @@ class Transaction:
         inside: Mapping[str, dict[str, Any]],
     ) -> list[_AliasChange]:
         """How each write moves aliases, once the keys new ones claim are checked (409, 400)."""
-        touched = [
-            (w.key, states[w.key].document, documents.get(w.key))
-            for w in writes
-            if w.action is not Action.CLEAR
-        ]
-        touched += [(key, document, None) for key, document in inside.items()]
-        changes = [
-            _AliasChange(key, old, new)
-            for key, old, new in touched
-            if alias.aliases_of(old) or alias.aliases_of(new)
+        changes = []
+        for w in writes:
+            state, new = states[w.key], documents.get(w.key)
+            if w.action is not Action.CLEAR and (state.may_have_aliases or alias.aliases_of(new)):
+                changes.append(_AliasChange(w.key, state.document, new))
+        changes += [
+            _AliasChange(key, document, None)
+            for key, document in inside.items()
+            if alias.aliases_of(document)
         ]
         claims: dict[str, str] = {}
         errors: list[FeedstoreError] = []

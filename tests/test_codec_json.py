@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 import redis
@@ -16,7 +18,7 @@ from feedstore.errors import (
     InvalidKey,
     TooManyEntries,
 )
-from feedstore.fields import Limits
+from feedstore.fields import Limits, check_depth
 from tests.conftest import snapshot
 
 ENTRY = {"link": [{"___href": "/a", "___rel": "self"}], "x": 1}
@@ -51,6 +53,49 @@ def test_depth_is_bounded() -> None:
         deep = {"a": deep}
     with pytest.raises(InvalidBody, match="nesting is deeper than 64"):
         codec_json.loads(orjson.dumps(deep), Limits())
+
+
+def _nested(levels: int, shape: str) -> object:
+    """A value of `levels` containers, objects or lists or an Atom link list at the top."""
+    value: object = "x"
+    for level in range(levels):
+        value = {"a": value} if shape == "object" or level % 2 else [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda e: {"feed": {"entry": [e]}},
+        lambda e: {"feed": {"entry": e}},
+        lambda e: {"entry": [e]},
+        lambda e: {"entry": e},
+        lambda e: [e],
+        lambda e: e,
+    ],
+)
+@given(
+    levels=st.integers(0, 8),
+    shape=st.sampled_from(["object", "mixed"]),
+    max_depth=st.integers(1, 8),
+)
+def test_an_entry_is_as_deep_as_its_body_allows(
+    wrap: Any, levels: int, shape: str, max_depth: int
+) -> None:
+    """The walk that checks an entry's fields bounds their depth: loads refuses a body exactly
+    when its whole document nests deeper than max_depth, whatever shape wraps the entry."""
+    entry = {"link": [{"___href": "/a", "___rel": "self"}], "x": _nested(levels, shape)}
+    body = wrap(entry)
+    limits = Limits(max_depth=max_depth)
+    try:
+        check_depth(body, max_depth)
+    except InvalidBody as expected:
+        with pytest.raises(InvalidBody) as caught:
+            codec_json.loads(orjson.dumps(body), limits)
+        assert caught.value.message == expected.message
+    else:
+        [read] = codec_json.loads(orjson.dumps(body), limits)
+        assert read.fields["x"] == entry["x"]
 
 
 def test_entry_count_is_bounded() -> None:
