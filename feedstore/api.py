@@ -15,7 +15,6 @@ from urllib.parse import quote
 from flask import Blueprint, Response, current_app, request
 from werkzeug.routing import PathConverter
 
-from feedstore import access as access_module
 from feedstore import (
     access_log,
     bulk,
@@ -139,11 +138,11 @@ def read(path: str) -> Response:
     key = validate_key(request_key())
     query_module.check_options(request.args)
     pagination.check_options(request.args)
-    if "_access" in request.args:
-        return access_answer(key)
     counter_option = options.counter_option(request.args)
     if counter_option is not None:
         return counter(key, counter_option)
+    if "_access" in request.args:
+        return access_answer(key)
     # When a URL names several read modes, vte.cx's order decides: pagination, page number,
     # count, entry, feed.
     if "_pagination" in request.args:
@@ -286,14 +285,10 @@ def health() -> Response:
 
 def read_entry(key: str) -> Response:
     checker = access()
-    if checker is not None:
-        checker.require(key, "R")
-    found = get_feedstore().store.get(key)
+    found = checker.read_entry(key) if checker else get_feedstore().store.get(key)
     if found is None:
         return Response(status=204)
     revision, raw = found
-    if checker is not None and (target := access_module.entry_key(raw, key)) != key:
-        checker.require(target, "R")  # read through an alias: the entry's ACL governs
     headers = {"ETag": negotiation.etag(revision)}
     # If-None-Match compares weakly (RFC 9110 §13.1.2): W/"3" is as good as "3" for a cache.
     if "If-None-Match" in request.headers and request.if_none_match.contains_weak(str(revision)):

@@ -153,6 +153,22 @@ class Store:
             )
         else:
             raw, target = self.redis.mget(keys.document_key(key), keys.alias_key(key))
+        return self._found(key, raw, target)
+
+    @_unavailable_on_redis_error
+    def get_guarded(
+        self, key: str, on_path: Sequence[str]
+    ) -> tuple[tuple[int, bytes] | None, list[acl.Acl | None]]:
+        """`get(key)` and the ACL mirrors of `on_path`, in one MGET on a single Redis."""
+        if self.cluster or not on_path:
+            return self.get(key), self.acls(on_path)
+        keys = self.keys
+        raw, target, *mirrors = self.redis.mget(
+            keys.document_key(key), keys.alias_key(key), *map(keys.acl_key, on_path)
+        )
+        return self._found(key, raw, target), [acl.loads(mirror) for mirror in mirrors]
+
+    def _found(self, key: str, raw: bytes | None, target: bytes | None) -> tuple[int, bytes] | None:
         if raw is not None:
             return codec_json.stored_revision(raw, key), raw
         if target is None:

@@ -298,7 +298,7 @@ class Transaction:
         # slot, was read before.
         on_path, groups = self._access_keys(keys)
         access = [*map(self.keys.acl_key, on_path), *groups]
-        watched = [*revisions, *access]
+        watched = [*revisions, *access] if access else revisions
         if self.cluster is None:
             raw = watch.watch_and_read(
                 self.pipe, watched, "MGET", *names, *access, SCHEMA_VERSION_KEY
@@ -661,8 +661,8 @@ def _acl_changed(key: str, state: _State, document: Mapping[str, Any]) -> bool:
     """Whether a write changes the set of ACL URNs of an existing entry; an invalid ACL URN in
     the new document is InvalidAcl either way."""
     new = acl.of_document(document, key)
-    if not state.exists:
-        return False
+    if not state.exists or (new is None and b":acl:" not in state.raw):  # type: ignore[operator]
+        return False  # the usual write: no ACL before or after, the stored one not decoded
     old = acl.of_document(state.document)
     return set(new or ()) != set(old or ())
 
