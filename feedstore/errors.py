@@ -26,6 +26,7 @@
     |   +-- RevisionConflict        409 revision_conflict   "Optimistic locking failed. Key = /k"
     |   +-- DuplicatedKey           409 duplicated_key      "Duplicated key. /k"
     |   +-- PatchTestFailed         409 patch_test_failed   a JSON Patch `test` that failed
+    |   +-- MergeConflict           409 merge_conflict      "Merge conflict. Key = /k"
     +-- RequestTimeout              408 request_timeout     "Request timeout."
     +-- PreconditionFailed          412 precondition_failed "Precondition failed. Key = /k"
     +-- PayloadTooLarge             413 payload_too_large   "Payload too large."
@@ -245,6 +246,22 @@ class DuplicatedKey(Conflict):
 
 class PatchTestFailed(Conflict):
     code = "patch_test_failed"
+
+
+class MergeConflict(Conflict):
+    """A stale write asked to be merged (`?_merge`) changed what the current revision changed
+    too: `conflicts` lists each such field with its base, current and sent value."""
+
+    code = "merge_conflict"
+
+    def __init__(self, key: str, conflicts: Sequence[Mapping[str, Any]]) -> None:
+        super().__init__(f"Merge conflict. Key = {key}", key=key)
+        self.conflicts = list(conflicts)
+
+    def to_dict(self) -> dict[str, Any]:
+        body = super().to_dict()
+        body["conflicts"] = self.conflicts
+        return body
 
 
 class RequestTimeout(FeedstoreError):
