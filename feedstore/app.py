@@ -45,6 +45,7 @@ def create_app(
             keys=settings.keys,
             retries=settings.write_retries,
             max_subtree=settings.max_entries,
+            history=settings.history_rules,
         ),
         settings,
     )

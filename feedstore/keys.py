@@ -21,6 +21,9 @@ fs:{P}:n:<key>          the counter that numbers children POSTed without a self 
 fs:{P}:ids:<key>        the vte.cx counter of <key> (`_addids`, `_getids`, `_setids`)
 fs:{P}:idr:<key>        the range of that counter (`_rangeids`, counter_range.py), absent without
 fs:{P}:i:<field>:<key>  the index of <key>'s children on an `x-index` field (index.py)
+fs:{P}:h:<key>          hash: revision -> stored JSON of <key>'s superseded revisions, only under
+                        a `history` prefix (history.py); written in the write's MULTI, expires
+                        `history_days` after a delete
 where P is the partition of the <key> (or <alias>) the key names.
 
 Global keys, outside every partition (each read or written alone, or with its own tag):
@@ -47,7 +50,7 @@ SECRET_KEY = "fs:secret"
 DEPTH_KEY = "fs:partition-depth"
 PAGE_INDEX_PREFIX = "fs:pg:"
 # The kinds of partitioned keys, as they appear after the tag.
-KINDS = ("d", "r", "c", "a", "n", "ids", "idr", "i")
+KINDS = ("d", "r", "c", "a", "n", "ids", "idr", "i", "h")
 DEFAULT_DEPTH = 1
 MAX_DEPTH = 10
 
@@ -114,6 +117,9 @@ class KeyScheme:
 
     def counter_range_key(self, key: str) -> str:
         return self.tag(key) + "idr:" + key
+
+    def history_key(self, key: str) -> str:
+        return self.tag(key) + "h:" + key
 
     def index_key(self, parent: str, field: str) -> str:
         return f"{self.tag(parent)}i:{field}:{parent}"

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from feedstore.fields import Limits
+from feedstore.history import HistoryRules
 from feedstore.keys import DEFAULT_DEPTH, MAX_DEPTH, KeyScheme
 
 ENV_PREFIX = "FEEDSTORE_"
@@ -48,6 +49,12 @@ class Settings:
     # many milliseconds they get before the write is a 503 not_replicated.
     wait_replicas: int = 0
     wait_timeout_ms: int = 1000
+    # Prefixes whose entries keep superseded revisions, each with how many (`/notes=50`), and
+    # the days a deleted entry's history is kept (history.py).
+    history: tuple[str, ...] = ()
+    history_days: int = 30
+    # Prefixes under which every stale write with a revision is merged, as with `?_merge`.
+    auto_merge: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.wait_replicas < 0:
@@ -60,6 +67,7 @@ class Settings:
             raise ValueError(
                 f"{ENV_PREFIX}PARTITION_DEPTH must be 1 to {MAX_DEPTH}: {self.partition_depth}"
             )
+        HistoryRules.parse(self.history, self.history_days)  # ValueError naming the setting
         if self.json_style not in JSON_STYLES:
             raise ValueError(
                 f"{ENV_PREFIX}JSON_STYLE must be {' or '.join(JSON_STYLES)}: {self.json_style}"
@@ -99,11 +107,24 @@ class Settings:
         """The bounds of a `?_bulk` or `?_bulkserial` PUT, which may pass `max_entries`."""
         return Limits(self.max_bulk_entries, self.max_depth, self.max_string)
 
+    @functools.cached_property
+    def history_rules(self) -> HistoryRules:
+        """Which keys keep superseded revisions, and for how long after a delete."""
+        return HistoryRules.parse(self.history, self.history_days)
+
+    def merges(self, key: str) -> bool:
+        """Whether stale writes to `key` merge without `?_merge` (the `auto_merge` prefixes)."""
+        return bool(self.auto_merge) and _under(key, self.auto_merge)
+
     def requires_revision(self, key: str) -> bool:
         """Whether writes to `key` must be conditional (the `require_revision` prefixes)."""
         if not self.require_revision:
             return False  # the default: checked for every entry written, so spare the generator
         return any(key == p or key.startswith(p.rstrip("/") + "/") for p in self.require_revision)
+
+
+def _under(key: str, prefixes: tuple[str, ...]) -> bool:
+    return any(key == p or key.startswith(p.rstrip("/") + "/") for p in prefixes)
 
 
 def _parse(name: str, annotation: str, text: str) -> Any:

@@ -28,10 +28,11 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from feedstore import alias, codec_json, partitions
+from feedstore import alias, codec_json, history, partitions
 from feedstore.counter_range import CounterRange
 from feedstore.entry import parent_of
 from feedstore.errors import CrossTreeWrite, InvalidOption, NotReplicated, ServiceUnavailable
+from feedstore.history import HistoryRules
 from feedstore.index import indexed_fields, members
 from feedstore.keys import SCHEMA_KEY, SCHEMA_VERSION_KEY, SECRET_KEY, KeyScheme
 from feedstore.schema import Schema
@@ -108,6 +109,7 @@ class Store:
         retries: int = 200,
         max_subtree: int = 1000,
         principal: str = "anonymous",
+        history: HistoryRules | None = None,
     ) -> None:
         self.redis: Any = client
         self.keys = keys or KeyScheme()
@@ -117,6 +119,7 @@ class Store:
         self.retries = retries
         self.max_subtree = max_subtree
         self.principal = principal
+        self.history = history or HistoryRules()
         self._schema: tuple[bytes | None, Schema | None] = (None, None)
 
     # -- reading ------------------------------------------------------------------------------
@@ -141,6 +144,17 @@ class Store:
             return None
         [seen] = self._through_aliases([key], [target.decode()])
         return None if seen is None else (codec_json.stored_revision(seen, target.decode()), seen)
+
+    @_unavailable_on_redis_error
+    def revision(self, key: str, revision: int) -> tuple[bytes, bool]:
+        """The stored JSON of `key` at `revision` and whether it is the current one (history.py:
+        404 revision_not_found, 410 revision_gone)."""
+        return history.read_revision(self.redis, self.keys, key, revision)
+
+    @_unavailable_on_redis_error
+    def revisions(self, key: str, below: int | None, limit: int) -> tuple[list[bytes], int | None]:
+        """A page of `key`'s revisions, newest first, and where the next page starts below."""
+        return history.read_history(self.redis, self.keys, key, below, limit)
 
     @_unavailable_on_redis_error
     def child_keys(self, key: str, after: str | None, count: int) -> list[str]:
@@ -480,6 +494,7 @@ class Store:
             max_subtree=self.max_subtree,
             schema_at=self._schema_at,
             cluster=rules,
+            history=self.history,
         )
 
     @staticmethod
