@@ -51,7 +51,7 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 META_FIELDS = ("id", "author", "published", "updated")
 # The server's own resources under /d/: only GET reaches them, other methods are 405.
 RESERVED_RESOURCES = ("_schema", "_openapi")
-# A kept revision never changes: a cache may keep it for a year (API.md §4.11).
+# A kept revision never changes: a cache may keep it for a year (API.md §15).
 IMMUTABLE = "private, max-age=31536000, immutable"
 # The views of entries, whose query options the options table governs.
 ENTRY_VIEWS = frozenset(
@@ -245,7 +245,7 @@ def openapi_document() -> Response:
 
 
 def revert(key: str) -> Response:
-    """PUT ?_revert=<n>: write revision n's fields again, as a new revision (API.md §4.11)."""
+    """PUT ?_revert=<n>: write revision n's fields again, as a new revision (API.md §15)."""
     if request_body().strip():
         raise InvalidOption(f"PUT ?_revert takes no body. Key = {key}", key=key)
     revision = history.parse_revision(request.args["_revert"], "_revert")

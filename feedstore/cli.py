@@ -70,6 +70,9 @@ class ServeOptions:
     wait_replicas: int | None = None
     wait_timeout_ms: int | None = None
     partition_depth: int | None = None
+    history: str | None = None
+    history_days: int | None = None
+    auto_merge: str | None = None
     # The WSGI app each worker builds, "module:function"; the bench serves its baseline this way.
     app: str = APP_FACTORY
 
@@ -162,6 +165,22 @@ def add_serve_command(subcommands: argparse._SubParsersAction[argparse.ArgumentP
         type=_depth,
         help="leading key segments that make a partition, one Redis Cluster slot (1: each "
         "top-level tree; 2 spreads /_user/<id> folders); sets FEEDSTORE_PARTITION_DEPTH",
+    )
+    parser.add_argument(
+        "--history",
+        metavar="PREFIX=COUNT,...",
+        help="prefixes whose entries keep superseded revisions, with how many (/notes=50); "
+        "sets FEEDSTORE_HISTORY",
+    )
+    parser.add_argument(
+        "--history-days",
+        type=_positive_int,
+        help="days a deleted entry's history is kept (30); sets FEEDSTORE_HISTORY_DAYS",
+    )
+    parser.add_argument(
+        "--auto-merge",
+        metavar="PREFIX,...",
+        help="prefixes under which stale writes merge without ?_merge; sets FEEDSTORE_AUTO_MERGE",
     )
     parser.set_defaults(command=run_serve)
 
@@ -377,6 +396,9 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
         wait_replicas=args.wait_replicas,
         wait_timeout_ms=args.wait_timeout,
         partition_depth=args.partition_depth,
+        history=args.history,
+        history_days=args.history_days,
+        auto_merge=args.auto_merge,
     )
 
 
@@ -392,6 +414,10 @@ def serve(options: ServeOptions) -> int:
         os.environ["FEEDSTORE_WAIT_TIMEOUT_MS"] = str(options.wait_timeout_ms)
     if options.partition_depth is not None:
         os.environ["FEEDSTORE_PARTITION_DEPTH"] = str(options.partition_depth)
+    for name in ("history", "history_days", "auto_merge"):
+        value = getattr(options, name)
+        if value is not None:
+            os.environ[f"FEEDSTORE_{name.upper()}"] = str(value)
     try:
         # Every worker reads FEEDSTORE_* again; a mistake there should stop us here, once.
         settings = Settings.load()

@@ -104,7 +104,7 @@ def puts(
     entries: Sequence[Entry], conditions: Conditions, settings: Settings, merge: bool = False
 ) -> list[Write]:
     """PUT: updates, inserts and `?_delete` ids, per the table of API.md §3.2; with `merge`
-    (`?_merge`), a stale id revision is the base of a merge (API.md §5.9)."""
+    (`?_merge`), a stale id revision is the base of a merge (API.md §15.5)."""
     return [
         _merging(
             _conditional(

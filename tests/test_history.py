@@ -92,11 +92,11 @@ def test_reading_a_revision(notes: FlaskClient, revision: int, status: int, show
         assert immutable == (None if revision == 5 else "private, max-age=31536000, immutable")
     else:
         message = {404: "No revision.", 410: "Revision is no longer kept."}[status]
-        assert response.json["feed"]["title"] == (  # type: ignore[index]
+        assert response.json["feed"]["title"] == (
             f"{message} Key = /notes/1, revision = {revision}"
         )
         code = {404: "revision_not_found", 410: "revision_gone"}[status]
-        assert response.json["error"]["code"] == code  # type: ignore[index]
+        assert response.json["error"]["code"] == code
 
 
 def test_a_kept_revision_in_atom_and_with_if_none_match(notes: FlaskClient) -> None:
