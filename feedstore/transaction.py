@@ -639,7 +639,8 @@ def _check(w: Write, state: _State, missing_parents: set[str], subtree: list[str
         raise NotFound(w.key)
     revision = w.revision
     # A merge (`w.merge`) of a stale revision reads its base instead (Transaction._merge_base).
-    if revision and revision != state.revision and not (w.merge and revision < state.revision):
+    merging = w.merge and w.action not in _REMOVALS
+    if revision and revision != state.revision and not (merging and revision < state.revision):
         raise RevisionConflict(w.key, revision, state.document)
     if not state.exists and w.action not in _REMOVALS and parent_of(w.key) in missing_parents:
         raise ParentRequired(w.key, parent_of(w.key))

@@ -330,7 +330,12 @@ def with_merge_base(write: Write, merge: bool, merge_base: int | None, settings:
 def _merging(write: Write, merge: bool, settings: Settings) -> Write:
     """With `?_merge`, or under an `auto_merge` prefix, a write whose revision is stale merges
     its changes since that revision instead of failing (transaction.py, merge.py)."""
-    if write.revision and (merge or settings.merges(write.key)):
+    # A delete has no fields to merge: a stale one stays a revision conflict.
+    if (
+        write.revision
+        and write.action is not Action.DELETE
+        and (merge or settings.merges(write.key))
+    ):
         write.merge = True
     return write
 

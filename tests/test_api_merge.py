@@ -182,3 +182,10 @@ def test_two_threads_patching_the_same_field_one_conflicts(app: Flask, notes: Fl
     assert (listed["field"], listed["base"], listed["current"]) == ("title", "title", winner)
     assert listed["yours"] == ("two" if winner == "one" else "one")
     assert current(notes)["title"] == winner
+
+
+def test_a_stale_delete_is_never_merged(notes: FlaskClient) -> None:
+    stale = {"id": "/notes/1,1?_delete", "link": [{"___href": "/notes/1", "___rel": "self"}]}
+    response = notes.put("/d/?_merge", json=[stale])
+    assert error(response)["code"] == "revision_conflict"
+    assert current(notes)["id"] == "/notes/1,2"
