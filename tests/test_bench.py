@@ -4,13 +4,15 @@ the scale data set, the codec micro-benchmark and the `feedstore bench` command.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import fakeredis
 import pytest
 import redis
 
-from feedstore import cli
+from feedstore import cli, watch
 from feedstore.app import create_app
 from feedstore.bench import (
     baseline,
@@ -316,6 +318,13 @@ def test_the_baseline_issues_the_redis_commands_of_feedstores_put(
         return execute(pipe, *args, **options)
 
     monkeypatch.setattr(redis.client.Pipeline, "execute_command", recording)
+    watch_and_read = watch.watch_and_read
+
+    def recording_both(pipe: Any, watched: Sequence[str], *command: Any) -> Any:
+        sent.extend([("WATCH", 1 + len(watched)), (str(command[0]).upper(), len(command))])
+        return watch_and_read(pipe, watched, *command)
+
+    monkeypatch.setattr(watch, "watch_and_read", recording_both)
     keys = [f"/bench/b1-{n:03d}" for n in range(5)]
     seeded = scenarios.feed_body(*map(scenarios.entry, keys))
     updated = scenarios.feed_body(*(scenarios.entry(key, "1") for key in keys))

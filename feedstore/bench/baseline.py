@@ -5,7 +5,8 @@ cycle. PUT /b/ takes a feed of entries with ids `<key>,<revision>`, as feedstore
 and issues the Redis commands feedstore's transaction issues for them, with no validation: WATCH
 of each entry's revision key, one MGET of its document, revision and alias keys and the schema
 version, the revision checks, then MULTI, one MSET of the documents and revisions, one ZADD per
-parent that gains children, EXEC. With `?_bulk` it does that per chunk of `max_entries`,
+parent that gains children, EXEC. Each WATCH is sent with the read after it, in one round trip,
+as feedstore sends them. With `?_bulk` it does that per chunk of `max_entries`,
 `bulk_workers` chunks at a time, as bulk.py does. Served by the same server, workers and Redis
 as feedstore, it shows what the framework, the server and Redis cost on their own, so
 feedstore's overhead is the ratio of the two.
@@ -22,6 +23,7 @@ import orjson
 import redis
 from flask import Flask, Response, current_app, request
 
+from feedstore import watch
 from feedstore.settings import Settings
 
 REDIS_URL_ENV = "FEEDSTORE_REDIS_URL"
@@ -83,8 +85,7 @@ def write(key: str) -> Response:
     with get_redis().pipeline(transaction=True) as pipe:
         for _ in range(WRITE_ATTEMPTS):
             try:
-                pipe.watch(revision_key)
-                current = int(pipe.get(revision_key) or 0)
+                current = int(watch.watch_and_read(pipe, [revision_key], "GET", revision_key) or 0)
                 if expected is not None and expected != current:
                     return Response(CONFLICT, 409, content_type=JSON)
                 pipe.multi()
@@ -139,8 +140,7 @@ def write_entries(client: redis.Redis, entries: Sequence[dict[str, Any]]) -> Non
     with client.pipeline(transaction=True) as pipe:
         for _ in range(WRITE_ATTEMPTS):
             try:
-                pipe.watch(*revisions)
-                raw = pipe.execute_command("MGET", *names, SCHEMA_VERSION_KEY)
+                raw = watch.watch_and_read(pipe, revisions, "MGET", *names, SCHEMA_VERSION_KEY)
                 stored: dict[str, bytes | int] = {}
                 children: dict[str, dict[str, int]] = {}
                 for i, (key, _, revision) in enumerate(sent):

@@ -311,7 +311,8 @@ def run(options: Options, progress: Progress) -> Report:
                 step += 1
                 target = running[scenario.app.name, server]
                 redis_pids = cluster.redis_pids(redis_servers[scenario.app.redis])
-                prepared = Target(target.port, options.concurrency, scale_data)
+                redis_url = redis_servers[scenario.app.redis].url
+                prepared = Target(target.port, options.concurrency, scale_data, redis_url)
                 if round_number == 1 and options.warmup:
                     warm = scenarios.check(target.port, scenario.prepare(prepared))
                     cluster.run_wrk(warm, target, options.warmup, work)

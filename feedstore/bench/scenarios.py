@@ -61,6 +61,7 @@ class Target:
     port: int
     concurrency: Concurrency
     scale: ScaleData | None = None  # set when the run seeded the scale data set
+    redis_url: str | None = None  # the app's Redis, for what HTTP can't seed (credentials)
 
 
 Prepare = Callable[[Target], Load]

@@ -48,6 +48,8 @@ class App:
     redis: str = "main"
     # The one server it runs under, whatever --servers says (None: each of them).
     server: str | None = None
+    # Settings it is served with, as FEEDSTORE_* variables (auth on, say).
+    env: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -193,7 +195,7 @@ def start(
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "FEEDSTORE_REDIS_URL": redis_url},
+            env={**os.environ, **dict(app.env), "FEEDSTORE_REDIS_URL": redis_url},
             start_new_session=True,
             preexec_fn=functools.partial(die_with_parent, os.getpid()),
         )
