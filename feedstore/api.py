@@ -21,6 +21,7 @@ from feedstore import (
     codec_json,
     codec_xml,
     cursor,
+    history,
     negotiation,
     openapi,
     options,
@@ -53,6 +54,8 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 META_FIELDS = ("id", "author", "published", "updated")
 # The server's own resources under /d/: only GET reaches them, other methods are 405.
 RESERVED_RESOURCES = ("_schema", "_openapi")
+# A kept revision never changes: a cache may keep it for a year (API.md §15).
+IMMUTABLE = "private, max-age=31536000, immutable"
 # The views of entries, whose query options the options table governs.
 ENTRY_VIEWS = frozenset(
     {"api.read", "api.create", "api.update", "api.partial_update", "api.delete"}
@@ -143,6 +146,10 @@ def read(path: str) -> Response:
         return counter(key, counter_option)
     if "_access" in request.args:
         return access_answer(key)
+    if "_history" in request.args:
+        return read_history(key)
+    if "r" in request.args:
+        return read_revision(key)
     # When a URL names several read modes, vte.cx's order decides: pagination, page number,
     # count, entry, feed.
     if "_pagination" in request.args:
@@ -175,6 +182,8 @@ def update(path: str) -> Response:
     counter_option = options.counter_option(args)
     if counter_option is not None:
         return counter(validate_key(request_key()), counter_option)
+    if "_revert" in args:
+        return revert(validate_key(request_key()))
     mode, config = bulk.mode(args), settings()
     limits = config.limits if mode is None else config.bulk_limits
     entries = writes.target_entries(decode_entries(limits), validate_key(request_key()))
@@ -186,14 +195,14 @@ def update(path: str) -> Response:
     if adding or removing:
         write_list = writes.alias_edits(entries, adding, conditions, config)
     else:
-        write_list = writes.puts(entries, conditions, config)
+        write_list = writes.puts(entries, conditions, config, merge="_merge" in args)
     written = write_puts(write_list, mode)
+    headers = merged_header(written)
     if "return=representation" in (header("Prefer") or ""):
-        return feed_response([w.document for w in written if w.document is not None])
-    single = len(written) == 1 and written[0].document is not None
-    return message(
-        "Updated.", 200, {"ETag": negotiation.etag(written[0].revision)} if single else {}
-    )
+        return feed_response([w.document for w in written if w.document is not None], 200, headers)
+    if len(written) == 1 and written[0].document is not None:
+        headers["ETag"] = negotiation.etag(written[0].revision)
+    return message("Updated.", 200, headers)
 
 
 @bp.patch("/d/", defaults={"path": ""}, strict_slashes=False)
@@ -201,7 +210,9 @@ def update(path: str) -> Response:
 def partial_update(path: str) -> Response:
     target = validate_key(request_key())
     written = get_feedstore().store.write(patch_writes(target), current_principal())
-    headers = {"ETag": negotiation.etag(written[0].revision)} if len(written) == 1 else {}
+    headers = merged_header(written)
+    if len(written) == 1:
+        headers["ETag"] = negotiation.etag(written[0].revision)
     status = 201 if any(w.created for w in written) else 200
     if "return=minimal" in (header("Prefer") or ""):
         return Response(status=204, headers=headers)
@@ -246,6 +257,21 @@ def openapi_document() -> Response:
     if request.if_none_match.contains_weak(tag.strip('"')):
         return Response(status=304, headers=headers)
     return Response(body, 200, headers, content_type=openapi.CONTENT_TYPE)
+
+
+def revert(key: str) -> Response:
+    """PUT ?_revert=<n>: write revision n's fields again, as a new revision (API.md §15)."""
+    if request_body().strip():
+        raise InvalidOption(f"PUT ?_revert takes no body. Key = {key}", key=key)
+    revision = history.parse_revision(request.args["_revert"], "_revert")
+    store = get_feedstore().store
+    # Reading the revision needs R on the key now; the write is authorized as any (U, or C).
+    if (checker := access()) is not None:
+        checker.require(key, "R")
+    raw, _ = store.revision(key, revision)
+    write = writes.revert(key, raw, request_conditions(single=True), settings())
+    [written] = store.write([write], current_principal())
+    return message("Updated.", 200, {"ETag": negotiation.etag(written.revision)})
 
 
 def counter(key: str, option: str) -> Response:
@@ -294,6 +320,38 @@ def read_entry(key: str) -> Response:
     if "If-None-Match" in request.headers and request.if_none_match.contains_weak(str(revision)):
         return Response(status=304, headers=headers)
     return stored_response([raw], 200, headers, single=True)
+
+
+def read_revision(key: str) -> Response:
+    """`?e&r=<n>`: one revision of an entry, the current one or one its history keeps."""
+    history.check_entry_read(request.args)
+    revision = history.parse_revision(request.args["r"], "r")
+    # Reading history needs R on the key now (history-merge.md §3.3), as Kinto's rule.
+    if (checker := access()) is not None:
+        checker.require(key, "R")
+    raw, current = get_feedstore().store.revision(key, revision)
+    headers = {"ETag": negotiation.etag(revision)}
+    if not current:
+        headers["Cache-Control"] = IMMUTABLE
+    if "If-None-Match" in request.headers and request.if_none_match.contains_weak(str(revision)):
+        return Response(status=304, headers=headers)
+    return stored_response([raw], 200, headers, single=True)
+
+
+def read_history(key: str) -> Response:
+    """`?_history[&l=][&p=]`: the entry's revisions, newest first, a page at a time."""
+    below, limit = history.parse_page(request.args)
+    # Reading history needs R on the key now (history-merge.md §3.3), as Kinto's rule.
+    if (checker := access()) is not None:
+        checker.require(key, "R")
+    documents, following = get_feedstore().store.revisions(key, below, limit)
+    if not documents:
+        return Response(status=204)
+    headers = {}
+    if following is not None:
+        headers["x-vtecx-nextpage"] = str(following)
+        headers["Link"] = f'</d{key}?{next_query(str(following))}>; rel="next"'
+    return stored_response(documents, 200, headers)
 
 
 @dataclass(frozen=True)
@@ -411,7 +469,19 @@ def patch_writes(target: str) -> list[Write]:
     if kind is not writes.PatchKind.MERGE:
         document = codec_json.loads_document(body, limits)
         conditions = request_conditions(single=True)
-        return [writes.standard_patch(kind, target, document, conditions, settings(), upsert)]
+        merge_base = writes.parse_merge_base(header("Merge-Base"), conditions)
+        return [
+            writes.standard_patch(
+                kind,
+                target,
+                document,
+                conditions,
+                settings(),
+                upsert,
+                "_merge" in request.args,
+                merge_base,
+            )
+        ]
     codec = CODECS[body_format]
     documents = codec.loads_documents(body, limits, body_schema(codec))
     entries = codec_json.entries_from(documents, limits, directives=True)
@@ -421,13 +491,19 @@ def patch_writes(target: str) -> list[Write]:
         writes.check_id_key(entries[0], target)
         entries[0].key = target
     entries = writes.target_entries(entries, target)
+    conditions = request_conditions(single=len(entries) == 1)
+    merge_base = writes.parse_merge_base(header("Merge-Base"), conditions)
+    if merge_base is not None and len(entries) != 1:
+        raise InvalidOption("Merge-Base applies to one entry: use the ids.")
     return writes.merges(
         documents,
         entries,
-        request_conditions(single=len(entries) == 1),
+        conditions,
         settings(),
         keep_unmentioned=request.headers.get("PATCHTYPE", "").upper() == "MERGE",
         upsert=upsert,
+        merge="_merge" in request.args,
+        merge_base=merge_base,
     )
 
 
@@ -452,6 +528,17 @@ def request_conditions(single: bool) -> writes.Conditions:
 
 def settings() -> Settings:
     return get_feedstore().settings
+
+
+def merged_header(written: Sequence[Written]) -> dict[str, str]:
+    """`x-feedstore-merged` when a stale write was merged: its base revision, or for several
+    entries each merged key with its base (`/a/1=3, /a/2=5`)."""
+    merged = [w for w in written if w.merged_from is not None]
+    if not merged:
+        return {}
+    if len(written) == 1:
+        return {"x-feedstore-merged": str(merged[0].merged_from)}
+    return {"x-feedstore-merged": ", ".join(f"{w.key}={w.merged_from}" for w in merged)}
 
 
 def write_puts(puts: list[Write], mode: bulk.Mode | None) -> list[Written]:

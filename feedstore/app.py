@@ -57,6 +57,7 @@ def create_app(
             default_acl=settings.default_grants if settings.auth_on else None,
             on_retry=metrics.write_retried,
             on_redis_error=metrics.redis_failed,
+            history=settings.history_rules,
         ),
         settings,
     )

@@ -84,6 +84,9 @@ class ServeOptions:
     cookie_secure: bool = False
     default_acl: str | None = None
     log_format: str | None = None
+    history: str | None = None
+    history_days: int | None = None
+    auto_merge: str | None = None
     # The WSGI app each worker builds, "module:function"; the bench serves its baseline this way.
     app: str = APP_FACTORY
 
@@ -209,6 +212,22 @@ def add_serve_command(subcommands: argparse._SubParsersAction[argparse.ArgumentP
         choices=LOG_FORMATS,
         help="the access log and other lines on stderr: text (the default) or json, one object "
         "per line; sets FEEDSTORE_LOG_FORMAT for the workers",
+    )
+    parser.add_argument(
+        "--history",
+        metavar="PREFIX=COUNT,...",
+        help="prefixes whose entries keep superseded revisions, with how many (/notes=50); "
+        "sets FEEDSTORE_HISTORY",
+    )
+    parser.add_argument(
+        "--history-days",
+        type=_positive_int,
+        help="days a deleted entry's history is kept (30); sets FEEDSTORE_HISTORY_DAYS",
+    )
+    parser.add_argument(
+        "--auto-merge",
+        metavar="PREFIX,...",
+        help="prefixes under which stale writes merge without ?_merge; sets FEEDSTORE_AUTO_MERGE",
     )
     parser.set_defaults(command=run_serve)
 
@@ -460,6 +479,9 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
         cookie_secure=args.cookie_secure,
         default_acl=args.default_acl,
         log_format=args.log_format,
+        history=args.history,
+        history_days=args.history_days,
+        auto_merge=args.auto_merge,
     )
 
 
@@ -483,6 +505,10 @@ def serve(options: ServeOptions) -> int:
         os.environ["FEEDSTORE_DEFAULT_ACL"] = options.default_acl
     if options.log_format is not None:
         os.environ["FEEDSTORE_LOG_FORMAT"] = options.log_format
+    for name in ("history", "history_days", "auto_merge"):
+        value = getattr(options, name)
+        if value is not None:
+            os.environ[f"FEEDSTORE_{name.upper()}"] = str(value)
     try:
         # Every worker reads FEEDSTORE_* again; a mistake there should stop us here, once.
         settings = Settings.load()

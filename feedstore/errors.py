@@ -28,11 +28,15 @@
     |   +-- CrossOrigin             403 cross_origin        "Cross-origin request refused."
     |   +-- AccessDenied            403 access_denied       "Access denied." (`right`)
     +-- NotFound                    404 not_found           "No entry. Key = /k"
+    +-- RevisionNotFound            404 revision_not_found  "No revision. Key = /k, revision = 9"
     +-- MethodNotAllowed            405 method_not_allowed
     +-- Conflict                        409 conflict
     |   +-- RevisionConflict        409 revision_conflict   "Optimistic locking failed. Key = /k"
     |   +-- DuplicatedKey           409 duplicated_key      "Duplicated key. /k"
     |   +-- PatchTestFailed         409 patch_test_failed   a JSON Patch `test` that failed
+    |   +-- MergeConflict           409 merge_conflict      "Merge conflict. Key = /k"
+    |   +-- MergeBaseGone           409 merge_base_gone     "Merge base is no longer kept. ..."
+    +-- RevisionGone                410 revision_gone       "Revision is no longer kept. ..."
     +-- RequestTimeout              408 request_timeout     "Request timeout."
     +-- PreconditionFailed          412 precondition_failed "Precondition failed. Key = /k"
     +-- PayloadTooLarge             413 payload_too_large   "Payload too large."
@@ -291,6 +295,18 @@ class NotFound(FeedstoreError):
         super().__init__(f"No entry. Key = {key}", key=key)
 
 
+class RevisionNotFound(FeedstoreError):
+    """`?r=` names a revision the entry never had (past its last one)."""
+
+    status = 404
+    code = "revision_not_found"
+
+    def __init__(self, key: str, revision: int) -> None:
+        super().__init__(
+            f"No revision. Key = {key}, revision = {revision}", key=key, revision=revision
+        )
+
+
 class MethodNotAllowed(FeedstoreError):
     status = 405
     code = "method_not_allowed"
@@ -319,6 +335,50 @@ class DuplicatedKey(Conflict):
 
 class PatchTestFailed(Conflict):
     code = "patch_test_failed"
+
+
+class MergeConflict(Conflict):
+    """A stale write asked to be merged (`?_merge`) changed what the current revision changed
+    too: `conflicts` lists each such field with its base, current and sent value."""
+
+    code = "merge_conflict"
+
+    def __init__(self, key: str, conflicts: Sequence[Mapping[str, Any]]) -> None:
+        super().__init__(f"Merge conflict. Key = {key}", key=key)
+        self.conflicts = list(conflicts)
+
+    def to_dict(self) -> dict[str, Any]:
+        body = super().to_dict()
+        body["conflicts"] = self.conflicts
+        return body
+
+
+class MergeBaseGone(Conflict):
+    """A merge's base revision is not kept in the entry's history (history.py)."""
+
+    code = "merge_base_gone"
+
+    def __init__(self, key: str, revision: int, current: Mapping[str, Any] | None = None) -> None:
+        super().__init__(
+            f"Merge base is no longer kept. Key = {key}, revision = {revision}",
+            key=key,
+            revision=revision,
+            current=current,
+        )
+
+
+class RevisionGone(FeedstoreError):
+    """A revision the entry had, but its history no longer keeps (or never kept)."""
+
+    status = 410
+    code = "revision_gone"
+
+    def __init__(self, key: str, revision: int) -> None:
+        super().__init__(
+            f"Revision is no longer kept. Key = {key}, revision = {revision}",
+            key=key,
+            revision=revision,
+        )
 
 
 class RequestTimeout(FeedstoreError):

@@ -26,6 +26,9 @@ fs:{P}:acl:<key>        the entry's own ACL (acl.py), JSON [[principal, rights],
 fs:{P}:ac:<key>         set of <key>'s children that carry an ACL of their own (auth.md calls
                         it fs:a:, a kind aliases already use); not kept on a cluster for a
                         parent whose children are partitions of their own (partitions.py)
+fs:{P}:h:<key>          hash: revision -> stored JSON of <key>'s superseded revisions, only under
+                        a `history` prefix (history.py); written in the write's MULTI, expires
+                        `history_days` after a delete
 where P is the partition of the <key> (or <alias>) the key names.
 
 Global keys, outside every partition (each read or written alone, or with its own tag):
@@ -71,7 +74,7 @@ SECRET_KEY = "fs:secret"
 DEPTH_KEY = "fs:partition-depth"
 PAGE_INDEX_PREFIX = "fs:pg:"
 # The kinds of partitioned keys, as they appear after the tag.
-KINDS = ("d", "r", "c", "a", "n", "ids", "idr", "i", "acl", "ac")
+KINDS = ("d", "r", "c", "a", "n", "ids", "idr", "i", "acl", "ac", "h")
 USER_GROUPS_PREFIX = "fs:ug:"
 DEFAULT_DEPTH = 1
 MAX_DEPTH = 10
@@ -145,6 +148,9 @@ class KeyScheme:
 
     def acl_children_key(self, parent: str) -> str:
         return self.tag(parent) + "ac:" + parent
+
+    def history_key(self, key: str) -> str:
+        return self.tag(key) + "h:" + key
 
     def index_key(self, parent: str, field: str) -> str:
         return f"{self.tag(parent)}i:{field}:{parent}"

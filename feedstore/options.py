@@ -49,18 +49,22 @@ TABLE: tuple[Option, ...] = (
     Option("_nometa", GET, Kind.READ),
     Option("_pagination", frozenset({"GET"}), Kind.READ),
     Option("_access", GET, Kind.READ),  # the caller's rights on the key (API.md §16.5)
+    Option("_history", GET, Kind.READ),  # an entry's revisions (history.py)
     Option("_getids", GET, Kind.COUNTER),
     Option("_addids", frozenset({"GET", "HEAD", "PUT"}), Kind.COUNTER),
     Option("_setids", frozenset({"PUT"}), Kind.COUNTER),
     Option("_allocids", frozenset({"GET", "PUT"}), Kind.COUNTER),
     Option("_rangeids", frozenset({"GET", "HEAD", "PUT"}), Kind.COUNTER),
-    Option("r", frozenset({"DELETE"}), Kind.WRITE),
+    # The revision a DELETE expects, or the one a GET reads (`?e&r=3`, from the history).
+    Option("r", frozenset({"GET", "HEAD", "DELETE"}), Kind.WRITE),
     Option("_rf", frozenset({"DELETE"}), Kind.WRITE),
     Option("_upsert", frozenset({"PATCH"}), Kind.WRITE),
     Option("_addalias", frozenset({"PUT"}), Kind.WRITE),
     Option("_removealias", frozenset({"PUT"}), Kind.WRITE),
     Option("_clearfolder", frozenset({"DELETE"}), Kind.WRITE),
     Option("_bulk", frozenset({"PUT"}), Kind.WRITE),
+    Option("_merge", frozenset({"PUT", "PATCH"}), Kind.WRITE),
+    Option("_revert", frozenset({"PUT"}), Kind.WRITE),
     Option("_bulkserial", frozenset({"PUT"}), Kind.WRITE),
     # vte.cx's asynchronous jobs: known, and refused on every method with a message of its own
     # (bulk.check_options), since feedstore has no jobs to queue.

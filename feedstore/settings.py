@@ -12,6 +12,7 @@ from typing import Any
 
 from feedstore import acl
 from feedstore.fields import Limits
+from feedstore.history import HistoryRules
 from feedstore.keys import DEFAULT_DEPTH, MAX_DEPTH, KeyScheme
 
 ENV_PREFIX = "FEEDSTORE_"
@@ -68,6 +69,12 @@ class Settings:
     # With auth on, the ACL of a key when no entry on its path has one (API.md §16.2): admins
     # only.
     default_acl: str = "urn:vte.cx:acl:/_group/$admin,CRUD"
+    # Prefixes whose entries keep superseded revisions, each with how many (`/notes=50`), and
+    # the days a deleted entry's history is kept (history.py).
+    history: tuple[str, ...] = ()
+    history_days: int = 30
+    # Prefixes under which every stale write with a revision is merged, as with `?_merge`.
+    auto_merge: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.auth not in AUTH_MODES:
@@ -95,6 +102,7 @@ class Settings:
                 raise ValueError(
                     f"{variable} must be {' or '.join(allowed)}: {getattr(self, name)}"
                 )
+        HistoryRules.parse(self.history, self.history_days)  # ValueError naming the setting
         if self.json_style not in JSON_STYLES:
             raise ValueError(
                 f"{ENV_PREFIX}JSON_STYLE must be {' or '.join(JSON_STYLES)}: {self.json_style}"
@@ -148,11 +156,24 @@ class Settings:
         """The parsed `default_acl`."""
         return acl.parse_setting(self.default_acl)
 
+    @functools.cached_property
+    def history_rules(self) -> HistoryRules:
+        """Which keys keep superseded revisions, and for how long after a delete."""
+        return HistoryRules.parse(self.history, self.history_days)
+
+    def merges(self, key: str) -> bool:
+        """Whether stale writes to `key` merge without `?_merge` (the `auto_merge` prefixes)."""
+        return bool(self.auto_merge) and _under(key, self.auto_merge)
+
     def requires_revision(self, key: str) -> bool:
         """Whether writes to `key` must be conditional (the `require_revision` prefixes)."""
         if not self.require_revision:
             return False  # the default: checked for every entry written, so spare the generator
         return any(key == p or key.startswith(p.rstrip("/") + "/") for p in self.require_revision)
+
+
+def _under(key: str, prefixes: tuple[str, ...]) -> bool:
+    return any(key == p or key.startswith(p.rstrip("/") + "/") for p in prefixes)
 
 
 def _parse(name: str, annotation: str, text: str) -> Any:

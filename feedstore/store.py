@@ -28,10 +28,11 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from feedstore import acl, alias, codec_json, partitions
+from feedstore import acl, alias, codec_json, history, partitions
 from feedstore.counter_range import CounterRange
 from feedstore.entry import parent_of
 from feedstore.errors import CrossTreeWrite, InvalidOption, NotReplicated, ServiceUnavailable
+from feedstore.history import HistoryRules
 from feedstore.index import indexed_fields, members
 from feedstore.keys import (
     SCHEMA_KEY,
@@ -121,6 +122,7 @@ class Store:
         default_acl: acl.Acl | None = None,
         on_retry: Callable[[], None] = lambda: None,
         on_redis_error: Callable[[], None] = lambda: None,
+        history: HistoryRules | None = None,
     ) -> None:
         """`on_retry` is called each time a write runs again after a WatchError, and
         `on_redis_error` each time Redis fails a request (metrics.py counts both)."""
@@ -135,6 +137,7 @@ class Store:
         self.max_subtree = max_subtree
         # With auth on (a default ACL given), every write is authorized in its transaction.
         self.default_acl = default_acl
+        self.history = history or HistoryRules()
         self._schema: tuple[bytes | None, Schema | None] = (None, None)
 
     # -- reading ------------------------------------------------------------------------------
@@ -175,6 +178,17 @@ class Store:
             return None
         [seen] = self._through_aliases([key], [target.decode()])
         return None if seen is None else (codec_json.stored_revision(seen, target.decode()), seen)
+
+    @_unavailable_on_redis_error
+    def revision(self, key: str, revision: int) -> tuple[bytes, bool]:
+        """The stored JSON of `key` at `revision` and whether it is the current one (history.py:
+        404 revision_not_found, 410 revision_gone)."""
+        return history.read_revision(self.redis, self.keys, key, revision)
+
+    @_unavailable_on_redis_error
+    def revisions(self, key: str, below: int | None, limit: int) -> tuple[list[bytes], int | None]:
+        """A page of `key`'s revisions, newest first, and where the next page starts below."""
+        return history.read_history(self.redis, self.keys, key, below, limit)
 
     @_unavailable_on_redis_error
     def child_keys(self, key: str, after: str | None, count: int) -> list[str]:
@@ -559,6 +573,7 @@ class Store:
             schema_at=self._schema_at,
             cluster=rules,
             caller=caller,
+            history=self.history,
         )
 
     def _outside_access(self, rules: ClusterRules, principal: Principal) -> ClusterRules:

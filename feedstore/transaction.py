@@ -25,7 +25,7 @@ from typing import Any, Literal, NamedTuple
 from redis.client import Pipeline
 from redis.exceptions import WatchError
 
-from feedstore import acl, alias, codec_json, watch
+from feedstore import acl, alias, codec_json, history, merge, watch
 from feedstore.entry import (
     EntryId,
     document_fields,
@@ -44,12 +44,14 @@ from feedstore.errors import (
     FeedstoreError,
     HasChildren,
     InvalidId,
+    MergeBaseGone,
     NotFound,
     ParentRequired,
     PreconditionFailed,
     RevisionConflict,
     collect,
 )
+from feedstore.history import HistoryRules
 from feedstore.index import indexed_fields, members
 from feedstore.keys import SCHEMA_VERSION_KEY, KeyScheme, user_groups_key
 from feedstore.schema import Schema
@@ -77,7 +79,8 @@ class Write:
     `if_match` is a set of revisions or "*"; `patcher` (PATCH only) makes the new fields from
     the stored ones, inside the transaction. `numbered_under` (a POST without a self link) asks
     for the next free number under that parent: the transaction picks it, so only a write that
-    commits spends one; `key` is empty until then.
+    commits spends one; `key` is empty until then. `merge` (`?_merge`, `Merge-Base`) makes a
+    stale `revision` the base of a three-way merge (merge.py) instead of a 409.
     """
 
     action: Action
@@ -92,15 +95,18 @@ class Write:
     index: int = 0
     numbered_under: str | None = None
     claimed_id: EntryId | None = None  # the body's id, when it names another key than `key`
+    merge: bool = False
 
 
 class Written(NamedTuple):
-    """What a write did to one key: its new revision and document (None when deleted)."""
+    """What a write did to one key: its new revision and document (None when deleted), and
+    the base revision a stale write was merged from."""
 
     key: str
     revision: int
     document: Mapping[str, Any] | None
     created: bool = False
+    merged_from: int | None = None
 
 
 @dataclass(frozen=True)
@@ -166,8 +172,10 @@ class Transaction:
         schema_at: Callable[[bytes | None], Schema | None],
         cluster: ClusterRules | None = None,
         caller: acl.Caller | None = None,
+        history: HistoryRules | None = None,
     ) -> None:
         self.pipe = pipe
+        self.history = history if history is not None and history.prefixes else None
         self.keys = keys
         self.principal = principal
         self.max_subtree = max_subtree
@@ -208,14 +216,19 @@ class Transaction:
         now = timestamp()
         every = [*writes, *unaliasing] if unaliasing else writes
         documents: dict[str, dict[str, Any]] = {}
+        merged: dict[str, int] = {}  # the base revision of each stale write merged
         errors: list[FeedstoreError] = []
         denied: list[FeedstoreError] = []
         for w in every:
             try:
-                _check(w, states[w.key], missing_parents, subtrees.get(w.key, []))
+                state = states[w.key]
+                _check(w, state, missing_parents, subtrees.get(w.key, []))
                 if w.action not in _REMOVALS:
-                    documents[w.key] = self._new_document(w, states[w.key], schema, now)
-                    changed = _acl_changed(w.key, states[w.key], documents[w.key])
+                    base = self._merge_base(w, state)
+                    documents[w.key] = self._new_document(w, state, schema, now, base)
+                    if base is not None:
+                        merged[w.key] = int(w.revision or 0)
+                    changed = _acl_changed(w.key, state, documents[w.key])
                     if changed and self.caller is not None and not self._may(w.key, "A"):
                         denied.append(self.caller.denial(w.key, "A"))
             except FeedstoreError as error:
@@ -244,6 +257,8 @@ class Transaction:
                 _remove(pipe, keys, subtrees[w.key], w.key, fields)
                 if self.caller is not None:
                     _remove_acls(pipe, keys, subtrees[w.key], w.key)
+                if self.history is not None:
+                    self._keep_removed(subtrees[w.key], inside)
                 written.append(Written(w.key, state.revision, state.document))
                 continue
             if fields and not apart(w.key):
@@ -256,17 +271,24 @@ class Transaction:
                     _remove_acls(pipe, keys, [w.key, *subtrees[w.key]], w.key)
                     if not apart(w.key):
                         pipe.srem(keys.acl_children_key(parent_of(w.key)), w.key)
+                if self.history is not None:
+                    self._keep_removed(subtrees[w.key], inside)
+                    self._keep(w.key, state.revision, state.raw, removed=True)
                 written.append(Written(w.key, state.revision, None))
                 continue
             if self.caller is not None:
                 self._mirror(w.key, documents[w.key], apart(w.key))
+            if self.history is not None:
+                self._keep(w.key, state.revision, state.raw)
             revision = state.revision + 1
             document_name, revision_name, _ = state.names
             stored[document_name] = codec_json.dumps_document(documents[w.key])
             stored[revision_name] = revision
             if not state.exists and not apart(w.key):
                 children.setdefault(keys.children_key(parent_of(w.key)), {})[w.key] = 0
-            written.append(Written(w.key, revision, documents[w.key], created=not state.exists))
+            written.append(
+                Written(w.key, revision, documents[w.key], not state.exists, merged.get(w.key))
+            )
         # The same writes as a SET, SET and ZADD per entry, in a few commands, so a request of
         # many entries (a bulk's chunk) costs little beyond its documents. Keys are unique in a
         # request and a deleted key can't gain a child in it, so the order doesn't matter.
@@ -414,6 +436,35 @@ class Transaction:
             if not apart:
                 pipe.sadd(keys.acl_children_key(parent_of(key)), key)
 
+    # -- history and merge (API.md §17) --------------------------------------------------
+
+    def _keep(self, key: str, revision: int, raw: bytes | None, removed: bool = False) -> None:
+        """Queue keeping the revision a write supersedes, under a history prefix (history.py)."""
+        assert self.history is not None
+        count = self.history.count(key)
+        if count:
+            days = self.history.days if removed else 0
+            history.queue(self.pipe, self.keys.history_key(key), revision, raw, count, days)
+
+    def _keep_removed(self, keys: Iterable[str], inside: Mapping[str, bytes]) -> None:
+        """Queue keeping the last revision of each entry a removal takes below its target."""
+        for key in keys:
+            raw = inside.get(key)
+            if raw is not None:
+                self._keep(key, codec_json.stored_revision(raw, key), raw, removed=True)
+
+    def _merge_base(self, w: Write, state: _State) -> bytes | None:
+        """The stored JSON of a stale write's base revision, when it asked to merge: read from
+        the entry's history, under WATCH (kept revisions never change, so one HGET, and only
+        for a stale write); MergeBaseGone (409) when the history no longer keeps it."""
+        if not (w.merge and w.revision and state.exists and w.revision < state.revision):
+            return None
+        name = self.keys.history_key(w.key)
+        base: bytes | None = watch.read(self.pipe, "HGET", name, str(w.revision))
+        if base is None:
+            raise MergeBaseGone(w.key, w.revision, state.document)
+        return base
+
     def _stay_in_partition(self, keys: Iterable[str]) -> None:
         """On a cluster: CrossTreeWrite for a key outside the request's partition (one that an
         alias leads to, or that names an alias)."""
@@ -476,19 +527,19 @@ class Transaction:
 
     def _aliases_inside(
         self, writes: Sequence[Write], subtrees: Mapping[str, list[str]]
-    ) -> tuple[dict[str, dict[str, Any]], list[Write]]:
-        """What removals take with them: the documents of the entries below them (their
+    ) -> tuple[dict[str, bytes], list[Write]]:
+        """What removals take with them: the stored documents of the entries below them (their
         aliases go too), and a write dropping the alternate link from each entry outside that
         an alias below them names."""
         if not subtrees:
             return {}, []
         gone = {w.key for w in writes if w.action is Action.DELETE}
         gone |= {key for keys in subtrees.values() for key in keys}
-        inside: dict[str, dict[str, Any]] = {}
+        inside: dict[str, bytes] = {}
         dropped: dict[str, list[str]] = {}
         for keys in subtrees.values():
             documents, aliases = watch.subtree_contents(self.pipe, self.keys, keys)
-            inside.update((key, codec_json.loads_stored(raw)) for key, raw in documents.items())
+            inside.update(documents)
             for name, target in aliases.items():
                 if target not in gone:
                     dropped.setdefault(target, []).append(name)
@@ -503,7 +554,7 @@ class Transaction:
         states: Mapping[str, _State],
         documents: Mapping[str, dict[str, Any]],
         subtrees: Mapping[str, list[str]],
-        inside: Mapping[str, dict[str, Any]],
+        inside: Mapping[str, bytes],
     ) -> list[_AliasChange]:
         """How each write moves aliases, once the keys new ones claim are checked (409, 400)."""
         changes = []
@@ -511,11 +562,10 @@ class Transaction:
             state, new = states[w.key], documents.get(w.key)
             if w.action is not Action.CLEAR and (state.may_have_aliases or alias.aliases_of(new)):
                 changes.append(_AliasChange(w.key, state.document, new))
-        changes += [
-            _AliasChange(key, document, None)
-            for key, document in inside.items()
-            if alias.aliases_of(document)
-        ]
+        for key, raw in inside.items():
+            document = codec_json.loads_stored(raw)
+            if alias.aliases_of(document):
+                changes.append(_AliasChange(key, document, None))
         claims: dict[str, str] = {}
         errors: list[FeedstoreError] = []
         for change in changes:
@@ -534,12 +584,16 @@ class Transaction:
         return changes
 
     def _new_document(
-        self, w: Write, state: _State, schema: Schema | None, now: str
+        self, w: Write, state: _State, schema: Schema | None, now: str, base: bytes | None = None
     ) -> dict[str, Any]:
-        """The document a write stores: the new fields, checked against the schema."""
+        """The document a write stores: the new fields, checked against the schema. With a
+        merge `base`, the fields are the write's changes since the base applied onto the stored
+        ones (merge.py; MergeConflict when they overlap)."""
         stored = state.document
         try:
-            if w.patcher is None and schema is None:
+            if base is not None and stored is not None:
+                fields = self._merged(w, base, stored, schema)
+            elif w.patcher is None and schema is None:
                 # Most writes: a PUT with no schema to check the merged fields against.
                 revision, principal = state.revision + 1, self.principal
                 document = put_document(
@@ -547,9 +601,9 @@ class Transaction:
                 )
                 alias.check(w.key, alias.aliases_of(document))
                 return document
-            if w.patcher is not None:
-                base = document_fields(stored) if stored else (schema.defaults() if schema else {})
-                fields = w.patcher(base, schema)
+            elif w.patcher is not None:
+                old = document_fields(stored) if stored else (schema.defaults() if schema else {})
+                fields = w.patcher(old, schema)
             else:
                 fields = merge_top_level(document_fields(stored) if stored else None, w.fields)
             if schema is not None:
@@ -568,6 +622,16 @@ class Transaction:
             published=stored["published"] if stored else now, updated=now,
             created_by=created_by, updated_by=self.principal if stored else None,
         )  # fmt: skip
+
+    @staticmethod
+    def _merged(
+        w: Write, base: bytes, stored: Mapping[str, Any], schema: Schema | None
+    ) -> dict[str, Any]:
+        """The request applied to its base (the same patcher, or PUT's top-level merge), then
+        its changes since the base applied onto the stored fields."""
+        old = document_fields(codec_json.loads_stored(base))
+        mine = w.patcher(old, schema) if w.patcher is not None else merge_top_level(old, w.fields)
+        return merge.three_way(old, document_fields(stored), mine, schema, key=w.key)
 
 
 @dataclass
@@ -736,7 +800,10 @@ def _check(w: Write, state: _State, missing_parents: set[str], subtree: list[str
         raise DuplicatedKey(w.key, state.document)
     if w.revision and not state.exists:
         raise NotFound(w.key)
-    if w.revision and w.revision != state.revision:
-        raise RevisionConflict(w.key, w.revision, state.document)
+    revision = w.revision
+    # A merge (`w.merge`) of a stale revision reads its base instead (Transaction._merge_base).
+    merging = w.merge and w.action not in _REMOVALS
+    if revision and revision != state.revision and not (merging and revision < state.revision):
+        raise RevisionConflict(w.key, revision, state.document)
     if not state.exists and w.action not in _REMOVALS and parent_of(w.key) in missing_parents:
         raise ParentRequired(w.key, parent_of(w.key))

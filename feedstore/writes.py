@@ -6,13 +6,14 @@ without HTTP.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from feedstore import alias, patch
-from feedstore.entry import ROOT, Entry, is_revision, validate_entry_key
+from feedstore import alias, codec_json, patch
+from feedstore.entry import ROOT, Entry, document_fields, is_revision, validate_entry_key
 from feedstore.errors import (
     FeedstoreError,
     InvalidId,
@@ -34,6 +35,8 @@ class PatchKind(Enum):
     MERGE_PATCH = "application/merge-patch+json"  # RFC 7396
     JSON_PATCH = "application/json-patch+json"  # RFC 6902
 
+
+_MERGE_BASE = re.compile(r'"([0-9]{1,18})"|([0-9]{1,18})')
 
 ACCEPT_PATCH = (
     "application/json, application/merge-patch+json, application/json-patch+json, "
@@ -97,18 +100,25 @@ def creates(entries: Sequence[Entry], parent: str, conditions: Conditions) -> li
     ]
 
 
-def puts(entries: Sequence[Entry], conditions: Conditions, settings: Settings) -> list[Write]:
-    """PUT: updates, inserts and `?_delete` ids, per the table of API.md §3.2."""
+def puts(
+    entries: Sequence[Entry], conditions: Conditions, settings: Settings, merge: bool = False
+) -> list[Write]:
+    """PUT: updates, inserts and `?_delete` ids, per the table of API.md §3.2; with `merge`
+    (`?_merge`), a stale id revision is the base of a merge (API.md §15.5)."""
     return [
-        _conditional(
-            Write(
-                Action.DELETE if entry.id is not None and entry.id.delete else Action.PUT,
-                str(entry.key),
-                entry.fields,
-                index=entry.index,
+        _merging(
+            _conditional(
+                Write(
+                    Action.DELETE if entry.id is not None and entry.id.delete else Action.PUT,
+                    str(entry.key),
+                    entry.fields,
+                    index=entry.index,
+                ),
+                entry,
+                conditions,
+                settings,
             ),
-            entry,
-            conditions,
+            merge,
             settings,
         )
         for entry in entries
@@ -171,8 +181,11 @@ def merges(
     *,
     keep_unmentioned: bool,
     upsert: bool,
+    merge: bool = False,
+    merge_base: int | None = None,
 ) -> list[Write]:
-    """PATCH with the feedstore merge: one write per partial entry."""
+    """PATCH with the feedstore merge: one write per partial entry; `merge` and `merge_base`
+    as `with_merge_base` says."""
     errors: list[FeedstoreError] = []
     for document, entry in zip(documents, entries, strict=True):
         try:
@@ -181,16 +194,21 @@ def merges(
             errors.append(error)
     collect(errors)
     return [
-        _conditional(
-            Write(
-                Action.PATCH,
-                str(entry.key),
-                upsert=upsert,
-                patcher=_merger(entry, keep_unmentioned, settings.limits),
-                index=entry.index,
+        with_merge_base(
+            _conditional(
+                Write(
+                    Action.PATCH,
+                    str(entry.key),
+                    upsert=upsert,
+                    patcher=_merger(entry, keep_unmentioned, settings.limits),
+                    index=entry.index,
+                ),
+                entry,
+                conditions,
+                settings,
             ),
-            entry,
-            conditions,
+            merge,
+            merge_base,
             settings,
         )
         for entry in entries
@@ -204,6 +222,8 @@ def standard_patch(
     conditions: Conditions,
     settings: Settings,
     upsert: bool,
+    merge: bool = False,
+    merge_base: int | None = None,
 ) -> Write:
     """PATCH /d/{key} with an RFC 7396 merge patch or an RFC 6902 JSON Patch."""
     if target == "/":
@@ -225,7 +245,8 @@ def standard_patch(
             return patch.check_result(patch.merge_patch(stored, body), target, limits, stored)
 
     write = Write(Action.PATCH, target, upsert=upsert, patcher=apply)
-    return _conditional(write, None, conditions, settings)
+    write = _conditional(write, None, conditions, settings)
+    return with_merge_base(write, merge, merge_base, settings)
 
 
 def _merger(entry: Entry, keep_unmentioned: bool, limits: Limits) -> Any:
@@ -265,6 +286,57 @@ def _conditional(
     conditional = write.revision is not None or if_match is not None or write.if_none_match
     if not conditional and settings.requires_revision(write.key):
         raise PreconditionRequired(write.key)
+    return write
+
+
+def revert(key: str, raw: bytes, conditions: Conditions, settings: Settings) -> Write:
+    """PUT ?_revert=<n>: the entry's fields become those of a revision it had (`raw`, its
+    stored JSON), as a new revision; an entry deleted since is written again."""
+    fields = document_fields(codec_json.loads_stored(raw))
+
+    def restore(stored: Fields, schema: Schema | None) -> Fields:
+        return dict(fields)
+
+    write = Write(Action.PATCH, validate_entry_key(key), upsert=True, patcher=restore)
+    return _conditional(write, None, conditions, settings)
+
+
+def parse_merge_base(value: str | None, conditions: Conditions) -> int | None:
+    """The `Merge-Base` header of a PATCH: one revision, in ETag syntax (`"3"`), never with
+    If-Match (which must fail on a stale revision, RFC 9110)."""
+    if value is None or not value.strip():
+        return None
+    if conditions.if_match is not None:
+        raise InvalidOption("Merge-Base and If-Match can't be combined.")
+    found = _MERGE_BASE.fullmatch(value.strip())
+    if found is None:
+        raise InvalidOption(f"Merge-Base is invalid: {value}")
+    return int(found[1] or found[2])
+
+
+def with_merge_base(write: Write, merge: bool, merge_base: int | None, settings: Settings) -> Write:
+    """A PATCH's merge: `Merge-Base` is its base revision (400 when its id names another one);
+    else as a PUT's (`_merging`)."""
+    if merge_base is not None:
+        if write.revision is not None and write.revision != merge_base:
+            raise InvalidOption(
+                f"Merge-Base does not agree with the id. Key = {write.key}", key=write.key
+            )
+        write.revision, write.merge = merge_base, True
+        return write
+    return _merging(write, merge, settings)
+
+
+def _merging(write: Write, merge: bool, settings: Settings) -> Write:
+    """With `?_merge`, or under an `auto_merge` prefix, a write whose revision is stale merges
+    its changes since that revision instead of failing (transaction.py, merge.py)."""
+    # A delete has no fields to merge: a stale one stays a revision conflict.
+    if (
+        write.revision
+        and write.action is not Action.DELETE
+        and (merge or settings.merges(write.key))
+    ):
+        write.merge = True
     return write
 
 

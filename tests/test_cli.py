@@ -305,3 +305,11 @@ def test_serve_refuses_another_partition_depth_than_the_data_has(tmp_path: Path)
         "feedstore: The data in Redis is partitioned at depth 2, not 1. Start with "
         "--partition-depth 2, or stop the servers and run: feedstore migrate --partition-depth 1\n"
     )
+
+
+def test_serve_refuses_a_bad_history_setting(tmp_path: Path) -> None:
+    result = run_serve("--port", str(free_port()), "--history", "notes", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == (
+        "feedstore: FEEDSTORE_HISTORY must be prefixes with counts, as /notes=50: notes\n"
+    )

@@ -201,6 +201,7 @@ def test_the_field_name_grammar_is_the_servers(name: str) -> None:
         ("IfMatch", negotiation.parse_if_match),
         ("r", writes.parse_revision),
         ("IfNoneMatchWrite", negotiation.parse_if_none_match),
+        ("MergeBase", lambda value: writes.parse_merge_base(value, writes.Conditions())),
         ("MethodOverride", lambda value: negotiation.method_override("POST", value or None)),
     ],
 )

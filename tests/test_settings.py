@@ -52,3 +52,19 @@ def test_wait_settings_are_checked(variable: str, value: str, message: str) -> N
 def test_no_replica_must_confirm_a_write_by_default() -> None:
     settings = Settings.load(environ={})
     assert (settings.wait_replicas, settings.wait_timeout_ms) == (0, 1000)
+
+
+def test_history_and_auto_merge_come_from_the_environment() -> None:
+    environ = {
+        "FEEDSTORE_HISTORY": "/notes=50, /billing=1000",
+        "FEEDSTORE_HISTORY_DAYS": "7",
+        "FEEDSTORE_AUTO_MERGE": "/notes",
+    }
+    settings = Settings.load(environ=environ)
+    assert settings.history_rules.count("/billing/9") == 1000
+    assert (settings.history_rules.count("/other"), settings.history_rules.days) == (0, 7)
+    assert settings.merges("/notes/1") and not settings.merges("/notesx")
+
+
+def test_no_history_by_default() -> None:
+    assert Settings.load(environ={}).history_rules.prefixes == ()
