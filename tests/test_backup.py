@@ -51,16 +51,20 @@ def test_a_backup_under_writers_is_one_instant_and_serves_again(tmp_path: Path) 
     with running_serve(data_dir=tmp_path / "data", log_path=tmp_path / "serve.log") as server:
         assert server.request("PUT", "/d/", entry("/w"), WRITE_HEADERS).status == 200
         stop = threading.Event()
+        first = threading.Barrier(5)  # the four writers have each written once, and the test
 
         def write(n: int) -> None:
             revision = 0
             while not stop.is_set():
                 revision += 1
                 server.request("PUT", "/d/", entry(f"/w/{n}", title=str(revision)), WRITE_HEADERS)
+                if revision == 1:
+                    first.wait(30)
 
         writers = [threading.Thread(target=write, args=(n,)) for n in range(4)]
         for writer in writers:
             writer.start()
+        first.wait(30)  # the backup is taken while they go on writing
         try:
             status = cli.main(
                 ["backup", str(tmp_path / "backup"), "--data", str(tmp_path / "data")]
