@@ -34,7 +34,9 @@ def add_commands(subcommands: Subcommands) -> None:
     passwd = _action(actions, "passwd", run_user_passwd, "set a user's password")
     passwd.add_argument("account")
     passwd.add_argument("--password-stdin", action="store_true")
-    disable = _action(actions, "disable", run_user_disable, "refuse a user's logins and tokens")
+    disable = _action(
+        actions, "disable", run_user_disable, "refuse logins, revoke tokens, end sessions"
+    )
     disable.add_argument("account")
     _action(actions, "list", run_user_list, "list the users")
 

@@ -3,9 +3,14 @@
 A user is an account (a login name) with a uid from a counter, an argon2id password hash that
 only `?_login` checks, and groups. A token is `fst_<id>_<secret>`: Redis keeps only the SHA-256
 of its 256-bit random secret, so checking one costs a Redis read and a `compare_digest`, and a
-leaked database names no token. Every function reads and writes keys one at a time or in a
-non-transactional pipeline, so the same code runs on a single Redis and on a cluster; the CLI
-is the only writer.
+leaked database names no token.
+
+A request authenticates in one Redis round trip: a token's record (and a session's) carries its
+user's account and groups, so nothing else is read. The CLI keeps them in step: a group change
+rewrites the groups of the user's tokens and ends its sessions (they carry the groups of their
+login); disabling a user, or changing its password, ends its sessions, and disabling revokes its
+tokens. Every function reads and writes keys one at a time or in a non-transactional pipeline,
+so the same code runs on a single Redis and on a cluster; the CLI is the only writer.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import argon2
 import redis
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from feedstore.errors import InvalidToken, TokenExpired, Unauthorized
+from feedstore.errors import InvalidToken, TokenExpired
 from feedstore.principal import Principal
 
 USER_PREFIX = "fs:user:"
@@ -34,6 +39,8 @@ USER_GROUPS_PREFIX = "fs:ug:"
 GROUP_PREFIX = "fs:grp:"
 TOKEN_PREFIX = "fs:tok:"
 USER_TOKENS_PREFIX = "fs:tokens:"
+SESSION_PREFIX = "fs:sess:"
+USER_SESSIONS_PREFIX = "fs:sessions:"
 UID_COUNTER = "fs:uidseq"
 GROUP_ROOT = "/_group/"
 TOKEN_TAG = "fst_"
@@ -152,17 +159,29 @@ class Credentials:
 
     def users(self) -> list[User]:
         """Every user, by uid."""
-        accounts = [_decode(key)[len(USER_PREFIX) :] for key in self._scan(USER_PREFIX + "*")]
+        accounts = [decoded(key)[len(USER_PREFIX) :] for key in self._scan(USER_PREFIX + "*")]
         return sorted((self.user(account) for account in accounts), key=lambda u: int(u.uid))
 
     def set_password(self, account: str, password: str) -> None:
-        self.user(account)
+        """A new password; the user's sessions end (its tokens stay)."""
+        user = self.user(account)
         self.redis.hset(USER_PREFIX + account, "password", _HASHER.hash(password))
+        self.end_sessions(user.uid)
 
     def disable(self, account: str) -> None:
-        """A disabled user's tokens and sessions authenticate no one; its login fails."""
-        self.user(account)
+        """Refuse the user's logins from now on, revoke its tokens and end its sessions."""
+        user = self.user(account)
         self.redis.hset(USER_PREFIX + account, "disabled", "1")
+        for token in self.tokens(account):
+            self.revoke_token(token.id)
+        self.end_sessions(user.uid)
+
+    def end_sessions(self, uid: str) -> None:
+        """Log the uid out of every browser."""
+        index = USER_SESSIONS_PREFIX + uid
+        for digest in self.redis.smembers(index):
+            self.redis.delete(SESSION_PREFIX + decoded(digest))
+        self.redis.delete(index)
 
     def check_password(self, account: str, password: str) -> str | None:
         """The uid when `password` is the enabled user's, else None; rehashes an old hash."""
@@ -201,18 +220,26 @@ class Credentials:
         """Every group key with the accounts of its members."""
         listed: dict[str, list[str]] = {}
         for redis_key in self._scan(GROUP_PREFIX + "*"):
-            name = _decode(redis_key)[len(GROUP_PREFIX) :]
-            uids = sorted(_decode(uid) for uid in self.redis.smembers(redis_key))
-            accounts = [_decode(self.redis.get(UID_PREFIX + uid) or uid.encode()) for uid in uids]
+            name = decoded(redis_key)[len(GROUP_PREFIX) :]
+            uids = sorted(decoded(uid) for uid in self.redis.smembers(redis_key))
+            accounts = [decoded(self.redis.get(UID_PREFIX + uid) or uid.encode()) for uid in uids]
             if accounts:
                 listed[GROUP_ROOT + name] = sorted(accounts)
         return dict(sorted(listed.items()))
 
     def _set_groups(self, uid: str, keys: list[str]) -> None:
+        """The uid's groups, everywhere they are kept: fs:ug, the group sets, its tokens."""
+        groups = json.dumps(keys)
         # fs:ug is one string, so a write can WATCH it and read it in its MGET (auth.md §1.5).
-        self.redis.set(USER_GROUPS_PREFIX + uid, json.dumps(keys))
+        self.redis.set(USER_GROUPS_PREFIX + uid, groups)
         for key in keys:
             self.redis.sadd(GROUP_PREFIX + key.removeprefix(GROUP_ROOT), uid)
+        for token_id in self.redis.smembers(USER_TOKENS_PREFIX + uid):
+            record = TOKEN_PREFIX + decoded(token_id)
+            self.redis.hset(record, "groups", groups)
+            if not self.redis.hexists(record, "uid"):  # revoked meanwhile: leave no remnant
+                self.redis.delete(record)
+        self.end_sessions(uid)
 
     # -- tokens ---------------------------------------------------------------------------
 
@@ -221,6 +248,8 @@ class Credentials:
     ) -> tuple[str, TokenInfo]:
         """A new token of the user: the token itself (shown once, never stored) and its record."""
         user = self.user(account)
+        if user.disabled:
+            raise CredentialError(f"user {account} is disabled")
         token_id = base64.b32encode(secrets.token_bytes(8)).decode().lower()[:TOKEN_ID_LENGTH]
         secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
         created = int(self.clock())
@@ -228,6 +257,7 @@ class Credentials:
         record: RedisHash = {
             "uid": user.uid,
             "account": account,
+            "groups": json.dumps(list(user.groups)),
             "secret_sha256": secret_digest(secret),
             "name": name,
             "created": str(created),
@@ -244,9 +274,9 @@ class Credentials:
         """The tokens of one user, or of every user, oldest first."""
         if account is not None:
             members = self.redis.smembers(USER_TOKENS_PREFIX + self.user(account).uid)
-            ids = [_decode(token_id) for token_id in members]
+            ids = [decoded(token_id) for token_id in members]
         else:
-            ids = [_decode(key)[len(TOKEN_PREFIX) :] for key in self._scan(TOKEN_PREFIX + "*")]
+            ids = [decoded(key)[len(TOKEN_PREFIX) :] for key in self._scan(TOKEN_PREFIX + "*")]
         found = [self._token_info(token_id) for token_id in ids]
         return sorted((t for t in found if t is not None), key=lambda t: (t.created, t.id))
 
@@ -275,9 +305,9 @@ class Credentials:
     # -- authenticating -------------------------------------------------------------------
 
     def principal_of_token(self, token: str, account: str | None = None) -> Principal:
-        """Who a token authenticates: InvalidToken (malformed, unknown, revoked, of a disabled
-        user or, with `account`, of another account), TokenExpired. Two round trips: the token,
-        then the user's groups and state (with last_used, at most once a minute)."""
+        """Who a token authenticates, from its record alone (one round trip; `last_used` is
+        written at most once a minute): InvalidToken (malformed, unknown, revoked or, with
+        `account`, another account's), TokenExpired."""
         parsed = parse_token(token)
         if parsed is None:
             raise InvalidToken()
@@ -291,40 +321,10 @@ class Credentials:
         now = int(self.clock())
         if fields.get("expires") and int(fields["expires"]) <= now:
             raise TokenExpired()
-        last_used = int(fields["last_used"]) if fields.get("last_used") else 0
-        touch: RedisHash | None = (
-            {"last_used": str(now)} if now - last_used >= LAST_USED_EVERY else None
-        )
-        try:
-            return self.principal_of(
-                fields["uid"],
-                fields["account"],
-                TOKEN_PREFIX + token_id,
-                touch,
-                service=fields.get("service") == "1",
-            )
-        except Unauthorized as e:
-            raise InvalidToken() from e
-
-    def principal_of(
-        self,
-        uid: str,
-        account: str,
-        record: str,
-        touch: RedisHash | None,
-        service: bool = False,
-    ) -> Principal:
-        """The Principal of an enabled user, with its groups; Unauthorized for a disabled or
-        deleted one. `touch` fields are written to the credential's `record` on the way."""
-        with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hget(USER_PREFIX + account, "disabled")
-            pipe.get(USER_GROUPS_PREFIX + uid)
-            if touch:
-                pipe.hset(record, mapping=touch)
-            disabled, groups = pipe.execute()[:2]
-        if disabled is None or disabled == b"1":
-            raise Unauthorized()
-        return Principal(uid, account, frozenset(_groups(groups)), service)
+        if now - int(fields.get("last_used") or 0) >= LAST_USED_EVERY:
+            self.redis.hset(TOKEN_PREFIX + token_id, "last_used", str(now))
+        groups = frozenset(_groups(fields.get("groups")))
+        return Principal(fields["uid"], fields["account"], groups, fields.get("service") == "1")
 
     def _scan(self, pattern: str) -> list[bytes]:
         if isinstance(self.redis, redis.RedisCluster):
@@ -338,10 +338,11 @@ def _groups(raw: bytes | str | None) -> list[str]:
     return [str(name) for name in json.loads(raw)] if raw else []
 
 
-def _decode(value: bytes | str) -> str:
+def decoded(value: bytes | str) -> str:
+    """A Redis reply as text."""
     return value.decode() if isinstance(value, bytes) else value
 
 
 def text_fields(fields: dict[Any, Any]) -> dict[str, str]:
     """A Redis hash as text."""
-    return {_decode(name): _decode(value) for name, value in fields.items()}
+    return {decoded(name): decoded(value) for name, value in fields.items()}

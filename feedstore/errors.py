@@ -229,7 +229,7 @@ class Unauthorized(FeedstoreError):
 
 
 class InvalidToken(Unauthorized):
-    """A token that is malformed, unknown, revoked, or of a disabled user."""
+    """A token that is malformed, unknown or revoked (disabling a user revokes its tokens)."""
 
     code = "invalid_token"
 

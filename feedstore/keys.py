@@ -45,10 +45,14 @@ fs:uid:<uid>            the account of a uid
 fs:ug:<uid>             the uid's group keys, a JSON array (`["/_group/sales"]`); a string, so a
                         write can WATCH it and read it in its MGET
 fs:grp:<group>          set of the member uids of /_group/<group> (for listing)
-fs:tok:<id>             hash: uid, account, secret_sha256 (hex), name, created, expires (Unix
+fs:tok:<id>             hash: uid, account, groups (a copy of fs:ug, kept in step by the CLI, so
+                        a token costs one read), secret_sha256 (hex), name, created, expires (Unix
                         seconds, empty: never), service ("0"/"1"), last_used (at most once a minute)
 fs:tokens:<uid>         set of the uid's token ids
-fs:sess:<sha256(sid)>   hash: uid, account, created; EXPIRE = the idle timeout, pushed back on use
+fs:sess:<sha256(sid)>   hash: uid, account, created, groups (at login); EXPIRE = the idle timeout,
+                        pushed back on use
+fs:sessions:<uid>       set of the uid's session digests, for the CLI to end them; EXPIRE = the
+                        maximum session age
 fs:fail:<account>       failed logins in a row; EXPIRE = the lock it earned plus 15 minutes
 
 Entry keys contain no `{`, `}` or `:` (entry.py), so a key parses back unambiguously.

@@ -453,6 +453,12 @@
       list.next = xhr.getResponseHeader('x-vtecx-nextpage');
       renderList(entriesOf(data));
     }, function (xhr) {
+      if (list !== state.list || xhr.status === 401) { return; }  // 401: login.js asks to log in
+      if (xhr.status === 403) {  // shown where the children would be
+        list.next = null;
+        renderList([], errorMessage(xhr) + ' You may not list ' + list.key + '.');
+        return;
+      }
       showError('Could not list ' + list.key + ': ' + errorMessage(xhr));
     });
   }
@@ -467,7 +473,7 @@
     reloadList().then(function () { $(delta > 0 ? '#next-page' : '#prev-page').trigger('focus'); });
   }
 
-  function renderList(entries) {
+  function renderList(entries, emptyText) {
     var list = state.list;
     var $body = $('#children tbody').empty();
     entries.forEach(function (entry) {
@@ -488,7 +494,8 @@
       $body.append($row);
     });
     $('#children').prop('hidden', entries.length === 0);
-    $('#list-empty').prop('hidden', entries.length > 0);
+    $('#list-empty').prop('hidden', entries.length > 0).text(emptyText || 'No children.')
+      .toggleClass('denied', Boolean(emptyText));
     $('#list-key').text(list.key);
     var first = list.page * pageSize() + 1;
     $('#page-info').text(entries.length ?
@@ -1159,6 +1166,9 @@
     $('#conflict-table').on('change', 'input[type="radio"]', function () {
       state.conflict.rows[parseInt($(this).attr('data-row'), 10)].keep = $(this).val();
     });
+
+    // login.js: after a login, show what the new principal sees.
+    $(document).on('feedstore:login', function () { reloadList(); });
 
     $(document).on('keydown', function (event) {
       if ((event.ctrlKey || event.metaKey) && (event.key === 's' || event.key === 'S')) {

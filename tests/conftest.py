@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -87,16 +88,27 @@ def config() -> dict[str, object]:
     return {}
 
 
+# FEEDSTORE_TEST_AUTH=on runs the HTTP tests a second way: the `app` fixture with auth on, and
+# the `client` fixture sending an admin's token (issue 13: "the HTTP suites also run with auth
+# on and an admin token").
+TEST_AUTH = os.environ.get("FEEDSTORE_TEST_AUTH", "off") == "on"
+
+
 @pytest.fixture
 def app(redis_client: redis.Redis, config: dict[str, object]) -> Flask:
-    return create_app(config, redis_client)
+    return create_app({**config, "auth": "on"} if TEST_AUTH else config, redis_client)
 
 
 @pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    """A client that sends X-Requested-With, as jQuery does, so writes pass the CSRF guard."""
+def client(app: Flask, redis_client: redis.Redis) -> FlaskClient:
+    """A client that sends X-Requested-With, as jQuery does, so writes pass the CSRF guard (and,
+    with FEEDSTORE_TEST_AUTH=on, an admin's token)."""
     client = app.test_client()
     client.environ_base["HTTP_X_REQUESTED_WITH"] = "XMLHttpRequest"
+    if TEST_AUTH:
+        client.environ_base["HTTP_AUTHORIZATION"] = (
+            f"Bearer {make_token(redis_client, 'admin', admin=True)}"
+        )
     return client
 
 

@@ -127,6 +127,26 @@ def test_user_commands_work_beside_a_running_serve(
         assert server.request("GET", "/_health").status == 200
 
 
+def test_serve_auth_on_authenticates_in_every_worker(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    with running_serve("--auth", "on", data_dir=data, log_path=tmp_path / "serve.log") as server:
+        assert (
+            run(["user", "add", "alice", "--password-stdin", "--data", str(data)], capsys, "pw\n")[
+                0
+            ]
+            == 0
+        )
+        token = run(["token", "create", "alice", "--data", str(data)], capsys)[1].strip()
+        for _ in range(4):  # whichever worker answers
+            answer = server.request("GET", "/d/?_uid", headers={"Authorization": f"Bearer {token}"})
+            assert (answer.status, answer.json()) == (200, {"feed": {"title": "1"}})
+            answer = server.request("GET", "/d/?_uid")
+            assert answer.status == 401
+            assert answer.headers["www-authenticate"] == 'Bearer realm="feedstore"'
+
+
 def test_the_commands_work_on_a_cluster(
     redis_cluster: RedisCluster, capsys: pytest.CaptureFixture[str]
 ) -> None:

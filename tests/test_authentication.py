@@ -35,7 +35,9 @@ def sid_of(response: Any) -> str:
     return str(cookie.split(";")[0].removeprefix("SID="))
 
 
-def test_with_auth_off_credentials_are_not_read(client: FlaskClient) -> None:
+def test_with_auth_off_credentials_are_not_read(redis_client: redis.Redis) -> None:
+    client = create_app({"auth": "off"}, redis_client).test_client()
+    client.environ_base["HTTP_X_REQUESTED_WITH"] = "XMLHttpRequest"
     response = client.put("/d/", json=ENTRY, headers=bearer("fst_nonsense"))
     assert response.status_code == 200
     assert client.get("/d/?_whoami").json == {
@@ -287,3 +289,17 @@ def test_disabled_users_can_not_log_in(login_client: FlaskClient, real_redis: re
 
 def test_add_user_helper_gives_the_uid(redis_client: redis.Redis) -> None:
     assert add_user(redis_client, "alice") == "1"
+
+
+def test_login_session_and_logout_on_every_redis(
+    auth_client: FlaskClient, redis_client: redis.Redis
+) -> None:
+    Credentials(redis_client).add_user("alice", "s3cret", ["sales"])
+    assert auth_client.post("/d/?_login", headers=basic("alice", "s3cret")).status_code == 200
+    whoami = auth_client.get("/d/?_whoami").json
+    assert whoami["feed"]["entry"][0]["category"] == [{"___term": "/_group/sales"}]  # type: ignore[index]
+    Credentials(redis_client).add_to_group("ops", "alice")  # ends the session: log in again
+    assert auth_client.get("/d/?_uid").json["error"]["code"] == "session_expired"  # type: ignore[index]
+    assert auth_client.post("/d/?_login", headers=basic("alice", "s3cret")).status_code == 200
+    assert auth_client.post("/d/?_logout").status_code == 200
+    assert auth_client.get("/d/?_uid").status_code == 401

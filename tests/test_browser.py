@@ -30,6 +30,7 @@ from playwright.sync_api import (
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from feedstore import create_app
+from feedstore.credentials import Credentials
 from feedstore.embedded import EmbeddedRedis
 from feedstore.store import Store
 from tests.serving import WRITE_HEADERS, Response, request
@@ -509,3 +510,104 @@ def test_screenshots_of_the_list_the_editor_and_the_conflict(
     for shot in shots:
         assert shot.stat().st_size > 10_000
         assert png_size(shot) == (LAPTOP["width"], LAPTOP["height"])
+
+
+# -- login (static/login.js) -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def live_auth_server(redis_server: EmbeddedRedis) -> Iterator[Server]:
+    """The app with auth on, served like live_server (one JSON style: login is style-free)."""
+    client = redis.Redis.from_url(redis_server.url)
+    app = create_app({"auth": "on"}, client)
+    http = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
+    thread = threading.Thread(target=http.serve_forever, name="auth-page-server", daemon=True)
+    thread.start()
+    try:
+        yield Server(http, app.extensions["feedstore"].store)
+    finally:
+        http.shutdown()
+        thread.join(10)
+        http.server_close()
+        client.close()
+
+
+PASSWORD = "crème brûlée 42"  # not Latin-1 only: the form encodes UTF-8
+
+
+@pytest.fixture
+def auth_server(live_auth_server: Server) -> Server:
+    live_auth_server.store.redis.flushdb()
+    Credentials(live_auth_server.store.redis).add_user("hanako", PASSWORD, ["$admin"])
+    return live_auth_server
+
+
+def log_in(page: Page, password: str) -> None:
+    page.get_by_label("Account").fill("hanako")
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+
+
+def test_logs_in_shows_who_and_logs_out_without_a_password_dialog(
+    browser: Browser, auth_server: Server
+) -> None:
+    seed_orders(auth_server, 3)
+    context = browser.new_context(viewport=LAPTOP)
+    page = context.new_page()
+    challenges: list[str | None] = []
+    page.on(
+        "response",
+        lambda r: r.status == 401 and challenges.append(r.headers.get("www-authenticate")),
+    )
+    page.on("dialog", lambda dialog: challenges.append(f"a {dialog.type} dialog"))
+    page.goto(f"{auth_server.url}/#list=/orders")
+    login = page.locator("#login")
+    expect(login).to_be_visible()  # ?_whoami answered 401
+    log_in(page, "wrong")
+    expect(page.locator("#login-error")).to_have_text("Wrong account or password.")
+    log_in(page, PASSWORD)
+    expect(login).to_be_hidden()
+    expect(page.locator("#whoami")).to_have_text("hanako (admin)")
+    expect(page.locator("#children tbody tr")).to_have_count(3)
+    assert page.evaluate("document.cookie") == ""  # the session cookie is HttpOnly
+    save_screenshot(page, "logged-in.png")
+
+    auth_server.store.redis.delete(*auth_server.store.redis.keys("fs:sess:*"))  # it expired
+    page.get_by_role("button", name="List children").click()
+    expect(login).to_be_visible()
+    expect(page.locator("#login-error")).to_have_text("Please log in.")
+    log_in(page, PASSWORD)
+    expect(page.locator("#whoami")).to_have_text("hanako (admin)")
+
+    page.get_by_role("button", name="Log out").click()
+    expect(login).to_be_visible()
+    expect(page.locator("#login-error")).to_have_text("Logged out.")
+    expect(page.locator("#account")).to_be_hidden()
+    assert not auth_server.store.redis.keys("fs:sess:*")
+    save_screenshot(page, "login.png")
+    context.close()
+    assert challenges and set(challenges) == {'Bearer realm="feedstore"'}
+
+
+def test_with_auth_off_the_page_shows_no_login(server: Server, open_page: Any) -> None:
+    page = open_page()
+    expect(page.locator("#account")).to_be_hidden()
+    expect(page.locator("#login")).to_be_hidden()
+
+
+def test_a_403_list_is_shown_in_place(server: Server, open_page: Any) -> None:
+    page = open_page()
+    # What authorization answers a caller who may not read /secret (its own tests pin the body).
+    denied = {
+        "feed": {"title": "Access denied."},
+        "error": {"status": 403, "code": "access_denied", "key": "/secret", "entries": []},
+    }
+    page.route(
+        "**/d/secret?f*",
+        lambda route: route.fulfill(status=403, json=denied),
+    )
+    page.get_by_label("Key", exact=True).fill("/secret")
+    page.get_by_role("button", name="List children").click()
+    expect(page.locator("#list-empty")).to_have_text("Access denied. You may not list /secret.")
+    expect(page.locator("#error")).to_be_hidden()
+    expect(page.locator("#login")).to_be_hidden()

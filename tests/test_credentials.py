@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 
 import argon2
 import pytest
@@ -186,3 +187,41 @@ def test_a_login_rehashes_a_password_hashed_with_old_parameters(real_redis: redi
     assert credentials.check_password("alice", "s3cret") is not None
     new = (real_redis.hget("fs:user:alice", "password") or b"").decode()
     assert new != old and not argon2.PasswordHasher().check_needs_rehash(new)
+
+
+def test_a_group_change_reaches_the_users_tokens_at_once(redis_client: redis.Redis) -> None:
+    credentials = Credentials(redis_client)
+    token = make_token(redis_client, "alice", groups=("sales",))
+    credentials.add_to_group("ops", "alice")
+    assert credentials.principal_of_token(token).groups == {"/_group/ops", "/_group/sales"}
+    credentials.remove_from_group("sales", "alice")
+    assert credentials.principal_of_token(token).groups == {"/_group/ops"}
+
+
+def test_a_disabled_user_gets_no_new_token(redis_client: redis.Redis) -> None:
+    credentials = Credentials(redis_client)
+    add_user(redis_client, "alice")
+    credentials.disable("alice")
+    with pytest.raises(CredentialError, match="user alice is disabled"):
+        credentials.create_token("alice")
+
+
+def commands_run(client: redis.Redis, act: Callable[[], object]) -> list[str]:
+    """The Redis commands `act` ran, by name (INFO commandstats of the real server)."""
+    client.config_resetstat()
+    act()
+    stats = client.info("commandstats")
+    calls = {name.removeprefix("cmdstat_"): value["calls"] for name, value in stats.items()}
+    calls.pop("config|resetstat", None)  # this function's own, before and after act()
+    calls.pop("config", None)
+    calls.pop("info", None)
+    return sorted(name for name, count in calls.items() for _ in range(count))
+
+
+def test_a_token_costs_one_read(real_redis: redis.Redis) -> None:
+    clock = Clock()
+    credentials = Credentials(real_redis, clock)
+    add_user(real_redis, "alice", groups=("sales",))
+    token, _ = credentials.create_token("alice")
+    credentials.principal_of_token(token)  # its first use writes last_used
+    assert commands_run(real_redis, lambda: credentials.principal_of_token(token)) == ["hgetall"]

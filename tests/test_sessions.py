@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import redis
 
 from feedstore.credentials import Credentials
 from feedstore.errors import LoginThrottled, SessionExpired, Unauthorized
 from feedstore.sessions import FORGET, MAX_LOCK, Sessions, lock_after, session_digest
-from tests.test_credentials import Clock
+from tests.test_credentials import Clock, commands_run
 
 IDLE, MAX_AGE = 600, 3600
 
@@ -108,3 +110,50 @@ def test_unknown_accounts_fail_as_wrong_passwords_do(sessions: Sessions) -> None
     with pytest.raises(Unauthorized) as caught:
         sessions.login("nobody", "s3cret")
     assert type(caught.value) is Unauthorized
+
+
+def test_a_session_costs_one_round_trip(sessions: Sessions, real_redis: redis.Redis) -> None:
+    sid, _ = sessions.login("alice", "s3cret")
+    ran = commands_run(real_redis, lambda: sessions.principal(sid))
+    assert ran == ["expire", "hgetall"]  # one pipeline
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda c: c.set_password("alice", "new"),
+        lambda c: c.add_to_group("ops", "alice"),
+        lambda c: c.remove_from_group("sales", "alice"),
+        lambda c: c.disable("alice"),
+    ],
+    ids=["passwd", "group-add", "group-remove", "disable"],
+)
+def test_the_cli_ends_a_users_sessions_when_it_changes_it(
+    sessions: Sessions, real_redis: redis.Redis, change: Any
+) -> None:
+    sid, _ = sessions.login("alice", "s3cret")
+    change(sessions.credentials)
+    with pytest.raises(SessionExpired):
+        sessions.principal(sid)
+    assert not real_redis.keys("fs:sess:*") and not real_redis.exists("fs:sessions:1")
+
+
+def test_the_session_index_forgets_ended_sessions_at_login(
+    sessions: Sessions, real_redis: redis.Redis
+) -> None:
+    first, _ = sessions.login("alice", "s3cret")
+    real_redis.delete(f"fs:sess:{session_digest(first)}")  # as if it expired
+    second, _ = sessions.login("alice", "s3cret")
+    assert real_redis.smembers("fs:sessions:1") == {session_digest(second).encode()}
+    assert 0 < real_redis.ttl("fs:sessions:1") <= MAX_AGE
+    sessions.logout(second)
+    assert not real_redis.exists("fs:sessions:1")
+
+
+def test_a_name_no_account_can_have_is_refused_without_a_trace(
+    sessions: Sessions, real_redis: redis.Redis
+) -> None:
+    before = sorted(real_redis.keys("*"))
+    with pytest.raises(Unauthorized):
+        sessions.login("x" * 10_000, "s3cret")
+    assert sorted(real_redis.keys("*")) == before
