@@ -96,7 +96,11 @@ TEST_AUTH = os.environ.get("FEEDSTORE_TEST_AUTH", "off") == "on"
 
 @pytest.fixture
 def app(redis_client: redis.Redis, config: dict[str, object]) -> Flask:
-    return create_app({**config, "auth": "on"} if TEST_AUTH else config, redis_client)
+    # Every key open to everyone (default_acl), as for auth_app: the admin's token bypasses
+    # ACLs anyway, and the tests' bare clients (CSRF, GET counters) stay anonymous.
+    if TEST_AUTH:
+        return create_app({"default_acl": OPEN_ACL, **config, "auth": "on"}, redis_client)
+    return create_app(config, redis_client)
 
 
 @pytest.fixture
