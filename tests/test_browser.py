@@ -33,6 +33,7 @@ from feedstore import create_app
 from feedstore.credentials import Credentials
 from feedstore.embedded import EmbeddedRedis
 from feedstore.store import Store
+from tests.conftest import OPEN_ACL
 from tests.serving import WRITE_HEADERS, Response, request
 
 CHROMIUM = "/usr/bin/chromium"
@@ -519,9 +520,10 @@ def test_screenshots_of_the_list_the_editor_and_the_conflict(
 
 @pytest.fixture(scope="module")
 def live_auth_server(redis_server: EmbeddedRedis) -> Iterator[Server]:
-    """The app with auth on, served like live_server (one JSON style: login is style-free)."""
+    """The app with auth on, served like live_server (one JSON style: login is style-free);
+    every key open to everyone (default_acl), so the tests seed without a token."""
     client = redis.Redis.from_url(redis_server.url)
-    app = create_app({"auth": "on"}, client)
+    app = create_app({"auth": "on", "default_acl": OPEN_ACL}, client)
     http = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
     thread = threading.Thread(target=http.serve_forever, name="auth-page-server", daemon=True)
     thread.start()
