@@ -11,9 +11,9 @@ request is also handed to `observers` (metrics.py counts them).
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -83,7 +83,7 @@ class AccessLog:
     def __call__(self, environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
         started = time.perf_counter()
         sent = environ.get("HTTP_X_REQUEST_ID", "")
-        rid = sent if _CLIENT_ID.fullmatch(sent) else uuid.uuid4().hex
+        rid = sent if _CLIENT_ID.fullmatch(sent) else os.urandom(16).hex()  # as a uuid4's hex
         environ[REQUEST_ID] = rid
         status: list[int] = [0]
 

@@ -13,6 +13,7 @@ transactions run again after a WatchError, and Redis errors.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -73,12 +74,22 @@ class Metrics:
             "Requests answered 503 because Redis could not be reached or refused the write.",
             registry=self.registry,
         )
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe(self, record: RequestRecord) -> None:
         """Count a finished request (an AccessLog observer)."""
         route = record.route or "unmatched"
-        self.requests.labels(route, record.method, str(record.status)).inc()
-        self.latency.labels(route, record.method).observe(record.duration_ms / 1000)
+        # The labelled children, looked up once per route, method and status (every request
+        # comes here, and labels() checks and hashes its arguments each time).
+        labels = (route, record.method, record.status)
+        children = self._children.get(labels)
+        if children is None:
+            children = self._children[labels] = (
+                self.requests.labels(route, record.method, str(record.status)),
+                self.latency.labels(route, record.method),
+            )
+        children[0].inc()
+        children[1].observe(record.duration_ms / 1000)
         if record.status >= 400:
             self.errors.labels(str(record.status), record.error or "unknown").inc()
 
