@@ -13,7 +13,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from feedstore.credentials import CredentialError, Credentials, TokenInfo, User
 
@@ -73,11 +72,10 @@ def _command(subcommands: Subcommands, name: str, help: str) -> argparse.Argumen
 def _action(
     actions: Subcommands, name: str, run: Callable[[argparse.Namespace], int], help: str
 ) -> argparse.ArgumentParser:
-    from feedstore.cli import DEFAULT_DATA_DIR
+    from feedstore.cli import add_store_options
 
     parser: argparse.ArgumentParser = actions.add_parser(name, help=help, description=help)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="./%(default)s")
-    parser.add_argument("--redis-url", help="the Redis a feedstore serve uses")
+    add_store_options(parser)
     parser.set_defaults(command=run)
     return parser
 

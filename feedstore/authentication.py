@@ -31,6 +31,9 @@ from feedstore.settings import Settings
 
 EXTENSION = "feedstore.authentication"
 SESSION_COOKIE = "SID"
+# How the session cookie is set and dropped: for the whole site, out of scripts' reach, never
+# sent by another site's page (the third CSRF layer).
+COOKIE: dict[str, Any] = {"path": "/", "httponly": True, "samesite": "Strict"}
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Requests that are never authenticated: the load balancer's health check.
 PUBLIC_ENDPOINTS = frozenset({"api.health"})
@@ -166,14 +169,7 @@ def login(authenticator: Authenticator) -> Response:
         raise Unauthorized()
     sid, _ = authenticator.sessions.login(*basic_credentials(value.strip()))
     response = message("Logged in.")
-    response.set_cookie(
-        SESSION_COOKIE,
-        sid,
-        path="/",
-        secure=authenticator.cookie_secure,
-        httponly=True,
-        samesite="Strict",
-    )
+    response.set_cookie(SESSION_COOKIE, sid, secure=authenticator.cookie_secure, **COOKIE)
     return response
 
 
@@ -183,13 +179,7 @@ def logout(authenticator: Authenticator) -> Response:
     if sid is not None:
         authenticator.sessions.logout(sid)
     response = message("Logged out.")
-    response.delete_cookie(
-        SESSION_COOKIE,
-        path="/",
-        secure=authenticator.cookie_secure,
-        httponly=True,
-        samesite="Strict",
-    )
+    response.delete_cookie(SESSION_COOKIE, secure=authenticator.cookie_secure, **COOKIE)
     return response
 
 

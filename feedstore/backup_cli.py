@@ -20,7 +20,7 @@ Subcommands = argparse._SubParsersAction
 
 def add_commands(subcommands: Subcommands) -> None:
     """Register `feedstore backup` and `feedstore restore`."""
-    from feedstore.cli import DEFAULT_DATA_DIR
+    from feedstore.cli import add_store_options
 
     parser = subcommands.add_parser(
         "backup",
@@ -30,8 +30,7 @@ def add_commands(subcommands: Subcommands) -> None:
         "Redis of --data (a running serve's, or one started for the command).",
     )
     parser.add_argument("directory", type=Path, help="where the backup goes (created if missing)")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="./%(default)s")
-    parser.add_argument("--redis-url", help="the Redis a feedstore serve uses")
+    add_store_options(parser)
     parser.set_defaults(command=run_backup)
 
     parser = subcommands.add_parser(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from tqdm import tqdm
 
@@ -19,7 +18,7 @@ Subcommands = argparse._SubParsersAction
 
 def add_commands(subcommands: Subcommands) -> None:
     """Register `feedstore check`."""
-    from feedstore.cli import DEFAULT_DATA_DIR
+    from feedstore.cli import add_store_options
 
     parser = subcommands.add_parser(
         "check",
@@ -29,8 +28,7 @@ def add_commands(subcommands: Subcommands) -> None:
         "disagrees. Exit status 0 when nothing is left to mend.",
     )
     parser.add_argument("--repair", action="store_true", help="mend what disagrees")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="./%(default)s")
-    parser.add_argument("--redis-url", help="the Redis a feedstore serve uses")
+    add_store_options(parser)
     parser.set_defaults(command=run_check)
 
 

@@ -238,6 +238,15 @@ def default_threads() -> int:
     return min(16, 2 * (os.cpu_count() or 1) + 1)
 
 
+def add_store_options(parser: argparse.ArgumentParser) -> None:
+    """--data and --redis-url, as every command that works on a store's Redis takes them:
+    the given Redis, or the embedded one of --data (a running serve's, or one started now)."""
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="./%(default)s")
+    parser.add_argument(
+        "--redis-url", help="the Redis a feedstore serve uses (any URL serve takes)"
+    )
+
+
 def add_schema_command(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `feedstore schema set|show|clear`."""
     parser = subcommands.add_parser(
@@ -249,10 +258,7 @@ def add_schema_command(subcommands: argparse._SubParsersAction[argparse.Argument
     )
     parser.add_argument("action", choices=("set", "show", "clear"))
     parser.add_argument("file", nargs="?", type=Path, help="the JSON Schema file (for set)")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="./%(default)s")
-    parser.add_argument(
-        "--redis-url", help="the Redis a feedstore serve uses (any URL serve takes)"
-    )
+    add_store_options(parser)
     parser.set_defaults(command=run_schema)
 
 
@@ -266,8 +272,7 @@ def add_migrate_command(subcommands: argparse._SubParsersAction[argparse.Argumen
         "Stop the servers first. Running it again is harmless and finishes an interrupted run. "
         "Without --redis-url it works on the embedded Redis of --data.",
     )
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="./%(default)s")
-    parser.add_argument("--redis-url", help="the Redis a feedstore serve uses")
+    add_store_options(parser)
     parser.add_argument("--partition-depth", type=_depth, help="the depth to move to")
     parser.set_defaults(command=run_migrate)
 
@@ -283,10 +288,7 @@ def add_acl_command(subcommands: argparse._SubParsersAction[argparse.ArgumentPar
         "there).",
     )
     parser.add_argument("action", choices=("reindex",))
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="./%(default)s")
-    parser.add_argument(
-        "--redis-url", help="the Redis a feedstore serve uses (any URL serve takes)"
-    )
+    add_store_options(parser)
     parser.set_defaults(command=run_acl)
 
 

@@ -7,6 +7,7 @@ feed, or bare as vte.cx answers them). Screenshots go to tests/artifacts/ (ignor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
 import threading
@@ -123,10 +124,11 @@ class Server:
         return found
 
 
-@pytest.fixture(scope="module", params=["feed", "bare"])
-def live_server(request: pytest.FixtureRequest, redis_server: EmbeddedRedis) -> Iterator[Server]:
+@contextlib.contextmanager
+def serving(redis_server: EmbeddedRedis, config: dict[str, Any]) -> Iterator[Server]:
+    """The app of `config` served on 127.0.0.1 in a thread, until the block ends."""
     client = redis.Redis.from_url(redis_server.url)
-    app = create_app({"json_style": request.param}, client)
+    app = create_app(config, client)
     http = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
     thread = threading.Thread(target=http.serve_forever, name="page-server", daemon=True)
     thread.start()
@@ -137,6 +139,12 @@ def live_server(request: pytest.FixtureRequest, redis_server: EmbeddedRedis) -> 
         thread.join(10)
         http.server_close()
         client.close()
+
+
+@pytest.fixture(scope="module", params=["feed", "bare"])
+def live_server(request: pytest.FixtureRequest, redis_server: EmbeddedRedis) -> Iterator[Server]:
+    with serving(redis_server, {"json_style": request.param}) as server:
+        yield server
 
 
 @pytest.fixture
@@ -522,18 +530,8 @@ def test_screenshots_of_the_list_the_editor_and_the_conflict(
 def live_auth_server(redis_server: EmbeddedRedis) -> Iterator[Server]:
     """The app with auth on, served like live_server (one JSON style: login is style-free);
     every key open to everyone (default_acl), so the tests seed without a token."""
-    client = redis.Redis.from_url(redis_server.url)
-    app = create_app({"auth": "on", "default_acl": OPEN_ACL}, client)
-    http = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
-    thread = threading.Thread(target=http.serve_forever, name="auth-page-server", daemon=True)
-    thread.start()
-    try:
-        yield Server(http, app.extensions["feedstore"].store)
-    finally:
-        http.shutdown()
-        thread.join(10)
-        http.server_close()
-        client.close()
+    with serving(redis_server, {"auth": "on", "default_acl": OPEN_ACL}) as server:
+        yield server
 
 
 PASSWORD = "crème brûlée 42"  # not Latin-1 only: the form encodes UTF-8
