@@ -522,18 +522,19 @@ def serve(options: ServeOptions) -> int:
             "pass --auth off to do it anyway.",
             status=2,
         )
-    logs.configure(settings.log_format)
-    # Each worker counts its requests in files here; /metrics adds them up (metrics.py).
-    metrics_dir = None
-    if not os.environ.get(MULTIPROC_ENV):
-        metrics_dir = tempfile.mkdtemp(prefix="feedstore-metrics-")
-        os.environ[MULTIPROC_ENV] = metrics_dir
     check_port_free(options.host, options.port)
     schema = read_schema_file(options.schema_file) if options.schema_file else None
+    # From here on the process serves: its log lines, and the directory where each worker
+    # counts its requests for /metrics (metrics.py), removed when serving ends.
+    logs.configure(settings.log_format)
+    metrics_dir = None
     embedded: EmbeddedRedis | None = None
     supervisor: Supervisor | None = None
     redis_log: logs.RedisLogFollower | None = None
     try:
+        if not os.environ.get(MULTIPROC_ENV):
+            metrics_dir = tempfile.mkdtemp(prefix="feedstore-metrics-")
+            os.environ[MULTIPROC_ENV] = metrics_dir
         if options.redis_url is None:
             embedded = EmbeddedRedis(options.data_dir, fsync=options.fsync)
             redis_log = logs.RedisLogFollower(embedded.log_path)
@@ -571,6 +572,7 @@ def serve(options: ServeOptions) -> int:
             redis_log.stop()
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+            del os.environ[MULTIPROC_ENV]  # it named the directory just removed
 
 
 def _report(message: str) -> None:

@@ -40,9 +40,11 @@ class Metrics:
     """The instruments of one app, and the text of `/metrics`."""
 
     def __init__(self) -> None:
-        if os.environ.get(MULTIPROC_ENV) and values.ValueClass is values.MutexValue:
-            # prometheus_client chose where values live when it was first imported; a process
-            # that imported it before serve set the directory would keep its counts to itself.
+        multiprocess_mode = bool(os.environ.get(MULTIPROC_ENV))
+        if multiprocess_mode != (values.ValueClass is not values.MutexValue):
+            # prometheus_client chose where values live when it was first imported: a process
+            # that imported it before serve set the directory (or after it was dropped) would
+            # keep its counts in the wrong place.
             values.ValueClass = values.get_value_class()
         self.registry = CollectorRegistry()
         self.requests = Counter(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,7 @@ import redis
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from feedstore import watch
+from feedstore import cli, watch
 from feedstore.app import create_app
 from feedstore.embedded import EmbeddedRedis
 from tests.conftest import make_token
@@ -154,3 +156,20 @@ def test_with_auth_on_only_administrators_read_the_metrics(real_redis: redis.Red
     got = samples(allowed.get_data(as_text=True))
     labels = (("code", "authentication_required"), ("status", "401"))
     assert got[("feedstore_errors_total", labels)] == 1
+
+
+def test_a_serve_that_stops_early_leaves_this_process_counting_alone(
+    real_redis: redis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """serve gives its workers a directory to count in; stopped before serving (a busy port)
+    it leaves no such setting behind, so apps made after it count their own requests."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        assert cli.main(["serve", "--port", str(busy.getsockname()[1])]) == 1
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    web = create_app(redis_client=real_redis).test_client()
+    assert send(web, "GET", "/d/x?e") == 204
+    got = samples(web.get("/metrics").get_data(as_text=True))
+    labels = (("method", "GET"), ("route", "/d/<entry_path:path>"), ("status", "204"))
+    assert got[("feedstore_requests_total", labels)] == 1
