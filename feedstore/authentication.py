@@ -124,6 +124,10 @@ def authenticate_request() -> Response | None:
         return answer_account_option()
     authenticator = get_authenticator()
     if authenticator.on:
+        token = entry_read_token(authenticator)
+        if token is not None:
+            g.pending_token = token  # the view reads its record with the entry (api.py)
+            return None
         principal, by_cookie = authenticator.authenticate(
             header("Authorization"), request.cookies.get(SESSION_COOKIE)
         )
@@ -131,6 +135,38 @@ def authenticate_request() -> Response | None:
         if by_cookie and request.method in WRITE_METHODS:
             check_same_origin()
     return None
+
+
+# An entry read (`GET /d/<key>?e`, JSON or Atom) with a Bearer or Token credential reads the
+# token's record in the same round trip as the entry and its ACLs (a Redis pipeline): the view,
+# api.read_entry, authenticates with it before it answers anything (settle). Any other request,
+# and any read on a Redis Cluster (whose token record is in another slot), authenticates here.
+ENTRY_READ_ARGS = frozenset({"e", "x", "j"})
+
+
+def entry_read_token(authenticator: Authenticator) -> str | None:
+    """The token of a request whose authentication the entry read does, else None."""
+    args = request.args
+    if request.method not in ("GET", "HEAD") or "e" not in args:
+        return None
+    if not ENTRY_READ_ARGS.issuperset(args) or isinstance(
+        authenticator.credentials.redis, redis.RedisCluster
+    ):
+        return None
+    scheme, _, value = (header("Authorization") or "").strip().partition(" ")
+    return value.strip() if scheme.lower() in ("bearer", "token") else None
+
+
+def pending_token() -> str | None:
+    """The token an entry read must authenticate with (see entry_read_token), if any."""
+    token: str | None = g.get("pending_token")
+    return token
+
+
+def settle(principal: Principal) -> None:
+    """The principal an entry read authenticated, from the record it read with the entry."""
+    g.principal = principal
+    g.pop("pending_token", None)
 
 
 def check_same_origin() -> None:

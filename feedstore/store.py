@@ -171,6 +171,19 @@ class Store:
         )
         return self._found(key, raw, target), [acl.loads(mirror) for mirror in mirrors]
 
+    @_unavailable_on_redis_error
+    def get_guarded_with(
+        self, record: str, key: str, on_path: Sequence[str]
+    ) -> tuple[dict[Any, Any], tuple[int, bytes] | None, list[acl.Acl | None]]:
+        """HGETALL of `record` (a token's, authenticating the read) and get_guarded(key,
+        on_path), in one round trip on a single Redis."""
+        keys = self.keys
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(record)
+            pipe.mget(keys.document_key(key), keys.alias_key(key), *map(keys.acl_key, on_path))
+            fields, (raw, target, *mirrors) = pipe.execute()
+        return fields, self._found(key, raw, target), [acl.loads(mirror) for mirror in mirrors]
+
     def _found(self, key: str, raw: bytes | None, target: bytes | None) -> tuple[int, bytes] | None:
         if raw is not None:
             return codec_json.stored_revision(raw, key), raw

@@ -239,3 +239,39 @@ def test_an_alias_is_readable_where_its_entry_is(
     assert bob.get("/d/11/pub?f").status_code == 204
     assert bob.get("/d/11/pub?c").json["feed"]["title"] == "0"
     assert as_user(anonymous, "alice").get("/d/11/pub/1?e").status_code == 200
+
+
+def test_an_entry_read_with_a_token_is_one_round_trip(
+    real_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`?e` with a Bearer token reads the token's record with the entry and its ACLs in one
+    pipeline; the token still decides first: a bad one is 401 even where anyone may read."""
+    app = auth_on(real_redis)
+    admin, alice = as_user(app.test_client(), "admin"), as_user(app.test_client(), "alice")
+    admin.environ_base["HTTP_X_REQUESTED_WITH"] = "XMLHttpRequest"
+    public = entry("/pub", contributor=acl_of("urn:vte.cx:acl:*,R"))
+    assert admin.put("/d/pub", json=public).status_code == 200
+    assert alice.get("/d/pub?e").status_code == 200  # writes the token's last_used, once
+    sent: list[bytes] = []
+    send = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(connection: Any, command: Any, check_health: bool = True) -> None:
+        sent.append(b"".join(command) if isinstance(command, list) else command)
+        send(connection, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+    read = alice.get("/d/pub?e")
+    assert read.status_code == 200 and read.json["feed"]["entry"][0]["id"] == "/pub,1"
+    assert len(sent) == 1 and b"HGETALL" in sent[0] and b"MGET" in sent[0]
+    sent.clear()
+    bad = app.test_client().get("/d/pub?e", headers={"Authorization": "Bearer fst_x"})
+    assert (bad.status_code, bad.json["error"]["code"]) == (401, "invalid_token")
+    forged = alice.application.config["TEST_TOKENS"]["alice"][:-2] + "xx"
+    bad = app.test_client().get("/d/pub?e", headers={"Authorization": f"Bearer {forged}"})
+    assert (bad.status_code, "entry" in bad.get_data(as_text=True)) == (401, False)
+    private = entry("/priv", contributor=acl_of("urn:vte.cx:acl:alice,R"))
+    assert admin.put("/d/priv", json=private).status_code == 200
+    assert alice.get("/d/priv?e").status_code == 200
+    denied = as_user(app.test_client(), "bob").get("/d/priv?e")
+    assert (denied.status_code, denied.json["error"]["code"]) == (403, "access_denied")
+    assert "/priv," not in denied.get_data(as_text=True)
