@@ -182,11 +182,16 @@ def create(path: str) -> Response:
 @bp.put("/d/<entry_path:path>")
 def update(path: str) -> Response:
     args = request.args
+    if "_revert" in args:
+        # A write of its own: no other option applies to it (the fuzzer found a counter option
+        # taking over and the revision going unread).
+        others = sorted(name for name in args if name.startswith("_") and name != "_revert")
+        if others:
+            raise InvalidOption(f"_revert and {others[0]} can't be combined.")
+        return revert(validate_key(request_key()))
     counter_option = options.counter_option(args)
     if counter_option is not None:
         return counter(validate_key(request_key()), counter_option)
-    if "_revert" in args:
-        return revert(validate_key(request_key()))
     mode, config = bulk.mode(args), settings()
     limits = config.limits if mode is None else config.bulk_limits
     entries = writes.target_entries(decode_entries(limits), validate_key(request_key()))

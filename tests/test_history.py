@@ -232,3 +232,16 @@ def test_with_auth_on_history_needs_read_access_now(redis_client: redis.Redis) -
         assert "t1" not in denied.get_data(as_text=True)
         assert web.get(path).status_code == 401
     assert web.put("/d/notes/1?_revert=1", headers=admin).status_code == 200
+
+
+@pytest.mark.parametrize("other", ["_addids=1", "_addalias", "_bulk", "_merge"])
+def test_revert_takes_no_other_option(notes: FlaskClient, other: str) -> None:
+    """Found by the fuzzer: `?_revert=x&_addids=-0` ran the counter and never read the revision."""
+    before = notes.get("/d/notes/1?e").json
+    answer = notes.put(f"/d/notes/1?_revert=2&{other}")
+    name = other.partition("=")[0]
+    assert (answer.status_code, answer.json["feed"]["title"]) == (
+        400,
+        f"_revert and {name} can't be combined.",
+    )
+    assert notes.get("/d/notes/1?e").json == before
