@@ -119,6 +119,8 @@ class AccessLog:
 def _printable(wsgi_text: str) -> str:
     """A PEP 3333 string (UTF-8 bytes held as latin-1) as readable text, with control
     characters escaped, so that no request can forge a line of the log."""
+    if wsgi_text.isascii() and wsgi_text.isprintable():
+        return wsgi_text  # almost every path and query: nothing to decode or escape
     text = wsgi_text.encode("latin-1", "replace").decode("utf-8", "replace")
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 

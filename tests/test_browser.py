@@ -97,8 +97,6 @@ class Server:
     http: BaseWSGIServer
     store: Store
     port: int = field(init=False)
-    # With auth on, the seeding requests' credential (an administrator's token).
-    credential: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.port = self.http.server_port
@@ -108,7 +106,7 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def call(self, method: str, path: str, body: Any = None) -> Response:
-        return request(self.port, method, path, body, {**WRITE_HEADERS, **self.credential})
+        return request(self.port, method, path, body, WRITE_HEADERS)
 
     def create(self, key: str, **fields: Any) -> None:
         entry = {"link": [{"___href": key, "___rel": "self"}], **fields}
@@ -540,10 +538,7 @@ PASSWORD = "crème brûlée 42"  # not Latin-1 only: the form encodes UTF-8
 @pytest.fixture
 def auth_server(live_auth_server: Server) -> Server:
     live_auth_server.store.redis.flushdb()
-    credentials = Credentials(live_auth_server.store.redis)
-    credentials.add_user("hanako", PASSWORD, ["$admin"])
-    token, _ = credentials.create_token("hanako")
-    live_auth_server.credential = {"Authorization": f"Bearer {token}"}
+    Credentials(live_auth_server.store.redis).add_user("hanako", PASSWORD, ["$admin"])
     return live_auth_server
 
 
