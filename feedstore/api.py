@@ -454,8 +454,13 @@ def read_feed(key: str, counting: bool) -> Response:
     elif "p" in request.args:
         after = cursor.decode(request.args["p"], feed.scope, store.existing_secret(), feed.sealed)
     reader, query = feed.reader, feed.query
-    page = reader.count(key, query, after) if counting else reader.page(key, query, after)
-    headers = {}
+    if counting:
+        page = reader.count(key, query, after)
+    else:
+        # The first page of a listing carries the change feed's sequence: list, then follow.
+        first = "p" not in request.args and "n" not in request.args
+        page = reader.page(key, query, after, follow=first)
+    headers = {} if page.seq is None else {"x-feedstore-seq": page.seq}
     if page.next is not None:
         token = cursor.encode(page.next, feed.scope, store.secret(), feed.sealed)
         headers["x-vtecx-nextpage"] = token
@@ -464,7 +469,7 @@ def read_feed(key: str, counting: bool) -> Response:
     if counting:
         return message(str(page.count), status, headers)
     if not page.documents and not page.partial:
-        return Response(status=204)
+        return Response(status=204, headers=headers)
     return stored_response(page.documents, status, headers, nometa=query.nometa)
 
 

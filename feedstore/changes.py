@@ -247,7 +247,7 @@ class ChangeStreams:
         events went. New events only ever come after the last one trimmed, so nothing is
         watched."""
         last: tuple[int, int] | None = None
-        older = self.redis.xrevrange(stream, f"({max(cut_ms, 0)}-0", "-", count=1)
+        older = self.redis.xrevrange(stream, f"({cut_ms}-0", "-", count=1) if cut_ms > 0 else []
         if older:
             last = sequence_order(older[0][0].decode())
         excess = int(self.redis.xlen(stream)) - most

@@ -29,7 +29,7 @@ from redis.exceptions import (
 )
 
 from feedstore import acl, alias, codec_json, history, partitions
-from feedstore.changes import ChangePage, ChangeStreams
+from feedstore.changes import ZERO, ChangePage, ChangeStreams
 from feedstore.counter_range import CounterRange
 from feedstore.entry import parent_of
 from feedstore.errors import CrossTreeWrite, InvalidOption, NotReplicated, ServiceUnavailable
@@ -219,6 +219,37 @@ class Store:
     def last_change(self, key: str) -> str:
         """The sequence of the newest event of `key`'s stream (`0-0`: none yet)."""
         return self.streams.last(key)
+
+    @_unavailable_on_redis_error
+    def feed_seq(self, key: str) -> str | None:
+        """The change feed's newest sequence for `key`'s subtree, for a listing's first page
+        (list then follow); None when the feed is off or can't serve `key` (a cluster, above
+        the partition depth)."""
+        if not self.records_changes:
+            return None
+        try:
+            return self.streams.last(key)
+        except InvalidOption:
+            return None
+
+    @_unavailable_on_redis_error
+    def child_keys_and_seq(
+        self, key: str, after: str | None, count: int
+    ) -> tuple[list[str], str | None]:
+        """`child_keys` and, read just before them in the same round trip, `feed_seq(key)`."""
+        try:
+            stream = self.streams.names(key)[0] if self.records_changes else None
+        except InvalidOption:
+            stream = None
+        if stream is None:
+            return self.child_keys(key, after, count), None
+        start = b"(" + after.encode() if after is not None else b"-"
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xrevrange(stream, "+", "-", count=1)
+            pipe.zrangebylex(self.keys.children_key(key), start, b"+", start=0, num=count)
+            newest, found = pipe.execute()
+        seq = newest[0][0].decode() if newest else ZERO
+        return [child.decode() for child in found], seq
 
     @_unavailable_on_redis_error
     def child_keys(self, key: str, after: str | None, count: int) -> list[str]:
