@@ -74,9 +74,7 @@ class FeedReader:
         self.fetch_limit = fetch_limit
         self.indexed = {".".join(path) for path in indexed_fields(schema)}
 
-    def page(
-        self, parent: str, query: Query, after: Position | None, follow: bool = False
-    ) -> Page:
+    def page(self, parent: str, query: Query, after: Position | None, follow: bool = False) -> Page:
         """Up to `query.limit` matching children after `after`, in the query's order; with
         `follow`, the change feed's sequence read before them (list then follow, API.md §18)."""
         if not query.filtered and query.sort is None and self.hidden is None:
