@@ -389,10 +389,13 @@ def read_changes(key: str) -> Response:
     since = asked.start(store, key)
     if "text/event-stream" in (header("Accept") or ""):
         lasting = settings().changes_stream_max
-        events = change_feed.event_stream(store, checker, hub, key, asked, since, lasting)
+        events = change_feed.event_stream(
+            store, checker, hub, key, asked, since, lasting, request.environ
+        )
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return Response(events, 200, headers, content_type="text/event-stream; charset=utf-8")
-    page = change_feed.wait_for(store, hub, key, asked, since, settings().changes_wait_max)
+    longest = settings().changes_wait_max
+    page = change_feed.wait_for(store, hub, key, asked, since, longest, request.environ)
     shown = change_feed.shown(store, checker, page, asked.entries)
     headers = {"x-feedstore-seq": page.seq}
     href = None

@@ -14,8 +14,16 @@ from typing import Any
 
 from feedstore import codec_json
 from feedstore.access import Access
-from feedstore.change_hub import ChangeHub
-from feedstore.changes import DEFAULT_LIMIT, MAX_LIMIT, ChangePage, items, parse_sequence
+from feedstore.access_log import DEFERRED
+from feedstore.change_hub import ASYNC_WAITS, DEADLINE, ChangeHub, Deferred
+from feedstore.changes import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    ZERO,
+    ChangePage,
+    items,
+    parse_sequence,
+)
 from feedstore.errors import InvalidOption
 from feedstore.query import check_options
 from feedstore.store import Store
@@ -88,15 +96,24 @@ def wait_for(
     request: ChangeRequest,
     since: str | None,
     longest: int = MAX_WAIT,
+    environ: dict[str, Any] | None = None,
 ) -> ChangePage:
-    """The events after `since`; with `_wait`, blocking (in this thread) until one arrives or
-    the time is up (at most `longest` seconds), when the page is empty and its sequence
-    `since`'s."""
+    """The events after `since`; with `_wait`, waiting until one arrives or the time is up (at
+    most `longest` seconds), when the page is empty and its sequence `since`'s. Behind the
+    gateway (`environ` says it waits on its event loop) the wait is handed to it instead
+    (environ[DEFERRED]) and the request runs again after it, with the same deadline."""
     page = read(store, key, since, request)
     if not request.wait or hub is None or page.changes or page.more:
         return page
-    deadline = time.monotonic() + min(request.wait, longest)
+    environ = environ if environ is not None else {}
+    deadline = environ.setdefault(DEADLINE, time.monotonic() + min(request.wait, longest))
     stream, _ = store.streams.names(key)
+    if environ.get(ASYNC_WAITS):
+        left = deadline - time.monotonic()
+        if left > 0:
+            hub.check_room()
+            environ[DEFERRED] = Deferred(hub, stream, page.seq, left)
+        return page
     with hub.waiting():
         while not page.changes and not page.more:
             left = deadline - time.monotonic()
@@ -134,10 +151,13 @@ def event_stream(
     request: ChangeRequest,
     since: str | None,
     lasting: float,
+    environ: dict[str, Any] | None = None,
 ) -> Iterator[bytes]:
     """Server-Sent Events: `retry:`, then each item as `id: <seq>`, `event: <kind>`,
     `data: <item JSON>`, a `: ping` comment every 15 s without events, for `lasting` seconds;
-    the client reconnects with `Last-Event-ID`. Holds one of the hub's waiter places."""
+    the client reconnects with `Last-Event-ID`. Holds one of the hub's waiter places. Behind
+    the gateway, each wait is handed to it (environ[DEFERRED], then an empty chunk)."""
+    deferring = environ is not None and environ.get(ASYNC_WAITS)
     end = time.monotonic() + lasting
     stream, _ = store.streams.names(key)
     with hub.waiting():
@@ -162,4 +182,9 @@ def event_stream(
             if now - pinged >= PING_SECONDS:
                 yield b": ping\n\n"
                 pinged = now
-            hub.wait(stream, seq, min(end - now, PING_SECONDS - (now - pinged)))
+            timeout = min(end - now, PING_SECONDS - (now - pinged))
+            if deferring and environ is not None:
+                environ[DEFERRED] = Deferred(hub, stream, seq or ZERO, timeout)
+                yield b""
+            else:
+                hub.wait(stream, seq or ZERO, timeout)

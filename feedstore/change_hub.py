@@ -32,6 +32,25 @@ BLOCK_MS = 100
 IDLE_SECONDS = 1.0
 
 
+# In a request's WSGI environ: set by the gateway (gateway.py), which can wait on its event loop;
+# then the app hands it each wait (a Deferred) instead of blocking a thread.
+ASYNC_WAITS = "feedstore.async_waits"
+DEADLINE = "feedstore.deadline"
+
+
+class Deferred:
+    """A wait for the gateway to do: for an event on `stream` after `seq`, at most `timeout`
+    seconds, then run the request again (long-poll) or go on with its body (SSE)."""
+
+    __slots__ = ("hub", "seq", "stream", "timeout")
+
+    def __init__(self, hub: ChangeHub, stream: str, seq: str, timeout: float) -> None:
+        self.hub = hub
+        self.stream = stream
+        self.seq = seq
+        self.timeout = timeout
+
+
 class _Waiter:
     __slots__ = ("fire", "seq", "stream")
 
@@ -72,6 +91,26 @@ class ChangeHub:
         self.on_count(count)
         try:
             yield
+        finally:
+            with self._lock:
+                self.count -= 1
+                count = self.count
+            self.on_count(count)
+
+    def check_room(self) -> None:
+        """503 when every waiter place is taken (before a request defers its wait)."""
+        with self._lock:
+            if self.count >= self.most:
+                raise ServiceUnavailable("Too many waiting clients. Please retry.", retry_after=5)
+
+    async def wait_deferred(self, wait: Deferred) -> bool:
+        """A wait a request handed to the gateway (long-poll), counted as a waiter."""
+        with self._lock:
+            self.count += 1
+            count = self.count
+        self.on_count(count)
+        try:
+            return await self.wait_async(wait.stream, wait.seq, wait.timeout)
         finally:
             with self._lock:
                 self.count -= 1
