@@ -7,14 +7,17 @@ import threading
 from typing import Any
 
 import feedparser
+import hypothesis
 import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import strategies as st
 from lxml import etree
 
 from feedstore.app import create_app
 from feedstore.changes import ChangeStreams
+from feedstore.embedded import EmbeddedRedis
 from feedstore.keys import KeyScheme
 from tests.conftest import bearer, make_token
 
@@ -231,3 +234,81 @@ def test_a_listings_first_page_carries_the_seq_to_follow_from(notes: FlaskClient
     assert notes.get("/d/n?f&title=none").headers["x-feedstore-seq"] == seq  # a filtered one
     notes.put("/d/n/3", json={})
     assert terms(notes.get(f"/d/n?_changes&_since={seq}")) == [("/n/3,1", "created")]
+
+
+State = dict[str, tuple[int, bool]]  # key -> (revision, deleted)
+
+
+def _apply(state: State, key: str, revision: int, deleted: bool) -> None:
+    """Apply what a listing or an event says of `key`, by revision (a delete carries the
+    revision it deleted, so it wins over that revision's write)."""
+    if (revision, deleted) > state.get(key, (0, False)):
+        state[key] = (revision, deleted)
+
+
+@hypothesis.settings(
+    max_examples=5, deadline=None, suppress_health_check=list(hypothesis.HealthCheck)
+)
+@hypothesis.given(
+    writers=st.lists(
+        st.lists(st.tuples(st.integers(0, 7), st.booleans()), min_size=5, max_size=25),
+        min_size=4,
+        max_size=4,
+    )
+)
+def test_list_then_follow_converges_under_four_writers(
+    redis_server: EmbeddedRedis, writers: list[list[tuple[int, bool]]]
+) -> None:
+    """A client lists /n (small pages) while four threads PUT and DELETE its children, then
+    follows the change feed from the first page's x-feedstore-seq: it ends with exactly the
+    stored children and revisions."""
+    client_redis = redis.Redis.from_url(redis_server.url)
+    client_redis.flushdb()
+    app = create_app({}, client_redis)
+    reader = app.test_client()
+    setup = app.test_client()
+    setup.environ_base["HTTP_X_REQUESTED_WITH"] = "XMLHttpRequest"
+    setup.put("/d/n", json={})
+    for i in range(0, 8, 2):
+        setup.put(f"/d/n/{i}", json={})
+
+    def write(operations: list[tuple[int, bool]]) -> None:
+        client = app.test_client()
+        client.environ_base["HTTP_X_REQUESTED_WITH"] = "XMLHttpRequest"
+        for number, deleting in operations:
+            if deleting:
+                client.delete(f"/d/n/{number}")  # 404 when it is gone already
+            else:
+                assert client.put(f"/d/n/{number}", json={}).status_code == 200
+
+    threads = [threading.Thread(target=write, args=(ops,)) for ops in writers]
+    for thread in threads:
+        thread.start()
+    state: State = {}
+    page = reader.get("/d/n?f&l=2")
+    seq = page.headers["x-feedstore-seq"]
+    while True:
+        for entry in page.json["feed"]["entry"] if page.status_code == 200 else []:
+            key, _, revision = entry["id"].rpartition(",")
+            _apply(state, key, int(revision), False)
+        if "x-vtecx-nextpage" not in page.headers:
+            break
+        page = reader.get(f"/d/n?f&l=2&p={page.headers['x-vtecx-nextpage']}")
+    while True:
+        done = not any(thread.is_alive() for thread in threads)
+        followed = reader.get(f"/d/n?_changes&_since={seq}&l=5")
+        seq = followed.headers["x-feedstore-seq"]
+        for item in followed.json["feed"]["entry"] if followed.status_code == 200 else []:
+            key, _, revision = item["id"].rpartition(",")
+            if key != "/n":
+                deleted = item["category"][-1]["___term"] == "deleted"
+                _apply(state, key, int(revision), deleted)
+        if done and followed.status_code == 204:
+            break
+    stored = reader.get("/d/n?f&l=*")
+    expected = {}
+    for entry in stored.json["feed"]["entry"] if stored.status_code == 200 else []:
+        key, _, revision = entry["id"].rpartition(",")
+        expected[key] = int(revision)
+    assert {key: r for key, (r, deleted) in state.items() if not deleted} == expected
+    client_redis.close()
