@@ -75,6 +75,10 @@ class Settings:
     history_days: int = 30
     # Prefixes under which every stale write with a revision is merged, as with `?_merge`.
     auto_merge: tuple[str, ...] = ()
+    # Seconds the answer of a write with an Idempotency-Key is kept for its retries, and the
+    # prefixes under which every write must carry one (idempotency.py).
+    idempotency_ttl: int = 24 * 3600
+    require_idempotency: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.auth not in AUTH_MODES:
@@ -88,6 +92,7 @@ class Settings:
             "wait_timeout_ms",
             "session_idle",
             "session_max",
+            "idempotency_ttl",
         ):
             if getattr(self, name) < 1:
                 variable = f"{ENV_PREFIX}{name.upper()}"
@@ -164,6 +169,10 @@ class Settings:
     def merges(self, key: str) -> bool:
         """Whether stale writes to `key` merge without `?_merge` (the `auto_merge` prefixes)."""
         return bool(self.auto_merge) and _under(key, self.auto_merge)
+
+    def requires_idempotency(self, key: str) -> bool:
+        """Whether writes to `key` must carry an Idempotency-Key (`require_idempotency`)."""
+        return bool(self.require_idempotency) and _under(key, self.require_idempotency)
 
     def requires_revision(self, key: str) -> bool:
         """Whether writes to `key` must be conditional (the `require_revision` prefixes)."""

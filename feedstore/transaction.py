@@ -25,7 +25,7 @@ from typing import Any, Literal, NamedTuple
 from redis.client import Pipeline
 from redis.exceptions import WatchError
 
-from feedstore import acl, alias, codec_json, history, merge, watch
+from feedstore import acl, alias, codec_json, history, idempotency, merge, watch
 from feedstore.entry import (
     EntryId,
     document_fields,
@@ -173,8 +173,10 @@ class Transaction:
         cluster: ClusterRules | None = None,
         caller: acl.Caller | None = None,
         history: HistoryRules | None = None,
+        lease: idempotency.Lease | None = None,
     ) -> None:
         self.pipe = pipe
+        self.lease = lease  # with an Idempotency-Key: checked in _read, completed before EXEC
         self.history = history if history is not None and history.prefixes else None
         self.keys = keys
         self.principal = principal
@@ -299,6 +301,8 @@ class Transaction:
             pipe.zadd(name, added)
         for change in aliases:
             change.queue(pipe, keys, fields, self.caller is not None)
+        if self.lease is not None:
+            self.lease.queue(pipe, written[: len(writes)])  # the answer commits with the data
         pipe.execute()
         return written[: len(writes)]  # what the request asked for, without the unaliasing
 
@@ -321,14 +325,20 @@ class Transaction:
         on_path, groups = self._access_keys(keys)
         access = [*map(self.keys.acl_key, on_path), *groups]
         watched = [*revisions, *access] if access else revisions
+        # With an Idempotency-Key, its record (in the same partition) is watched and read too.
+        held = [self.lease.name] if self.lease is not None else []
+        if held:
+            watched = [*watched, *held]
         if self.cluster is None:
             raw = watch.watch_and_read(
-                self.pipe, watched, "MGET", *names, *access, SCHEMA_VERSION_KEY
+                self.pipe, watched, "MGET", *names, *access, *held, SCHEMA_VERSION_KEY
             )
             version = raw[-1]
         else:
-            raw = watch.watch_and_read(self.pipe, watched, "MGET", *names, *access)
+            raw = watch.watch_and_read(self.pipe, watched, "MGET", *names, *access, *held)
             version = self.cluster.schema_version
+        if self.lease is not None:
+            self.lease.check(raw[len(names) + len(access)])  # LeaseLost: taken over
         if access:
             self._take_access(on_path, groups, raw[len(names) : len(names) + len(access)])
         n = len(keys)
