@@ -113,7 +113,9 @@ class Answer:
 
     def dumps(self, fingerprint: str) -> bytes:
         """The record: `c:`, one JSON line (fingerprint, status, headers), then the body."""
-        head = json.dumps({"f": fingerprint, "s": self.status, "h": self.headers})
+        head = json.dumps(
+            {"f": fingerprint, "s": self.status, "h": self.headers}, separators=(",", ":")
+        )
         return DONE + head.encode() + b"\n" + self.body
 
     @classmethod
