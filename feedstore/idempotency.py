@@ -4,13 +4,15 @@ never made again.
 A request's record is one Redis string, `fs:{P}:idem:<principal>:<sha256 of the key>` (keys.py),
 in the partition of the write's data, so it shares the write's slot on Redis Cluster:
 
-1. `SET record "p:<token>" NX PX 30000` takes the lease (one round trip before the write). If
-   the record exists, it is read: an answer with the same fingerprint is replayed
-   (`Idempotency-Replayed: true`), one with another fingerprint is 422 `idempotency_key_reused`,
-   a lease is 409 `idempotency_in_progress` with `Retry-After: 1`.
-2. The write's transaction WATCHes the record and reads it in its one MGET (`Lease.check`): a
-   lease that expired and was taken over fails the attempt (LeaseLost), and the request looks at
-   the record again, finding the other request's lease or answer.
+1. `SET record "p:<token>" NX PX 30000` takes the lease. It is sent in the write transaction's
+   first round trip, just before its WATCH and MGET (watch.watch_and_read), so a key costs no
+   round trip of its own: the MGET reads the record back under WATCH (`Lease.check`).
+2. A record that isn't this request's lease stops the attempt (LeaseLost, before anything is
+   decided): an answer with the same fingerprint is replayed (`Idempotency-Replayed: true`), one
+   with another fingerprint is 422 `idempotency_key_reused`, another request's lease is 409
+   `idempotency_in_progress` with `Retry-After: 1`. A lease that expires while its request runs
+   and is taken over changes the WATCHed record, so that request's EXEC fails and its next
+   attempt meets the other request's lease or answer.
 3. The answer, built from what the write did before EXEC, is queued as `SET record <answer> EX
    ttl` in the write's own MULTI (`Lease.queue`): the data and the answer commit together.
 4. A write that fails wrote nothing (all or none): its lease is released (WATCH, check the token,
@@ -155,8 +157,12 @@ class Outcome(Generic[T]):
 
 
 class LeaseLost(Exception):
-    """The record no longer holds this request's lease (it expired and another request took
-    it): the write's attempt must not commit."""
+    """The record, as the transaction read it, is not this request's lease (`found`: another
+    request's lease or answer, None if it expired meanwhile): the attempt must not commit."""
+
+    def __init__(self, name: str, found: bytes | None) -> None:
+        super().__init__(name)
+        self.found = found
 
 
 @dataclass
@@ -172,10 +178,15 @@ class Lease:
     def value(self) -> bytes:
         return PENDING + self.token
 
+    @property
+    def claim(self) -> tuple[Any, ...]:
+        """The command that takes the lease, sent before the transaction's WATCH."""
+        return ("SET", self.name, self.value, "NX", "PX", LEASE_MILLISECONDS)
+
     def check(self, raw: bytes | None) -> None:
         """LeaseLost unless the record, as the transaction read it under WATCH, is our lease."""
         if raw != self.value:
-            raise LeaseLost(self.name)
+            raise LeaseLost(self.name, raw)
 
     def queue(self, pipe: Any, result: Any) -> None:
         """Make the answer of `result` and queue it as the record (inside the write's MULTI)."""
@@ -190,23 +201,20 @@ def run(
     write: Callable[[Lease], T],
     pipeline: Callable[[], Any],
 ) -> Outcome[T]:
-    """Take the lease of record `name` and run `write` with it, or answer from the record.
+    """Run `write` with a lease on record `name` (its transaction takes and checks it), or
+    answer from the record.
 
     Raises IdempotencyKeyReused (422), IdempotencyInProgress (409), or what `write` raises, the
     lease released; ServiceUnavailable (503) when the record keeps changing hands.
     """
     for _ in range(ROUNDS):
-        token = os.urandom(16).hex().encode()
-        if not client.set(name, PENDING + token, nx=True, px=LEASE_MILLISECONDS):
-            found = client.get(name)
-            if found is None:
-                continue  # the lease expired, or was released, between the two
-            return _replayed(found, request.fingerprint)
-        lease = Lease(name, token, request)
+        lease = Lease(name, os.urandom(16).hex().encode(), request)
         try:
             result = write(lease)
-        except LeaseLost:
-            continue  # taken over: the record now says what happened
+        except LeaseLost as lost:
+            if lost.found is None:
+                continue  # gone between the SET NX and the read: try again
+            return _replayed(lost.found, request.fingerprint)
         except BaseException:
             release(pipeline, lease)
             raise

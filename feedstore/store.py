@@ -476,7 +476,9 @@ class Store:
             with self._transaction_pipeline() as pipe:
                 try:
                     watched = [*names, lease.name]
-                    *values, held = watch.watch_and_read(pipe, watched, "MGET", *watched)
+                    *values, held = watch.watch_and_read(
+                        pipe, watched, "MGET", *watched, first=lease.claim
+                    )
                     lease.check(held)
                     result = apply(pipe, *values)
                     lease.queue(pipe, result)

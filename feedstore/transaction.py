@@ -329,16 +329,19 @@ class Transaction:
         held = [self.lease.name] if self.lease is not None else []
         if held:
             watched = [*watched, *held]
+        claim = self.lease.claim if self.lease is not None else None  # its SET NX goes first
         if self.cluster is None:
             raw = watch.watch_and_read(
-                self.pipe, watched, "MGET", *names, *access, *held, SCHEMA_VERSION_KEY
+                self.pipe, watched, "MGET", *names, *access, *held, SCHEMA_VERSION_KEY, first=claim
             )
             version = raw[-1]
         else:
-            raw = watch.watch_and_read(self.pipe, watched, "MGET", *names, *access, *held)
+            raw = watch.watch_and_read(
+                self.pipe, watched, "MGET", *names, *access, *held, first=claim
+            )
             version = self.cluster.schema_version
         if self.lease is not None:
-            self.lease.check(raw[len(names) + len(access)])  # LeaseLost: taken over
+            self.lease.check(raw[len(names) + len(access)])  # LeaseLost: another's record
         if access:
             self._take_access(on_path, groups, raw[len(names) : len(names) + len(access)])
         n = len(keys)

@@ -13,7 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from feedstore import create_app, idempotency
+from feedstore import create_app, idempotency, partitions
 from feedstore.errors import IdempotencyKeyReused
 from feedstore.principal import ANONYMOUS
 from feedstore.store import Action, Store, Write
@@ -311,13 +311,13 @@ class Held:
 def test_a_retry_while_the_first_runs_is_409_with_retry_after(
     real_app: Flask, first: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    held, write = Held(real_app), Store.write
+    held, queue = Held(real_app), idempotency.Lease.queue
 
-    def holding(self: Store, *args: Any, **kwargs: Any) -> Any:
-        held.hold()  # the lease is taken; the transaction hasn't started
-        return write(self, *args, **kwargs)
+    def holding(self: idempotency.Lease, pipe: Any, result: Any) -> None:
+        held.hold()  # the lease is taken, the transaction not yet committed
+        queue(self, pipe, result)
 
-    monkeypatch.setattr(Store, "write", holding)
+    monkeypatch.setattr(idempotency.Lease, "queue", holding)
     thread = held.start(json={"title": "a"}, headers=KEY)
     retry = first.post("/d/t", json={"title": "a"}, headers=KEY)
     assert retry.status_code == 409 and retry.headers["Retry-After"] == "1"
@@ -400,3 +400,34 @@ def test_the_store_writes_a_batch_once() -> None:
     assert store.get("/i/1") is not None and store.get("/i/1")[0] == 1  # type: ignore[index]
     with pytest.raises(IdempotencyKeyReused):
         store.write_once(batch, ANONYMOUS, idempotency.Request("dump.jsonl:0", "another"))
+
+
+def test_on_the_cluster_pipeline_a_key_still_writes_once(
+    redis_cluster: RedisCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a slot moves, a write runs on redis-py's cluster pipeline, which can't send the
+    lease's SET before its WATCH: the SET that takes the lease costs that attempt, never the
+    write."""
+    redis_cluster.flush()
+    server = redis_cluster.client()
+    monkeypatch.setattr(
+        partitions.PartitionRoute,
+        "pipeline",
+        lambda self: partitions.unretried(self.client.pipeline(transaction=True)),
+    )
+    retries: list[int] = []
+    back_off = Store._back_off
+    monkeypatch.setattr(
+        Store, "_back_off", lambda self, attempt: retries.append(attempt) or back_off(self, attempt)
+    )
+    client = new_client(create_app({}, server))
+    assert client.post("/d/", json=PARENT).status_code == 201
+    for key in ("/d/t", "/d/t/a"):
+        method = client.post if key == "/d/t" else client.put
+        headers = {"Idempotency-Key": f"on the pipeline {key}".replace(" ", "-")}
+        first = method(key, json={"title": "a"}, headers=headers)
+        assert first.status_code in (200, 201), first.get_data()
+        same_answer(first, method(key, json={"title": "a"}, headers=headers))
+    assert children(client) == 2
+    assert retries == [0, 0]  # each first request's lease taken after its WATCH: one retry
+    server.close()
