@@ -32,6 +32,12 @@ fs:{P}:h:<key>          hash: revision -> stored JSON of <key>'s superseded revi
 fs:{P}:x                stream: the change feed of partition P (changes.py), one event (fields
                         k r o p) per key written or deleted, XADDed in the write's MULTI
 fs:{P}:xh               the id of the last event trimmed from fs:{P}:x (the 410 horizon)
+fs:{P}:idem:<principal>:<sha256 hex of an Idempotency-Key>
+                        a write's idempotency record (idempotency.py): `p:<token>` while its
+                        lease is held (PX 30000), then its answer, set in the write's MULTI
+                        (EX `idempotency_ttl`); P is the partition of the request's first
+                        target key (a POST without self link: its parent's), <principal> the
+                        writer's name (a uid, or `anonymous`)
 where P is the partition of the <key> (or <alias>) the key names.
 
 Global keys, outside every partition (each read or written alone, or with its own tag):
@@ -79,7 +85,7 @@ SECRET_KEY = "fs:secret"
 DEPTH_KEY = "fs:partition-depth"
 PAGE_INDEX_PREFIX = "fs:pg:"
 # The kinds of partitioned keys, as they appear after the tag.
-KINDS = ("d", "r", "c", "a", "n", "ids", "idr", "i", "acl", "ac", "h", "x", "xh")
+KINDS = ("d", "r", "c", "a", "n", "ids", "idr", "i", "acl", "ac", "h", "x", "xh", "idem")
 # The change feed's kinds (changes.py): one stream and its horizon per partition, no entry key.
 STREAM_KINDS = ("x", "xh")
 USER_GROUPS_PREFIX = "fs:ug:"
@@ -165,6 +171,11 @@ class KeyScheme:
 
     def change_horizon_key(self, key: str) -> str:
         return self.tag(key) + "xh"
+
+    def idempotency_key(self, key: str, principal: str, digest: str) -> str:
+        """The record of an Idempotency-Key (`digest`, its SHA-256 in hex) of `principal`'s,
+        in the partition of `key`, the request's first target (idempotency.py)."""
+        return f"{self.tag(key)}idem:{principal}:{digest}"
 
     def index_key(self, parent: str, field: str) -> str:
         return f"{self.tag(parent)}i:{field}:{parent}"

@@ -86,6 +86,10 @@ class Settings:
     changes_waiters_max: int = 64
     # The longest `_wait` honoured (a longer one, up to 60, waits this long).
     changes_wait_max: int = 60
+    # Seconds the answer of a write with an Idempotency-Key is kept for its retries, and the
+    # prefixes under which every write must carry one (idempotency.py).
+    idempotency_ttl: int = 24 * 3600
+    require_idempotency: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.auth not in AUTH_MODES:
@@ -104,6 +108,7 @@ class Settings:
             "changes_stream_max",
             "changes_waiters_max",
             "changes_wait_max",
+            "idempotency_ttl",
         ):
             if getattr(self, name) < 1:
                 variable = f"{ENV_PREFIX}{name.upper()}"
@@ -188,6 +193,10 @@ class Settings:
     def merges(self, key: str) -> bool:
         """Whether stale writes to `key` merge without `?_merge` (the `auto_merge` prefixes)."""
         return bool(self.auto_merge) and _under(key, self.auto_merge)
+
+    def requires_idempotency(self, key: str) -> bool:
+        """Whether writes to `key` must carry an Idempotency-Key (`require_idempotency`)."""
+        return bool(self.require_idempotency) and _under(key, self.require_idempotency)
 
     def requires_revision(self, key: str) -> bool:
         """Whether writes to `key` must be conditional (the `require_revision` prefixes)."""

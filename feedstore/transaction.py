@@ -25,7 +25,7 @@ from typing import Any, Literal, NamedTuple
 from redis.client import Pipeline
 from redis.exceptions import WatchError
 
-from feedstore import acl, alias, changes, codec_json, history, merge, watch
+from feedstore import acl, alias, changes, codec_json, history, idempotency, merge, watch
 from feedstore.entry import (
     EntryId,
     document_fields,
@@ -174,9 +174,11 @@ class Transaction:
         caller: acl.Caller | None = None,
         history: HistoryRules | None = None,
         changes: bool = False,
+        lease: idempotency.Lease | None = None,
     ) -> None:
         self.pipe = pipe
         self.changes = changes  # queue the change feed's events (changes.py)
+        self.lease = lease  # with an Idempotency-Key: checked in _read, completed before EXEC
         self.history = history if history is not None and history.prefixes else None
         self.keys = keys
         self.principal = principal
@@ -304,6 +306,8 @@ class Transaction:
         if self.changes:
             events = _events(every, written, subtrees, inside)
             changes.queue(pipe, keys, self.principal, events, whole_store=self.cluster is None)
+        if self.lease is not None:
+            self.lease.queue(pipe, written[: len(writes)])  # the answer commits with the data
         pipe.execute()
         return written[: len(writes)]  # what the request asked for, without the unaliasing
 
@@ -326,14 +330,23 @@ class Transaction:
         on_path, groups = self._access_keys(keys)
         access = [*map(self.keys.acl_key, on_path), *groups]
         watched = [*revisions, *access] if access else revisions
+        # With an Idempotency-Key, its record (in the same partition) is watched and read too.
+        held = [self.lease.name] if self.lease is not None else []
+        if held:
+            watched = [*watched, *held]
+        claim = self.lease.claim if self.lease is not None else None  # its SET NX goes first
         if self.cluster is None:
             raw = watch.watch_and_read(
-                self.pipe, watched, "MGET", *names, *access, SCHEMA_VERSION_KEY
+                self.pipe, watched, "MGET", *names, *access, *held, SCHEMA_VERSION_KEY, first=claim
             )
             version = raw[-1]
         else:
-            raw = watch.watch_and_read(self.pipe, watched, "MGET", *names, *access)
+            raw = watch.watch_and_read(
+                self.pipe, watched, "MGET", *names, *access, *held, first=claim
+            )
             version = self.cluster.schema_version
+        if self.lease is not None:
+            self.lease.check(raw[len(names) + len(access)])  # LeaseLost: another's record
         if access:
             self._take_access(on_path, groups, raw[len(names) : len(names) + len(access)])
         n = len(keys)
