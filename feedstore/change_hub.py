@@ -81,11 +81,12 @@ class ChangeHub:
         self._newest: dict[str, tuple[int, int]] = {}  # the newest event seen on each stream
 
     @contextlib.contextmanager
-    def waiting(self) -> Iterator[None]:
+    def waiting(self, checked: bool = True) -> Iterator[None]:
         """Hold one of the process's waiter places while a request may wait; 503 when all
-        `most` are taken."""
+        `most` are taken (unless `checked` is False: an SSE stream, checked before its answer
+        began, can't turn into a 503 any more)."""
         with self._lock:
-            if self.count >= self.most:
+            if checked and self.count >= self.most:
                 raise ServiceUnavailable("Too many waiting clients. Please retry.", retry_after=5)
             self.count += 1
             count = self.count
