@@ -424,6 +424,7 @@ def read_changes(key: str) -> Response:
     store, checker, hub = get_feedstore().store, access(), change_hub()
     since = asked.start(store, key)
     if "text/event-stream" in (header("Accept") or ""):
+        hub.check_room()  # 503 now: once the stream's answer began, it can't be one
         lasting = settings().changes_stream_max
         events = change_feed.event_stream(
             store, checker, hub, key, asked, since, lasting, request.environ

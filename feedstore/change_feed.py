@@ -160,7 +160,7 @@ def event_stream(
     deferring = environ is not None and environ.get(ASYNC_WAITS)
     end = time.monotonic() + lasting
     stream, _ = store.streams.names(key)
-    with hub.waiting():
+    with hub.waiting(checked=False):  # the caller checked for room before answering
         yield f"retry: {RETRY_MS}\n\n".encode()
         seq = since
         pinged = time.monotonic()

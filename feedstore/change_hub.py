@@ -78,13 +78,15 @@ class ChangeHub:
         self._waiters: set[_Waiter] = set()
         self._lock = threading.Condition()
         self._pid: int | None = None
+        self._newest: dict[str, tuple[int, int]] = {}  # the newest event seen on each stream
 
     @contextlib.contextmanager
-    def waiting(self) -> Iterator[None]:
+    def waiting(self, checked: bool = True) -> Iterator[None]:
         """Hold one of the process's waiter places while a request may wait; 503 when all
-        `most` are taken."""
+        `most` are taken (unless `checked` is False: an SSE stream, checked before its answer
+        began, can't turn into a 503 any more)."""
         with self._lock:
-            if self.count >= self.most:
+            if checked and self.count >= self.most:
                 raise ServiceUnavailable("Too many waiting clients. Please retry.", retry_after=5)
             self.count += 1
             count = self.count
@@ -151,6 +153,11 @@ class ChangeHub:
     def _register(self, stream: str, seq: str, fire: Callable[[], None]) -> _Waiter:
         waiter = _Waiter(stream, seq, fire)
         with self._lock:
+            if self._newest.get(stream, (0, 0)) > waiter.seq:
+                # The hub has seen an event past it already (the request read just before it
+                # came): no need to wait for the next XREAD.
+                fire()
+                return waiter
             self._waiters.add(waiter)
             if self._pid != os.getpid():  # first use in this process (workers fork)
                 self._pid = os.getpid()
@@ -180,6 +187,8 @@ class ChangeHub:
             if not newest:
                 continue
             with self._lock:
+                for stream, seq in newest.items():
+                    self._newest[stream] = max(seq, self._newest.get(stream, (0, 0)))
                 woken = [
                     w for w in self._waiters if w.stream in newest and w.seq < newest[w.stream]
                 ]

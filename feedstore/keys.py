@@ -86,6 +86,8 @@ DEPTH_KEY = "fs:partition-depth"
 PAGE_INDEX_PREFIX = "fs:pg:"
 # The kinds of partitioned keys, as they appear after the tag.
 KINDS = ("d", "r", "c", "a", "n", "ids", "idr", "i", "acl", "ac", "h", "x", "xh", "idem")
+# The change feed's kinds (changes.py): one stream and its horizon per partition, no entry key.
+STREAM_KINDS = ("x", "xh")
 USER_GROUPS_PREFIX = "fs:ug:"
 DEFAULT_DEPTH = 1
 MAX_DEPTH = 10
@@ -208,7 +210,8 @@ def parse(name: str) -> ParsedKey | None:
     if rest.startswith("{"):
         tag, _, rest = rest[1:].partition("}:")
     kind, _, tail = rest.partition(":")
-    if kind not in KINDS or not tail:
+    if kind not in KINDS or not tail or kind in STREAM_KINDS:
+        # A change stream is its partition's, not an entry's: migrate leaves it where it is.
         return None
     if kind == "i":
         field, _, key = tail.rpartition(":")

@@ -312,3 +312,25 @@ def test_list_then_follow_converges_under_four_writers(
         expected[key] = int(revision)
     assert {key: r for key, (r, deleted) in state.items() if not deleted} == expected
     client_redis.close()
+
+
+def test_an_event_stream_beyond_the_waiters_is_503_before_it_starts(
+    real_redis: redis.Redis,
+) -> None:
+    app = create_app({"changes_waiters_max": 1}, real_redis)
+    hub = app.extensions["feedstore_change_hub"]
+    with hub.waiting():
+        response = app.test_client().get("/d/n?_changes", headers={"Accept": "text/event-stream"})
+    assert response.status_code == 503
+    assert response.json["feed"]["title"] == "Too many waiting clients. Please retry."
+
+
+def test_an_event_stream_sends_retry_then_the_events(notes: FlaskClient) -> None:
+    response = notes.get("/d/n/1?_changes", headers={"Accept": "text/event-stream"}, buffered=False)
+    assert response.content_type.startswith("text/event-stream")
+    chunks = iter(response.response)
+    assert next(chunks) == b"retry: 3000\n\n"
+    first = next(chunks).decode()
+    assert first.startswith("id: ") and "\nevent: created\ndata: {" in first
+    assert '"id":"/n/1,1"' in first
+    response.close()

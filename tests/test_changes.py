@@ -9,7 +9,7 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 
-from feedstore import changes
+from feedstore import changes, keys
 from feedstore.changes import WHOLE_STORE_STREAM, ChangeStreams
 from feedstore.errors import ChangesExpired, InvalidOption
 from feedstore.keys import KeyScheme
@@ -224,3 +224,10 @@ def test_trim_keeps_at_most_the_newest(real_redis: redis.Redis) -> None:
         "/n/4",
         "/n/5",
     ]
+
+
+def test_streams_are_no_entry_keys_for_migrate() -> None:
+    """`feedstore migrate` renames what keys.parse reads: never a change stream."""
+    for name in ("fs:{/n}:x", "fs:{/n}:xh", "fs:x:/", "fs:xh:/"):
+        assert keys.parse(name) is None
+    assert keys.parse("fs:{/n}:d:/n") is not None

@@ -95,8 +95,12 @@ def test_every_key_of_a_partition_is_in_one_slot(
             slots.setdefault(KeyScheme().partition(parsed.key), set()).add(slot)
     assert set(slots) == {"/", "/t"}
     assert all(len(found) == 1 for found in slots.values()), slots
-    kinds = {parse(n.decode()).kind for n in redis_cluster.keys("fs:{/t}*")}  # type: ignore[union-attr]
+    parsed_names = [parse(n.decode()) for n in redis_cluster.keys("fs:{/t}*")]
+    kinds = {p.kind for p in parsed_names if p is not None}
     assert kinds == {"d", "r", "c", "a", "n", "ids", "idr", "i"}
+    with redis_cluster.node_client(0) as node:  # the change stream shares the partition's slot
+        assert slots["/t"] == {int(node.execute_command("CLUSTER KEYSLOT", "fs:{/t}:x"))}
+    assert redis_cluster.keys("fs:{/t}:x")
 
 
 def test_the_root_lists_and_counts_exactly_as_trees_come_and_go(

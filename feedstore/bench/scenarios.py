@@ -30,10 +30,19 @@ FEEDSTORE_SCALE = App("feedstore-scale", "feedstore.app:create_app", redis="scal
 FEEDSTORE_CLUSTER = App("feedstore-cluster", "feedstore.app:create_app", redis="cluster")
 # The same app with auth on (issue 13): every request authenticated and authorized.
 FEEDSTORE_AUTH = App("feedstore-auth", "feedstore.app:create_app", env=(("FEEDSTORE_AUTH", "on"),))
+# The same app without the change feed, and with it (issue 14): what its XADDs (and an
+# idempotency key) cost a PUT, each on a server of its own.
+FEEDSTORE_PLAIN = App(
+    "feedstore-plain", "feedstore.app:create_app", env=(("FEEDSTORE_CHANGES", "off"),)
+)
+FEEDSTORE_CHANGES = App(
+    "feedstore-changes", "feedstore.app:create_app", env=(("FEEDSTORE_CHANGES", "on"),)
+)
 APPS = {
     app.name: app
     for app in (
-        BASELINE, BASELINE_WSGI, FEEDSTORE, FEEDSTORE_SCALE, FEEDSTORE_CLUSTER, FEEDSTORE_AUTH
+        BASELINE, BASELINE_WSGI, FEEDSTORE, FEEDSTORE_SCALE, FEEDSTORE_CLUSTER, FEEDSTORE_AUTH,
+        FEEDSTORE_PLAIN, FEEDSTORE_CHANGES,
     )
 }  # fmt: skip
 
@@ -190,6 +199,19 @@ def _read_entry(target: Target, options: str) -> Load:
 def feedstore_put(target: Target) -> Load:
     return _write_entries(
         target, "w", lambda key: put_request(feed_body(entry(key, REVISION)), WRITE_HEADERS)
+    )
+
+
+def changes_put(target: Target) -> Load:
+    """feedstore-put with the change feed on and a unique `Idempotency-Key` per request (the
+    key and the revision it writes from: a retry after a 409 starts from a newer one)."""
+    return _write_entries(
+        target,
+        "i",
+        lambda key: put_request(
+            feed_body(entry(key, REVISION)),
+            {**WRITE_HEADERS, "Idempotency-Key": f'"changes{key}-{REVISION}"'},
+        ),
     )
 
 
@@ -462,6 +484,14 @@ SCENARIOS: tuple[Scenario, ...] = (
         "feedstore-put with auth on: a user's Bearer token, the ACL two levels up",
         feedstore_put_auth,
     ),
+    Scenario(
+        "plain-put", FEEDSTORE_PLAIN, "PUT",
+        "feedstore-put with the change feed off (FEEDSTORE_CHANGES=off)", feedstore_put,
+    ),
+    Scenario(
+        "changes-put", FEEDSTORE_CHANGES, "PUT",
+        "feedstore-put with the change feed on and a unique Idempotency-Key each", changes_put,
+    ),
 )  # fmt: skip
 
 # The issues' targets: feedstore's overhead (2, 3, 11), PATCH against PUT (4), XML against JSON
@@ -488,6 +518,8 @@ COMPARISONS: tuple[Comparison, ...] = (
     # Issue 13: with auth on (a token, an ACL two levels up) against auth off.
     Comparison("auth/no auth GET", "auth-get", "feedstore-get", 0.85),
     Comparison("auth/no auth PUT", "auth-put", "feedstore-put", 0.85),
+    # Issue 14: PUT with the change feed and an idempotency key against plain PUT.
+    Comparison("changes+idempotency/plain PUT", "changes-put", "plain-put", 0.85),
 )
 # Entries per second a scenario must reach (issue 11: the bulk PUT).
 ENTRY_RATE_TARGETS: dict[str, float] = {"feedstore-bulk10k": 20_000}
