@@ -21,6 +21,7 @@ from feedstore import (
     acl,
     authentication,
     bulk,
+    change_feed,
     codec_json,
     codec_xml,
     cursor,
@@ -36,6 +37,7 @@ from feedstore import counter as counter_module
 from feedstore import query as query_module
 from feedstore.access import Access
 from feedstore.authentication import current_principal
+from feedstore.change_hub import ChangeHub
 from feedstore.credentials import token_record
 from feedstore.entry import Entry, validate_key
 from feedstore.errors import (
@@ -163,6 +165,9 @@ def guard_method_override() -> None:
 @bp.get("/d/<entry_path:path>")
 def read(path: str) -> Response:
     key = validate_key(request_key())
+    if "_changes" in request.args:
+        return read_changes(key)
+    change_feed.check_without_changes(request.args)
     query_module.check_options(request.args)
     pagination.check_options(request.args)
     counter_option = options.counter_option(request.args)
@@ -427,6 +432,40 @@ def read_history(key: str) -> Response:
     return stored_response(documents, 200, headers)
 
 
+def read_changes(key: str) -> Response:
+    """`?_changes[&_since=<seq>|now][&l=][&e][&_wait=]`: the events of `key`'s subtree after a
+    sequence, oldest first (API.md §18); as Server-Sent Events for `text/event-stream`."""
+    asked = change_feed.ChangeRequest.parse(request.args, header("Last-Event-ID"))
+    store, checker, hub = get_feedstore().store, access(), change_hub()
+    since = asked.start(store, key)
+    if "text/event-stream" in (header("Accept") or ""):
+        lasting = settings().changes_stream_max
+        events = change_feed.event_stream(
+            store, checker, hub, key, asked, since, lasting, request.environ
+        )
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return Response(events, 200, headers, content_type="text/event-stream; charset=utf-8")
+    longest = settings().changes_wait_max
+    page = change_feed.wait_for(store, hub, key, asked, since, longest, request.environ)
+    shown = change_feed.shown(store, checker, page, asked.entries)
+    headers = {"x-feedstore-seq": page.seq}
+    href = None
+    if page.more:
+        href = f"/d{key}?{next_query(page.seq, '_since')}"
+        headers |= {"x-vtecx-nextpage": page.seq, "Link": f'<{href}>; rel="next"'}
+    if not shown:
+        return Response(status=204, headers=headers)
+    if answer_codec() is codec_xml:
+        body = codec_xml.dumps_changes(shown, href)
+        return Response(body, 200, headers, content_type=codec_xml.CONTENT_TYPE)
+    return feed_response(shown, 200, headers)
+
+
+def change_hub() -> ChangeHub:
+    hub: ChangeHub = current_app.extensions["feedstore_change_hub"]
+    return hub
+
+
 @dataclass(frozen=True)
 class FeedQuery:
     """A feed request's query, the scope its cursors are bound to, and the reader that runs it."""
@@ -469,8 +508,13 @@ def read_feed(key: str, counting: bool) -> Response:
     elif "p" in request.args:
         after = cursor.decode(request.args["p"], feed.scope, store.existing_secret(), feed.sealed)
     reader, query = feed.reader, feed.query
-    page = reader.count(key, query, after) if counting else reader.page(key, query, after)
-    headers = {}
+    if counting:
+        page = reader.count(key, query, after)
+    else:
+        # The first page of a listing carries the change feed's sequence: list, then follow.
+        first = "p" not in request.args and "n" not in request.args
+        page = reader.page(key, query, after, follow=first)
+    headers = {} if page.seq is None else {"x-feedstore-seq": page.seq}
     if page.next is not None:
         token = cursor.encode(page.next, feed.scope, store.secret(), feed.sealed)
         headers["x-vtecx-nextpage"] = token
@@ -479,7 +523,7 @@ def read_feed(key: str, counting: bool) -> Response:
     if counting:
         return message(str(page.count), status, headers)
     if not page.documents and not page.partial:
-        return Response(status=204)
+        return Response(status=204, headers=headers)
     return stored_response(page.documents, status, headers, nometa=query.nometa)
 
 
@@ -521,13 +565,15 @@ def stored_response(
     return Response(body, status, dict(headers), content_type=codec.CONTENT_TYPE)
 
 
-def next_query(cursor: str) -> str:
-    """This request's query (options, filters, format) with the cursor of the next page."""
+def next_query(cursor: str, name: str = "p") -> str:
+    """This request's query (options, filters, format) with the cursor of the next page (in
+    `name`: `_since` for a change feed)."""
     # A page number would win over the cursor (§4.1): the next page is named by its cursor only.
-    pairs = [(k, value) for k, value in request.args.items(multi=True) if k not in ("p", "n")]
+    left_out = ("p", "n", name)
+    pairs = [(k, value) for k, value in request.args.items(multi=True) if k not in left_out]
     return "&".join(
         quote(k, safe="") + (f"={quote(value, safe='*')}" if value else "")
-        for k, value in [*pairs, ("p", cursor)]
+        for k, value in [*pairs, (name, cursor)]
     )
 
 

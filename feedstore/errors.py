@@ -41,6 +41,7 @@
     |   +-- MergeBaseGone           409 merge_base_gone     "Merge base is no longer kept. ..."
     |   +-- IdempotencyInProgress   409 idempotency_in_progress (with Retry-After)
     +-- RevisionGone                410 revision_gone       "Revision is no longer kept. ..."
+    +-- ChangesExpired              410 changes_expired     "Changes since <seq> are no longer ..."
     +-- RequestTimeout              408 request_timeout     "Request timeout."
     +-- PreconditionFailed          412 precondition_failed "Precondition failed. Key = /k"
     +-- PayloadTooLarge             413 payload_too_large   "Payload too large."
@@ -423,6 +424,27 @@ class RevisionGone(FeedstoreError):
             key=key,
             revision=revision,
         )
+
+
+class ChangesExpired(FeedstoreError):
+    """A change feed read from a sequence below the stream's horizon: events after it were
+    trimmed, so the client must list again (API.md §18); `oldest` is the first event kept."""
+
+    status = 410
+    code = "changes_expired"
+
+    def __init__(self, key: str, since: str, oldest: str | None) -> None:
+        super().__init__(
+            f"Changes since {since} are no longer kept. Key = {key}",
+            key=key,
+            headers={"Link": f'</d{key}?f>; rel="describedby"'},
+        )
+        self.oldest = oldest
+
+    def to_dict(self) -> dict[str, Any]:
+        body = super().to_dict()
+        body["oldest"] = self.oldest
+        return body
 
 
 class RequestTimeout(FeedstoreError):

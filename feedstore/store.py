@@ -29,6 +29,7 @@ from redis.exceptions import (
 )
 
 from feedstore import acl, alias, codec_json, history, idempotency, partitions, watch
+from feedstore.changes import ZERO, ChangePage, ChangeStreams
 from feedstore.counter_range import CounterRange
 from feedstore.entry import parent_of
 from feedstore.errors import (
@@ -129,6 +130,7 @@ class Store:
         on_retry: Callable[[], None] = lambda: None,
         on_redis_error: Callable[[], None] = lambda: None,
         history: HistoryRules | None = None,
+        changes: bool = True,
     ) -> None:
         """`on_retry` is called each time a write runs again after a WatchError, and
         `on_redis_error` each time Redis fails a request (metrics.py counts both)."""
@@ -144,6 +146,8 @@ class Store:
         # With auth on (a default ACL given), every write is authorized in its transaction.
         self.default_acl = default_acl
         self.history = history or HistoryRules()
+        self.records_changes = changes  # every write adds its events to the change feed
+        self.streams = ChangeStreams(client, self.keys, self.cluster)
         self._schema: tuple[bytes | None, Schema | None] = (None, None)
 
     # -- reading ------------------------------------------------------------------------------
@@ -208,6 +212,50 @@ class Store:
     def revisions(self, key: str, below: int | None, limit: int) -> tuple[list[bytes], int | None]:
         """A page of `key`'s revisions, newest first, and where the next page starts below."""
         return history.read_history(self.redis, self.keys, key, below, limit)
+
+    @_unavailable_on_redis_error
+    def changes(self, key: str, since: str | None, limit: int) -> ChangePage:
+        """Up to `limit` events of `key`'s subtree after the sequence `since` (None: from the
+        oldest kept), oldest first, and the last sequence examined (changes.py). 410
+        ChangesExpired when events after `since` were trimmed; 400 on a cluster for a key above
+        the partition depth."""
+        return self.streams.read(key, since, limit)
+
+    @_unavailable_on_redis_error
+    def last_change(self, key: str) -> str:
+        """The sequence of the newest event of `key`'s stream (`0-0`: none yet)."""
+        return self.streams.last(key)
+
+    @_unavailable_on_redis_error
+    def feed_seq(self, key: str) -> str | None:
+        """The change feed's newest sequence for `key`'s subtree, for a listing's first page
+        (list then follow); None when the feed is off or can't serve `key` (a cluster, above
+        the partition depth)."""
+        if not self.records_changes:
+            return None
+        try:
+            return self.streams.last(key)
+        except InvalidOption:
+            return None
+
+    @_unavailable_on_redis_error
+    def child_keys_and_seq(
+        self, key: str, after: str | None, count: int
+    ) -> tuple[list[str], str | None]:
+        """`child_keys` and, read just before them in the same round trip, `feed_seq(key)`."""
+        try:
+            stream = self.streams.names(key)[0] if self.records_changes else None
+        except InvalidOption:
+            stream = None
+        if stream is None:
+            return self.child_keys(key, after, count), None
+        start = b"(" + after.encode() if after is not None else b"-"
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xrevrange(stream, "+", "-", count=1)
+            pipe.zrangebylex(self.keys.children_key(key), start, b"+", start=0, num=count)
+            newest, found = pipe.execute()
+        seq = newest[0][0].decode() if newest else ZERO
+        return [child.decode() for child in found], seq
 
     @_unavailable_on_redis_error
     def child_keys(self, key: str, after: str | None, count: int) -> list[str]:
@@ -711,6 +759,7 @@ class Store:
             cluster=rules,
             caller=caller,
             history=self.history,
+            changes=self.records_changes,
             lease=lease,
         )
 
