@@ -69,6 +69,21 @@ IMMUTABLE = "private, max-age=31536000, immutable"
 ENTRY_VIEWS = frozenset(
     {"api.read", "api.create", "api.update", "api.partial_update", "api.delete"}
 )
+# What an Idempotency-Key's fingerprint covers, besides the body (API.md §19).
+FINGERPRINTED = (
+    "REQUEST_METHOD",
+    "PATH_INFO",
+    "QUERY_STRING",
+    "CONTENT_TYPE",
+    "HTTP_ACCEPT",
+    "HTTP_IF_MATCH",
+    "HTTP_IF_NONE_MATCH",
+    "HTTP_MERGE_BASE",
+    "HTTP_PREFER",
+    "HTTP_PATCHTYPE",
+)
+RESPONSE = "feedstore.idempotent_response"  # the answer an idempotent write made, in environ
+IDEMPOTENCY_KEY = "feedstore.idempotency_key"  # the request's key, parsed by the guard
 
 
 class EntryPath(PathConverter):
@@ -675,7 +690,8 @@ def respond(
 def check_idempotency_key() -> None:
     """Before a write's view: 400 for an invalid Idempotency-Key, or for none where the
     `require_idempotency` setting wants one."""
-    key = idempotency.parse_key(header("Idempotency-Key"))
+    key = idempotency.parse_key(request.environ.get("HTTP_IDEMPOTENCY_KEY"))
+    request.environ[IDEMPOTENCY_KEY] = key
     if key is None and settings().require_idempotency:
         target = request_key()
         if settings().requires_idempotency(target):
@@ -685,35 +701,34 @@ def check_idempotency_key() -> None:
 def idempotent(render: Callable[[Any], Response]) -> idempotency.Request | None:
     """The request's Idempotency-Key, fingerprint and answer (`render` of the write's result)
     for Store.write_once; None without the header. The fingerprint covers all a write's
-    answer depends on: method, path, query, body, and the headers that change it."""
-    key = idempotency.parse_key(header("Idempotency-Key"))
+    answer depends on: method (after an override), path, query, body, and the headers that
+    change it."""
+    environ = request.environ
+    if IDEMPOTENCY_KEY not in environ:
+        check_idempotency_key()
+    key: str | None = environ[IDEMPOTENCY_KEY]
     if key is None:
         return None
-    environ = request.environ
-    parts = (
-        request.method,
-        request.path,
-        environ.get("QUERY_STRING", ""),
-        environ.get("CONTENT_TYPE"),
-        *map(header, ("Accept", "If-Match", "If-None-Match", "Merge-Base", "Prefer", "PATCHTYPE")),
-        request_body(),
-    )
+    parts = [environ.get(name) for name in FINGERPRINTED]
+    parts.append(request_body())
+
+    def made(result: Any) -> idempotency.Answer:
+        response = render(result)
+        environ[RESPONSE] = response  # the fresh answer is sent as made
+        return idempotency.Answer.of(
+            response.status_code, response.headers.items(), response.get_data()
+        )
+
     return idempotency.Request(
-        key,
-        idempotency.fingerprint(parts),
-        settings().idempotency_ttl,
-        lambda result: answer_of(render(result)),
-    )
-
-
-def answer_of(response: Response) -> idempotency.Answer:
-    return idempotency.Answer.of(
-        response.status_code, response.headers.items(), response.get_data()
+        key, idempotency.fingerprint(parts), settings().idempotency_ttl, made
     )
 
 
 def answered(outcome: idempotency.Outcome[Any]) -> Response:
     """The answer an idempotent write made, or replays (`Idempotency-Replayed: true`)."""
+    response: Response | None = request.environ.pop(RESPONSE, None)
+    if response is not None and not outcome.replayed:
+        return response
     answer = outcome.answer
     headers = [*answer.headers, *([(idempotency.REPLAYED, "true")] if outcome.replayed else [])]
     return Response(answer.body, answer.status, headers)

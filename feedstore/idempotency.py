@@ -195,7 +195,6 @@ class Lease:
 
 
 def run(
-    client: Any,
     name: str,
     request: Request,
     write: Callable[[Lease], T],

@@ -740,7 +740,7 @@ class Store:
         partition (idempotency.run), or answer from the record."""
         digest = idempotency.digest(request.key)
         name = self.keys.idempotency_key(key, principal.name, digest)
-        return idempotency.run(self.redis, name, request, write, self._transaction_pipeline)
+        return idempotency.run(name, request, write, self._transaction_pipeline)
 
     def _transaction(
         self,

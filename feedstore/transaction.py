@@ -334,16 +334,11 @@ class Transaction:
         held = [self.lease.name] if self.lease is not None else []
         if held:
             watched = [*watched, *held]
-        claim = self.lease.claim if self.lease is not None else None  # its SET NX goes first
         if self.cluster is None:
-            raw = watch.watch_and_read(
-                self.pipe, watched, "MGET", *names, *access, *held, SCHEMA_VERSION_KEY, first=claim
-            )
+            raw = self._watch_and_read(watched, "MGET", *names, *access, *held, SCHEMA_VERSION_KEY)
             version = raw[-1]
         else:
-            raw = watch.watch_and_read(
-                self.pipe, watched, "MGET", *names, *access, *held, first=claim
-            )
+            raw = self._watch_and_read(watched, "MGET", *names, *access, *held)
             version = self.cluster.schema_version
         if self.lease is not None:
             self.lease.check(raw[len(names) + len(access)])  # LeaseLost: another's record
@@ -355,6 +350,13 @@ class Transaction:
             for i, key in enumerate(keys)
         }
         return states, self.schema_at(version)
+
+    def _watch_and_read(self, watched: Sequence[str], *command: Any) -> Any:
+        """watch.watch_and_read; with an Idempotency-Key, its lease's SET NX goes first, in
+        the same round trip (idempotency.py)."""
+        if self.lease is None:
+            return watch.watch_and_read(self.pipe, watched, *command)
+        return watch.watch_and_read(self.pipe, watched, *command, first=self.lease.claim)
 
     # -- authorization (API.md §16), with auth on ------------------------------------------
 

@@ -15,6 +15,7 @@ from werkzeug.test import TestResponse
 
 from feedstore import create_app, idempotency, partitions
 from feedstore.errors import IdempotencyKeyReused
+from feedstore.keys import KeyScheme
 from feedstore.principal import ANONYMOUS
 from feedstore.store import Action, Store, Write
 from tests.conftest import OPEN_ACL, all_keys, bearer, make_token, snapshot
@@ -431,3 +432,12 @@ def test_on_the_cluster_pipeline_a_key_still_writes_once(
     assert children(client) == 2
     assert retries == [0, 0]  # each first request's lease taken after its WATCH: one retry
     server.close()
+
+
+def test_a_replay_adds_no_change_event(parent: FlaskClient, redis_client: Any) -> None:
+    """The change feed (API.md §18) has one event per write: a replay writes nothing."""
+    stream = KeyScheme().change_stream_key("/t")
+    before = redis_client.xlen(stream)
+    for _ in range(3):
+        assert parent.post("/d/t", json={}, headers=KEY).status_code == 201
+    assert redis_client.xlen(stream) == before + 1
