@@ -29,6 +29,9 @@ fs:{P}:ac:<key>         set of <key>'s children that carry an ACL of their own (
 fs:{P}:h:<key>          hash: revision -> stored JSON of <key>'s superseded revisions, only under
                         a `history` prefix (history.py); written in the write's MULTI, expires
                         `history_days` after a delete
+fs:{P}:imp:<digest>     an import's batch was applied (importer.py): set in the batch's MULTI,
+                        <digest> the SHA-256 of the file's hash and the batch's offset, P the
+                        partition of the batch's first key; expires after 7 days
 where P is the partition of the <key> (or <alias>) the key names.
 
 Global keys, outside every partition (each read or written alone, or with its own tag):
@@ -191,6 +194,11 @@ def parse(name: str) -> ParsedKey | None:
         field, _, key = tail.rpartition(":")
         return ParsedKey(kind, key, field, tag) if field and key.startswith("/") else None
     return ParsedKey(kind, tail, "", tag) if tail.startswith("/") else None
+
+
+def import_marker_key(scheme: KeyScheme, key: str, digest: str) -> str:
+    """The marker of an import's batch whose first entry is `key` (in its partition)."""
+    return f"{scheme.tag(key)}imp:{digest}"
 
 
 def user_groups_key(uid: str) -> str:

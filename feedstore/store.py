@@ -529,11 +529,17 @@ class Store:
     # -- writing ------------------------------------------------------------------------------
 
     @_unavailable_on_redis_error
-    def write(self, writes: Sequence[Write], principal: Principal = ANONYMOUS) -> list[Written]:
+    def write(
+        self,
+        writes: Sequence[Write],
+        principal: Principal = ANONYMOUS,
+        marker: tuple[str, str] | None = None,
+    ) -> list[Written]:
         """Check and apply every write atomically: all of them, or none and a FeedstoreError.
 
         With auth on, `principal` must have the rights each write needs (API.md §16.3),
-        checked inside the transaction: AccessDenied (or Unauthorized, anonymous) otherwise."""
+        checked inside the transaction: AccessDenied (or Unauthorized, anonymous) otherwise.
+        `marker` (a key in the writes' partition, and a value) is set in the same MULTI."""
         reject_duplicates(writes)
         caller = None if self.default_acl is None else acl.Caller.of(principal, self.default_acl)
         prepared = partitions.prepare(self.redis, self.keys, writes) if self.cluster else None
@@ -544,7 +550,7 @@ class Store:
             with route.pipeline() if route else self._transaction_pipeline() as pipe:
                 try:
                     if prepared is None:
-                        return self._transaction(pipe, principal, caller).run(writes)
+                        return self._transaction(pipe, principal, caller, marker=marker).run(writes)
                     # The schema version is in another slot: read before WATCH (never watched).
                     rules = replace(
                         prepared.rules,
@@ -552,7 +558,8 @@ class Store:
                     )
                     if caller is not None:
                         rules = self._outside_access(rules, principal)
-                    written = self._transaction(pipe, principal, caller, rules).run(prepared.writes)
+                    transaction = self._transaction(pipe, principal, caller, rules, marker)
+                    written = transaction.run(prepared.writes)
                     partitions.finish(self.redis, prepared, written)
                     return written
                 except RETRIED as e:
@@ -577,6 +584,7 @@ class Store:
         principal: Principal,
         caller: acl.Caller | None,
         rules: ClusterRules | None = None,
+        marker: tuple[str, str] | None = None,
     ) -> Transaction:
         return Transaction(
             pipe,
@@ -587,6 +595,7 @@ class Store:
             cluster=rules,
             caller=caller,
             history=self.history,
+            marker=marker,
         )
 
     def _outside_access(self, rules: ClusterRules, principal: Principal) -> ClusterRules:

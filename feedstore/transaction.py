@@ -25,7 +25,7 @@ from typing import Any, Literal, NamedTuple
 from redis.client import Pipeline
 from redis.exceptions import WatchError
 
-from feedstore import acl, alias, codec_json, history, merge, watch
+from feedstore import acl, alias, codec_json, history, merge, restore, watch
 from feedstore.entry import (
     EntryId,
     document_fields,
@@ -57,6 +57,7 @@ from feedstore.keys import SCHEMA_VERSION_KEY, KeyScheme, user_groups_key
 from feedstore.schema import Schema
 
 Fields = dict[str, Any]
+MARKER_SECONDS = 7 * 24 * 3600  # how long a write's marker says it was applied
 Patcher = Callable[[Fields, Schema | None], Fields]
 
 
@@ -66,6 +67,7 @@ class Action(Enum):
     PATCH = "patch"  # PATCH: the entry must exist, unless `upsert`
     DELETE = "delete"
     CLEAR = "clear"  # DELETE ?_clearfolder: the key's whole subtree, not the key
+    RESTORE = "restore"  # import --mode restore: `fields` is the exported document (restore.py)
 
 
 _REMOVALS = (Action.DELETE, Action.CLEAR)
@@ -80,7 +82,8 @@ class Write:
     the stored ones, inside the transaction. `numbered_under` (a POST without a self link) asks
     for the next free number under that parent: the transaction picks it, so only a write that
     commits spends one; `key` is empty until then. `merge` (`?_merge`, `Merge-Base`) makes a
-    stale `revision` the base of a three-way merge (merge.py) instead of a 409.
+    stale `revision` the base of a three-way merge (merge.py) instead of a 409. A RESTORE's
+    `upsert` forces it over an entry that differs (restore.py).
     """
 
     action: Action
@@ -173,8 +176,12 @@ class Transaction:
         cluster: ClusterRules | None = None,
         caller: acl.Caller | None = None,
         history: HistoryRules | None = None,
+        marker: tuple[str, str] | None = None,
     ) -> None:
         self.pipe = pipe
+        # A key set in the MULTI, so that whoever wrote it can tell the write was applied (an
+        # import's batch, importer.py), and how many seconds it lasts.
+        self.marker = marker
         self.history = history if history is not None and history.prefixes else None
         self.keys = keys
         self.principal = principal
@@ -276,11 +283,16 @@ class Transaction:
                     self._keep(w.key, state.revision, state.raw, removed=True)
                 written.append(Written(w.key, state.revision, None))
                 continue
+            revision = state.revision + 1
+            if w.action is Action.RESTORE:
+                revision = restore.revision_of(documents[w.key])
+                if restore.unchanged(state.exists, state.revision, documents[w.key]):
+                    written.append(Written(w.key, state.revision, state.document))
+                    continue
             if self.caller is not None:
                 self._mirror(w.key, documents[w.key], apart(w.key))
             if self.history is not None:
                 self._keep(w.key, state.revision, state.raw)
-            revision = state.revision + 1
             document_name, revision_name, _ = state.names
             stored[document_name] = codec_json.dumps_document(documents[w.key])
             stored[revision_name] = revision
@@ -299,6 +311,8 @@ class Transaction:
             pipe.zadd(name, added)
         for change in aliases:
             change.queue(pipe, keys, fields, self.caller is not None)
+        if self.marker is not None:
+            pipe.set(self.marker[0], self.marker[1], ex=MARKER_SECONDS)
         pipe.execute()
         return written[: len(writes)]  # what the request asked for, without the unaliasing
 
@@ -591,6 +605,10 @@ class Transaction:
         ones (merge.py; MergeConflict when they overlap)."""
         stored = state.document
         try:
+            if w.action is Action.RESTORE:
+                return restore.document(
+                    w.key, w.fields, stored, state.revision, schema, force=w.upsert
+                )
             if base is not None and stored is not None:
                 fields = self._merged(w, base, stored, schema)
             elif w.patcher is None and schema is None:

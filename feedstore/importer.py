@@ -1,0 +1,577 @@
+"""`feedstore import`: an export file, an Atom feed or a vte.cx body into the store (API.md §20).
+
+Entries are written in batches through `Store.write`, the one write path: each batch is one
+transaction, all of it or none. A batch keeps to one partition on Redis Cluster (a transaction
+can't leave one slot), and is at most `batch` entries. After each batch's EXEC the offset it
+ended at goes to `FILE.import-state` (fsynced), and the batch's MULTI also sets a marker key
+named after the file's hash and the batch's offset: an import resumed after a crash between the
+EXEC and the state's write finds the marker and skips the batch, so no batch is applied twice.
+
+The problems of one line are reported as `line 812: /11/4: Unknown field: favorite.color`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+import redis
+
+from feedstore import codec_json, codec_xml, partitions
+from feedstore.entry import ROOT, EntryId, entry_from_document, parent_of
+from feedstore.errors import EntryErrors, FeedstoreError, NotFound
+from feedstore.export import FORMAT_VERSION
+from feedstore.fields import Limits
+from feedstore.keys import KeyScheme, import_marker_key
+from feedstore.principal import ANONYMOUS
+from feedstore.schema import Schema
+from feedstore.store import Action, Store, Write
+
+STATE_SUFFIX = ".import-state"
+DEFAULT_BATCH = 500
+
+
+class Mode(Enum):
+    CREATE = "create"  # a new entry per line: an existing key is 409 duplicated_key
+    UPSERT = "upsert"  # a forced PUT per line: new revisions
+    RESTORE = "restore"  # the exported documents as they were (restore.py)
+
+
+class ImportRefused(Exception):
+    """An import that can't start or stops: its message is for the user."""
+
+
+@dataclass
+class Record:
+    """One line of an export (or one entry of a body): where it is, and what it holds."""
+
+    line: int
+    start: int  # byte offset of the line (entry index in a body)
+    end: int  # where the next one starts
+    item: Any
+    raw: bytes
+    problem: str | None = None  # the line isn't JSON
+
+    @property
+    def where(self) -> str:
+        return f"line {self.line}"
+
+
+@dataclass
+class Problem:
+    """A line that can't be imported, and why."""
+
+    record: Record
+    key: str | None
+    message: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.record.where}: {self.key}: {self.message}"
+            if self.key
+            else (f"{self.record.where}: {self.message}")
+        )
+
+
+@dataclass
+class Report:
+    """What an import did."""
+
+    entries: int = 0  # entry lines read
+    written: int = 0  # entries written (restores of an unchanged entry excluded)
+    skipped: int = 0  # batches found applied before (resume)
+    counters: int = 0
+    rejected: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+
+# -- reading the file ---------------------------------------------------------------------------
+
+
+@dataclass
+class Source:
+    """An import's input, checked: its format, header, hash and, for JSONL, its trailer."""
+
+    path: Path
+    kind: str  # "jsonl" | "atom" | "json"
+    size: int
+    sha256: str
+    header: dict[str, Any] | None = None
+    problem: str | None = None  # a missing trailer or a wrong checksum
+
+    def records(
+        self, start: int, first_line: int, limits: Limits, schema: Schema | None
+    ) -> Iterator[Record]:
+        """The records from byte offset (or entry index) `start`, numbered from `first_line`."""
+        if self.kind == "jsonl":
+            yield from _jsonl_records(self.path, start, first_line)
+        else:
+            yield from _body_records(self.path, self.kind, start, limits, schema)
+
+
+def open_source(path: Path) -> Source:
+    """Read `path` once: its format, its SHA-256, and whether a JSONL export is whole."""
+    size = path.stat().st_size
+    whole = hashlib.sha256()
+    with path.open("rb") as file:
+        first = file.read(1 << 16)
+    text = first.lstrip()
+    if text.startswith(b"<"):
+        kind = "atom"
+    else:
+        head = first.split(b"\n", 1)[0]
+        try:
+            header = orjson.loads(head)
+        except orjson.JSONDecodeError:
+            header = None
+        is_export = isinstance(header, dict) and header.get("feedstore") == "export"
+        kind = "jsonl" if is_export else "json"
+    if kind != "jsonl":
+        with path.open("rb") as file:
+            for chunk in iter(lambda: file.read(1 << 20), b""):
+                whole.update(chunk)
+        return Source(path, kind, size, whole.hexdigest())
+    return _checked_jsonl(path, size)
+
+
+def _checked_jsonl(path: Path, size: int) -> Source:
+    lines = hashlib.sha256()
+    whole = hashlib.sha256()
+    header: dict[str, Any] | None = None
+    last = b""
+    count = 0
+    with path.open("rb") as file:
+        for data in file:
+            whole.update(data)
+            if last:
+                lines.update(last)
+            last = data
+            count += 1
+            if count == 1:
+                header = orjson.loads(data)
+    source = Source(path, "jsonl", size, whole.hexdigest(), header)
+    assert header is not None
+    if header.get("version") != FORMAT_VERSION:
+        source.problem = (
+            f"line 1: export format version {header.get('version')} is not {FORMAT_VERSION}"
+        )
+        return source
+    try:
+        trailer = orjson.loads(last) if count > 1 and last.endswith(b"\n") else None
+    except orjson.JSONDecodeError:
+        trailer = None
+    if not isinstance(trailer, dict) or trailer.get("feedstore") != "end":
+        source.problem = f"{path} has no end line: it was cut short (--partial imports it anyway)"
+    elif trailer.get("sha256") != lines.hexdigest():
+        source.problem = (
+            f"line {count}: the checksum doesn't match the lines before it: the file was changed "
+            "or cut short (--partial imports it anyway)"
+        )
+    return source
+
+
+def _jsonl_records(path: Path, start: int, first_line: int) -> Iterator[Record]:
+    with path.open("rb") as file:
+        file.seek(start)
+        offset, number = start, first_line
+        for data in file:
+            end = offset + len(data)
+            try:
+                item = orjson.loads(data)
+                yield Record(number, offset, end, item, data)
+            except orjson.JSONDecodeError as e:
+                yield Record(number, offset, end, None, data, f"not JSON: {e}")
+            offset, number = end, number + 1
+
+
+def _body_records(
+    path: Path, kind: str, start: int, limits: Limits, schema: Schema | None
+) -> Iterator[Record]:
+    """The entries of a whole Atom feed or vte.cx JSON body (read at once, as a request's)."""
+    body = path.read_bytes()
+    loose = replace(limits, max_nodes=max(limits.max_nodes, len(body)))
+    try:
+        if kind == "atom":
+            documents = codec_xml.loads_documents(body, loose, schema)
+        else:
+            documents = codec_json.loads_documents(body, loose)
+    except FeedstoreError as e:
+        raise ImportRefused(f"{path}: {e.message}") from e
+    for index in range(start, len(documents)):
+        document = documents[index]
+        yield Record(index + 1, index, index + 1, document, orjson.dumps(document) + b"\n")
+
+
+# -- turning records into writes ----------------------------------------------------------------
+
+
+def write_of(record: Record, mode: Mode, limits: Limits, force: bool) -> Write:
+    """The write an entry line makes; FeedstoreError naming the key and field when it is bad."""
+    document = record.item
+    entry = entry_from_document(document, record.line, limits)
+    if entry.key is None:
+        raise _Bad(None, "the entry has no self link and no id")
+    if mode is Mode.CREATE:
+        return Write(Action.CREATE, entry.key, entry.fields, index=record.line)
+    if mode is Mode.UPSERT:
+        return Write(Action.PUT, entry.key, entry.fields, index=record.line)
+    entry_id = EntryId.parse(document.get("id"))
+    if entry_id.key != entry.key or not entry_id.revision:
+        raise _Bad(entry.key, f"a restore needs the exported id <key>,<revision>: {entry_id}")
+    for name in ("published", "updated"):
+        if not isinstance(document.get(name), str):
+            raise _Bad(entry.key, f"a restore needs the exported {name}")
+    return Write(Action.RESTORE, entry.key, document, upsert=force, index=record.line)
+
+
+class _Bad(FeedstoreError):
+    status = 400
+    code = "invalid_line"
+
+    def __init__(self, key: str | None, message: str) -> None:
+        super().__init__(message, key=key)
+
+
+def kind_of(item: Any) -> str:
+    """What a JSONL line is: entry, counter, sequence, deleted, header, end, or unknown."""
+    if not isinstance(item, dict):
+        return "unknown"
+    if "feedstore" in item:
+        return {"export": "header", "end": "end"}.get(item["feedstore"], "unknown")
+    for name in ("counter", "sequence", "deleted"):
+        if name in item:
+            return name
+    return "entry"
+
+
+# -- the import ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Options:
+    mode: Mode = Mode.CREATE
+    batch: int = DEFAULT_BATCH
+    force: bool = False
+    dry_run: bool = False
+    partial: bool = False
+    resume: bool = False
+    rejects: IO[bytes] | None = None
+
+
+class Importer:
+    """Imports one source into a store (single Redis or Redis Cluster)."""
+
+    def __init__(
+        self,
+        store: Store,
+        limits: Limits,
+        options: Options,
+        progress: Callable[[int], None] = lambda done: None,
+        report: Callable[[str], None] = lambda line: None,
+    ) -> None:
+        self.store = store
+        self.keys: KeyScheme = store.keys
+        self.limits = limits
+        self.options = options
+        self.progress = progress
+        self.say = report
+        self.result = Report()
+        self.markers: list[str] = []
+
+    def run(self, source: Source, state_path: Path | None) -> Report:
+        """Import `source`, recording progress in `state_path` (not in a dry run)."""
+        options = self.options
+        if source.problem is not None and not options.partial:
+            raise ImportRefused(source.problem)
+        start, line, batch = 0, 1, options.batch
+        if options.resume and state_path is not None and state_path.exists():
+            start, line, batch = self._resumed(state_path, source)
+        if options.dry_run:
+            return self._dry_run(source)
+        schema = self._schema(source)
+        pending: list[tuple[Record, Write]] = []
+        resuming = options.resume and start > 0
+        for record in source.records(start, line, self.limits, schema):
+            what = kind_of(record.item) if record.problem is None else "unknown"
+            if source.kind != "jsonl":
+                what = "entry"
+            if what == "entry":
+                self.result.entries += 1
+                try:
+                    write = write_of(record, options.mode, self.limits, options.force)
+                except FeedstoreError as e:
+                    if self._reject([Problem(record, e.key, _message(e))]):
+                        self._flush(pending, source, state_path, resuming)
+                        pending, resuming = [], False
+                        self._save(state_path, source, record.end, record.line + 1, batch)
+                    continue
+                if pending and (
+                    len(pending) >= batch
+                    or (
+                        self.store.cluster
+                        and self._partition(write) != self._partition(pending[0][1])
+                    )
+                ):
+                    self._flush(pending, source, state_path, resuming)
+                    pending, resuming = [], False
+                pending.append((record, write))
+                continue
+            self._flush(pending, source, state_path, resuming)
+            pending, resuming = [], False
+            self._other(record, what)
+            self._save(state_path, source, record.end, record.line + 1, batch)
+        self._flush(pending, source, state_path, resuming)
+        self._forget_markers()
+        return self.result
+
+    def _forget_markers(self) -> None:
+        """Drop the batches' markers once the whole file is in: no resume needs them now."""
+        for start in range(0, len(self.markers), 1000):
+            with self.store.redis.pipeline(transaction=False) as pipe:
+                for name in self.markers[start : start + 1000]:
+                    pipe.delete(name)
+                pipe.execute()
+        self.markers.clear()
+
+    # -- batches
+
+    def _partition(self, write: Write) -> str:
+        return self.keys.partition(write.key)
+
+    def _flush(
+        self,
+        pending: list[tuple[Record, Write]],
+        source: Source,
+        state_path: Path | None,
+        resuming: bool,
+    ) -> None:
+        if not pending:
+            return
+        first, last = pending[0][0], pending[-1][0]
+        digest = hashlib.sha256(f"{source.sha256}:{first.start}".encode()).hexdigest()
+        marker = import_marker_key(self.keys, pending[0][1].key, digest)
+        if resuming and self._read(marker) is not None:
+            self.result.skipped += 1  # applied before the crash; its state wasn't saved
+        else:
+            self._write(pending, (marker, source.sha256))
+        self.markers.append(marker)
+        self._save(state_path, source, last.end, last.line + 1, self.options.batch)
+        self.progress(last.end)
+
+    def _write(self, pending: list[tuple[Record, Write]], marker: tuple[str, str]) -> None:
+        """Write a batch; with --rejects, again without its failing entries until it passes."""
+        while pending:
+            try:
+                written = self.store.write([w for _, w in pending], ANONYMOUS, marker)
+            except FeedstoreError as e:
+                failures = e.errors if isinstance(e, EntryErrors) else [e]
+                by_key = {w.key: record for record, w in pending}
+                problems = [
+                    Problem(by_key.get(f.key or "", pending[0][0]), f.key, _message(f))
+                    for f in failures
+                ]
+                self._reject(problems)
+                failed = {p.record.line for p in problems}
+                pending = [(r, w) for r, w in pending if r.line not in failed]
+                continue
+            self.result.written += len(written)
+            return
+
+    def _reject(self, problems: list[Problem]) -> bool:
+        """Write the lines of `problems` to the rejects file; ImportFailed without one."""
+        rejects = self.options.rejects
+        if rejects is None:
+            raise ImportFailed(problems)
+        for problem in problems:
+            self.say(str(problem))
+            rejects.write(problem.record.raw)
+            self.result.rejected += 1
+        rejects.flush()
+        return True
+
+    # -- counters, sequences, deletions
+
+    def _other(self, record: Record, what: str) -> None:
+        item = record.item
+        try:
+            if what in ("header", "end"):
+                return
+            if what == "unknown":
+                raise _Bad(None, record.problem or "not an entry, counter, sequence or end line")
+            key = item[what]
+            if what == "deleted":
+                with contextlib.suppress(NotFound):
+                    self.store.write([Write(Action.DELETE, key, recursive=True)], ANONYMOUS)
+                return
+            value = item.get("value")
+            if not isinstance(key, str) or not key.startswith("/") or type(value) is not int:
+                raise _Bad(
+                    key if isinstance(key, str) else None,
+                    f"a {what} line needs a key and an integer value",
+                )
+            if what == "counter":
+                span = item.get("range")
+                if span is not None:
+                    from feedstore.counter_range import CounterRange
+
+                    self.store.set_counter_range(key, CounterRange.parse(span))
+                self.store.set_ids(key, value)
+            else:
+                raise_sequence(self.store.redis, self.keys.sequence_key(key), value)
+            self.result.counters += 1
+        except FeedstoreError as e:
+            self._reject([Problem(record, e.key, _message(e))])
+        except (ValueError, TypeError) as e:
+            self._reject([Problem(record, None, str(e))])
+
+    # -- dry run
+
+    def _dry_run(self, source: Source) -> Report:
+        """Check every line (JSON, keys, ids, fields, schema, parent order); write nothing."""
+        problems = self.result.problems
+        if source.problem is not None:
+            problems.append(Problem(Record(0, 0, 0, None, b""), None, source.problem))
+        schema = self._header_schema(source)
+        path: list[str] = []  # the keys above the last entry, in the file
+        for record in source.records(0, 1, self.limits, schema):
+            what = kind_of(record.item) if record.problem is None else "unknown"
+            if source.kind != "jsonl":
+                what = "entry"
+            if what != "entry":
+                if what == "unknown":
+                    problems.append(
+                        Problem(
+                            record,
+                            None,
+                            record.problem or "not an entry, counter, sequence or end line",
+                        )
+                    )
+                continue
+            self.result.entries += 1
+            try:
+                write = write_of(record, self.options.mode, self.limits, self.options.force)
+                fields = write.fields
+                if write.action is Action.RESTORE:
+                    from feedstore.entry import document_fields
+
+                    fields = document_fields(fields)
+                if schema is not None:
+                    schema.validate(fields, write.key)
+            except FeedstoreError as e:
+                problems.append(Problem(record, e.key, _message(e)))
+                continue
+            parent = parent_of(write.key)
+            while path and not (write.key.startswith(path[-1] + "/")):
+                path.pop()
+            if parent != ROOT and (not path or path[-1] != parent) and not self._exists(parent):
+                problems.append(
+                    Problem(
+                        record,
+                        write.key,
+                        f"Parent path is required. {parent} (it must come before its children)",
+                    )
+                )
+            path.append(write.key)
+            self.progress(record.end)
+        return self.result
+
+    def _exists(self, key: str) -> bool:
+        return self._read(self.keys.document_key(key)) is not None
+
+    # -- state
+
+    def _schema(self, source: Source) -> Schema | None:
+        """The schema in force; a restore into a store without one sets the export's."""
+        schema = self.store.schema()
+        document = (source.header or {}).get("schema")
+        if schema is None and document is not None and self.options.mode is Mode.RESTORE:
+            self.store.set_schema(document)
+            schema = self.store.schema()
+        return schema
+
+    def _header_schema(self, source: Source) -> Schema | None:
+        schema = self.store.schema()
+        document = (source.header or {}).get("schema")
+        if schema is None and document is not None and self.options.mode is Mode.RESTORE:
+            return Schema(document)
+        return schema
+
+    def _read(self, name: str) -> bytes | None:
+        client = self.store.redis
+        if isinstance(client, redis.RedisCluster):
+            return partitions.read_one(client, name)
+        value: bytes | None = client.get(name)
+        return value
+
+    def _save(
+        self, state_path: Path | None, source: Source, offset: int, line: int, batch: int
+    ) -> None:
+        if state_path is None:
+            return
+        state = {
+            "sha256": source.sha256,
+            "offset": offset,
+            "line": line,
+            "batch": batch,
+            "mode": self.options.mode.value,
+        }
+        temporary = state_path.with_name(state_path.name + ".tmp")
+        with temporary.open("wb") as file:
+            file.write(orjson.dumps(state))
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, state_path)
+
+    def _resumed(self, state_path: Path, source: Source) -> tuple[int, int, int]:
+        state = orjson.loads(state_path.read_bytes())
+        if state.get("sha256") != source.sha256:
+            raise ImportRefused(
+                f"{state_path} is the state of another file (or {source.path} changed): "
+                "remove it to import from the start"
+            )
+        if state.get("mode") != self.options.mode.value:
+            raise ImportRefused(
+                f"{state_path} is the state of an import in mode {state.get('mode')}"
+            )
+        return int(state["offset"]), int(state["line"]), int(state["batch"])
+
+
+class ImportFailed(Exception):
+    """A batch failed (without --rejects): every failing entry of it, by line."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(map(str, problems)))
+        self.problems = problems
+
+
+def raise_sequence(client: Any, name: str, value: int) -> None:
+    """Set a numbering sequence to `value` unless it is past it already (numbers never go back,
+    so a number given out is never given again)."""
+    with client.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                pipe.watch(name)
+                current = int(pipe.get(name) or 0)
+                if current >= value:
+                    pipe.unwatch()
+                    return
+                pipe.multi()
+                pipe.set(name, value)
+                pipe.execute()
+                return
+            except redis.WatchError:
+                continue
+
+
+def _message(error: FeedstoreError) -> str:
+    message = error.message
+    if error.key and message.endswith(f" {error.key}"):
+        return message  # "Duplicated key. /k": the key said already
+    return message
