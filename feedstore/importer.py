@@ -239,6 +239,16 @@ class _Bad(FeedstoreError):
         super().__init__(message, key=key)
 
 
+def check_line(item: dict[str, Any], what: str) -> tuple[str, int]:
+    """The key and value of a counter, sequence or deleted line; _Bad when it has none."""
+    key = item.get(what)
+    value = item.get("revision", 0) if what == "deleted" else item.get("value")
+    if not isinstance(key, str) or not key.startswith("/") or type(value) is not int:
+        named = key if isinstance(key, str) else None
+        raise _Bad(named, f"a {what} line needs a key and an integer value")
+    return key, value
+
+
 def kind_of(item: Any) -> str:
     """What a JSONL line is: entry, counter, sequence, deleted, header, end, or unknown."""
     if not isinstance(item, dict):
@@ -284,6 +294,7 @@ class Importer:
         self.say = report
         self.result = Report()
         self.markers: list[str] = []
+        self.batch = options.batch  # or the batch size of the import resumed
 
     def run(self, source: Source, state_path: Path | None) -> Report:
         """Import `source`, recording progress in `state_path` (not in a dry run)."""
@@ -293,6 +304,7 @@ class Importer:
         start, line, batch = 0, 1, options.batch
         if options.resume and state_path is not None and state_path.exists():
             start, line, batch = self._resumed(state_path, source)
+        self.batch = batch
         if options.dry_run:
             return self._dry_run(source)
         schema = self._schema(source)
@@ -308,8 +320,8 @@ class Importer:
                     write = write_of(record, options.mode, self.limits, options.force)
                 except FeedstoreError as e:
                     if self._reject([Problem(record, e.key, _message(e))]):
-                        self._flush(pending, source, state_path, resuming)
-                        pending, resuming = [], False
+                        resuming = self._flush(pending, source, state_path, resuming)
+                        pending = []
                         self._save(state_path, source, record.end, record.line + 1, batch)
                     continue
                 if pending and (
@@ -319,12 +331,12 @@ class Importer:
                         and self._partition(write) != self._partition(pending[0][1])
                     )
                 ):
-                    self._flush(pending, source, state_path, resuming)
-                    pending, resuming = [], False
+                    resuming = self._flush(pending, source, state_path, resuming)
+                    pending = []
                 pending.append((record, write))
                 continue
-            self._flush(pending, source, state_path, resuming)
-            pending, resuming = [], False
+            resuming = self._flush(pending, source, state_path, resuming)
+            pending = []
             self._other(record, what)
             self._save(state_path, source, record.end, record.line + 1, batch)
         self._flush(pending, source, state_path, resuming)
@@ -351,19 +363,23 @@ class Importer:
         source: Source,
         state_path: Path | None,
         resuming: bool,
-    ) -> None:
+    ) -> bool:
+        """Write a batch (unless, `resuming`, its marker says it was written before the crash);
+        return whether the next batch may have been written before the crash too."""
         if not pending:
-            return
+            return resuming
         first, last = pending[0][0], pending[-1][0]
         digest = hashlib.sha256(f"{source.sha256}:{first.start}".encode()).hexdigest()
         marker = import_marker_key(self.keys, pending[0][1].key, digest)
-        if resuming and self._read(marker) is not None:
-            self.result.skipped += 1  # applied before the crash; its state wasn't saved
+        applied = resuming and self._read(marker) is not None
+        if applied:
+            self.result.skipped += 1  # written before the crash, its state not saved
         else:
             self._write(pending, (marker, source.sha256))
         self.markers.append(marker)
-        self._save(state_path, source, last.end, last.line + 1, self.options.batch)
+        self._save(state_path, source, last.end, last.line + 1, self.batch)
         self.progress(last.end)
+        return applied
 
     def _write(self, pending: list[tuple[Record, Write]], marker: tuple[str, str]) -> None:
         """Write a batch; with --rejects, again without its failing entries until it passes."""
@@ -405,17 +421,11 @@ class Importer:
                 return
             if what == "unknown":
                 raise _Bad(None, record.problem or "not an entry, counter, sequence or end line")
-            key = item[what]
+            key, value = check_line(item, what)
             if what == "deleted":
                 with contextlib.suppress(NotFound):
                     self.store.write([Write(Action.DELETE, key, recursive=True)], ANONYMOUS)
                 return
-            value = item.get("value")
-            if not isinstance(key, str) or not key.startswith("/") or type(value) is not int:
-                raise _Bad(
-                    key if isinstance(key, str) else None,
-                    f"a {what} line needs a key and an integer value",
-                )
             if what == "counter":
                 span = item.get("range")
                 if span is not None:
@@ -444,15 +454,15 @@ class Importer:
             what = kind_of(record.item) if record.problem is None else "unknown"
             if source.kind != "jsonl":
                 what = "entry"
+            if what == "unknown":
+                message = record.problem or "not an entry, counter, sequence or end line"
+                problems.append(Problem(record, None, message))
+            elif what in ("counter", "sequence", "deleted"):
+                try:
+                    check_line(record.item, what)
+                except FeedstoreError as e:
+                    problems.append(Problem(record, e.key, e.message))
             if what != "entry":
-                if what == "unknown":
-                    problems.append(
-                        Problem(
-                            record,
-                            None,
-                            record.problem or "not an entry, counter, sequence or end line",
-                        )
-                    )
                 continue
             self.result.entries += 1
             try:
