@@ -24,7 +24,7 @@ from typing import IO, Any
 import orjson
 import redis
 
-from feedstore import codec_json, codec_xml, partitions
+from feedstore import account_lines, codec_json, codec_xml, partitions
 from feedstore.entry import ROOT, EntryId, entry_from_document, parent_of
 from feedstore.errors import EntryErrors, FeedstoreError, NotFound
 from feedstore.export import FORMAT_VERSION
@@ -89,6 +89,7 @@ class Report:
     skipped: int = 0  # batches found applied before (resume)
     counters: int = 0
     rejected: int = 0
+    accounts: int = 0  # user, token and uid lines (--users)
     problems: list[Problem] = field(default_factory=list)
 
 
@@ -262,6 +263,8 @@ def kind_of(item: Any) -> str:
     for name in ("counter", "sequence", "deleted"):
         if name in item:
             return name
+    if account_lines.kind_of(item) is not None:
+        return "account"
     return "entry"
 
 
@@ -277,6 +280,7 @@ class Options:
     partial: bool = False
     resume: bool = False
     rejects: IO[bytes] | None = None
+    users: bool = False  # import user, token and uid lines (skipped otherwise)
 
 
 class Importer:
@@ -422,6 +426,11 @@ class Importer:
         item = record.item
         try:
             if what in ("header", "end"):
+                return
+            if what == "account":
+                if self.options.users:
+                    account_lines.load(self.store.redis, item)
+                    self.result.accounts += 1
                 return
             if what == "unknown":
                 raise _Bad(None, record.problem or "not an entry, counter, sequence or end line")

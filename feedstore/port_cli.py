@@ -13,6 +13,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO, cast
 
@@ -45,6 +46,10 @@ def add_commands(subcommands: Subcommands) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="carry on an unfinished export to the -o file"
     )
+    parser.add_argument(
+        "--users", action="store_true",
+        help="also write users and tokens (password hashes and token digests, never secrets)",
+    )  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="draw no progress bar")
     add_store_options(parser)
     parser.set_defaults(command=run_export)
@@ -82,6 +87,9 @@ def add_commands(subcommands: Subcommands) -> None:
     )
     parser.add_argument("--rejects", type=Path, help="write failing lines here and go on")
     parser.add_argument("--partial", action="store_true", help="import a file that was cut short")
+    parser.add_argument(
+        "--users", action="store_true", help="also import its users and tokens (export --users)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="draw no progress bar")
     add_store_options(parser)
     parser.set_defaults(command=run_import)
@@ -101,6 +109,7 @@ def _advancing(bar: tqdm) -> Callable[[int], None]:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from feedstore import account_lines
     from feedstore.cli import CliError, _client, _redis_of, _settings
     from feedstore.entry import ROOT, validate_key
     from feedstore.export import Exporter, ExportError, export_atom, export_jsonl, resume_point
@@ -133,9 +142,10 @@ def run_export(args: argparse.Namespace) -> int:
                         out.truncate(keep)
                         out.seek(keep)
                         bar.update(resumed.entries)
+                    extra = partial(account_lines.lines, client) if args.users else None
                     count = export_jsonl(
                         exporter, root, out, resumed=resumed,
-                        progress=_advancing(bar),
+                        progress=_advancing(bar), extra=extra,
                     ).entries  # fmt: skip
         finally:
             bar.close()
@@ -183,7 +193,7 @@ def run_import(args: argparse.Namespace) -> int:
         state_path = None if args.file == "-" or args.dry_run else Path(args.file + STATE_SUFFIX)
         options = Options(
             mode=Mode(args.mode), batch=args.batch, force=args.force, dry_run=args.dry_run,
-            partial=args.partial, resume=args.resume, rejects=rejects,
+            partial=args.partial, resume=args.resume, rejects=rejects, users=args.users,
         )  # fmt: skip
         with _redis_of(args.redis_url, args.data.absolute()) as url:
             client = _client(url)
@@ -221,6 +231,7 @@ def run_import(args: argparse.Namespace) -> int:
     print(
         f"import: {report.written} entries written, {report.counters} counters, "
         f"{report.rejected} rejected"
+        + (f", {report.accounts} users and tokens" if args.users else "")
         + (f", {report.skipped} batches done before" if report.skipped else "")
     )
     return REJECTED if report.rejected else 0

@@ -21,13 +21,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from feedstore import cli
+from feedstore.credentials import Credentials
 from feedstore.embedded import EmbeddedRedis
 from feedstore.export import Exporter, export_jsonl
 from feedstore.fields import Limits
 from feedstore.importer import Importer, ImportFailed, ImportRefused, Mode, Options, open_source
 from feedstore.keys import KeyScheme
 from feedstore.store import Action, Store, Write
-from tests.conftest import all_keys
+from tests.conftest import add_user, all_keys, make_token
 
 FEEDSTORE = str(Path(sys.executable).with_name("feedstore"))
 SCHEMA = Path(__file__).resolve().parent.parent / "examples" / "schema.json"
@@ -326,3 +327,27 @@ def test_a_resume_after_kill_9_applies_no_batch_twice(
     assert revisions == {1}  # an upsert applied twice would be at 2
     assert store.count("/k") == 4000
     assert not state.exists()
+
+
+# -- users and tokens ---------------------------------------------------------------------------
+
+
+def test_users_and_tokens_travel_with_users_as_hashes_never_secrets(
+    redis_server: EmbeddedRedis, real_redis: redis.Redis, tmp_path: Path
+) -> None:
+    token = make_token(real_redis, "alice", groups=("sales",))
+    add_user(real_redis, "bob", password="correct horse")
+    Store(real_redis).write([put("/p")])
+    before = contents(real_redis)
+    url = ["--redis-url", redis_server.url]
+    plain, path = tmp_path / "plain.jsonl", tmp_path / "users.jsonl"
+    assert cli.main(["export", "-o", str(plain), *url]) == 0
+    assert b'"user"' not in plain.read_bytes()
+    assert cli.main(["export", "--users", "-o", str(path), *url]) == 0
+    data = path.read_bytes()
+    assert b'"user":"alice"' in data and b"$argon2id$" in data
+    assert token.rpartition("_")[2].encode() not in data and b"correct horse" not in data
+    real_redis.flushall()
+    assert cli.main(["import", str(path), "--mode", "restore", "--users", *url]) == 0
+    assert contents(real_redis) == before
+    assert Credentials(real_redis).principal_of_token(token).account == "alice"
