@@ -349,6 +349,7 @@ class Importer:
             self._save(state_path, source, record.end, record.line + 1, batch)
         self._flush(pending, source, state_path, resuming)
         self._forget_markers()
+        self.progress(source.size)
         return self.result
 
     def _forget_markers(self) -> None:
@@ -386,7 +387,8 @@ class Importer:
             self._write(pending, (marker, source.sha256))
         self.markers.append(marker)
         self._save(state_path, source, last.end, last.line + 1, self.batch)
-        self.progress(last.end)
+        if source.kind == "jsonl":  # a body's entries aren't at known offsets: 100% at the end
+            self.progress(last.end)
         return applied
 
     def _write(self, pending: list[tuple[Record, Write]], marker: tuple[str, str]) -> None:
@@ -502,7 +504,9 @@ class Importer:
                     )
                 )
             path.append(write.key)
-            self.progress(record.end)
+            if source.kind == "jsonl":
+                self.progress(record.end)
+        self.progress(source.size)
         return self.result
 
     def _exists(self, key: str) -> bool:

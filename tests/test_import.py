@@ -3,13 +3,18 @@ truncated files, other formats, and a resume after kill -9 that applies no batch
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import io
 import json
 import os
+import pty
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +24,7 @@ import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tqdm import tqdm
 
 from feedstore import cli
 from feedstore.credentials import Credentials
@@ -351,3 +357,49 @@ def test_users_and_tokens_travel_with_users_as_hashes_never_secrets(
     assert cli.main(["import", str(path), "--mode", "restore", "--users", *url]) == 0
     assert contents(real_redis) == before
     assert Credentials(real_redis).principal_of_token(token).account == "alice"
+
+
+# -- the command, as a person meets it ----------------------------------------------------------
+
+
+def test_in_a_pipe_import_draws_no_bar_and_says_what_it_did(
+    redis_server: EmbeddedRedis, real_redis: redis.Redis, tmp_path: Path
+) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(
+        jsonl(
+            entry("/p"), *(entry(f"/p/{n}") for n in range(1200)), {"sequence": "/p", "value": 1200}
+        )
+    )
+    done = subprocess.run(
+        [FEEDSTORE, "import", str(path), "--redis-url", redis_server.url],
+        capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert (done.returncode, done.stderr) == (0, b"")
+    assert done.stdout == b"import: 1201 entries written, 1 counters, 0 rejected\n"
+    assert not Path(f"{path}.import-state").exists()
+
+
+def test_in_a_terminal_import_draws_its_bar_on_stderr(
+    redis_server: EmbeddedRedis, real_redis: redis.Redis, tmp_path: Path
+) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(jsonl(entry("/p"), *(entry(f"/p/{n}") for n in range(1200))))
+    leader, follower = pty.openpty()
+    # A terminal of 24 rows of 80 columns, as a person's (a new pseudo-terminal has none).
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    process = subprocess.Popen(
+        [FEEDSTORE, "import", str(path), "--redis-url", redis_server.url],
+        stdout=subprocess.PIPE, stderr=follower, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    os.close(follower)
+    out, _ = process.communicate(timeout=60)
+    screen = b""
+    with contextlib.suppress(OSError):  # EIO once the terminal's last writer is gone
+        while chunk := os.read(leader, 65536):
+            screen += chunk
+    os.close(leader)
+    assert process.returncode == 0
+    assert out == b"import: 1201 entries written, 0 counters, 0 rejected\n"
+    size = tqdm.format_sizeof(path.stat().st_size)  # the bar's total: the file's bytes
+    assert b"import: 100%|" in screen and f"| {size}/{size} [".encode() in screen
