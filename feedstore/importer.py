@@ -15,8 +15,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import IO, Any
@@ -24,11 +24,20 @@ from typing import IO, Any
 import orjson
 import redis
 
-from feedstore import account_lines, codec_json, codec_xml, partitions
-from feedstore.entry import ROOT, EntryId, entry_from_document, parent_of
+from feedstore import account_lines, codec_json, partitions
+from feedstore.counter_range import CounterRange
+from feedstore.entry import ROOT, EntryId, document_fields, entry_from_document, parent_of
 from feedstore.errors import EntryErrors, FeedstoreError, NotFound
-from feedstore.export import FORMAT_VERSION
 from feedstore.fields import Limits
+from feedstore.import_file import (
+    NOT_A_LINE,
+    ImportRefused,
+    InvalidLine,
+    Record,
+    Source,
+    check_line,
+    kind_of,
+)
 from feedstore.keys import KeyScheme, import_marker_key
 from feedstore.principal import ANONYMOUS
 from feedstore.schema import Schema
@@ -42,26 +51,6 @@ class Mode(Enum):
     CREATE = "create"  # a new entry per line: an existing key is 409 duplicated_key
     UPSERT = "upsert"  # a forced PUT per line: new revisions
     RESTORE = "restore"  # the exported documents as they were (restore.py)
-
-
-class ImportRefused(Exception):
-    """An import that can't start or stops: its message is for the user."""
-
-
-@dataclass
-class Record:
-    """One line of an export (or one entry of a body): where it is, and what it holds."""
-
-    line: int
-    start: int  # byte offset of the line (entry index in a body)
-    end: int  # where the next one starts
-    item: Any
-    raw: bytes
-    problem: str | None = None  # the line isn't JSON
-
-    @property
-    def where(self) -> str:
-        return f"line {self.line}"
 
 
 @dataclass
@@ -93,123 +82,6 @@ class Report:
     problems: list[Problem] = field(default_factory=list)
 
 
-# -- reading the file ---------------------------------------------------------------------------
-
-
-@dataclass
-class Source:
-    """An import's input, checked: its format, header, hash and, for JSONL, its trailer."""
-
-    path: Path
-    kind: str  # "jsonl" | "atom" | "json"
-    size: int
-    sha256: str
-    header: dict[str, Any] | None = None
-    problem: str | None = None  # a missing trailer or a wrong checksum
-
-    def records(
-        self, start: int, first_line: int, limits: Limits, schema: Schema | None
-    ) -> Iterator[Record]:
-        """The records from byte offset (or entry index) `start`, numbered from `first_line`."""
-        if self.kind == "jsonl":
-            yield from _jsonl_records(self.path, start, first_line)
-        else:
-            yield from _body_records(self.path, self.kind, start, limits, schema)
-
-
-def open_source(path: Path) -> Source:
-    """Read `path` once: its format, its SHA-256, and whether a JSONL export is whole."""
-    size = path.stat().st_size
-    whole = hashlib.sha256()
-    with path.open("rb") as file:
-        first = file.read(1 << 16)
-    text = first.lstrip()
-    if text.startswith(b"<"):
-        kind = "atom"
-    else:
-        head = first.split(b"\n", 1)[0]
-        try:
-            header = orjson.loads(head)
-        except orjson.JSONDecodeError:
-            header = None
-        is_export = isinstance(header, dict) and header.get("feedstore") == "export"
-        kind = "jsonl" if is_export else "json"
-    if kind != "jsonl":
-        with path.open("rb") as file:
-            for chunk in iter(lambda: file.read(1 << 20), b""):
-                whole.update(chunk)
-        return Source(path, kind, size, whole.hexdigest())
-    return _checked_jsonl(path, size)
-
-
-def _checked_jsonl(path: Path, size: int) -> Source:
-    lines = hashlib.sha256()
-    whole = hashlib.sha256()
-    header: dict[str, Any] | None = None
-    last = b""
-    count = 0
-    with path.open("rb") as file:
-        for data in file:
-            whole.update(data)
-            if last:
-                lines.update(last)
-            last = data
-            count += 1
-            if count == 1:
-                header = orjson.loads(data)
-    source = Source(path, "jsonl", size, whole.hexdigest(), header)
-    assert header is not None
-    if header.get("version") != FORMAT_VERSION:
-        source.problem = (
-            f"line 1: export format version {header.get('version')} is not {FORMAT_VERSION}"
-        )
-        return source
-    try:
-        trailer = orjson.loads(last) if count > 1 and last.endswith(b"\n") else None
-    except orjson.JSONDecodeError:
-        trailer = None
-    if not isinstance(trailer, dict) or trailer.get("feedstore") != "end":
-        source.problem = f"{path} has no end line: it was cut short (--partial imports it anyway)"
-    elif trailer.get("sha256") != lines.hexdigest():
-        source.problem = (
-            f"line {count}: the checksum doesn't match the lines before it: the file was changed "
-            "or cut short (--partial imports it anyway)"
-        )
-    return source
-
-
-def _jsonl_records(path: Path, start: int, first_line: int) -> Iterator[Record]:
-    with path.open("rb") as file:
-        file.seek(start)
-        offset, number = start, first_line
-        for data in file:
-            end = offset + len(data)
-            try:
-                item = orjson.loads(data)
-                yield Record(number, offset, end, item, data)
-            except orjson.JSONDecodeError as e:
-                yield Record(number, offset, end, None, data, f"not JSON: {e}")
-            offset, number = end, number + 1
-
-
-def _body_records(
-    path: Path, kind: str, start: int, limits: Limits, schema: Schema | None
-) -> Iterator[Record]:
-    """The entries of a whole Atom feed or vte.cx JSON body (read at once, as a request's)."""
-    body = path.read_bytes()
-    loose = replace(limits, max_nodes=max(limits.max_nodes, len(body)))
-    try:
-        if kind == "atom":
-            documents = codec_xml.loads_documents(body, loose, schema)
-        else:
-            documents = codec_json.loads_documents(body, loose)
-    except FeedstoreError as e:
-        raise ImportRefused(f"{path}: {e.message}") from e
-    for index in range(start, len(documents)):
-        document = documents[index]
-        yield Record(index + 1, index, index + 1, document, orjson.dumps(document) + b"\n")
-
-
 # -- turning records into writes ----------------------------------------------------------------
 
 
@@ -222,50 +94,20 @@ def write_of(record: Record, mode: Mode, limits: Limits, force: bool) -> Write:
         document, record.line, limits, plain=codec_json.plain_strings(record.raw)
     )
     if entry.key is None:
-        raise _Bad(None, "the entry has no self link and no id")
+        raise InvalidLine(None, "the entry has no self link and no id")
     if mode is Mode.CREATE:
         return Write(Action.CREATE, entry.key, entry.fields, index=record.line)
     if mode is Mode.UPSERT:
         return Write(Action.PUT, entry.key, entry.fields, index=record.line)
     entry_id = EntryId.parse(document.get("id"))
     if entry_id.key != entry.key or not entry_id.revision:
-        raise _Bad(entry.key, f"a restore needs the exported id <key>,<revision>: {entry_id}")
+        raise InvalidLine(
+            entry.key, f"a restore needs the exported id <key>,<revision>: {entry_id}"
+        )
     for name in ("published", "updated"):
         if not isinstance(document.get(name), str):
-            raise _Bad(entry.key, f"a restore needs the exported {name}")
+            raise InvalidLine(entry.key, f"a restore needs the exported {name}")
     return Write(Action.RESTORE, entry.key, document, upsert=force, index=record.line)
-
-
-class _Bad(FeedstoreError):
-    status = 400
-    code = "invalid_line"
-
-    def __init__(self, key: str | None, message: str) -> None:
-        super().__init__(message, key=key)
-
-
-def check_line(item: dict[str, Any], what: str) -> tuple[str, int]:
-    """The key and value of a counter, sequence or deleted line; _Bad when it has none."""
-    key = item.get(what)
-    value = item.get("revision", 0) if what == "deleted" else item.get("value")
-    if not isinstance(key, str) or not key.startswith("/") or type(value) is not int:
-        named = key if isinstance(key, str) else None
-        raise _Bad(named, f"a {what} line needs a key and an integer value")
-    return key, value
-
-
-def kind_of(item: Any) -> str:
-    """What a JSONL line is: entry, counter, sequence, deleted, header, end, or unknown."""
-    if not isinstance(item, dict):
-        return "unknown"
-    if "feedstore" in item:
-        return {"export": "header", "end": "end"}.get(item["feedstore"], "unknown")
-    for name in ("counter", "sequence", "deleted"):
-        if name in item:
-            return name
-    if account_lines.kind_of(item) is not None:
-        return "account"
-    return "entry"
 
 
 # -- the import ---------------------------------------------------------------------------------
@@ -327,7 +169,7 @@ class Importer:
                 try:
                     write = write_of(record, options.mode, self.limits, options.force)
                 except FeedstoreError as e:
-                    if self._reject([Problem(record, e.key, _message(e))]):
+                    if self._reject([Problem(record, e.key, e.message)]):
                         resuming = self._flush(pending, source, state_path, resuming)
                         pending = []
                         self._save(state_path, source, record.end, record.line + 1, batch)
@@ -397,10 +239,12 @@ class Importer:
             try:
                 written = self.store.write([w for _, w in pending], ANONYMOUS, marker)
             except FeedstoreError as e:
+                if e.status >= 500:
+                    raise  # Redis unavailable, too many retries: no line is at fault
                 failures = e.errors if isinstance(e, EntryErrors) else [e]
                 by_key = {w.key: record for record, w in pending}
                 problems = [
-                    Problem(by_key.get(f.key or "", pending[0][0]), f.key, _message(f))
+                    Problem(by_key.get(f.key or "", pending[0][0]), f.key, f.message)
                     for f in failures
                 ]
                 self._reject(problems)
@@ -435,7 +279,7 @@ class Importer:
                     self.result.accounts += 1
                 return
             if what == "unknown":
-                raise _Bad(None, record.problem or "not an entry, counter, sequence or end line")
+                raise InvalidLine(None, record.problem or NOT_A_LINE)
             key, value = check_line(item, what)
             if what == "deleted":
                 with contextlib.suppress(NotFound):
@@ -444,15 +288,13 @@ class Importer:
             if what == "counter":
                 span = item.get("range")
                 if span is not None:
-                    from feedstore.counter_range import CounterRange
-
                     self.store.set_counter_range(key, CounterRange.parse(span))
                 self.store.set_ids(key, value)
             else:
                 raise_sequence(self.store.redis, self.keys.sequence_key(key), value)
             self.result.counters += 1
         except FeedstoreError as e:
-            self._reject([Problem(record, e.key, _message(e))])
+            self._reject([Problem(record, e.key, e.message)])
         except (ValueError, TypeError) as e:
             self._reject([Problem(record, None, str(e))])
 
@@ -470,7 +312,7 @@ class Importer:
             if source.kind != "jsonl":
                 what = "entry"
             if what == "unknown":
-                message = record.problem or "not an entry, counter, sequence or end line"
+                message = record.problem or NOT_A_LINE
                 problems.append(Problem(record, None, message))
             elif what in ("counter", "sequence", "deleted"):
                 try:
@@ -484,13 +326,11 @@ class Importer:
                 write = write_of(record, self.options.mode, self.limits, self.options.force)
                 fields = write.fields
                 if write.action is Action.RESTORE:
-                    from feedstore.entry import document_fields
-
                     fields = document_fields(fields)
                 if schema is not None:
                     schema.validate(fields, write.key)
             except FeedstoreError as e:
-                problems.append(Problem(record, e.key, _message(e)))
+                problems.append(Problem(record, e.key, e.message))
                 continue
             parent = parent_of(write.key)
             while path and not (write.key.startswith(path[-1] + "/")):
@@ -595,10 +435,3 @@ def raise_sequence(client: Any, name: str, value: int) -> None:
                 return
             except redis.WatchError:
                 continue
-
-
-def _message(error: FeedstoreError) -> str:
-    message = error.message
-    if error.key and message.endswith(f" {error.key}"):
-        return message  # "Duplicated key. /k": the key said already
-    return message

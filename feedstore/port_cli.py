@@ -168,15 +168,8 @@ def _output(name: str, resume: bool) -> Iterator[tuple[BinaryIO, Path | None]]:
 
 def run_import(args: argparse.Namespace) -> int:
     from feedstore.cli import CliError, _client, _redis_of, _settings
-    from feedstore.importer import (
-        STATE_SUFFIX,
-        Importer,
-        ImportFailed,
-        ImportRefused,
-        Mode,
-        Options,
-        open_source,
-    )
+    from feedstore.import_file import ImportRefused, open_source
+    from feedstore.importer import STATE_SUFFIX, Importer, ImportFailed, Mode, Options
     from feedstore.store import Store
 
     settings = _settings()

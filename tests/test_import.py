@@ -31,7 +31,8 @@ from feedstore.credentials import Credentials
 from feedstore.embedded import EmbeddedRedis
 from feedstore.export import Exporter, export_jsonl
 from feedstore.fields import Limits
-from feedstore.importer import Importer, ImportFailed, ImportRefused, Mode, Options, open_source
+from feedstore.import_file import ImportRefused, open_source
+from feedstore.importer import Importer, ImportFailed, Mode, Options
 from feedstore.keys import KeyScheme
 from feedstore.store import Action, Store, Write
 from tests.conftest import add_user, all_keys, make_token
