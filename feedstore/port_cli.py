@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shutil
 import sys
 import tempfile
@@ -147,6 +148,11 @@ def run_export(args: argparse.Namespace) -> int:
                         exporter, root, out, resumed=resumed,
                         progress=_advancing(bar), extra=extra,
                     ).entries  # fmt: skip
+        except BrokenPipeError:
+            # Whoever read stdout stopped (`| head`): no traceback, and none at exit either.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            print("export: stopped, its reader closed the pipe", file=sys.stderr)
+            return FAILED
         finally:
             bar.close()
             client.close()

@@ -159,3 +159,16 @@ def test_in_a_pipe_there_is_no_bar(redis_server: EmbeddedRedis, real_redis: redi
     assert done.returncode == 0
     assert done.stderr == b"export: 1500 entries of /\n"
     assert whole(done.stdout) == export_lines(real_redis)[1:-1]
+
+
+def test_a_reader_that_stops_early_ends_the_export_without_a_traceback(
+    redis_server: EmbeddedRedis, real_redis: redis.Redis, tmp_path: Path
+) -> None:
+    Store(real_redis).write([put(f"/k{n}") for n in range(1500)])  # more than a pipe holds
+    errors = tmp_path / "stderr"
+    done = subprocess.run(
+        f"{FEEDSTORE} export --redis-url {redis_server.url} 2>{errors} | head -1",
+        shell=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert orjson.loads(done.stdout)["feedstore"] == "export"
+    assert errors.read_text() == "export: stopped, its reader closed the pipe\n"
