@@ -1,11 +1,12 @@
 """`feedstore import`: an export file, an Atom feed or a vte.cx body into the store (API.md §20).
 
-Entries are written in batches through `Store.write`, the one write path: each batch is one
-transaction, all of it or none. A batch keeps to one partition on Redis Cluster (a transaction
-can't leave one slot), and is at most `batch` entries. After each batch's EXEC the offset it
-ended at goes to `FILE.import-state` (fsynced), and the batch's MULTI also sets a marker key
-named after the file's hash and the batch's offset: an import resumed after a crash between the
-EXEC and the state's write finds the marker and skips the batch, so no batch is applied twice.
+Entries are written in batches through `Store.write_once`, the one write path with an
+Idempotency-Key (idempotency.py): each batch is one transaction, all of it or none. A batch keeps
+to one partition on Redis Cluster (a transaction can't leave one slot), and is at most `batch`
+entries. After each batch's EXEC the offset it ended at goes to `FILE.import-state` (fsynced).
+The batch's key names the file's hash and the batch's offset, and its record is stored in the
+batch's own MULTI: an import resumed after a crash between the EXEC and the state's write finds
+the batch written (replayed) and skips it, so no batch is applied twice.
 
 The problems of one line are reported as `line 812: /11/4: Unknown field: favorite.color`.
 """
@@ -13,8 +14,8 @@ The problems of one line are reported as `line 812: /11/4: Unknown field: favori
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -24,10 +25,10 @@ from typing import IO, Any
 import orjson
 import redis
 
-from feedstore import account_lines, codec_json, partitions
+from feedstore import account_lines, codec_json, idempotency, partitions
 from feedstore.counter_range import CounterRange
 from feedstore.entry import ROOT, EntryId, document_fields, entry_from_document, parent_of
-from feedstore.errors import EntryErrors, FeedstoreError, NotFound
+from feedstore.errors import EntryErrors, FeedstoreError, IdempotencyInProgress, NotFound
 from feedstore.fields import Limits
 from feedstore.import_file import (
     NOT_A_LINE,
@@ -38,13 +39,14 @@ from feedstore.import_file import (
     check_line,
     kind_of,
 )
-from feedstore.keys import KeyScheme, import_marker_key
+from feedstore.keys import KeyScheme
 from feedstore.principal import ANONYMOUS
 from feedstore.schema import Schema
 from feedstore.store import Action, Store, Write
 
 STATE_SUFFIX = ".import-state"
 DEFAULT_BATCH = 500
+RECORD_SECONDS = 7 * 24 * 3600  # how long a batch's idempotency record says it was written
 
 
 class Mode(Enum):
@@ -143,7 +145,11 @@ class Importer:
         self.progress = progress
         self.say = report
         self.result = Report()
-        self.markers: list[str] = []
+        self.resuming = False  # carrying on after a crash (--resume)
+        # What the batches' Idempotency-Keys name besides the file and the offset: this run
+        # (a new import of the same file writes again), kept in the state for --resume.
+        self.run_id = os.urandom(8).hex()
+        self.records: list[str] = []  # the batches' idempotency records, dropped at the end
         self.batch = options.batch  # or the batch size of the import resumed
 
     def run(self, source: Source, state_path: Path | None) -> Report:
@@ -159,7 +165,7 @@ class Importer:
             return self._dry_run(source)
         schema = self._schema(source)
         pending: list[tuple[Record, Write]] = []
-        resuming = options.resume and start > 0
+        self.resuming = options.resume and start > 0
         for record in source.records(start, line, self.limits, schema):
             what = kind_of(record.item) if record.problem is None else "unknown"
             if source.kind != "jsonl":
@@ -170,7 +176,7 @@ class Importer:
                     write = write_of(record, options.mode, self.limits, options.force)
                 except FeedstoreError as e:
                     if self._reject([Problem(record, e.key, e.message)]):
-                        resuming = self._flush(pending, source, state_path, resuming)
+                        self._flush(pending, source, state_path)
                         pending = []
                         self._save(state_path, source, record.end, record.line + 1, batch)
                     continue
@@ -181,27 +187,18 @@ class Importer:
                         and self._partition(write) != self._partition(pending[0][1])
                     )
                 ):
-                    resuming = self._flush(pending, source, state_path, resuming)
+                    self._flush(pending, source, state_path)
                     pending = []
                 pending.append((record, write))
                 continue
-            resuming = self._flush(pending, source, state_path, resuming)
+            self._flush(pending, source, state_path)
             pending = []
             self._other(record, what)
             self._save(state_path, source, record.end, record.line + 1, batch)
-        self._flush(pending, source, state_path, resuming)
-        self._forget_markers()
+        self._flush(pending, source, state_path)
+        self._forget_records()
         self.progress(source.size)
         return self.result
-
-    def _forget_markers(self) -> None:
-        """Drop the batches' markers once the whole file is in: no resume needs them now."""
-        for start in range(0, len(self.markers), 1000):
-            with self.store.redis.pipeline(transaction=False) as pipe:
-                for name in self.markers[start : start + 1000]:
-                    pipe.delete(name)
-                pipe.execute()
-        self.markers.clear()
 
     # -- batches
 
@@ -209,35 +206,32 @@ class Importer:
         return self.keys.partition(write.key)
 
     def _flush(
-        self,
-        pending: list[tuple[Record, Write]],
-        source: Source,
-        state_path: Path | None,
-        resuming: bool,
-    ) -> bool:
-        """Write a batch (unless, `resuming`, its marker says it was written before the crash);
-        return whether the next batch may have been written before the crash too."""
+        self, pending: list[tuple[Record, Write]], source: Source, state_path: Path | None
+    ) -> None:
+        """Write a batch once: its Idempotency-Key names the file and the batch's offset, so a
+        batch written before a crash (its state not saved) is found written, not written again."""
         if not pending:
-            return resuming
+            return
         first, last = pending[0][0], pending[-1][0]
-        digest = hashlib.sha256(f"{source.sha256}:{first.start}".encode()).hexdigest()
-        marker = import_marker_key(self.keys, pending[0][1].key, digest)
-        applied = resuming and self._read(marker) is not None
-        if applied:
+        key = f"feedstore-import:{source.sha256}:{self.run_id}:{first.start}"
+        request = idempotency.Request(key, source.sha256, ttl=RECORD_SECONDS)
+        if self._write(pending, request):
             self.result.skipped += 1  # written before the crash, its state not saved
-        else:
-            self._write(pending, (marker, source.sha256))
-        self.markers.append(marker)
+        self.records.append(self._record_name(pending[0][1].key, request))
         self._save(state_path, source, last.end, last.line + 1, self.batch)
         if source.kind == "jsonl":  # a body's entries aren't at known offsets: 100% at the end
             self.progress(last.end)
-        return applied
 
-    def _write(self, pending: list[tuple[Record, Write]], marker: tuple[str, str]) -> None:
-        """Write a batch; with --rejects, again without its failing entries until it passes."""
+    def _write(self, pending: list[tuple[Record, Write]], request: idempotency.Request) -> bool:
+        """Write a batch (with --rejects, again without its failing entries until it passes);
+        True when it was found written before."""
         while pending:
+            writes = [w for _, w in pending]
             try:
-                written = self.store.write([w for _, w in pending], ANONYMOUS, marker)
+                outcome = self.store.write_once(writes, ANONYMOUS, request)
+            except IdempotencyInProgress:
+                self._lease_left(writes[0].key, request)
+                continue
             except FeedstoreError as e:
                 if e.status >= 500:
                     raise  # Redis unavailable, too many retries: no line is at fault
@@ -251,8 +245,35 @@ class Importer:
                 failed = {p.record.line for p in problems}
                 pending = [(r, w) for r, w in pending if r.line not in failed]
                 continue
-            self.result.written += len(written)
+            if outcome.replayed:
+                return True
+            self.result.written += len(outcome.result or ())
+            return False
+        return False
+
+    def _record_name(self, key: str, request: idempotency.Request) -> str:
+        return self.keys.idempotency_key(key, ANONYMOUS.name, idempotency.digest(request.key))
+
+    def _forget_records(self) -> None:
+        """Drop the batches' records once the whole file is in: no resume needs them now."""
+        for start in range(0, len(self.records), 1000):
+            with self.store.redis.pipeline(transaction=False) as pipe:
+                for name in self.records[start : start + 1000]:
+                    pipe.delete(name)
+                pipe.execute()
+        self.records.clear()
+
+    def _lease_left(self, key: str, request: idempotency.Request) -> None:
+        """A batch's record is still a lease: after a crash (--resume), the killed import's,
+        which no EXEC will ever complete: taken back at once. Otherwise another import of the
+        same file is writing it: wait for it to finish."""
+        name = self._record_name(key, request)
+        if not self.resuming:
+            time.sleep(1)
             return
+        found = self._read(name)
+        if found is not None and found.startswith(idempotency.PENDING):
+            self.store.redis.delete(name)
 
     def _reject(self, problems: list[Problem]) -> bool:
         """Write the lines of `problems` to the rejects file; ImportFailed without one."""
@@ -388,6 +409,7 @@ class Importer:
             "line": line,
             "batch": batch,
             "mode": self.options.mode.value,
+            "run": self.run_id,
         }
         temporary = state_path.with_name(state_path.name + ".tmp")
         with temporary.open("wb") as file:
@@ -407,6 +429,7 @@ class Importer:
             raise ImportRefused(
                 f"{state_path} is the state of an import in mode {state.get('mode')}"
             )
+        self.run_id = str(state["run"])
         return int(state["offset"]), int(state["line"]), int(state["batch"])
 
 
