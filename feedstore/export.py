@@ -30,7 +30,9 @@ import orjson
 import redis
 
 from feedstore import codec_xml, partitions
+from feedstore.changes import ZERO, ChangeStreams
 from feedstore.entry import ROOT, parent_of, timestamp
+from feedstore.errors import InvalidOption
 from feedstore.keys import SCHEMA_KEY, KeyScheme
 
 FORMAT_VERSION = 1
@@ -62,6 +64,8 @@ class Progress:
     last: str | None = None
     digest: Any = None
     done: bool = False
+    since: str | None = None  # the change feed's sequence before the walk (the header's seq)
+    seq: str | None = None  # the sequence the finished file stands at (the end line's)
 
     def __post_init__(self) -> None:
         if self.digest is None:
@@ -76,9 +80,10 @@ def in_tree(root: str, key: str) -> bool:
 class Exporter:
     """Reads a tree of a store's Redis in export order (single Redis or Redis Cluster)."""
 
-    def __init__(self, client: Any, keys: KeyScheme) -> None:
+    def __init__(self, client: Any, keys: KeyScheme, page: int = PAGE) -> None:
         self.client = client
         self.keys = keys
+        self.page = page  # children read per round trip
         self.cluster = isinstance(client, redis.RedisCluster)
         # On a single Redis, a page's documents and child counts come from one script: a
         # thousand ZCARDs in a pipeline cost the client and the server more than the documents.
@@ -111,7 +116,8 @@ class Exporter:
         name = self.keys.children_key(parent)
         start = b"-" if after is None else b"(" + after.encode()
         while True:
-            page = cast(list[bytes], self.client.zrangebylex(name, start, b"+", start=0, num=PAGE))
+            found = self.client.zrangebylex(name, start, b"+", start=0, num=self.page)
+            page = cast(list[bytes], found)
             if not page:
                 return
             children = [member.decode() for member in page]
@@ -124,7 +130,7 @@ class Exporter:
                 yield key, raw
                 if count:
                     yield from self._below(key, None)
-            if len(page) < PAGE:
+            if len(page) < self.page:
                 return
             start = b"(" + page[-1]
 
@@ -219,10 +225,12 @@ def export_jsonl(
     progress: Callable[[int], None] = lambda done: None,
     resumed: Progress | None = None,
     extra: Callable[[], Iterator[dict[str, Any]]] | None = None,
+    streams: ChangeStreams | None = None,
 ) -> Progress:
     """Write the export of the tree at `root` to `out`; with `resumed`, carry on a file that
     stopped after `resumed.last` (its lines so far hashed in `resumed.digest`). `extra` gives
-    more lines before the trailer (users, with --users)."""
+    more lines before the trailer (users, with --users). With the change feed's `streams`, the
+    walk is made consistent by a catch-up (catch_up); without, it is fuzzy (`seq` null)."""
     state = resumed or Progress()
     digest = state.digest
 
@@ -232,11 +240,12 @@ def export_jsonl(
         out.write(data)
 
     if resumed is None:
+        state.since = start_of(streams, root)
         header = {
             "feedstore": "export",
             "version": FORMAT_VERSION,
             "root": root,
-            "seq": None,
+            "seq": state.since,
             "exported": timestamp(),
             "schema": exporter.schema(),
         }
@@ -247,6 +256,9 @@ def export_jsonl(
         state.last = key
         if state.entries % PAGE == 0:
             progress(state.entries)
+    if streams is not None and state.since is not None:
+        line(orjson.dumps({"feedstore": "catch-up", "since": state.since}))
+        state.seq = catch_up(exporter, streams, root, state, line)
     progress(state.entries)
     for item in exporter.counters(root):
         line(orjson.dumps(item))
@@ -255,12 +267,72 @@ def export_jsonl(
     trailer = {
         "feedstore": "end",
         "entries": state.entries,
-        "seq": None,
+        "seq": state.seq,
         "sha256": digest.hexdigest(),
     }
     out.write(orjson.dumps(trailer) + b"\n")
     state.done = True
     return state
+
+
+def start_of(streams: ChangeStreams | None, root: str) -> str | None:
+    """Where the change feed of `root`'s tree stands before the walk (None: no feed to catch up
+    with; on Redis Cluster, a tree above the partition depth, which no one stream holds)."""
+    if streams is None:
+        return None
+    try:
+        return streams.last(root)
+    except InvalidOption:
+        return None
+
+
+def catch_up(
+    exporter: Exporter,
+    streams: ChangeStreams,
+    root: str,
+    state: Progress,
+    line: Callable[[bytes], None],
+) -> str:
+    """Write again each entry of the tree written since the walk began, and a `deleted` line
+    for each one deleted, until a read of the change feed finds nothing new; return the
+    sequence the file then stands at. Every entry line written before a key's last change is
+    followed by a line of that key read after it, so the file's last line of each key is its
+    state at the returned sequence. ChangesExpired (410) when the feed dropped events the
+    catch-up needed (the walk took longer than `changes_retention`)."""
+    seq = state.since or ZERO
+    while True:
+        page = streams.read(root, seq, PAGE)
+        changed = {change.key: change.revision for change in page.changes}  # the last one
+        # Read with their ancestors in one MGET, the changed keys are a tree at one instant:
+        # what is gone goes first (its subtree is gone too), then what is there, each parent
+        # before its children, so an import never meets a child before its parent.
+        keys = sorted({*changed, *(a for key in changed for a in ancestors(key, root))}, key=path)
+        found = dict(zip(keys, exporter._documents(keys), strict=True))
+        for key in keys:
+            if found[key] is None and key in changed:
+                line(orjson.dumps({"deleted": key, "revision": changed[key]}))
+        for key in keys:
+            raw = found[key]
+            if raw is not None:
+                line(raw)
+                state.entries += 1
+        if not page.changes and not page.more:
+            return page.seq
+        seq = page.seq
+
+
+def ancestors(key: str, root: str) -> Iterator[str]:
+    """The keys above `key` in the tree at `root`, the root included (but `/`)."""
+    while key != root and (parent := parent_of(key)) != ROOT:
+        yield parent
+        if parent == root:
+            return
+        key = parent
+
+
+def path(key: str) -> list[str]:
+    """A key's segments: in their order, parents sort before their children."""
+    return key.split("/")
 
 
 def export_atom(exporter: Exporter, root: str, out: BinaryIO) -> int:
@@ -289,6 +361,7 @@ def resume_point(path: Path, root: str) -> tuple[Progress, int]:
         if not first.endswith(b"\n"):
             raise ExportError(f"{path} has no whole header line: export it again")
         state.digest.update(first)
+        state.since = header.get("seq")
         keep = len(first)
         counted = state.digest.copy()
         offset = keep
@@ -299,6 +372,8 @@ def resume_point(path: Path, root: str) -> tuple[Progress, int]:
             item = orjson.loads(data)
             if item.get("feedstore") == "end":
                 raise ExportError(f"{path} is a finished export")
+            if item.get("feedstore") == "catch-up":
+                break  # the walk was done: the catch-up is made again, from the header's seq
             counted.update(data)
             key = _entry_key(item)
             if key is not None:

@@ -184,7 +184,9 @@ def kind_of(item: Any) -> str:
     if not isinstance(item, dict):
         return "unknown"
     if "feedstore" in item:
-        return {"export": "header", "end": "end"}.get(item["feedstore"], "unknown")
+        return {"export": "header", "end": "end", "catch-up": "catch-up"}.get(
+            item["feedstore"], "unknown"
+        )
     for name in ("counter", "sequence", "deleted"):
         if name in item:
             return name

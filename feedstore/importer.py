@@ -146,6 +146,7 @@ class Importer:
         self.say = report
         self.result = Report()
         self.resuming = False  # carrying on after a crash (--resume)
+        self.catching_up = False  # past an export's catch-up line
         # What the batches' Idempotency-Keys name besides the file and the offset: this run
         # (a new import of the same file writes again), kept in the state for --resume.
         self.run_id = os.urandom(8).hex()
@@ -173,26 +174,21 @@ class Importer:
             if what == "entry":
                 self.result.entries += 1
                 try:
-                    write = write_of(record, options.mode, self.limits, options.force)
+                    write = self._write_of(record)
                 except FeedstoreError as e:
                     if self._reject([Problem(record, e.key, e.message)]):
                         self._flush(pending, source, state_path)
                         pending = []
                         self._save(state_path, source, record.end, record.line + 1, batch)
                     continue
-                if pending and (
-                    len(pending) >= batch
-                    or (
-                        self.store.cluster
-                        and self._partition(write) != self._partition(pending[0][1])
-                    )
-                ):
+                if pending and self._ends_batch(pending, write, batch):
                     self._flush(pending, source, state_path)
                     pending = []
                 pending.append((record, write))
                 continue
             self._flush(pending, source, state_path)
             pending = []
+            self.catching_up = self.catching_up or what == "catch-up"
             self._other(record, what)
             self._save(state_path, source, record.end, record.line + 1, batch)
         self._flush(pending, source, state_path)
@@ -201,6 +197,15 @@ class Importer:
         return self.result
 
     # -- batches
+
+    def _ends_batch(self, pending: list[tuple[Record, Write]], write: Write, batch: int) -> bool:
+        """Whether `write` starts a new batch: the batch is full, `write` is in another
+        partition (Redis Cluster), or, after a catch-up line, writes a key the batch has."""
+        if len(pending) >= batch:
+            return True
+        if self.store.cluster and self._partition(write) != self._partition(pending[0][1]):
+            return True
+        return self.catching_up and any(w.key == write.key for _, w in pending)
 
     def _partition(self, write: Write) -> str:
         return self.keys.partition(write.key)
@@ -251,6 +256,14 @@ class Importer:
             return False
         return False
 
+    def _write_of(self, record: Record) -> Write:
+        """The write of an entry line. After an export's catch-up line, a key may come again,
+        newer: it is written over (a create becomes an upsert, a restore is forced)."""
+        mode, force = self.options.mode, self.options.force
+        if self.catching_up:
+            mode, force = Mode.UPSERT if mode is Mode.CREATE else mode, True
+        return write_of(record, mode, self.limits, force)
+
     def _record_name(self, key: str, request: idempotency.Request) -> str:
         return self.keys.idempotency_key(key, ANONYMOUS.name, idempotency.digest(request.key))
 
@@ -292,7 +305,7 @@ class Importer:
     def _other(self, record: Record, what: str) -> None:
         item = record.item
         try:
-            if what in ("header", "end"):
+            if what in ("header", "end", "catch-up"):
                 return
             if what == "account":
                 if self.options.users:
@@ -332,6 +345,7 @@ class Importer:
             what = kind_of(record.item) if record.problem is None else "unknown"
             if source.kind != "jsonl":
                 what = "entry"
+            self.catching_up = self.catching_up or what == "catch-up"
             if what == "unknown":
                 message = record.problem or NOT_A_LINE
                 problems.append(Problem(record, None, message))
@@ -344,7 +358,7 @@ class Importer:
                 continue
             self.result.entries += 1
             try:
-                write = write_of(record, self.options.mode, self.limits, self.options.force)
+                write = self._write_of(record)
                 fields = write.fields
                 if write.action is Action.RESTORE:
                     fields = document_fields(fields)
@@ -352,6 +366,8 @@ class Importer:
                     schema.validate(fields, write.key)
             except FeedstoreError as e:
                 problems.append(Problem(record, e.key, e.message))
+                continue
+            if self.catching_up:  # in the order of the changes: no tree to follow
                 continue
             parent = parent_of(write.key)
             while path and not (write.key.startswith(path[-1] + "/")):
@@ -410,6 +426,7 @@ class Importer:
             "batch": batch,
             "mode": self.options.mode.value,
             "run": self.run_id,
+            "catch_up": self.catching_up,
         }
         temporary = state_path.with_name(state_path.name + ".tmp")
         with temporary.open("wb") as file:
@@ -430,6 +447,7 @@ class Importer:
                 f"{state_path} is the state of an import in mode {state.get('mode')}"
             )
         self.run_id = str(state["run"])
+        self.catching_up = bool(state.get("catch_up"))
         return int(state["offset"]), int(state["line"]), int(state["batch"])
 
 

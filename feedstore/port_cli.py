@@ -111,6 +111,7 @@ def _advancing(bar: tqdm) -> Callable[[int], None]:
 
 def run_export(args: argparse.Namespace) -> int:
     from feedstore import account_lines
+    from feedstore.changes import ChangeStreams
     from feedstore.cli import CliError, _client, _redis_of, _settings
     from feedstore.entry import ROOT, validate_key
     from feedstore.export import Exporter, ExportError, export_atom, export_jsonl, resume_point
@@ -127,9 +128,13 @@ def run_export(args: argparse.Namespace) -> int:
     with _redis_of(args.redis_url, args.data.absolute()) as url:
         client = _client(url)
         exporter = Exporter(client, settings.keys)
+        # With the change feed on, the walk is caught up to one sequence (export.catch_up).
+        streams = ChangeStreams(client, settings.keys, exporter.cluster)
+        streams_on = settings.changes_on
         bar = _bar(args, unit=" entries", desc="export")
         try:
             with _output(args.output, args.resume) as (out, path):
+                at = ""
                 if args.format == "atom":
                     count = export_atom(exporter, root, out)
                     bar.update(count)
@@ -144,10 +149,15 @@ def run_export(args: argparse.Namespace) -> int:
                         out.seek(keep)
                         bar.update(resumed.entries)
                     extra = partial(account_lines.lines, client) if args.users else None
-                    count = export_jsonl(
+                    done = export_jsonl(
                         exporter, root, out, resumed=resumed,
                         progress=_advancing(bar), extra=extra,
-                    ).entries  # fmt: skip
+                        streams=streams if streams_on else None,
+                    )  # fmt: skip
+                    count = done.entries
+                    at = f", at seq {done.seq}" if done.seq else ", fuzzy (no change feed)"
+        except FeedstoreError as e:  # the change feed dropped what the catch-up needed
+            raise CliError(e.message) from e
         except BrokenPipeError:
             # Whoever read stdout stopped (`| head`): no traceback, and none at exit either.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -156,7 +166,7 @@ def run_export(args: argparse.Namespace) -> int:
         finally:
             bar.close()
             client.close()
-    print(f"export: {count} entries of {root}", file=sys.stderr)
+    print(f"export: {count} entries of {root}{at}", file=sys.stderr)
     return 0
 
 

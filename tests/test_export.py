@@ -3,22 +3,29 @@ person meets it (a terminal for the bar, a pipe for the data)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import pty
+import random
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import orjson
 import redis
 
-from feedstore import codec_xml
+from feedstore import codec_json, codec_xml
 from feedstore.embedded import EmbeddedRedis
+from feedstore.errors import FeedstoreError
 from feedstore.export import Exporter, export_atom, export_jsonl, resume_point
 from feedstore.fields import Limits
+from feedstore.import_file import open_source
+from feedstore.importer import Importer, Mode, Options
 from feedstore.keys import KeyScheme
 from feedstore.store import Action, Store, Write
 
@@ -110,11 +117,11 @@ def test_atom_is_one_feed_of_the_entries(redis_client: redis.Redis) -> None:
 
 
 def whole(data: bytes) -> list[bytes]:
-    """The lines of an export between its header and its end line, which must check."""
+    """The entry and counter lines of an export, whose end line must check."""
     lines = data.splitlines(keepends=True)
     end = orjson.loads(lines[-1])
     assert end["sha256"] == hashlib.sha256(b"".join(lines[:-1])).hexdigest()
-    return lines[1:-1]
+    return [line for line in lines if not line.startswith(b'{"feedstore":')]
 
 
 def export_through_a_terminal(url: str) -> tuple[bytes, bytes]:
@@ -157,7 +164,7 @@ def test_in_a_pipe_there_is_no_bar(redis_server: EmbeddedRedis, real_redis: redi
         [FEEDSTORE, "export", "--redis-url", redis_server.url], capture_output=True, timeout=60
     )
     assert done.returncode == 0
-    assert done.stderr == b"export: 1500 entries of /\n"
+    assert done.stderr.startswith(b"export: 1500 entries of /, at seq ")
     assert whole(done.stdout) == export_lines(real_redis)[1:-1]
 
 
@@ -172,3 +179,74 @@ def test_a_reader_that_stops_early_ends_the_export_without_a_traceback(
     )  # fmt: skip
     assert orjson.loads(done.stdout)["feedstore"] == "export"
     assert errors.read_text() == "export: stopped, its reader closed the pipe\n"
+
+
+class SlowExporter(Exporter):
+    """An exporter that pauses before each page of children, so writers write during its walk."""
+
+    def _page(self, children: list[str]) -> tuple[list[bytes | None], list[int]]:
+        time.sleep(0.01)
+        return super()._page(children)
+
+
+def write_at_random(url: str, seed: int, stop: threading.Event) -> None:
+    store, pick = Store(redis.Redis.from_url(url)), random.Random(seed)
+    while not stop.is_set():
+        key, roll = f"/w/{pick.randrange(2400)}", pick.random()
+        with contextlib.suppress(FeedstoreError):  # a child without its parent, a key gone
+            if roll < 0.6:
+                store.write([put(key, title=str(roll))])
+            elif roll < 0.8:
+                store.write([Write(Action.DELETE, key, recursive=True)])
+            else:
+                store.write([put(f"{key}/c")])
+    store.redis.close()
+
+
+def test_an_export_under_four_writers_is_the_store_at_its_end_seq(
+    redis_server: EmbeddedRedis, real_redis: redis.Redis, tmp_path: Path
+) -> None:
+    store = Store(real_redis)
+    store.write([put("/w")])
+    store.write([put(f"/w/{n}") for n in range(2000)])
+    stop = threading.Event()
+    writers = [
+        threading.Thread(target=write_at_random, args=(redis_server.url, seed, stop))
+        for seed in range(4)
+    ]
+    for writer in writers:
+        writer.start()
+    out = io.BytesIO()
+    try:
+        time.sleep(0.1)
+        exporter = SlowExporter(real_redis, KeyScheme(), page=100)
+        export_jsonl(exporter, "/", out, streams=store.streams)
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join()
+    header, *body, end = map(orjson.loads, out.getvalue().splitlines())
+    in_file: dict[str, int] = {}  # each key's last line
+    for item in body:
+        if "id" in item:
+            key, _, revision = item["id"].rpartition(",")
+            in_file[key] = int(revision)
+        elif "deleted" in item:
+            in_file.pop(item["deleted"], None)
+    at_seq: dict[str, int] = {}  # each key as the change feed says it was at the end's seq
+    for _, event in real_redis.xrange("fs:x:/", "-", end["seq"]):
+        key, revision = event[b"k"].decode(), int(event[b"r"])
+        if event[b"o"] == b"d":
+            at_seq.pop(key, None)
+        else:
+            at_seq[key] = revision
+    during = real_redis.xrange("fs:x:/", "(" + header["seq"], end["seq"])
+    assert len(during) > 100  # the writers wrote while the export walked
+    assert in_file == at_seq
+    # Restored, the file is that store too: its catch-up lines are written over the walk's.
+    path = tmp_path / "export.jsonl"
+    path.write_bytes(out.getvalue())
+    real_redis.flushall()
+    Importer(Store(real_redis), Limits(), Options(mode=Mode.RESTORE)).run(open_source(path), None)
+    restored = Exporter(real_redis, KeyScheme()).entries("/")
+    assert {key: codec_json.stored_revision(raw, key) for key, raw in restored} == at_seq
