@@ -320,9 +320,9 @@ def test_the_baseline_issues_the_redis_commands_of_feedstores_put(
     monkeypatch.setattr(redis.client.Pipeline, "execute_command", recording)
     watch_and_read = watch.watch_and_read
 
-    def recording_both(pipe: Any, watched: Sequence[str], *command: Any) -> Any:
+    def recording_both(pipe: Any, watched: Sequence[str], *command: Any, **options: Any) -> Any:
         sent.extend([("WATCH", 1 + len(watched)), (str(command[0]).upper(), len(command))])
-        return watch_and_read(pipe, watched, *command)
+        return watch_and_read(pipe, watched, *command, **options)
 
     monkeypatch.setattr(watch, "watch_and_read", recording_both)
     keys = [f"/bench/b1-{n:03d}" for n in range(5)]
