@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     from feedstore import check_cli  # it uses this module's Redis helpers
 
     check_cli.add_commands(subcommands)
+    from feedstore import port_cli  # it uses this module's Redis helpers
+
+    port_cli.add_commands(subcommands)
     from feedstore import changes_cli  # it uses this module's Redis helpers
 
     changes_cli.add_commands(subcommands)

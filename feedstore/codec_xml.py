@@ -13,7 +13,7 @@ import functools
 import io
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, BinaryIO
 
 from lxml import etree
 
@@ -317,6 +317,25 @@ def _is_change(category: Any) -> bool:
 def dumps_stored(raw_documents: Iterable[bytes]) -> bytes:
     """A feed of entries stored as JSON bytes."""
     return dumps(codec_json.loads_stored(raw) for raw in raw_documents)
+
+
+def write_feed(out: BinaryIO, raw_documents: Iterable[bytes], title: str) -> int:
+    """Stream a feed of stored entries to `out`, one entry's elements at a time (the export's
+    `--format atom`); return how many it wrote."""
+    written = 0
+    with etree.xmlfile(out, encoding="UTF-8") as xf:
+        xf.write_declaration()
+        with xf.element(f"{{{ATOM}}}feed", nsmap=NAMESPACES):
+            heading = etree.Element(f"{{{ATOM}}}title", nsmap=NAMESPACES)
+            heading.text = _text(title)
+            xf.write(heading)
+            holder = etree.Element(f"{{{ATOM}}}feed", nsmap=NAMESPACES)
+            for raw in raw_documents:
+                _write_entry(holder, codec_json.loads_stored(raw))
+                xf.write(holder[0])
+                holder.remove(holder[0])
+                written += 1
+    return written
 
 
 def dumps_message(

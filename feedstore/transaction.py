@@ -25,7 +25,7 @@ from typing import Any, Literal, NamedTuple
 from redis.client import Pipeline
 from redis.exceptions import WatchError
 
-from feedstore import acl, alias, changes, codec_json, history, idempotency, merge, watch
+from feedstore import acl, alias, changes, codec_json, history, idempotency, merge, restore, watch
 from feedstore.entry import (
     EntryId,
     document_fields,
@@ -66,6 +66,7 @@ class Action(Enum):
     PATCH = "patch"  # PATCH: the entry must exist, unless `upsert`
     DELETE = "delete"
     CLEAR = "clear"  # DELETE ?_clearfolder: the key's whole subtree, not the key
+    RESTORE = "restore"  # import --mode restore: `fields` is the exported document (restore.py)
 
 
 _REMOVALS = (Action.DELETE, Action.CLEAR)
@@ -80,7 +81,8 @@ class Write:
     the stored ones, inside the transaction. `numbered_under` (a POST without a self link) asks
     for the next free number under that parent: the transaction picks it, so only a write that
     commits spends one; `key` is empty until then. `merge` (`?_merge`, `Merge-Base`) makes a
-    stale `revision` the base of a three-way merge (merge.py) instead of a 409.
+    stale `revision` the base of a three-way merge (merge.py) instead of a 409. A RESTORE's
+    `upsert` forces it over an entry that differs (restore.py).
     """
 
     action: Action
@@ -249,6 +251,7 @@ class Transaction:
         # slot: partitions.py lists the child outside the transaction, and indexes it nowhere.
         apart = keys.is_partition_root if self.cluster is not None else _never
         written: list[Written] = []
+        unchanged: set[str] = set()  # restores that found their entry as exported
         stored: dict[str, bytes | int] = {}  # documents and revisions, for one MSET
         children: dict[str, dict[str, int]] = {}  # the new keys of each parent, for one ZADD
         pipe.multi()
@@ -280,11 +283,17 @@ class Transaction:
                     self._keep(w.key, state.revision, state.raw, removed=True)
                 written.append(Written(w.key, state.revision, None))
                 continue
+            revision = state.revision + 1
+            if w.action is Action.RESTORE:
+                revision = restore.revision_of(documents[w.key])
+                if restore.unchanged(state.exists, state.revision, documents[w.key]):
+                    written.append(Written(w.key, state.revision, state.document))
+                    unchanged.add(w.key)
+                    continue
             if self.caller is not None:
                 self._mirror(w.key, documents[w.key], apart(w.key))
             if self.history is not None:
                 self._keep(w.key, state.revision, state.raw)
-            revision = state.revision + 1
             document_name, revision_name, _ = state.names
             stored[document_name] = codec_json.dumps_document(documents[w.key])
             stored[revision_name] = revision
@@ -305,6 +314,8 @@ class Transaction:
             change.queue(pipe, keys, fields, self.caller is not None)
         if self.changes:
             events = _events(every, written, subtrees, inside)
+            if unchanged:  # a restore that found its entry as exported wrote nothing
+                events = (event for event in events if event[0] not in unchanged)
             changes.queue(pipe, keys, self.principal, events, whole_store=self.cluster is None)
         if self.lease is not None:
             self.lease.queue(pipe, written[: len(writes)])  # the answer commits with the data
@@ -611,6 +622,10 @@ class Transaction:
         ones (merge.py; MergeConflict when they overlap)."""
         stored = state.document
         try:
+            if w.action is Action.RESTORE:
+                return restore.document(
+                    w.key, w.fields, stored, state.revision, schema, force=w.upsert
+                )
             if base is not None and stored is not None:
                 fields = self._merged(w, base, stored, schema)
             elif w.patcher is None and schema is None:

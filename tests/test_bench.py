@@ -320,10 +320,10 @@ def test_the_baseline_issues_the_redis_commands_of_feedstores_put(
     monkeypatch.setattr(redis.client.Pipeline, "execute_command", recording)
     watch_and_read = watch.watch_and_read
 
-    def recording_both(pipe: Any, watched: Sequence[str], *command: Any, first: Any = None) -> Any:
-        assert first is None, "no Idempotency-Key, no lease"
+    def recording_both(pipe: Any, watched: Sequence[str], *command: Any, **options: Any) -> Any:
+        assert options.get("first") is None, "no Idempotency-Key, no lease"
         sent.extend([("WATCH", 1 + len(watched)), (str(command[0]).upper(), len(command))])
-        return watch_and_read(pipe, watched, *command)
+        return watch_and_read(pipe, watched, *command, **options)
 
     monkeypatch.setattr(watch, "watch_and_read", recording_both)
     keys = [f"/bench/b1-{n:03d}" for n in range(5)]

@@ -90,8 +90,8 @@ def test_a_write_run_again_after_a_watch_error_is_counted(
     watch_and_read = watch.watch_and_read
     interfered: list[bool] = []
 
-    def interfering(pipe: Any, watched: Any, *command: Any, first: Any = None) -> Any:
-        result = watch_and_read(pipe, watched, *command, first=first)
+    def interfering(pipe: Any, watched: Any, *command: Any, **options: Any) -> Any:
+        result = watch_and_read(pipe, watched, *command, **options)
         if not interfered:
             interfered.append(True)
             real_redis.incrby(watched[0], 0)  # a write that changes nothing still breaks WATCH

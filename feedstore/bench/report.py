@@ -16,6 +16,8 @@ from typing import Any
 from feedstore.bench.codecs import CodecTiming
 from feedstore.bench.scale import PROBE_REPEATS, Probe, ScaleData
 from feedstore.bench.scenarios import Comparison, Scenario, server_of
+from feedstore.bench.transfer import TransferTiming
+from feedstore.bench.transfer import lines as transfer_lines
 from feedstore.bench.wrk import WrkResult
 
 
@@ -92,6 +94,7 @@ class Report:
     probes: list[Probe] = dataclasses.field(default_factory=list)
     probe_server: str | None = None
     entry_rates: list[EntryRate] = dataclasses.field(default_factory=list)
+    transfers: list[TransferTiming] = dataclasses.field(default_factory=list)
 
     @property
     def met(self) -> bool:
@@ -100,6 +103,7 @@ class Report:
             all(r.met for r in self.ratios)
             and all(r.met for r in self.entry_rates)
             and all(c.met for c in self.codecs)
+            and all(t.met for t in self.transfers)
         )
 
 
@@ -248,6 +252,7 @@ def table(report: Report) -> str:
             f"(target >= {rate.target:,.0f}) {verdict}"
         )
     lines += codec_lines(report.codecs)
+    lines += transfer_lines(report.transfers)
     lines += scale_lines(report.scale, report.probes, report.probe_server)
     return "\n".join(lines)
 
@@ -328,6 +333,10 @@ def as_json(report: Report) -> dict[str, Any]:
         "entry_rates": [{**dataclasses.asdict(r), "met": r.met} for r in report.entry_rates],
         "codecs": [
             {**dataclasses.asdict(c), "ratio": c.ratio, "met": c.met} for c in report.codecs
+        ],
+        "transfers": [
+            {**dataclasses.asdict(t), "entries_per_s": t.entries_per_s, "met": t.met}
+            for t in report.transfers
         ],
         "scale": dataclasses.asdict(report.scale) if report.scale else None,
         "probes": [dataclasses.asdict(p) for p in report.probes],

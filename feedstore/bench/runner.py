@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 
 from feedstore import cli
-from feedstore.bench import cluster, codecs, report, scale, scenarios, servers, wrk
+from feedstore.bench import cluster, codecs, report, scale, scenarios, servers, transfer, wrk
 from feedstore.bench.client import RequestFailed
 from feedstore.bench.cluster import ServerGroup
 from feedstore.bench.codecs import CodecTiming
@@ -65,6 +65,7 @@ class Options:
     seed_processes: int = 2
     codecs: bool = True
     cluster_servers: int = 1  # serve processes in front of the cluster (bench/cluster.py)
+    transfer_entries: int = transfer.ENTRIES  # export and import (bench/transfer.py); 0 skips
 
     @property
     def seconds_per_round(self) -> int:
@@ -199,6 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-codecs", action="store_true", help="skip the in-process codec micro-benchmark"
     )
     parser.add_argument(
+        "--transfer-entries",
+        type=int,
+        default=transfer.ENTRIES,
+        metavar="N",
+        help="entries that feedstore export and import --mode restore are timed over "
+        "(%(default)s; 1000000 for the issue's figure; 0 skips them)",
+    )
+    parser.add_argument(
         "--json", metavar="FILE", help="also write the results as JSON (- for stdout)"
     )
     parser.add_argument(
@@ -247,6 +256,7 @@ def parse_options(argv: list[str] | None) -> Options:
         seed_processes=args.seed_processes,
         codecs=not args.no_codecs,
         cluster_servers=args.cluster_servers,
+        transfer_entries=max(0, args.transfer_entries),
     )
 
 
@@ -331,9 +341,13 @@ def run(options: Options, progress: Progress) -> Report:
                 used[1] += after[1] - before[1]
                 time.sleep(SETTLE_SECONDS)
                 loads[scenario.name] = load
+        transfers = []
+        if options.transfer_entries:
+            transfers = transfer.measure(work, options.transfer_entries, progress)
     measured = build_report(options, results, loads, cpu)
     return dataclasses.replace(
         measured,
+        transfers=transfers,
         codecs=codec_timings,
         scale=scale_data,
         probes=probes,
