@@ -11,6 +11,7 @@
   'use strict';
 
   var SERVER_FIELDS = ['id', 'published', 'updated', 'author'];
+  var TABS = ['form', 'json', 'history'];
   var NEW_FIELD_TYPES = ['string', 'number', 'boolean', 'object', 'array'];
 
   var state = {
@@ -45,11 +46,16 @@
     },
     read: function (key) { return call('GET', dataUrl(key) + '?e'); },
     create: function (url, entry) { return call('POST', url, {data: feedOf(entry)}); },
-    put: function (entry) { return call('PUT', '/d/', {data: feedOf(entry)}); },
-    patch: function (key, fields, revision) {
-      return call('PATCH', dataUrl(key), {
-        data: feedOf(fields), headers: {'If-Match': '"' + revision + '"'}
-      });
+    /** PUT of the whole entry; `merge` asks the server to merge a stale one (§17.5). */
+    put: function (entry, merge) {
+      return call('PUT', merge ? '/d/?_merge' : '/d/', {data: feedOf(entry)});
+    },
+    /** PATCH with If-Match, or with Merge-Base when `merge`: a stale base is then merged. */
+    patch: function (key, fields, revision, merge) {
+      var header = merge ? 'Merge-Base' : 'If-Match';
+      var headers = {};
+      headers[header] = '"' + revision + '"';
+      return call('PATCH', dataUrl(key), {data: feedOf(fields), headers: headers});
     },
     remove: function (key, revision) { return call('DELETE', dataUrl(key) + '?r=' + revision); }
   };
@@ -77,14 +83,21 @@
     return xhr.status ? 'The server answered ' + xhr.status + '.' : 'The server did not answer.';
   }
 
-  /** A refused save that carries the stored entry: shown as a conflict, not as an error. */
+  /**
+   * A refused save that carries the stored entry: shown as a conflict, not as an error. A merge
+   * the server could not make (merge_conflict) also names the fields both sides changed, each
+   * with its base, current and yours (docs/api.md §17.5).
+   */
   function conflictOf(xhr) {
     var body = errorBody(xhr);
     var error = body && body.error;
-    var codes = ['revision_conflict', 'precondition_failed'];
+    var codes = ['revision_conflict', 'precondition_failed', 'merge_conflict', 'merge_base_gone'];
     if ((xhr.status === 409 || xhr.status === 412) && error && codes.indexOf(error.code) >= 0 &&
         isObject(error.current)) {
-      return {message: body.feed.title, current: error.current};
+      return {
+        message: body.feed.title, current: error.current, code: error.code,
+        conflicts: Array.isArray(error.conflicts) ? error.conflicts : []
+      };
     }
     return null;
   }
@@ -336,20 +349,28 @@
       return;
     }
     var request;
+    var merged = null;  // x-feedstore-merged: the base revision the server merged from
     if (method === 'PUT') {
-      request = api.put(putBody(target.key, target.revision, target.mine)).then(function () {
-        return api.read(target.key);
-      });
+      request = api.put(putBody(target.key, target.revision, target.mine), target.merge)
+        .then(function (data, text, xhr) {
+          merged = xhr.getResponseHeader('x-feedstore-merged');
+          return api.read(target.key);
+        });
     } else {
       var fields = patchOf(target.base, target.mine, state.schema, true);
-      request = api.patch(target.key, fields, target.revision);
+      request = api.patch(target.key, fields, target.revision, target.merge)
+        .then(function (data, text, xhr) {
+          merged = xhr.getResponseHeader('x-feedstore-merged');
+          return data;
+        });
     }
     busy(true);
     request.then(function (data) {
       var entry = entriesOf(data)[0];
       openLoaded(entry);
       notice('Saved ' + target.key + ' as revision ' + revisionOf(entry) + ' (' + method + ').' +
-        note);
+        (merged ? ' Your changes to revision ' + target.revision + ' were merged with those ' +
+          'saved since.' : '') + note);
       reloadList();
     }, function (xhr) {
       var conflict = conflictOf(xhr);
@@ -367,7 +388,7 @@
     if (open.isNew) { create(); return; }
     write({
       key: open.key, revision: open.revision, base: open.base, mine: clone(open.mine),
-      method: $('input[name="save-mode"]:checked').val()
+      method: $('input[name="save-mode"]:checked').val(), merge: $('#merge-stale').prop('checked')
     });
   }
 
@@ -602,10 +623,12 @@
     }
     $('#save-mode').prop('hidden', open.isNew);
     $('#save').text(open.isNew ? 'Create' : 'Save');
-    $('#reload, #delete').prop('hidden', open.isNew);
+    $('#reload, #delete, #tab-history').prop('hidden', open.isNew);
+    if (open.isNew && state.tab === 'history') { selectTab('form'); }
     renderMeta(open.base);
     renderForm();
     if (state.tab === 'json') { fillJson(); }
+    if (state.tab === 'history') { showHistory(); }
     markChanges();
   }
 
@@ -819,7 +842,13 @@
       var changed = !open.isNew && !same(getAt(open.base, path), getAt(open.mine, path));
       $(this).toggleClass('changed', changed);
     });
-    $('#dirty').prop('hidden', open.isNew || same(editable(open.base), editable(open.mine)));
+    $('#dirty').prop('hidden', !isDirty());
+  }
+
+  /** Whether the open entry has edits not saved. */
+  function isDirty() {
+    var open = state.open;
+    return Boolean(open) && !open.isNew && !same(editable(open.base), editable(open.mine));
   }
 
   // -- the JSON view -----------------------------------------------------------------------------
@@ -856,14 +885,23 @@
     if (tab === state.tab) { return; }
     if (state.tab === 'json' && !readJson()) { return; }
     state.tab = tab;
-    ['form', 'json'].forEach(function (name) {
+    TABS.forEach(function (name) {
       $('#tab-' + name).attr('aria-selected', String(tab === name))
         .attr('tabindex', tab === name ? null : '-1');
+      $('#' + name + '-panel').prop('hidden', tab !== name);
     });
-    $('#form-panel').prop('hidden', tab !== 'form');
-    $('#json-panel').prop('hidden', tab !== 'json');
-    if (tab === 'json') { fillJson(); } else { renderForm(); markChanges(); }
+    if (tab === 'json') {
+      fillJson();
+    } else if (tab === 'form') {
+      renderForm();
+      markChanges();
+    } else {
+      showHistory();
+    }
   }
+
+  /** history.js shows the open entry's revisions in the History tab. */
+  function showHistory() { $(document).trigger('feedstore:history', [state.open]); }
 
   // -- the conflict view -------------------------------------------------------------------------
 
@@ -906,13 +944,15 @@
       var youChanged = !same(mine, base);
       var theyChanged = !same(theirsValue, base);
       return {
-        path: path, mine: mine, theirs: theirsValue, differs: !same(mine, theirsValue),
-        youChanged: youChanged, theyChanged: theyChanged,
-        keep: youChanged ? 'mine' : 'theirs'
+        path: path, label: pathLabel(path), base: base, mine: mine, theirs: theirsValue,
+        differs: !same(mine, theirsValue), youChanged: youChanged, theyChanged: theyChanged,
+        keep: youChanged ? 'mine' : 'theirs', conflicts: []
       };
     });
+    rows = markServerConflicts(rows, conflict.conflicts);
     state.conflict = {target: target, theirs: theirs, method: method, rows: rows};
     var differing = rows.filter(function (row) { return row.differs; }).length;
+    var fields = conflict.conflicts.map(function (item) { return item.field; });
     $('#conflict-key').text(target.key);
     $('#conflict-summary').empty().append(
       $('<strong>').text(conflict.message + ' (' + status + ')'),
@@ -920,6 +960,20 @@
         ' was refused: someone saved revision ' + revisionOf(theirs) +
         (theirs.updated ? ' at ' + timeElement(theirs.updated).text() : '') + ' meanwhile. ' +
         differing + (differing === 1 ? ' field differs.' : ' fields differ.')));
+    if (conflict.code === 'merge_conflict') {
+      var $note = $('<span class="merge-note">').text('The server merged nothing: you and ' +
+        'revision ' + revisionOf(theirs) + ' both changed ');
+      fields.forEach(function (field, i) {
+        $note.append(i ? ', ' : '', $('<code>').text(field));
+      });
+      $('#conflict-summary').append(' ', $note.append('. Choose a side for each conflict; the ' +
+        'other changes are kept from whoever made them.'));
+    } else if (conflict.code === 'merge_base_gone') {
+      $('#conflict-summary').append(' ', $('<span class="merge-note">').text(
+        'The server could not merge: it no longer keeps revision ' + target.revision +
+        ' (history is kept per prefix), so compare the fields here.'));
+    }
+    $('#conflict-base-rev').text('(revision ' + target.revision + ')');
     $('#conflict-mine-rev').text('(edited from revision ' + target.revision + ')');
     $('#conflict-theirs-rev').text('(revision ' + revisionOf(theirs) + ')');
     renderConflictRows();
@@ -928,24 +982,74 @@
     $('#conflict-title').trigger('focus');
   }
 
+  /**
+   * Attach the server's merge conflicts (error.conflicts) to the rows: a field is named as the
+   * rows are (`parts[partsid=a1].quantity`), so it marks the row of that name, or the row that
+   * holds it or lies inside it. The values shown are the server's where it names the row exactly.
+   * A field no row matches gets a row of its own, shown but kept as theirs.
+   */
+  function markServerConflicts(rows, conflicts) {
+    var within = function (inner, outer) {
+      return inner === outer || inner.indexOf(outer + '.') === 0 ||
+        inner.indexOf(outer + '[') === 0;
+    };
+    conflicts.forEach(function (item) {
+      var field = String(item.field);
+      var matched = rows.filter(function (row) {
+        return within(field, row.label) || within(row.label, field);
+      });
+      matched.forEach(function (row) {
+        row.conflicts.push(field);
+        if (row.label === field) {
+          row.base = nullToUnset(item.base);
+          row.theirs = nullToUnset(item.current);
+          row.mine = nullToUnset(item.yours);
+        }
+        row.differs = true;
+        row.keep = 'mine';
+      });
+      if (!matched.length) {
+        rows.push({
+          path: null, label: field, base: nullToUnset(item.base),
+          theirs: nullToUnset(item.current), mine: nullToUnset(item.yours), differs: true,
+          youChanged: true, theyChanged: true, keep: 'theirs', conflicts: [field]
+        });
+      }
+    });
+    // The server's conflicts first, in its order; then the rest as before.
+    return rows.filter(function (row) { return row.conflicts.length; })
+      .concat(rows.filter(function (row) { return !row.conflicts.length; }));
+  }
+
+  /** error.conflicts says null for a value that isn't there. */
+  function nullToUnset(value) { return value === null ? undefined : value; }
+
   function renderConflictRows() {
     var $body = $('#conflict-table tbody').empty();
     var showSame = $('#show-same').prop('checked');
     state.conflict.rows.forEach(function (row, i) {
-      var label = pathLabel(row.path);
+      var label = row.label;
       var $row = $('<tr class="conflict-row">').attr('data-path', label)
         .toggleClass('differs', row.differs).toggleClass('same', !row.differs)
+        .toggleClass('merge-conflict', row.conflicts.length > 0)
         .prop('hidden', !row.differs && !showSame);
       var $name = $('<th scope="row">').append($('<code>').text(label));
-      if (row.differs) {
+      if (row.conflicts.length) {
+        $name.append(' ', $('<span class="tag conflict-tag">').text('conflict'), ' ',
+          $('<span class="who">').text(row.conflicts.length === 1 && row.conflicts[0] === label ?
+            'both changed' : 'both changed ' + row.conflicts.join(', ')));
+      } else if (row.differs) {
         var who = row.youChanged && row.theyChanged ? 'both changed' :
           row.youChanged ? 'you changed' : 'they changed';
         $name.append(' ', $('<span class="tag">').text('differs'), ' ',
           $('<span class="who">').text(who));
       }
-      $row.append($name, valueCell(row.mine, 'mine'), valueCell(row.theirs, 'theirs'));
+      $row.append($name, valueCell(row.base, 'base'), valueCell(row.mine, 'mine'),
+        valueCell(row.theirs, 'theirs'));
       var $keep = $('<td class="keep">');
-      if (row.differs) {
+      if (!row.path) {
+        $keep.append($('<span class="hint">').text('theirs (resolve in the editor)'));
+      } else if (row.differs) {
         var $group = $('<div role="radiogroup">').attr('aria-label', 'Keep for ' + label);
         ['mine', 'theirs'].forEach(function (side) {
           var $radio = $('<input type="radio">')
@@ -989,12 +1093,14 @@
     if (how === 'merge') {
       version = clone(theirs);
       conflict.rows.forEach(function (row) {
-        if (row.differs && row.keep === 'mine') { setAt(version, row.path, clone(row.mine)); }
+        if (row.path && row.differs && row.keep === 'mine') {
+          setAt(version, row.path, clone(getAt(target.mine, row.path)));
+        }
       });
     }
     write({
       key: target.key, revision: revisionOf(theirs), base: theirs, mine: version,
-      method: conflict.method
+      method: conflict.method, merge: target.merge
     });
   }
 
@@ -1124,10 +1230,12 @@
     $('#raw-json').on('input', function () { readJson(); });
     $('#tab-form').on('click', function () { selectTab('form'); });
     $('#tab-json').on('click', function () { selectTab('json'); });
+    $('#tab-history').on('click', function () { selectTab('history'); });
     $('.tabs').on('keydown', '[role="tab"]', function (event) {
       if (event.key !== 'ArrowLeft' && event.key !== 'ArrowRight') { return; }
-      var tab = state.tab === 'form' ? 'json' : 'form';
-      selectTab(tab);
+      var shown = TABS.filter(function (name) { return !$('#tab-' + name).prop('hidden'); });
+      var at = shown.indexOf(state.tab) + (event.key === 'ArrowRight' ? 1 : -1);
+      selectTab(shown[(at + shown.length) % shown.length]);
       $('#tab-' + state.tab).trigger('focus');
     });
 
@@ -1179,6 +1287,15 @@
       }
     });
   }
+
+  /** What history.js (and the other parts of the page) use of this one. */
+  window.feedstorePage = {
+    state: state, call: call, dataUrl: dataUrl, entriesOf: entriesOf, errorBody: errorBody,
+    errorMessage: errorMessage, conflictOf: conflictOf, revisionOf: revisionOf, selfKey: selfKey,
+    editable: editable, same: same, isObject: isObject, timeElement: timeElement, notice: notice,
+    showError: showError, busy: busy, openEntry: openEntry, reloadList: reloadList,
+    isDirty: isDirty
+  };
 
   $(function () {
     wire();

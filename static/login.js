@@ -29,7 +29,9 @@
   function showAccount(entry) {
     var groups = (entry.category || []).map(function (c) { return c.___term; });
     var admin = groups.indexOf('/_group/$admin') >= 0 ? ' (admin)' : '';
-    $('#whoami').text(entry.subtitle + admin).attr('title', 'uid ' + entry.title +
+    // data-uid and data-account name the writes of this user where the page shows who wrote.
+    $('#whoami').attr({'data-uid': entry.title, 'data-account': entry.subtitle})
+      .text(entry.subtitle + admin).attr('title', 'uid ' + entry.title +
       (groups.length ? ', ' + groups.join(', ') : ''));
     $('#account').prop('hidden', false);
   }

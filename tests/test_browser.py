@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import struct
 import threading
 from collections.abc import Callable, Iterator
@@ -48,6 +49,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+# Keys under these prefixes keep their superseded revisions (docs/api.md §17): /plain doesn't.
+HISTORY = ("/orders=20", "/notes=20")
 LAPTOP: ViewportSize = {"width": 1280, "height": 800}
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 SCHEMA = {
@@ -112,6 +115,12 @@ class Server:
         entry = {"link": [{"___href": key, "___rel": "self"}], **fields}
         assert self.call("POST", "/d/", {"feed": {"entry": [entry]}}).status == 201
 
+    def update(self, key: str, **fields: Any) -> None:
+        """Another client's PUT of fields over the entry at key, with the id it reads."""
+        stored = self.entry(key)
+        assert stored is not None
+        assert self.call("PUT", "/d/", {"feed": {"entry": [{**stored, **fields}]}}).status == 200
+
     def entry(self, key: str) -> dict[str, Any] | None:
         """The stored entry at key, read in the server's JSON style; None when there is none."""
         answer = self.call("GET", f"/d{key}?e")
@@ -141,7 +150,8 @@ def serving(redis_server: EmbeddedRedis, config: dict[str, Any]) -> Iterator[Ser
 
 @pytest.fixture(scope="module", params=["feed", "bare"])
 def live_server(request: pytest.FixtureRequest, redis_server: EmbeddedRedis) -> Iterator[Server]:
-    with serving(redis_server, {"json_style": request.param}) as server:
+    config = {"json_style": request.param, "history": HISTORY}
+    with serving(redis_server, config) as server:
         yield server
 
 
@@ -489,6 +499,155 @@ def test_conflict_merges_field_by_field(server: Server, open_page: Any) -> None:
         7,
         "Jazz",
     )
+
+
+# -- merges: the server's merge of a stale save, and its conflicts -----------------------------
+
+
+def edit_stale(server: Server, open_page: Any, mode: str, **edits: str) -> Page:
+    """User B opens /orders/001; A saves title and score (revision 2); B then makes `edits`
+    from revision 1 and is to save them with `mode` and Merge checked."""
+    seed_orders(server, 1)
+    page = open_page("#open=/orders/001")
+    server.update("/orders/001", title="Title by A", score=7)
+    page.get_by_label(mode).check()
+    page.get_by_label("Merge").check()
+    for name, value in edits.items():
+        field_control(page, *name.split("__")).fill(value)
+    return page
+
+
+@pytest.mark.parametrize("mode", ["PUT", "PATCH"])
+def test_merge_saves_a_stale_edit_of_other_fields(
+    server: Server, open_page: Any, mode: str
+) -> None:
+    page = edit_stale(server, open_page, mode, favorite__music="Jazz")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#revision")).to_have_text("revision 3")
+    expect(page.locator("#notice")).to_contain_text("were merged with those saved since")
+    expect(field_control(page, "title")).to_have_value("Title by A")
+    stored = server.entry("/orders/001")
+    assert stored is not None
+    assert (stored["title"], stored["score"], stored["favorite"]["music"]) == (
+        "Title by A",
+        7,
+        "Jazz",
+    )
+
+
+@pytest.mark.parametrize("mode", ["PUT", "PATCH"])
+def test_merge_conflict_shows_the_servers_fields(server: Server, open_page: Any, mode: str) -> None:
+    page = edit_stale(server, open_page, mode, title="Title by B", favorite__music="Jazz")
+    with page.expect_response(lambda answer: answer.status == 409) as refused:
+        page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#conflict")).to_be_visible()
+    assert refused.value.json()["error"]["conflicts"] == [
+        {"field": "title", "base": "Order 001", "current": "Title by A", "yours": "Title by B"}
+    ]
+    expect(page.locator("#conflict-summary")).to_contain_text("Merge conflict")
+    expect(page.locator("#conflict-summary .merge-note")).to_contain_text("both changed title")
+    conflicting = page.locator("#conflict-table tr.merge-conflict")
+    expect(conflicting).to_have_count(1)
+    title = conflicting.first
+    expect(title).to_have_attribute("data-path", "title")
+    expect(title.locator("th")).to_contain_text("conflict")
+    expect(title.locator("td.base")).to_have_text("Order 001")
+    expect(title.locator("td.mine")).to_have_text("Title by B")
+    expect(title.locator("td.theirs")).to_have_text("Title by A")
+    music = page.locator("#conflict-table tr[data-path='favorite.music']")
+    expect(music).to_contain_text("you changed")
+    expect(music).not_to_have_class(re.compile("merge-conflict"))
+
+    page.get_by_role("button", name="Save merge").click()
+    expect(page.locator("#revision")).to_have_text("revision 3")
+    stored = server.entry("/orders/001")
+    assert stored is not None
+    assert (stored["title"], stored["score"], stored["favorite"]["music"]) == (
+        "Title by B",
+        7,
+        "Jazz",
+    )
+
+
+def test_merge_without_a_kept_base_shows_the_plain_conflict(server: Server, open_page: Any) -> None:
+    server.create("/plain", title="one", body="b")
+    page = open_page("#open=/plain")
+    server.update("/plain", title="two")
+    page.get_by_label("Merge").check()
+    field_control(page, "body").fill("mine")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#conflict-summary")).to_contain_text("no longer keeps revision 1")
+    expect(page.locator("#conflict-table tr.differs")).to_have_count(2)
+    page.get_by_role("button", name="Save merge").click()
+    expect(page.locator("#revision")).to_have_text("revision 3")
+    stored = server.entry("/plain")
+    assert stored is not None and (stored["title"], stored["body"]) == ("two", "mine")
+
+
+# -- history: view and restore a revision ------------------------------------------------------
+
+
+def test_history_lists_views_and_restores_a_revision(server: Server, open_page: Any) -> None:
+    seed_orders(server, 1)
+    server.update("/orders/001", title="Second")
+    server.update("/orders/001", score=5)
+    page = open_page("#open=/orders/001")
+    page.get_by_role("tab", name="History").click()
+    rows = page.locator("#history-table tbody tr")
+    expect(rows).to_have_count(3)
+    expect(rows.nth(0)).to_contain_text("current")
+    expect(rows.nth(0).locator("td.changed-fields")).to_have_text("score")
+    expect(rows.nth(1).locator("td.changed-fields")).to_have_text("title")
+    expect(rows.nth(2).locator("td.changed-fields")).to_have_text("created")
+    expect(rows.nth(2).locator("td.by")).to_have_text("anonymous")
+
+    page.get_by_role("button", name="View revision 1").click()
+    expect(page.locator("#history-view-title")).to_have_text("Revision 1 of /orders/001")
+    expect(page.locator("#history-view-diff")).to_have_text(
+        "Differs from the current revision in title, score."
+    )
+    shown = json.loads(page.locator("#history-view-json").inner_text())
+    assert (shown["id"], shown["title"]) == ("/orders/001,1", "Order 001")
+
+    with page.expect_request(lambda sent: sent.method == "PUT") as sent_put:
+        page.get_by_role("button", name="Restore… revision 1").click()
+        page.get_by_role("dialog").get_by_role("button", name="Restore").click()
+    expect(page.locator("#revision")).to_have_text("revision 4")
+    expect(page.locator("#notice")).to_have_text(
+        "Restored revision 1 of /orders/001 as revision 4."
+    )
+    assert sent_put.value.url.endswith("/d/orders/001?_revert=1")
+    assert sent_put.value.headers["if-match"] == '"3"'
+    expect(rows).to_have_count(4)
+    expect(rows.nth(0).locator("td.changed-fields")).to_have_text("title, score")
+    stored = server.entry("/orders/001")
+    assert stored is not None and (stored["title"], stored["score"]) == ("Order 001", 1)
+
+
+def test_history_restore_of_a_stale_entry_is_refused(server: Server, open_page: Any) -> None:
+    server.create("/notes", title="first")
+    page = open_page("#open=/notes")
+    page.get_by_role("tab", name="History").click()
+    expect(page.locator("#history-status")).to_contain_text("No earlier revision")
+    server.update("/notes", title="2")
+    page.get_by_role("button", name="Reload").click()
+    expect(page.locator("#history-table tbody tr")).to_have_count(2)
+    server.update("/notes", title="3")
+    page.get_by_role("button", name="Restore… revision 1").click()
+    page.get_by_role("dialog").get_by_role("button", name="Restore").click()
+    expect(page.locator("#error")).to_contain_text("Not restored: /notes was saved by someone else")
+    stored = server.entry("/notes")
+    assert stored is not None and stored["id"] == "/notes,3"
+
+
+def test_history_of_a_key_without_a_history_prefix(server: Server, open_page: Any) -> None:
+    server.create("/plain", title="one")
+    server.update("/plain", title="two")
+    page = open_page("#open=/plain")
+    page.get_by_role("tab", name="History").click()
+    expect(page.locator("#history-status")).to_contain_text("No earlier revision of /plain is kept")
+    expect(page.locator("#history-table tbody tr")).to_have_count(1)
+    expect(page.get_by_role("button", name="Restore… revision 1")).to_have_count(0)
 
 
 # -- screenshots -------------------------------------------------------------------------------
