@@ -382,13 +382,15 @@
     }).always(function () { busy(false); });
   }
 
-  function save() {
+  /** Save the open entry; `merge` (or the Merge box) asks the server to merge a stale save. */
+  function save(merge) {
     var open = state.open;
     if (!open || state.busy || !readyToSave()) { return; }
     if (open.isNew) { create(); return; }
     write({
       key: open.key, revision: open.revision, base: open.base, mine: clone(open.mine),
-      method: $('input[name="save-mode"]:checked').val(), merge: $('#merge-stale').prop('checked')
+      method: $('input[name="save-mode"]:checked').val(),
+      merge: merge === true || $('#merge-stale').prop('checked')
     });
   }
 
@@ -473,6 +475,8 @@
       if (list !== state.list) { return; }
       list.next = xhr.getResponseHeader('x-vtecx-nextpage');
       renderList(entriesOf(data));
+      // live.js follows the change feed from the sequence the first page carries (§18).
+      $(document).trigger('feedstore:listed', [list, xhr.getResponseHeader('x-feedstore-seq')]);
     }, function (xhr) {
       if (list !== state.list || xhr.status === 401) { return; }  // 401: login.js asks to log in
       if (xhr.status === 403) {  // shown where the children would be
@@ -497,35 +501,45 @@
   function renderList(entries, emptyText) {
     var list = state.list;
     var $body = $('#children tbody').empty();
-    entries.forEach(function (entry) {
-      var key = selfKey(entry);
-      var name = key.slice(key.lastIndexOf('/') + 1);
-      var $row = $('<tr>').attr('data-key', key);
-      $('<th scope="row">').append(
-        $('<a class="open-entry">').attr({href: hashFor(list.key, key), title: key}).text(name)
-      ).appendTo($row);
-      $('<td class="title">').text(typeof entry.title === 'string' ? entry.title : '')
-        .appendTo($row);
-      $('<td class="num">').text(revisionOf(entry)).appendTo($row);
-      $('<td class="when">').append(timeElement(entry.updated)).appendTo($row);
-      $('<td class="browse">').append(
-        $('<button type="button" class="quiet browse-children">').append('Children',
-          $('<span class="visually-hidden">').text(' of ' + key), ' ›')
-      ).appendTo($row);
-      $body.append($row);
-    });
-    $('#children').prop('hidden', entries.length === 0);
-    $('#list-empty').prop('hidden', entries.length > 0).text(emptyText || 'No children.')
-      .toggleClass('denied', Boolean(emptyText));
+    entries.forEach(function (entry) { $body.append(listRow(entry)); });
     $('#list-key').text(list.key);
+    renderListState(emptyText);
+    renderBreadcrumb(list.key);
+    markOpenRow();
+  }
+
+  /** The row of one child in the list. */
+  function listRow(entry) {
+    var key = selfKey(entry);
+    var name = key.slice(key.lastIndexOf('/') + 1);
+    var $row = $('<tr>').attr({'data-key': key, 'data-revision': revisionOf(entry)});
+    $('<th scope="row">').append(
+      $('<a class="open-entry">').attr({href: hashFor(state.list.key, key), title: key}).text(name)
+    ).appendTo($row);
+    $('<td class="title">').text(typeof entry.title === 'string' ? entry.title : '')
+      .appendTo($row);
+    $('<td class="num">').text(revisionOf(entry)).appendTo($row);
+    $('<td class="when">').append(timeElement(entry.updated)).appendTo($row);
+    $('<td class="browse">').append(
+      $('<button type="button" class="quiet browse-children">').append('Children',
+        $('<span class="visually-hidden">').text(' of ' + key), ' ›')
+    ).appendTo($row);
+    return $row;
+  }
+
+  /** The empty state, page numbers and pager of the list as its rows now are. */
+  function renderListState(emptyText) {
+    var list = state.list;
+    var count = $('#children tbody tr').length;
+    $('#children').prop('hidden', count === 0);
+    $('#list-empty').prop('hidden', count > 0).text(emptyText || 'No children.')
+      .toggleClass('denied', Boolean(emptyText));
     var first = list.page * pageSize() + 1;
-    $('#page-info').text(entries.length ?
-      'Page ' + (list.page + 1) + ' · ' + first + '–' + (first + entries.length - 1) :
+    $('#page-info').text(count ?
+      'Page ' + (list.page + 1) + ' · ' + first + '–' + (first + count - 1) :
       'Page ' + (list.page + 1));
     $('#prev-page').prop('disabled', list.page === 0);
     $('#next-page').prop('disabled', !list.next);
-    renderBreadcrumb(list.key);
-    markOpenRow();
   }
 
   function renderBreadcrumb(key) {
@@ -556,6 +570,14 @@
     });
   }
 
+  /** A principal (a writer in an author URI) as people read it: the logged-in user's account
+   * (login.js keeps its uid on #whoami), `uid 7`, or `anonymous`. */
+  function principalName(principal) {
+    if (principal === null || principal === undefined || principal === '') { return '?'; }
+    if (principal === $('#whoami').attr('data-uid')) { return $('#whoami').attr('data-account'); }
+    return /^\d+$/.test(principal) ? 'uid ' + principal : principal;
+  }
+
   function timeElement(iso) {
     if (!iso) { return $('<span>'); }
     var date = new Date(iso);
@@ -567,14 +589,15 @@
 
   // -- the editor --------------------------------------------------------------------------------
 
-  function openEntry(key) {
+  /** Read and open the entry at key; `quiet` leaves the focus where it is (a live reload). */
+  function openEntry(key, quiet) {
     return api.read(key).then(function (data) {
       if (!data) {
         showError('There is no entry at ' + key + '.');
         return;
       }
       openLoaded(entriesOf(data)[0]);
-      $('#editor-title').trigger('focus');
+      if (!quiet) { $('#editor-title').trigger('focus'); }
     }, function (xhr) {
       showError('Could not open ' + key + ': ' + errorMessage(xhr));
     });
@@ -589,11 +612,13 @@
     renderEditor();
     updateHash();
     markOpenRow();
+    $(document).trigger('feedstore:opened', [state.open]);
   }
 
   function openNew(parent) {
     state.open = {key: null, parent: parent, isNew: true, base: {}, mine: {title: ''}, invalid: {}};
     state.conflict = null;
+    $(document).trigger('feedstore:opened', [null]);
     renderEditor();
     $('#new-key').val('').trigger('focus');
   }
@@ -601,6 +626,7 @@
   function closeEditor() {
     state.open = null;
     state.conflict = null;
+    $(document).trigger('feedstore:opened', [null]);
     $('#entry-view, #conflict').prop('hidden', true);
     $('#placeholder').prop('hidden', false);
     updateHash();
@@ -1239,7 +1265,7 @@
       $('#tab-' + state.tab).trigger('focus');
     });
 
-    $('#save').on('click', save);
+    $('#save').on('click', function () { save(); });
     $('#revert').on('click', function () {
       if (state.open.isNew) { openNew(state.open.parent); return; }
       openLoaded(state.open.base);
@@ -1294,7 +1320,8 @@
     errorMessage: errorMessage, conflictOf: conflictOf, revisionOf: revisionOf, selfKey: selfKey,
     editable: editable, same: same, isObject: isObject, timeElement: timeElement, notice: notice,
     showError: showError, busy: busy, openEntry: openEntry, reloadList: reloadList,
-    isDirty: isDirty
+    isDirty: isDirty, save: save, parentOf: parentOf, listRow: listRow,
+    renderListState: renderListState, markOpenRow: markOpenRow, principalName: principalName
   };
 
   $(function () {

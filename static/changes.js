@@ -1,6 +1,7 @@
 /*
  * Following the change feed (docs/api.md §18) over Server-Sent Events: an EventSource on
- * GET /d/<key>?_changes&_since=<seq>, read as changes of {seq, op, key, revision, by, entry}.
+ * GET /d/<key>?_changes&e&_since=<seq>, read as changes of {seq, op, key, revision, by, entry}
+ * (with `e` an item is the entry as stored now, so a list can show it without reading it).
  *
  * EventSource reconnects by itself when a stream ends or the network drops, sending the last
  * event's id as Last-Event-ID, so nothing is missed or repeated. It gives up when the server
@@ -30,9 +31,10 @@
     if (!entry || typeof entry !== 'object') { return null; }
     var self = (entry.link || []).filter(function (link) { return link.___rel === 'self'; })[0];
     var id = String(entry.id || '');
+    // With `e` the item is the current entry, its own categories first and the change's last.
     var category = (entry.category || []).filter(function (c) {
       return c.___scheme === 'urn:feedstore:change';
-    })[0];
+    }).pop();
     var by = null;
     (entry.author || []).forEach(function (author) {
       var match = AUTHOR.exec(author.uri || '');
@@ -63,7 +65,7 @@
     var tell = function (name) { if (handlers.state) { handlers.state(name); } };
 
     function url(extra) {
-      return dataUrl(key) + '?_changes&_since=' + encodeURIComponent(seq) + (extra || '');
+      return dataUrl(key) + '?_changes&e&_since=' + encodeURIComponent(seq) + (extra || '');
     }
 
     function onChange(event) {

@@ -23,14 +23,7 @@
       var match = WRITER.exec(author.uri || '');
       if (match) { found[match[1]] = match[2]; }
     });
-    return principalName(found.updated !== undefined ? found.updated : found.created);
-  }
-
-  /** A principal as people read it: the logged-in user's account, `uid 7`, or `anonymous`. */
-  function principalName(principal) {
-    if (principal === null || principal === undefined || principal === '') { return '?'; }
-    if (principal === $('#whoami').attr('data-uid')) { return $('#whoami').attr('data-account'); }
-    return /^\d+$/.test(principal) ? 'uid ' + principal : principal;
+    return page.principalName(found.updated !== undefined ? found.updated : found.created);
   }
 
   /** The top-level fields that differ between two revisions (the server's own left out). */

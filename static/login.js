@@ -5,7 +5,8 @@
  * with `WWW-Authenticate: Bearer`, never Basic, so the browser never shows its own password
  * dialog. With auth off (?_whoami is 400) nothing of this shows.
  *
- * app.js listens for the `feedstore:login` event on document to reload what it shows.
+ * app.js listens for the `feedstore:login` event on document to reload what it shows, live.js
+ * for `feedstore:logout` to stop following the change feed.
  */
 (function ($) {
   'use strict';
@@ -79,6 +80,7 @@
   function logout() {
     $.ajax({url: '/d/?_logout', type: 'POST', dataType: 'json'}).then(function () {
       showLogin('Logged out.');
+      $(document).trigger('feedstore:logout');
     });
   }
 

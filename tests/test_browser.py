@@ -35,7 +35,7 @@ from feedstore import create_app
 from feedstore.credentials import Credentials
 from feedstore.embedded import EmbeddedRedis
 from feedstore.store import Store
-from tests.conftest import OPEN_ACL
+from tests.conftest import OPEN_ACL, bearer
 from tests.serving import WRITE_HEADERS, Response, request
 
 CHROMIUM = "/usr/bin/chromium"
@@ -432,17 +432,19 @@ def test_deletes_an_entry_and_refuses_one_with_children(server: Server, open_pag
 
 
 def edit_in_two_contexts(server: Server, open_page: Any, mode: str) -> tuple[Page, Page]:
-    """Users A and B open /orders/001; A saves first (revision 2); B's save then conflicts."""
+    """Users A and B open /orders/001 and edit it; A saves first (revision 2); B's save then
+    conflicts. (B edits first: an unedited editor would follow A's save live.)"""
     seed_orders(server, 1)
     first, second = open_page("#open=/orders/001"), open_page("#open=/orders/001")
+    second.get_by_label(mode).check()
+    field_control(second, "title").fill("Title by B")
+    field_control(second, "favorite", "music").fill("Jazz")
+
     field_control(first, "title").fill("Title by A")
     field_control(first, "score").fill("7")
     first.get_by_role("button", name="Save", exact=True).click()
     expect(first.locator("#revision")).to_have_text("revision 2")
 
-    second.get_by_label(mode).check()
-    field_control(second, "title").fill("Title by B")
-    field_control(second, "favorite", "music").fill("Jazz")
     second.get_by_role("button", name="Save", exact=True).click()
     expect(second.locator("#conflict")).to_be_visible()
     return first, second
@@ -505,15 +507,15 @@ def test_conflict_merges_field_by_field(server: Server, open_page: Any) -> None:
 
 
 def edit_stale(server: Server, open_page: Any, mode: str, **edits: str) -> Page:
-    """User B opens /orders/001; A saves title and score (revision 2); B then makes `edits`
-    from revision 1 and is to save them with `mode` and Merge checked."""
+    """User B opens /orders/001 and makes `edits`; A saves title and score (revision 2); B is
+    then to save from revision 1 with `mode` and Merge checked."""
     seed_orders(server, 1)
     page = open_page("#open=/orders/001")
-    server.update("/orders/001", title="Title by A", score=7)
     page.get_by_label(mode).check()
     page.get_by_label("Merge").check()
     for name, value in edits.items():
         field_control(page, *name.split("__")).fill(value)
+    server.update("/orders/001", title="Title by A", score=7)
     return page
 
 
@@ -572,9 +574,9 @@ def test_merge_conflict_shows_the_servers_fields(server: Server, open_page: Any,
 def test_merge_without_a_kept_base_shows_the_plain_conflict(server: Server, open_page: Any) -> None:
     server.create("/plain", title="one", body="b")
     page = open_page("#open=/plain")
-    server.update("/plain", title="two")
     page.get_by_label("Merge").check()
     field_control(page, "body").fill("mine")
+    server.update("/plain", title="two")
     page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator("#conflict-summary")).to_contain_text("no longer keeps revision 1")
     expect(page.locator("#conflict-table tr.differs")).to_have_count(2)
@@ -630,10 +632,14 @@ def test_history_restore_of_a_stale_entry_is_refused(server: Server, open_page: 
     page.get_by_role("tab", name="History").click()
     expect(page.locator("#history-status")).to_contain_text("No earlier revision")
     server.update("/notes", title="2")
-    page.get_by_role("button", name="Reload").click()
+    page.locator("#reload").click()
     expect(page.locator("#history-table tbody tr")).to_have_count(2)
+    page.get_by_role("tab", name="Form").click()
+    field_control(page, "title").fill("mine")  # edited: the editor doesn't follow others' saves
+    page.get_by_role("tab", name="History").click()
     server.update("/notes", title="3")
     page.get_by_role("button", name="Restore… revision 1").click()
+    expect(page.locator("#confirm-restore")).to_contain_text("Your unsaved changes are dropped.")
     page.get_by_role("dialog").get_by_role("button", name="Restore").click()
     expect(page.locator("#error")).to_contain_text("Not restored: /notes was saved by someone else")
     stored = server.entry("/notes")
@@ -648,6 +654,113 @@ def test_history_of_a_key_without_a_history_prefix(server: Server, open_page: An
     expect(page.locator("#history-status")).to_contain_text("No earlier revision of /plain is kept")
     expect(page.locator("#history-table tbody tr")).to_have_count(1)
     expect(page.get_by_role("button", name="Restore… revision 1")).to_have_count(0)
+
+
+# -- live: the change feed (static/changes.js, static/live.js; docs/api.md §18) -----------------
+
+
+def test_the_list_follows_other_writes_without_reloading(server: Server, open_page: Any) -> None:
+    seed_orders(server, 3)
+    page = open_page("#list=/orders")
+    listings: list[str] = []
+    page.on("request", lambda sent: "?f" in sent.url and listings.append(sent.url))
+    rows = page.locator("#children tbody tr")
+    expect(rows).to_have_count(3)
+    expect(page.locator("#live-status")).to_have_text("● Live")
+
+    server.create("/orders/000", title="Zero")  # sorts before the rows shown
+    server.create("/orders/002/note", title="a grandchild: not a row")
+    server.update("/orders/002", title="Order 002, changed")
+    server.call("DELETE", "/d/orders/001?r=1")
+    server.create("/orders/004", title="Four")
+    expect(rows).to_have_count(4)
+    expect(page.locator("#children tr[data-key='/orders/004']")).to_contain_text("Four")
+    expect(rows.first).to_contain_text("Zero")
+    changed = page.locator("#children tr[data-key='/orders/002']")
+    expect(changed).to_contain_text("Order 002, changed")
+    expect(changed.locator("td.num")).to_have_text("2")
+    expect(page.locator("#children tr[data-key='/orders/001']")).to_have_count(0)
+    assert [key for key in rows.evaluate_all("rows => rows.map(r => r.dataset.key)")] == [
+        "/orders/000",
+        "/orders/002",
+        "/orders/003",
+        "/orders/004",
+    ]
+    assert listings == []  # applied from the events: the list was never read again
+
+
+def test_an_open_unchanged_entry_follows_other_writes(server: Server, open_page: Any) -> None:
+    seed_orders(server, 1)
+    page = open_page("#open=/orders/001")
+    expect(page.locator("#live-status")).to_have_text("● Live")
+    server.update("/orders/001", title="Changed elsewhere")
+    expect(page.locator("#revision")).to_have_text("revision 2")
+    expect(field_control(page, "title")).to_have_value("Changed elsewhere")
+    expect(page.locator("#notice")).to_have_text(
+        "/orders/001 was changed by anonymous: showing revision 2."
+    )
+    expect(page.locator("#stale")).to_be_hidden()
+
+
+def test_an_edited_entry_warns_before_a_conflict_and_merges(server: Server, open_page: Any) -> None:
+    seed_orders(server, 1)
+    page = open_page("#open=/orders/001")
+    expect(page.locator("#live-status")).to_have_text("● Live")
+    field_control(page, "title").fill("My title")
+    server.update("/orders/001", score=9)
+    warning = page.locator("#stale")
+    expect(warning).to_be_visible()
+    expect(page.locator("#stale-text")).to_have_text(
+        "/orders/001 was changed by anonymous (revision 2) since you opened it — reload or merge."
+    )
+    expect(field_control(page, "title")).to_have_value("My title")  # the edit is kept
+    save_screenshot(page, "live-warning.png")
+
+    page.get_by_role("button", name="Merge", exact=True).click()
+    expect(page.locator("#revision")).to_have_text("revision 3")
+    expect(warning).to_be_hidden()
+    stored = server.entry("/orders/001")
+    assert stored is not None and (stored["title"], stored["score"]) == ("My title", 9)
+
+
+def test_an_edited_entry_warns_and_reloads(server: Server, open_page: Any) -> None:
+    seed_orders(server, 1)
+    page = open_page("#open=/orders/001")
+    expect(page.locator("#live-status")).to_have_text("● Live")
+    field_control(page, "title").fill("My title")
+    server.update("/orders/001", title="Their title")
+    expect(page.locator("#stale")).to_be_visible()
+    page.locator("#stale").get_by_role("button", name="Reload").click()
+    expect(page.locator("#revision")).to_have_text("revision 2")
+    expect(field_control(page, "title")).to_have_value("Their title")
+    expect(page.locator("#stale")).to_be_hidden()
+    expect(page.locator("#dirty")).to_be_hidden()
+
+
+def test_an_open_entry_deleted_elsewhere_is_flagged(server: Server, open_page: Any) -> None:
+    server.create("/elsewhere", title="Kept apart")
+    server.create("/inbox", title="Inbox")
+    page = open_page("#list=/inbox&open=/elsewhere")  # outside the list: a stream of its own
+    expect(page.locator("#live-status")).to_have_text("● Live")
+    server.call("DELETE", "/d/elsewhere?r=1")
+    expect(page.locator("#stale-text")).to_have_text(
+        "/elsewhere was deleted by anonymous (revision 1)."
+    )
+    expect(page.get_by_role("button", name="Merge", exact=True)).to_be_hidden()
+
+
+def test_own_saves_raise_no_warning(server: Server, open_page: Any) -> None:
+    seed_orders(server, 2)
+    page = open_page("#list=/orders&open=/orders/001")
+    expect(page.locator("#live-status")).to_have_text("● Live")
+    for n in (2, 3, 4):
+        field_control(page, "title").fill(f"Mine {n}")
+        page.get_by_role("button", name="Save", exact=True).click()
+        expect(page.locator("#revision")).to_have_text(f"revision {n}")
+    server.update("/orders/002", title="a later event, past those of the saves")
+    expect(page.locator("#children tr[data-key='/orders/002']")).to_contain_text("a later event")
+    expect(page.locator("#stale")).to_be_hidden()
+    expect(page.locator("#children tr[data-key='/orders/001'] td.num")).to_have_text("4")
 
 
 # -- screenshots -------------------------------------------------------------------------------
@@ -736,6 +849,7 @@ def test_logs_in_shows_who_and_logs_out_without_a_password_dialog(
     expect(login).to_be_visible()
     expect(page.locator("#login-error")).to_have_text("Please log in.")
     log_in(page, PASSWORD)
+    expect(login).to_be_hidden()
     expect(page.locator("#whoami")).to_have_text("hanako (admin)")
 
     page.get_by_role("button", name="Log out").click()
@@ -746,6 +860,34 @@ def test_logs_in_shows_who_and_logs_out_without_a_password_dialog(
     save_screenshot(page, "login.png")
     context.close()
     assert challenges and set(challenges) == {'Bearer realm="feedstore"'}
+
+
+def test_with_auth_the_change_feed_rides_the_session_cookie(
+    browser: Browser, auth_server: Server
+) -> None:
+    seed_orders(auth_server, 1)
+    context = browser.new_context(viewport=LAPTOP)
+    page = context.new_page()
+    page.goto(f"{auth_server.url}/#list=/orders")
+    expect(page.locator("#login")).to_be_visible()
+    log_in(page, PASSWORD)
+    expect(page.locator("#live-status")).to_have_text("● Live")
+    # EventSource can send no Authorization: the stream is hanako's by the session cookie, so
+    # it carries the event of an entry only admins may read, which anonymous streams skip.
+    token, _ = Credentials(auth_server.store.redis).create_token("hanako")
+    secret = {
+        "link": [{"___href": "/orders/secret", "___rel": "self"}],
+        "title": "For admins",
+        "contributor": [{"uri": "urn:vte.cx:acl:/_group/$admin,CRUD"}],
+    }
+    headers = {**WRITE_HEADERS, **bearer(token)}
+    assert request(auth_server.port, "POST", "/d/", {"feed": {"entry": [secret]}}, headers).status
+    assert auth_server.call("GET", "/d/orders/secret?e").status == 401  # anonymous may not
+    expect(page.locator("#children tr[data-key='/orders/secret']")).to_contain_text("For admins")
+
+    page.get_by_role("button", name="Log out").click()
+    expect(page.locator("#live-status")).to_have_text("")  # logged out: no longer followed
+    context.close()
 
 
 def test_with_auth_off_the_page_shows_no_login(server: Server, open_page: Any) -> None:
