@@ -716,7 +716,7 @@ def test_an_edited_entry_warns_before_a_conflict_and_merges(server: Server, open
     expect(field_control(page, "title")).to_have_value("My title")  # the edit is kept
     save_screenshot(page, "live-warning.png")
 
-    page.get_by_role("button", name="Merge", exact=True).click()
+    page.get_by_role("button", name="Merge my edits").click()
     expect(page.locator("#revision")).to_have_text("revision 3")
     expect(warning).to_be_hidden()
     stored = server.entry("/orders/001")
@@ -730,7 +730,7 @@ def test_an_edited_entry_warns_and_reloads(server: Server, open_page: Any) -> No
     field_control(page, "title").fill("My title")
     server.update("/orders/001", title="Their title")
     expect(page.locator("#stale")).to_be_visible()
-    page.locator("#stale").get_by_role("button", name="Reload").click()
+    page.get_by_role("button", name="Reload their revision").click()
     expect(page.locator("#revision")).to_have_text("revision 2")
     expect(field_control(page, "title")).to_have_value("Their title")
     expect(page.locator("#stale")).to_be_hidden()
@@ -746,7 +746,7 @@ def test_an_open_entry_deleted_elsewhere_is_flagged(server: Server, open_page: A
     expect(page.locator("#stale-text")).to_have_text(
         "/elsewhere was deleted by anonymous (revision 1)."
     )
-    expect(page.get_by_role("button", name="Merge", exact=True)).to_be_hidden()
+    expect(page.get_by_role("button", name="Merge my edits")).to_be_hidden()
 
 
 def test_own_saves_raise_no_warning(server: Server, open_page: Any) -> None:
@@ -766,7 +766,7 @@ def test_own_saves_raise_no_warning(server: Server, open_page: Any) -> None:
 # -- screenshots -------------------------------------------------------------------------------
 
 
-def test_screenshots_of_the_list_the_editor_and_the_conflict(
+def test_screenshots_of_the_list_the_editor_the_conflict_and_the_history(
     server: Server, open_page: Any
 ) -> None:
     seed_orders(server, 12)
@@ -780,13 +780,18 @@ def test_screenshots_of_the_list_the_editor_and_the_conflict(
     expect(page.locator("#dirty")).to_be_visible()
     shots.append(save_screenshot(page, "editor.png"))
 
-    other = server.entry("/orders/003")
-    assert other is not None
-    other.update(title="Order 003 (phoned in)", score=99)
-    assert server.call("PUT", "/d/", {"feed": {"entry": [other]}}).status == 200
+    server.update("/orders/003", title="Order 003 (phoned in)", score=99)
+    page.get_by_label("Merge").check()
     page.get_by_role("button", name="Save", exact=True).click()
-    expect(page.locator("#conflict")).to_be_visible()
+    expect(page.locator("#conflict-table tr.merge-conflict")).to_have_count(1)
     shots.append(save_screenshot(page, "conflict.png"))
+
+    page.get_by_role("button", name="Save merge").click()
+    expect(page.locator("#revision")).to_have_text("revision 3")
+    page.get_by_role("tab", name="History").click()
+    page.get_by_role("button", name="View revision 1").click()
+    expect(page.locator("#history-view")).to_be_visible()
+    shots.append(save_screenshot(page, "history.png"))
 
     for shot in shots:
         assert shot.stat().st_size > 10_000

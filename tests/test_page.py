@@ -49,6 +49,7 @@ def test_the_page_loads_nothing_from_elsewhere(page_client: FlaskClient) -> None
         ("/static/app.js", "text/javascript"),
         ("/static/history.js", "text/javascript"),
         ("/static/changes.js", "text/javascript"),
+        ("/static/live.js", "text/javascript"),
         ("/static/style.css", "text/css"),
     ],
 )
