@@ -1321,7 +1321,8 @@
     editable: editable, same: same, isObject: isObject, timeElement: timeElement, notice: notice,
     showError: showError, busy: busy, openEntry: openEntry, reloadList: reloadList,
     isDirty: isDirty, save: save, parentOf: parentOf, listRow: listRow,
-    renderListState: renderListState, markOpenRow: markOpenRow, principalName: principalName
+    renderListState: renderListState, markOpenRow: markOpenRow, principalName: principalName,
+    closeEditor: closeEditor
   };
 
   $(function () {

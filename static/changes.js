@@ -54,7 +54,7 @@
    * Follow the changes of `key` and below from `since` (exclusive). `handlers.change(change)`
    * gets each change in order; `handlers.reset()` is called when the server no longer keeps the
    * changes since the last seq; `handlers.state(name)` hears 'live', 'reconnecting' or 'off'.
-   * Returns {close(), key, seq()}.
+   * Returns {close(), key, seq(), closed()}: closed once given up (a 4xx) or closed.
    */
   function follow(key, since, handlers) {
     var seq = since;
@@ -129,7 +129,11 @@
     }
 
     open();
-    return {close: close, key: key, seq: function () { return seq; }};
+    return {
+      close: close, key: key,
+      seq: function () { return seq; },
+      closed: function () { return closed; }
+    };
   }
 
   window.feedstoreChanges = {follow: follow, changeOf: changeOf};

@@ -34,7 +34,8 @@
   // -- following ---------------------------------------------------------------------------
 
   function followList(event, list, seq) {
-    if (live.list && live.listKey === list.key) { return; }  // a page turn, or a save's reload
+    // A page turn or a save's reload keeps the stream; one given up (say a 401) starts again.
+    if (live.list && !live.list.closed() && live.listKey === list.key) { return; }
     stopList();
     if (!seq) { return; }
     live.listKey = list.key;
@@ -60,7 +61,7 @@
   function followEntry(event, open) {
     var key = open && !open.isNew ? open.key : null;
     if (key && live.list && covers(live.listKey, key)) { key = null; }
-    if (live.entry && live.entry.key === key) { check(); return; }
+    if (live.entry && !live.entry.closed() && live.entry.key === key) { check(); return; }
     if (live.entry) { live.entry.close(); }
     live.entry = null;
     if (!key || !live.list) { check(); return; }
@@ -180,6 +181,11 @@
     });
     $('#stale-reload').on('click', function () {
       var key = page.state.open.key;
+      if ($('#stale').hasClass('deleted')) {
+        page.closeEditor();
+        page.notice(key + ' was deleted.');
+        return;
+      }
       page.openEntry(key).then(function () {
         if (page.state.open) {
           page.notice('Reloaded ' + key + ': revision ' + page.state.open.revision + '.');

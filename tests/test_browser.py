@@ -747,6 +747,9 @@ def test_an_open_entry_deleted_elsewhere_is_flagged(server: Server, open_page: A
         "/elsewhere was deleted by anonymous (revision 1)."
     )
     expect(page.get_by_role("button", name="Merge my edits")).to_be_hidden()
+    page.get_by_role("button", name="Reload their revision").click()
+    expect(page.locator("#placeholder")).to_be_visible()
+    expect(page.locator("#notice")).to_have_text("/elsewhere was deleted.")
 
 
 def test_own_saves_raise_no_warning(server: Server, open_page: Any) -> None:
