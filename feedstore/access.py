@@ -60,6 +60,20 @@ class Access:
             self.require(target, "R")
         return found
 
+    def readable(self, keys: set[str]) -> set[str]:
+        """Which of `keys` the caller may read (R), their paths' ACLs read in one MGET; a
+        deleted key's own ACL is gone with it, so its path above decides (the change feed)."""
+        if self.caller.principal.admin or not keys:
+            return set(keys)
+        paths = {key: acl.path(key) for key in keys}
+        names = sorted({k for path in paths.values() for k in path})
+        acls = dict(zip(names, self.store.acls(names), strict=True))
+        return {
+            key
+            for key, path in paths.items()
+            if self.caller.decide(key, {k: acls[k] for k in path}).allows("R")
+        }
+
     def require(self, key: str, right: str, layer: bool = False) -> None:
         """401 or 403 unless the caller has `right` on `key` (on its children: `layer`)."""
         if not self.decide(key, layer).allows(right):

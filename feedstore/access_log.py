@@ -27,6 +27,9 @@ ROUTE, PRINCIPAL, ERROR_CODE, REQUEST_ID = (
     "feedstore.error_code",
     "feedstore.request_id",
 )
+# When the request started (kept when the gateway runs a long-poll again after its wait), and
+# the wait a request handed to the gateway (change_hub.Deferred): that run is not logged.
+STARTED, DEFERRED = "feedstore.started", "feedstore.deferred"
 # Escaped in logged paths and queries: C0 and C1 controls, and the line and paragraph separators.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 logger = logging.getLogger("feedstore.access")
@@ -81,7 +84,8 @@ class AccessLog:
         self.observers = tuple(observers)
 
     def __call__(self, environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
-        started = time.perf_counter()
+        # A long-poll the gateway runs again after its wait keeps its start (and its id).
+        started = environ.setdefault(STARTED, time.perf_counter())
         sent = environ.get("HTTP_X_REQUEST_ID", "")
         rid = sent if _CLIENT_ID.fullmatch(sent) else os.urandom(16).hex()  # as a uuid4's hex
         environ[REQUEST_ID] = rid
@@ -97,6 +101,8 @@ class AccessLog:
         return _Counted(body, lambda size: self._finish(environ, status[0], size, started))
 
     def _finish(self, environ: Environ, status: int, size: int, started: float) -> None:
+        if environ.get(DEFERRED):
+            return  # run again after its wait (gateway.py): one line, for the last run
         record = RequestRecord(
             method=environ.get("REQUEST_METHOD", ""),
             path=_printable(environ.get("PATH_INFO", "")),

@@ -6,8 +6,9 @@ Every route is listed here; no view touches Redis or builds a body by hand.
 from __future__ import annotations
 
 import codecs
+import functools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -20,10 +21,12 @@ from feedstore import (
     acl,
     authentication,
     bulk,
+    change_feed,
     codec_json,
     codec_xml,
     cursor,
     history,
+    idempotency,
     negotiation,
     openapi,
     options,
@@ -34,10 +37,13 @@ from feedstore import counter as counter_module
 from feedstore import query as query_module
 from feedstore.access import Access
 from feedstore.authentication import current_principal
+from feedstore.change_hub import ChangeHub
 from feedstore.credentials import token_record
 from feedstore.entry import Entry, validate_key
 from feedstore.errors import (
     FeedstoreError,
+    IdempotencyKeyNotAccepted,
+    IdempotencyKeyRequired,
     InvalidBody,
     InvalidKey,
     InvalidOption,
@@ -129,6 +135,8 @@ def guard() -> None:
     if args and request.endpoint in ENTRY_VIEWS:
         options.check(method, args.keys())
         bulk.check_options(args.keys())  # `_async`: refused, not ignored
+    if method in WRITE_METHODS and request.endpoint in ENTRY_VIEWS:
+        check_idempotency_key()
 
 
 @bp.before_request
@@ -142,6 +150,9 @@ def guard_method_override() -> None:
 @bp.get("/d/<entry_path:path>")
 def read(path: str) -> Response:
     key = validate_key(request_key())
+    if "_changes" in request.args:
+        return read_changes(key)
+    change_feed.check_without_changes(request.args)
     query_module.check_options(request.args)
     pagination.check_options(request.args)
     counter_option = options.counter_option(request.args)
@@ -170,8 +181,10 @@ def create(path: str) -> Response:
     parent = validate_key(request_key())
     entries = decode_entries()
     conditions = request_conditions(single=len(entries) == 1)
-    write_list = writes.creates(entries, parent, conditions)
-    written = get_feedstore().store.write(write_list, current_principal())
+    return respond(writes.creates(entries, parent, conditions), created)
+
+
+def created(written: Sequence[Written]) -> Response:
     headers = {}
     if len(written) == 1:
         headers = {"Location": f"/d{written[0].key}", "ETag": negotiation.etag(written[0].revision)}
@@ -204,7 +217,10 @@ def update(path: str) -> Response:
         write_list = writes.alias_edits(entries, adding, conditions, config)
     else:
         write_list = writes.puts(entries, conditions, config, merge="_merge" in args)
-    written = write_puts(write_list, mode)
+    return respond(write_list, updated, mode)
+
+
+def updated(written: Sequence[Written]) -> Response:
     headers = merged_header(written)
     if "return=representation" in (header("Prefer") or ""):
         return feed_response([w.document for w in written if w.document is not None], 200, headers)
@@ -217,7 +233,10 @@ def update(path: str) -> Response:
 @bp.patch("/d/<entry_path:path>")
 def partial_update(path: str) -> Response:
     target = validate_key(request_key())
-    written = get_feedstore().store.write(patch_writes(target), current_principal())
+    return respond(patch_writes(target), functools.partial(patched, target))
+
+
+def patched(target: str, written: Sequence[Written]) -> Response:
     headers = merged_header(written)
     if len(written) == 1:
         headers["ETag"] = negotiation.etag(written[0].revision)
@@ -244,7 +263,10 @@ def delete(path: str) -> Response:
         conditions = request_conditions(single=True)
         write = writes.delete(key, revision, "_rf" in request.args, conditions, settings())
         write_list = [write]
-    get_feedstore().store.write(write_list, current_principal())
+    return respond(write_list, deleted)
+
+
+def deleted(written: Sequence[Written]) -> Response:
     return message("The folder has been emptied." if "_clearfolder" in request.args else "Deleted.")
 
 
@@ -278,8 +300,11 @@ def revert(key: str) -> Response:
         checker.require(key, "R")
     raw, _ = store.revision(key, revision)
     write = writes.revert(key, raw, request_conditions(single=True), settings())
-    [written] = store.write([write], current_principal())
-    return message("Updated.", 200, {"ETag": negotiation.etag(written.revision)})
+    return respond([write], reverted)
+
+
+def reverted(written: Sequence[Written]) -> Response:
+    return message("Updated.", 200, {"ETag": negotiation.etag(written[0].revision)})
 
 
 def counter(key: str, option: str) -> Response:
@@ -305,7 +330,23 @@ def counter(key: str, option: str) -> Response:
         reading = option == "_getids" or (option == "_rangeids" and not writing)
         checker.require(key, "R" if reading else "U")
     store, value = get_feedstore().store, request.args[option]
-    return message(counter_module.answer(store, key, option, value, writing, sent_range))
+    once = idempotent(counted) if writing else None  # a GET ignores an Idempotency-Key
+    if once is None:
+        return message(counter_module.answer(store, key, option, value, writing, sent_range))
+    return answered(
+        store.once(
+            key,
+            current_principal(),
+            once,
+            lambda lease: counter_module.answer(
+                store, key, option, value, writing, sent_range, lease
+            ),
+        )
+    )
+
+
+def counted(result: Any) -> Response:
+    return message(counter_module.title(result))
 
 
 @bp.get("/_health")
@@ -376,6 +417,40 @@ def read_history(key: str) -> Response:
     return stored_response(documents, 200, headers)
 
 
+def read_changes(key: str) -> Response:
+    """`?_changes[&_since=<seq>|now][&l=][&e][&_wait=]`: the events of `key`'s subtree after a
+    sequence, oldest first (API.md §18); as Server-Sent Events for `text/event-stream`."""
+    asked = change_feed.ChangeRequest.parse(request.args, header("Last-Event-ID"))
+    store, checker, hub = get_feedstore().store, access(), change_hub()
+    since = asked.start(store, key)
+    if "text/event-stream" in (header("Accept") or ""):
+        lasting = settings().changes_stream_max
+        events = change_feed.event_stream(
+            store, checker, hub, key, asked, since, lasting, request.environ
+        )
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return Response(events, 200, headers, content_type="text/event-stream; charset=utf-8")
+    longest = settings().changes_wait_max
+    page = change_feed.wait_for(store, hub, key, asked, since, longest, request.environ)
+    shown = change_feed.shown(store, checker, page, asked.entries)
+    headers = {"x-feedstore-seq": page.seq}
+    href = None
+    if page.more:
+        href = f"/d{key}?{next_query(page.seq, '_since')}"
+        headers |= {"x-vtecx-nextpage": page.seq, "Link": f'<{href}>; rel="next"'}
+    if not shown:
+        return Response(status=204, headers=headers)
+    if answer_codec() is codec_xml:
+        body = codec_xml.dumps_changes(shown, href)
+        return Response(body, 200, headers, content_type=codec_xml.CONTENT_TYPE)
+    return feed_response(shown, 200, headers)
+
+
+def change_hub() -> ChangeHub:
+    hub: ChangeHub = current_app.extensions["feedstore_change_hub"]
+    return hub
+
+
 @dataclass(frozen=True)
 class FeedQuery:
     """A feed request's query, the scope its cursors are bound to, and the reader that runs it."""
@@ -418,8 +493,13 @@ def read_feed(key: str, counting: bool) -> Response:
     elif "p" in request.args:
         after = cursor.decode(request.args["p"], feed.scope, store.existing_secret(), feed.sealed)
     reader, query = feed.reader, feed.query
-    page = reader.count(key, query, after) if counting else reader.page(key, query, after)
-    headers = {}
+    if counting:
+        page = reader.count(key, query, after)
+    else:
+        # The first page of a listing carries the change feed's sequence: list, then follow.
+        first = "p" not in request.args and "n" not in request.args
+        page = reader.page(key, query, after, follow=first)
+    headers = {} if page.seq is None else {"x-feedstore-seq": page.seq}
     if page.next is not None:
         token = cursor.encode(page.next, feed.scope, store.secret(), feed.sealed)
         headers["x-vtecx-nextpage"] = token
@@ -428,7 +508,7 @@ def read_feed(key: str, counting: bool) -> Response:
     if counting:
         return message(str(page.count), status, headers)
     if not page.documents and not page.partial:
-        return Response(status=204)
+        return Response(status=204, headers=headers)
     return stored_response(page.documents, status, headers, nometa=query.nometa)
 
 
@@ -470,13 +550,15 @@ def stored_response(
     return Response(body, status, dict(headers), content_type=codec.CONTENT_TYPE)
 
 
-def next_query(cursor: str) -> str:
-    """This request's query (options, filters, format) with the cursor of the next page."""
+def next_query(cursor: str, name: str = "p") -> str:
+    """This request's query (options, filters, format) with the cursor of the next page (in
+    `name`: `_since` for a change feed)."""
     # A page number would win over the cursor (§4.1): the next page is named by its cursor only.
-    pairs = [(k, value) for k, value in request.args.items(multi=True) if k not in ("p", "n")]
+    left_out = ("p", "n", name)
+    pairs = [(k, value) for k, value in request.args.items(multi=True) if k not in left_out]
     return "&".join(
         quote(k, safe="") + (f"={quote(value, safe='*')}" if value else "")
-        for k, value in [*pairs, ("p", cursor)]
+        for k, value in [*pairs, (name, cursor)]
     )
 
 
@@ -563,13 +645,77 @@ def merged_header(written: Sequence[Written]) -> dict[str, str]:
     return {"x-feedstore-merged": ", ".join(f"{w.key}={w.merged_from}" for w in merged)}
 
 
-def write_puts(puts: list[Write], mode: bulk.Mode | None) -> list[Written]:
-    """A PUT's writes: one transaction, or a bulk's chunks of `max_entries` (API.md §5.6)."""
-    store, principal = get_feedstore().store, current_principal()
+def respond(
+    write_list: list[Write],
+    render: Callable[[Sequence[Written]], Response],
+    mode: bulk.Mode | None = None,
+) -> Response:
+    """A write request's answer, `render` of what it wrote: one transaction, or a bulk's chunks
+    of `max_entries` (API.md §5.6). With an Idempotency-Key, the answer is made inside the
+    transaction and stored with the data, or an earlier one replayed (API.md §19)."""
+    store, principal, config = get_feedstore().store, current_principal(), settings()
+    once = idempotent(render)
+    if once is not None:
+        if mode is not None and bulk.transactions(store, write_list, config.max_entries) > 1:
+            raise IdempotencyKeyNotAccepted(
+                f"{mode.value} of {len(write_list)} entries takes more than one transaction "
+                f"(max_entries = {config.max_entries} per chunk, one tree per chunk on Redis "
+                "Cluster): send each chunk as a request of its own, with a key of its own."
+            )
+        return answered(store.write_once(write_list, principal, once))
     if mode is None:
-        return store.write(puts, principal)
-    config = settings()
-    return bulk.write(store, puts, mode, config.max_entries, config.bulk_workers, principal)
+        return render(store.write(write_list, principal))
+    written = bulk.write(
+        store, write_list, mode, config.max_entries, config.bulk_workers, principal
+    )
+    return render(written)
+
+
+def check_idempotency_key() -> None:
+    """Before a write's view: 400 for an invalid Idempotency-Key, or for none where the
+    `require_idempotency` setting wants one."""
+    key = idempotency.parse_key(header("Idempotency-Key"))
+    if key is None and settings().require_idempotency:
+        target = request_key()
+        if settings().requires_idempotency(target):
+            raise IdempotencyKeyRequired(target)
+
+
+def idempotent(render: Callable[[Any], Response]) -> idempotency.Request | None:
+    """The request's Idempotency-Key, fingerprint and answer (`render` of the write's result)
+    for Store.write_once; None without the header. The fingerprint covers all a write's
+    answer depends on: method, path, query, body, and the headers that change it."""
+    key = idempotency.parse_key(header("Idempotency-Key"))
+    if key is None:
+        return None
+    environ = request.environ
+    parts = (
+        request.method,
+        request.path,
+        environ.get("QUERY_STRING", ""),
+        environ.get("CONTENT_TYPE"),
+        *map(header, ("Accept", "If-Match", "If-None-Match", "Merge-Base", "Prefer", "PATCHTYPE")),
+        request_body(),
+    )
+    return idempotency.Request(
+        key,
+        idempotency.fingerprint(parts),
+        settings().idempotency_ttl,
+        lambda result: answer_of(render(result)),
+    )
+
+
+def answer_of(response: Response) -> idempotency.Answer:
+    return idempotency.Answer.of(
+        response.status_code, response.headers.items(), response.get_data()
+    )
+
+
+def answered(outcome: idempotency.Outcome[Any]) -> Response:
+    """The answer an idempotent write made, or replays (`Idempotency-Replayed: true`)."""
+    answer = outcome.answer
+    headers = [*answer.headers, *([(idempotency.REPLAYED, "true")] if outcome.replayed else [])]
+    return Response(answer.body, answer.status, headers)
 
 
 def decode_entries(limits: Limits | None = None) -> list[Entry]:

@@ -12,6 +12,7 @@ from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from feedstore import access_log, api, authentication, connection, migration, negotiation, page
+from feedstore.change_hub import ChangeHub
 from feedstore.errors import (
     AccessDenied,
     FeedstoreError,
@@ -58,10 +59,15 @@ def create_app(
             on_retry=metrics.write_retried,
             on_redis_error=metrics.redis_failed,
             history=settings.history_rules,
+            changes=settings.changes_on,
         ),
         settings,
     )
     app.extensions["feedstore_metrics"] = metrics
+    store = app.extensions["feedstore"].store
+    app.extensions["feedstore_change_hub"] = ChangeHub(
+        store.redis, store.cluster, settings.changes_waiters_max, metrics.waiters
+    )
     app.register_blueprint(api.bp)
     app.register_blueprint(page.bp)
     if settings.metrics == "on":

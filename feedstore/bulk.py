@@ -83,6 +83,11 @@ def write(
     return written
 
 
+def transactions(store: Store, writes: Sequence[Write], chunk_size: int) -> int:
+    """How many transactions (chunks) a bulk of `writes` takes."""
+    return len(_chunks(store, writes, chunk_size))
+
+
 def _chunks(store: Store, writes: Sequence[Write], size: int) -> list[list[int]]:
     """The positions of the writes of each chunk: request order cut every `size` writes; on a
     cluster, each partition's writes (in request order) cut so."""

@@ -39,12 +39,13 @@ from feedstore.errors import FeedstoreError
 from feedstore.keys import MAX_DEPTH, KeyScheme
 from feedstore.replication import Replication
 from feedstore.schema import Schema
-from feedstore.settings import AUTH_MODES, JSON_STYLES, LOG_FORMATS, Settings
+from feedstore.settings import AUTH_MODES, JSON_STYLES, LOG_FORMATS, SWITCHES, Settings
 from feedstore.store import Store
 from feedstore.supervisor import Supervisor
 
 if TYPE_CHECKING:
     from feedstore.app import WsgiApp
+    from feedstore.changes_cli import Trimmer
 
 APP_FACTORY = "feedstore.app:create_app"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # as metrics.py, which imports prometheus_client
@@ -87,6 +88,7 @@ class ServeOptions:
     history: str | None = None
     history_days: int | None = None
     auto_merge: str | None = None
+    changes: str | None = None
     # The WSGI app each worker builds, "module:function"; the bench serves its baseline this way.
     app: str = APP_FACTORY
 
@@ -119,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     from feedstore import check_cli  # it uses this module's Redis helpers
 
     check_cli.add_commands(subcommands)
+    from feedstore import changes_cli  # it uses this module's Redis helpers
+
+    changes_cli.add_commands(subcommands)
     add_bench_command(subcommands)
     from feedstore import accounts_cli  # it uses this module's Redis helpers
 
@@ -228,6 +233,12 @@ def add_serve_command(subcommands: argparse._SubParsersAction[argparse.ArgumentP
         "--auto-merge",
         metavar="PREFIX,...",
         help="prefixes under which stale writes merge without ?_merge; sets FEEDSTORE_AUTO_MERGE",
+    )
+    parser.add_argument(
+        "--changes",
+        choices=SWITCHES,
+        help="the change feed: on (the default), every write adds its events; off, none; "
+        "sets FEEDSTORE_CHANGES",
     )
     parser.set_defaults(command=run_serve)
 
@@ -484,6 +495,7 @@ def serve_options(args: argparse.Namespace) -> ServeOptions:
         history=args.history,
         history_days=args.history_days,
         auto_merge=args.auto_merge,
+        changes=args.changes,
     )
 
 
@@ -507,6 +519,8 @@ def serve(options: ServeOptions) -> int:
         os.environ["FEEDSTORE_DEFAULT_ACL"] = options.default_acl
     if options.log_format is not None:
         os.environ["FEEDSTORE_LOG_FORMAT"] = options.log_format
+    if options.changes is not None:
+        os.environ["FEEDSTORE_CHANGES"] = options.changes
     for name in ("history", "history_days", "auto_merge"):
         value = getattr(options, name)
         if value is not None:
@@ -531,6 +545,7 @@ def serve(options: ServeOptions) -> int:
     embedded: EmbeddedRedis | None = None
     supervisor: Supervisor | None = None
     redis_log: logs.RedisLogFollower | None = None
+    trimmer: Trimmer | None = None
     try:
         if not os.environ.get(MULTIPROC_ENV):
             metrics_dir = tempfile.mkdtemp(prefix="feedstore-metrics-")
@@ -558,10 +573,17 @@ def serve(options: ServeOptions) -> int:
             f"feedstore: serving http://{_host_in_url(options.host)}:{options.port} with "
             f"{options.workers} {options.server} workers; data in {data}"
         )
+        if settings.changes_on:
+            from feedstore.changes_cli import Trimmer
+
+            # The change feed's retention pass, every minute, in this process (not each worker).
+            trimmer = Trimmer(redis_url, settings, _report).start()
         runner = run_granian if options.server == "granian" else run_gunicorn
         status = runner(options, settings, banner, embedded)
         return 1 if supervisor is not None and supervisor.gave_up else status
     finally:
+        if trimmer is not None:
+            trimmer.stop()
         if supervisor is not None:
             supervisor.stop()
         if embedded is not None:

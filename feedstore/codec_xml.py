@@ -283,6 +283,37 @@ def dumps(documents: Iterable[Mapping[str, Any]]) -> bytes:
     return etree.tostring(feed, encoding="UTF-8", xml_declaration=True)
 
 
+TOMBSTONES = "http://purl.org/atompub/tombstones/1.0"
+
+
+def dumps_changes(documents: Iterable[Mapping[str, Any]], next_href: str | None = None) -> bytes:
+    """A change feed (API.md §18): entries, and each deleted item as an RFC 6721
+    `<at:deleted-entry ref when>` with `at:by`, its self link and its change category; a
+    `<link rel="next">` when more events are waiting."""
+    feed = etree.Element(f"{{{ATOM}}}feed", nsmap={**NAMESPACES, "at": TOMBSTONES})
+    if next_href is not None:
+        _write_atom(feed, "link", {"___rel": "next", "___href": next_href})
+    for document in documents:
+        [category] = [c for c in document.get("category", ()) if _is_change(c)][-1:]
+        if category.get("___term") != "deleted":
+            _write_entry(feed, document)
+            continue
+        tombstone = SubElement(feed, f"{{{TOMBSTONES}}}deleted-entry")
+        tombstone.set("ref", _text(document["id"]))
+        tombstone.set("when", _text(document["updated"]))
+        principal = str(document["author"][0]["uri"]).rpartition(":")[2]
+        by = SubElement(tombstone, f"{{{TOMBSTONES}}}by")
+        SubElement(by, _atom_tag("name")).text = _text(principal)
+        for link in document.get("link", ()):
+            _write_atom(tombstone, "link", link)
+        _write_atom(tombstone, "category", category)
+    return etree.tostring(feed, encoding="UTF-8", xml_declaration=True)
+
+
+def _is_change(category: Any) -> bool:
+    return isinstance(category, dict) and category.get("___scheme") == "urn:feedstore:change"
+
+
 def dumps_stored(raw_documents: Iterable[bytes]) -> bytes:
     """A feed of entries stored as JSON bytes."""
     return dumps(codec_json.loads_stored(raw) for raw in raw_documents)

@@ -8,9 +8,11 @@ second counter option) and hands over the option, its value and the range a PUT 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from feedstore.counter_range import CounterRange
 from feedstore.errors import InvalidOption
+from feedstore.idempotency import Lease
 from feedstore.store import Store
 
 MAX_ALLOCATE = 500  # most numbers one `_allocids` allocates, vte.cx's default `_allocids.limit`
@@ -18,24 +20,39 @@ _WHOLE_NUMBER = re.compile(r"-?[0-9]{1,18}")
 
 
 def answer(
-    store: Store, key: str, option: str, value: str, writing: bool, sent_range: str | None
+    store: Store,
+    key: str,
+    option: str,
+    value: str,
+    writing: bool,
+    sent_range: str | None,
+    lease: Lease | None = None,
 ) -> str:
-    """Run a counter request (`writing`: a PUT) and return the title of its answer."""
+    """Run a counter request (`writing`: a PUT) and return the title of its answer. With a
+    `lease` (an Idempotency-Key on a PUT), the change and its answer commit together: the
+    lease's answer is made from the store's result, through `title`."""
     if option == "_allocids":
-        return ",".join(map(str, store.allocate_ids(key, allocate_count(value))))
+        return title(store.allocate_ids(key, allocate_count(value), lease))
     if option == "_rangeids":
         span = store.counter_range(key)
         if writing:
             span = CounterRange.parse(sent_range) if sent_range else None
-            store.set_counter_range(key, span)
-        return str(span) if span is not None else ""
+            store.set_counter_range(key, span, lease)
+        return title(span)
     if option == "_setids":
-        return str(store.set_ids(key, whole_number(option, value)))
+        return title(store.set_ids(key, whole_number(option, value), lease))
     if option == "_addids" and writing:
-        return str(store.add_ids(key, whole_number(option, value)))
+        return title(store.add_ids(key, whole_number(option, value), lease))
     if option == "_addids":
         check_read_amount(value)
-    return str(store.get_ids(key))
+    return title(store.get_ids(key))
+
+
+def title(result: Any) -> str:
+    """The title answering a counter's value, numbers allocated (`4,5,6`) or range (`""`: none)."""
+    if isinstance(result, list):
+        return ",".join(map(str, result))
+    return "" if result is None else str(result)
 
 
 def whole_number(option: str, value: str) -> int:

@@ -19,6 +19,9 @@
     |   +-- TreeTooLarge                400 tree_too_large
     |   +-- CrossTreeWrite              400 cross_tree_write    entries in two partitions (cluster)
     |   +-- InvalidAcl              400 invalid_acl         "ACL is invalid: <uri>"
+    |   +-- InvalidIdempotencyKey   400 invalid_idempotency_key "Idempotency-Key is invalid."
+    |   +-- IdempotencyKeyRequired  400 idempotency_key_required "... is required. Key = /k"
+    |   +-- IdempotencyKeyNotAccepted 400 idempotency_key_not_accepted  one transaction only
     +-- Unauthorized                401 authentication_required "Authentication error."
     |   +-- InvalidToken            401 invalid_token       (all four with WWW-Authenticate: Bearer)
     |   +-- TokenExpired            401 token_expired
@@ -36,11 +39,14 @@
     |   +-- PatchTestFailed         409 patch_test_failed   a JSON Patch `test` that failed
     |   +-- MergeConflict           409 merge_conflict      "Merge conflict. Key = /k"
     |   +-- MergeBaseGone           409 merge_base_gone     "Merge base is no longer kept. ..."
+    |   +-- IdempotencyInProgress   409 idempotency_in_progress (with Retry-After)
     +-- RevisionGone                410 revision_gone       "Revision is no longer kept. ..."
+    +-- ChangesExpired              410 changes_expired     "Changes since <seq> are no longer ..."
     +-- RequestTimeout              408 request_timeout     "Request timeout."
     +-- PreconditionFailed          412 precondition_failed "Precondition failed. Key = /k"
     +-- PayloadTooLarge             413 payload_too_large   "Payload too large."
     +-- UnsupportedMediaType        415 unsupported_media_type
+    +-- IdempotencyKeyReused        422 idempotency_key_reused "Idempotency-Key was used with ..."
     +-- PreconditionRequired        428 precondition_required
     +-- LoginThrottled              429 login_throttled     (with Retry-After)
     +-- ServiceUnavailable          503 service_unavailable (with Retry-After)
@@ -216,6 +222,34 @@ class InvalidAcl(BadRequest):
         super().__init__(f"ACL is invalid: {uri}", key=key, field=field)
 
 
+class InvalidIdempotencyKey(BadRequest):
+    """An Idempotency-Key that is not 1 to 255 visible ASCII characters (idempotency.py)."""
+
+    code = "invalid_idempotency_key"
+
+    def __init__(self) -> None:
+        super().__init__("Idempotency-Key is invalid.")
+
+
+class IdempotencyKeyRequired(BadRequest):
+    """A write under a `require_idempotency` prefix without an Idempotency-Key."""
+
+    code = "idempotency_key_required"
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"Idempotency-Key is required. Key = {key}", key=key)
+
+
+class IdempotencyKeyNotAccepted(BadRequest):
+    """An Idempotency-Key on a request that isn't one transaction (a bulk of several chunks),
+    so its answer can't be committed with its data."""
+
+    code = "idempotency_key_not_accepted"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"Idempotency-Key can't be kept for this request: {reason}")
+
+
 class Unauthorized(FeedstoreError):
     """No credential where one is needed, or one that authenticates no one.
 
@@ -367,6 +401,17 @@ class MergeBaseGone(Conflict):
         )
 
 
+class IdempotencyInProgress(Conflict):
+    """The first request with this Idempotency-Key still holds its lease."""
+
+    code = "idempotency_in_progress"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "A request with this Idempotency-Key is in progress.", headers={"Retry-After": "1"}
+        )
+
+
 class RevisionGone(FeedstoreError):
     """A revision the entry had, but its history no longer keeps (or never kept)."""
 
@@ -379,6 +424,27 @@ class RevisionGone(FeedstoreError):
             key=key,
             revision=revision,
         )
+
+
+class ChangesExpired(FeedstoreError):
+    """A change feed read from a sequence below the stream's horizon: events after it were
+    trimmed, so the client must list again (API.md §18); `oldest` is the first event kept."""
+
+    status = 410
+    code = "changes_expired"
+
+    def __init__(self, key: str, since: str, oldest: str | None) -> None:
+        super().__init__(
+            f"Changes since {since} are no longer kept. Key = {key}",
+            key=key,
+            headers={"Link": f'</d{key}?f>; rel="describedby"'},
+        )
+        self.oldest = oldest
+
+    def to_dict(self) -> dict[str, Any]:
+        body = super().to_dict()
+        body["oldest"] = self.oldest
+        return body
 
 
 class RequestTimeout(FeedstoreError):
@@ -410,6 +476,16 @@ class PayloadTooLarge(FeedstoreError):
 class UnsupportedMediaType(FeedstoreError):
     status = 415
     code = "unsupported_media_type"
+
+
+class IdempotencyKeyReused(FeedstoreError):
+    """An Idempotency-Key sent again with another request (method, URL, headers or body)."""
+
+    status = 422
+    code = "idempotency_key_reused"
+
+    def __init__(self) -> None:
+        super().__init__("Idempotency-Key was used with another request.")
 
 
 class PreconditionRequired(FeedstoreError):

@@ -45,6 +45,7 @@ class Page:
     partial: bool = False
     count: int = 0
     examined: int = 0
+    seq: str | None = None  # the change feed's sequence before the page was read (`follow`)
 
 
 @dataclass(frozen=True)
@@ -73,20 +74,32 @@ class FeedReader:
         self.fetch_limit = fetch_limit
         self.indexed = {".".join(path) for path in indexed_fields(schema)}
 
-    def page(self, parent: str, query: Query, after: Position | None) -> Page:
-        """Up to `query.limit` matching children after `after`, in the query's order."""
+    def page(self, parent: str, query: Query, after: Position | None, follow: bool = False) -> Page:
+        """Up to `query.limit` matching children after `after`, in the query's order; with
+        `follow`, the change feed's sequence read before them (list then follow, API.md §18)."""
         if not query.filtered and query.sort is None and self.hidden is None:
-            keys = self.store.child_keys(parent, after.key if after else None, query.limit + 1)
+            start, wanted = after.key if after else None, query.limit + 1
+            if follow:
+                keys, seq = self.store.child_keys_and_seq(parent, start, wanted)
+            else:
+                keys, seq = self.store.child_keys(parent, start, wanted), None
             more = len(keys) > query.limit
             keys = keys[: query.limit]
             documents = [raw for raw in self.store.documents(keys) if raw is not None]
             return Page(
-                documents, Position(keys[-1]) if more and keys else None, examined=len(keys)
+                documents,
+                Position(keys[-1]) if more and keys else None,
+                examined=len(keys),
+                seq=seq,
             )
+        seq = self.store.feed_seq(parent) if follow else None
         if query.sort is not None and query.sort.field not in self._indexed(parent):
-            return self._sorted_in_memory(parent, query, after)
-        candidates, matches = self._plan(parent, query, after, query.limit + 1)
-        return self._collect(candidates, matches, query.limit)
+            page = self._sorted_in_memory(parent, query, after)
+        else:
+            candidates, matches = self._plan(parent, query, after, query.limit + 1)
+            page = self._collect(candidates, matches, query.limit)
+        page.seq = seq
+        return page
 
     def count(self, parent: str, query: Query, after: Position | None) -> Page:
         """How many children match (`?c`); partial when the fetch limit stopped the count."""

@@ -16,6 +16,10 @@ Only a complete body reaches the app, which runs in a thread of the gateway's po
 one reaches it as `environ[BODY_ERROR]`, which app.py raises before any view, so the error is
 rendered like every other and nothing is written. A stalled client costs a connection and a
 coroutine, never a thread. Other methods take no body in the API: theirs is not read.
+
+Change-feed waits (change_hub.py) hold no thread either: a long-poll that found no event hands
+its wait to the gateway, which awaits the hub on the event loop and then runs the request again;
+an event stream (SSE) is sent chunk by chunk, each wait it hands over awaited the same way.
 """
 
 from __future__ import annotations
@@ -23,12 +27,14 @@ from __future__ import annotations
 import asyncio
 import io
 import sys
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from feedstore.access_log import DEFERRED, REQUEST_ID
 from feedstore.app import BODY_ERROR, WsgiApp
+from feedstore.change_hub import ASYNC_WAITS, Deferred
 from feedstore.errors import (
     FeedstoreError,
     InvalidBody,
@@ -42,7 +48,7 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes | Iterator[bytes]]
 
 
 class Gateway:
@@ -66,16 +72,66 @@ class Gateway:
                 )
             except FeedstoreError as error:
                 environ[BODY_ERROR] = error
-        environ["wsgi.input"] = io.BytesIO(body)
-        environ["CONTENT_LENGTH"] = str(len(body))
+        environ[ASYNC_WAITS] = True  # the app hands waits for change-feed events to us
         loop = asyncio.get_running_loop()
-        status, headers, content = await loop.run_in_executor(self.pool, run, self.app, environ)
+        while True:
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+            answer = await loop.run_in_executor(self.pool, run, self.app, environ)
+            deferred: Deferred | None = environ.pop(DEFERRED, None)
+            if deferred is None:
+                break
+            # A long-poll with no event yet: wait here, holding no thread, then run it again
+            # (it keeps its deadline and request id).
+            await deferred.hub.wait_deferred(deferred)
+            environ = {**environ, "HTTP_X_REQUEST_ID": environ.get(REQUEST_ID, "")}
+        status, headers, content = answer
         if BODY_ERROR in environ:
             # What is left of the body will never be read: the connection can't carry another
             # request, and the server must not wait for the rest before closing it.
             headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": content})
+        if isinstance(content, bytes):
+            await send({"type": "http.response.body", "body": content})
+            return
+        await self._stream(content, environ, receive, send)
+
+    async def _stream(
+        self, chunks: Iterator[bytes], environ: dict[str, Any], receive: Receive, send: Send
+    ) -> None:
+        """An event stream, chunk by chunk: each chunk made in the pool, each wait the app
+        hands over done here, until the app ends it or the client goes."""
+        loop = asyncio.get_running_loop()
+        gone = asyncio.ensure_future(_disconnected(receive))
+        try:
+            while not gone.done():
+                chunk = await loop.run_in_executor(self.pool, next, chunks, None)
+                if chunk is None:
+                    break
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                deferred: Deferred | None = environ.pop(DEFERRED, None)
+                if deferred is not None:
+                    waiting = asyncio.ensure_future(
+                        deferred.hub.wait_async(deferred.stream, deferred.seq, deferred.timeout)
+                    )
+                    await asyncio.wait({waiting, gone}, return_when=asyncio.FIRST_COMPLETED)
+                    waiting.cancel()
+            if not gone.done():
+                await send({"type": "http.response.body", "body": b""})
+        except OSError:
+            pass  # the client went while we sent
+        finally:
+            gone.cancel()
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                await loop.run_in_executor(self.pool, close)
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Until the client disconnects (a streamed answer's request has no more body to read)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 async def read_body(receive: Receive, declared: int | None, limit: int, timeout: float) -> bytes:
@@ -157,8 +213,17 @@ def wsgi_environ(scope: Scope) -> dict[str, Any]:
     return environ
 
 
+def _streamed(headers: list[tuple[str, str]]) -> bool:
+    """Whether an answer is an event stream (SSE), sent as the app makes it."""
+    return any(
+        name.lower() == "content-type" and value.startswith("text/event-stream")
+        for name, value in headers
+    )
+
+
 def run(app: WsgiApp, environ: dict[str, Any]) -> Answer:
-    """Call the WSGI app in this thread; its status, its headers for ASGI, and its whole body."""
+    """Call the WSGI app in this thread; its status, its headers for ASGI, and its whole body
+    (an iterator of its chunks for an event stream, whose closing is the caller's)."""
     started: list[Any] = []
     written: list[bytes] = []
 
@@ -171,6 +236,10 @@ def run(app: WsgiApp, environ: dict[str, Any]) -> Answer:
         return written.append
 
     result: Iterable[bytes] = app(environ, start_response)
+    if _streamed(started[1] if started else []):
+        status, headers = started
+        encoded = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+        return int(status.split(" ", 1)[0]), encoded, iter(result)
     try:
         written.extend(result)
     finally:

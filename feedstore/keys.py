@@ -29,6 +29,15 @@ fs:{P}:ac:<key>         set of <key>'s children that carry an ACL of their own (
 fs:{P}:h:<key>          hash: revision -> stored JSON of <key>'s superseded revisions, only under
                         a `history` prefix (history.py); written in the write's MULTI, expires
                         `history_days` after a delete
+fs:{P}:x                stream: the change feed of partition P (changes.py), one event (fields
+                        k r o p) per key written or deleted, XADDed in the write's MULTI
+fs:{P}:xh               the id of the last event trimmed from fs:{P}:x (the 410 horizon)
+fs:{P}:idem:<principal>:<sha256 hex of an Idempotency-Key>
+                        a write's idempotency record (idempotency.py): `p:<token>` while its
+                        lease is held (PX 30000), then its answer, set in the write's MULTI
+                        (EX `idempotency_ttl`); P is the partition of the request's first
+                        target key (a POST without self link: its parent's), <principal> the
+                        writer's name (a uid, or `anonymous`)
 where P is the partition of the <key> (or <alias>) the key names.
 
 Global keys, outside every partition (each read or written alone, or with its own tag):
@@ -38,6 +47,8 @@ fs:secret               the key that signs feed cursors, made once, read by ever
 fs:pg:<digest>          list: the cursors ending each page of a pagination index (pagination.py);
                         <digest> is the SHA-256 of the parent, filters, sort and page size; expires
 fs:partition-depth      the partition depth the keys are written with (migration.py)
+fs:x:/                  stream: the change feed of the whole store, on a single Redis only (a
+                        cluster can't keep one: its events are in every slot); fs:xh:/ its horizon
 
 Credentials (credentials.py, sessions.py; global, each read or written alone or in a
 non-transactional pipeline, so they may sit in any slot of a cluster):
@@ -74,7 +85,7 @@ SECRET_KEY = "fs:secret"
 DEPTH_KEY = "fs:partition-depth"
 PAGE_INDEX_PREFIX = "fs:pg:"
 # The kinds of partitioned keys, as they appear after the tag.
-KINDS = ("d", "r", "c", "a", "n", "ids", "idr", "i", "acl", "ac", "h")
+KINDS = ("d", "r", "c", "a", "n", "ids", "idr", "i", "acl", "ac", "h", "x", "xh", "idem")
 USER_GROUPS_PREFIX = "fs:ug:"
 DEFAULT_DEPTH = 1
 MAX_DEPTH = 10
@@ -151,6 +162,18 @@ class KeyScheme:
 
     def history_key(self, key: str) -> str:
         return self.tag(key) + "h:" + key
+
+    def change_stream_key(self, key: str) -> str:
+        """The change feed of `key`'s partition (changes.py)."""
+        return self.tag(key) + "x"
+
+    def change_horizon_key(self, key: str) -> str:
+        return self.tag(key) + "xh"
+
+    def idempotency_key(self, key: str, principal: str, digest: str) -> str:
+        """The record of an Idempotency-Key (`digest`, its SHA-256 in hex) of `principal`'s,
+        in the partition of `key`, the request's first target (idempotency.py)."""
+        return f"{self.tag(key)}idem:{principal}:{digest}"
 
     def index_key(self, parent: str, field: str) -> str:
         return f"{self.tag(parent)}i:{field}:{parent}"

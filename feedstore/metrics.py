@@ -7,7 +7,7 @@ it (one process: tests, `create_app` in your own server) they are kept in memory
 
 What is counted: requests by route, method and status, their latency, errors by status and code
 (so conflicts, 409 and 412, and authentication failures, 401 and 429, each by their code), write
-transactions run again after a WatchError, and Redis errors.
+transactions run again after a WatchError, Redis errors, and the change feed's waiting clients.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     disable_created_metrics,
     generate_latest,
@@ -76,6 +77,13 @@ class Metrics:
             "Requests answered 503 because Redis could not be reached or refused the write.",
             registry=self.registry,
         )
+        # Requests waiting for change-feed events (long-poll and SSE), added up over workers.
+        self.change_waiters = Gauge(
+            "feedstore_change_feed_waiters",
+            "Change-feed waiters: requests waiting for events (long-poll _wait and SSE).",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe(self, record: RequestRecord) -> None:
@@ -100,6 +108,10 @@ class Metrics:
 
     def redis_failed(self) -> None:
         self.redis_errors.inc()
+
+    def waiters(self, count: int) -> None:
+        """The change feed's waiters of this process (change_hub.py)."""
+        self.change_waiters.set(count)
 
     def render(self) -> bytes:
         """The text of `/metrics`: every worker's counts added up, when there are several."""

@@ -50,6 +50,9 @@ TABLE: tuple[Option, ...] = (
     Option("_pagination", frozenset({"GET"}), Kind.READ),
     Option("_access", GET, Kind.READ),  # the caller's rights on the key (API.md §16.5)
     Option("_history", GET, Kind.READ),  # an entry's revisions (history.py)
+    Option("_changes", GET, Kind.READ),  # the change feed of a subtree (changes.py)
+    Option("_since", GET, Kind.READ),
+    Option("_wait", GET, Kind.READ),
     Option("_getids", GET, Kind.COUNTER),
     Option("_addids", frozenset({"GET", "HEAD", "PUT"}), Kind.COUNTER),
     Option("_setids", frozenset({"PUT"}), Kind.COUNTER),

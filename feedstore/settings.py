@@ -75,6 +75,21 @@ class Settings:
     history_days: int = 30
     # Prefixes under which every stale write with a revision is merged, as with `?_merge`.
     auto_merge: tuple[str, ...] = ()
+    # The change feed (changes.py): `on`, every write adds its events to the partition's stream;
+    # events are kept `changes_retention` seconds, at most `changes_max` per stream; an SSE
+    # answer lasts at most `changes_stream_max` seconds; a worker process lets at most
+    # `changes_waiters_max` requests wait for events (then 503).
+    changes: str = "on"
+    changes_retention: int = 7 * 86400
+    changes_max: int = 1_000_000
+    changes_stream_max: int = 600
+    changes_waiters_max: int = 64
+    # The longest `_wait` honoured (a longer one, up to 60, waits this long).
+    changes_wait_max: int = 60
+    # Seconds the answer of a write with an Idempotency-Key is kept for its retries, and the
+    # prefixes under which every write must carry one (idempotency.py).
+    idempotency_ttl: int = 24 * 3600
+    require_idempotency: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.auth not in AUTH_MODES:
@@ -88,6 +103,12 @@ class Settings:
             "wait_timeout_ms",
             "session_idle",
             "session_max",
+            "changes_retention",
+            "changes_max",
+            "changes_stream_max",
+            "changes_waiters_max",
+            "changes_wait_max",
+            "idempotency_ttl",
         ):
             if getattr(self, name) < 1:
                 variable = f"{ENV_PREFIX}{name.upper()}"
@@ -96,7 +117,11 @@ class Settings:
             raise ValueError(
                 f"{ENV_PREFIX}PARTITION_DEPTH must be 1 to {MAX_DEPTH}: {self.partition_depth}"
             )
-        for name, allowed in (("log_format", LOG_FORMATS), ("metrics", SWITCHES)):
+        for name, allowed in (
+            ("log_format", LOG_FORMATS),
+            ("metrics", SWITCHES),
+            ("changes", SWITCHES),
+        ):
             if getattr(self, name) not in allowed:
                 variable = f"{ENV_PREFIX}{name.upper()}"
                 raise ValueError(
@@ -151,6 +176,10 @@ class Settings:
     def auth_on(self) -> bool:
         return self.auth == "on"
 
+    @property
+    def changes_on(self) -> bool:
+        return self.changes == "on"
+
     @functools.cached_property
     def default_grants(self) -> acl.Acl:
         """The parsed `default_acl`."""
@@ -164,6 +193,10 @@ class Settings:
     def merges(self, key: str) -> bool:
         """Whether stale writes to `key` merge without `?_merge` (the `auto_merge` prefixes)."""
         return bool(self.auto_merge) and _under(key, self.auto_merge)
+
+    def requires_idempotency(self, key: str) -> bool:
+        """Whether writes to `key` must carry an Idempotency-Key (`require_idempotency`)."""
+        return bool(self.require_idempotency) and _under(key, self.require_idempotency)
 
     def requires_revision(self, key: str) -> bool:
         """Whether writes to `key` must be conditional (the `require_revision` prefixes)."""

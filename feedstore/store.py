@@ -28,10 +28,17 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from feedstore import acl, alias, codec_json, history, partitions
+from feedstore import acl, alias, codec_json, history, idempotency, partitions, watch
+from feedstore.changes import ZERO, ChangePage, ChangeStreams
 from feedstore.counter_range import CounterRange
 from feedstore.entry import parent_of
-from feedstore.errors import CrossTreeWrite, InvalidOption, NotReplicated, ServiceUnavailable
+from feedstore.errors import (
+    CrossTreeWrite,
+    IdempotencyKeyNotAccepted,
+    InvalidOption,
+    NotReplicated,
+    ServiceUnavailable,
+)
 from feedstore.history import HistoryRules
 from feedstore.index import indexed_fields, members
 from feedstore.keys import (
@@ -123,6 +130,7 @@ class Store:
         on_retry: Callable[[], None] = lambda: None,
         on_redis_error: Callable[[], None] = lambda: None,
         history: HistoryRules | None = None,
+        changes: bool = True,
     ) -> None:
         """`on_retry` is called each time a write runs again after a WatchError, and
         `on_redis_error` each time Redis fails a request (metrics.py counts both)."""
@@ -138,6 +146,8 @@ class Store:
         # With auth on (a default ACL given), every write is authorized in its transaction.
         self.default_acl = default_acl
         self.history = history or HistoryRules()
+        self.records_changes = changes  # every write adds its events to the change feed
+        self.streams = ChangeStreams(client, self.keys, self.cluster)
         self._schema: tuple[bytes | None, Schema | None] = (None, None)
 
     # -- reading ------------------------------------------------------------------------------
@@ -202,6 +212,50 @@ class Store:
     def revisions(self, key: str, below: int | None, limit: int) -> tuple[list[bytes], int | None]:
         """A page of `key`'s revisions, newest first, and where the next page starts below."""
         return history.read_history(self.redis, self.keys, key, below, limit)
+
+    @_unavailable_on_redis_error
+    def changes(self, key: str, since: str | None, limit: int) -> ChangePage:
+        """Up to `limit` events of `key`'s subtree after the sequence `since` (None: from the
+        oldest kept), oldest first, and the last sequence examined (changes.py). 410
+        ChangesExpired when events after `since` were trimmed; 400 on a cluster for a key above
+        the partition depth."""
+        return self.streams.read(key, since, limit)
+
+    @_unavailable_on_redis_error
+    def last_change(self, key: str) -> str:
+        """The sequence of the newest event of `key`'s stream (`0-0`: none yet)."""
+        return self.streams.last(key)
+
+    @_unavailable_on_redis_error
+    def feed_seq(self, key: str) -> str | None:
+        """The change feed's newest sequence for `key`'s subtree, for a listing's first page
+        (list then follow); None when the feed is off or can't serve `key` (a cluster, above
+        the partition depth)."""
+        if not self.records_changes:
+            return None
+        try:
+            return self.streams.last(key)
+        except InvalidOption:
+            return None
+
+    @_unavailable_on_redis_error
+    def child_keys_and_seq(
+        self, key: str, after: str | None, count: int
+    ) -> tuple[list[str], str | None]:
+        """`child_keys` and, read just before them in the same round trip, `feed_seq(key)`."""
+        try:
+            stream = self.streams.names(key)[0] if self.records_changes else None
+        except InvalidOption:
+            stream = None
+        if stream is None:
+            return self.child_keys(key, after, count), None
+        start = b"(" + after.encode() if after is not None else b"-"
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xrevrange(stream, "+", "-", count=1)
+            pipe.zrangebylex(self.keys.children_key(key), start, b"+", start=0, num=count)
+            newest, found = pipe.execute()
+        seq = newest[0][0].decode() if newest else ZERO
+        return [child.decode() for child in found], seq
 
     @_unavailable_on_redis_error
     def child_keys(self, key: str, after: str | None, count: int) -> list[str]:
@@ -326,14 +380,28 @@ class Store:
     # -- counters (vte.cx `_addids`, `_getids`, `_setids`, `_rangeids`, `_allocids`) ------------
 
     @_unavailable_on_redis_error
-    def add_ids(self, key: str, amount: int) -> int:
+    def add_ids(self, key: str, amount: int, lease: idempotency.Lease | None = None) -> int:
         """Add to the counter of `key` and return its new value, within its range if it has one.
 
         The range is WATCHed, so a `_rangeids` between the read and the write is never missed;
         the counter itself is WATCHed only when a range must check the new value. A sum past
-        Redis's signed 64-bit range is InvalidOption, the counter left as it was.
+        Redis's signed 64-bit range is InvalidOption, the counter left as it was. With a
+        `lease` (an Idempotency-Key), the counter is always WATCHed and SET, its answer beside it.
         """
         counter, bounds = self.keys.counter_key(key), self.keys.counter_range_key(key)
+        if lease is not None:
+
+            def add(pipe: Any, value: bytes | None, raw_span: bytes | None) -> int:
+                total, span = int(value or 0) + amount, _range_of(raw_span)
+                if not -(2**63) <= total < 2**63:
+                    raise _overflow(key, amount)
+                if span is not None:
+                    span.check(total, key)
+                pipe.multi()
+                pipe.set(counter, total)
+                return span.shown(total) if span is not None else total
+
+            return self._counted_once(lease, [counter, bounds], add)
         for attempt in range(self.retries):
             with self._transaction_pipeline() as pipe:
                 try:
@@ -368,9 +436,20 @@ class Store:
         return span.shown(value) if span is not None else value
 
     @_unavailable_on_redis_error
-    def set_ids(self, key: str, value: int) -> int:
+    def set_ids(self, key: str, value: int, lease: idempotency.Lease | None = None) -> int:
         """Set the counter of `key`; with a range, the value must be within it."""
         bounds = self.keys.counter_range_key(key)
+        if lease is not None:
+
+            def set_value(pipe: Any, raw_span: bytes | None) -> int:
+                span = _range_of(raw_span)
+                if span is not None:
+                    span.check(value, key, setting=True)
+                pipe.multi()
+                pipe.set(self.keys.counter_key(key), value)
+                return value
+
+            return self._counted_once(lease, [bounds], set_value)
         for attempt in range(self.retries):
             with self._transaction_pipeline() as pipe:
                 try:
@@ -391,23 +470,71 @@ class Store:
         return _range_of(cast(bytes | None, self.redis.get(self.keys.counter_range_key(key))))
 
     @_unavailable_on_redis_error
-    def set_counter_range(self, key: str, span: CounterRange | None) -> None:
+    def set_counter_range(
+        self, key: str, span: CounterRange | None, lease: idempotency.Lease | None = None
+    ) -> None:
         """Give the counter of `key` a range (its value becomes min - 1), or remove it (its value
         stays), in one transaction."""
+        if lease is not None:
+
+            def set_range(pipe: Any) -> CounterRange | None:
+                pipe.multi()
+                self._queue_range(pipe, key, span)
+                return span
+
+            self._counted_once(lease, [], set_range)
+            return
         with self._transaction_pipeline() as pipe:
-            if span is None:
-                pipe.delete(self.keys.counter_range_key(key))
-            else:
-                pipe.set(self.keys.counter_range_key(key), str(span))
-                pipe.set(self.keys.counter_key(key), span.low - 1)
+            self._queue_range(pipe, key, span)
             pipe.execute()
 
+    def _queue_range(self, pipe: Any, key: str, span: CounterRange | None) -> None:
+        if span is None:
+            pipe.delete(self.keys.counter_range_key(key))
+        else:
+            pipe.set(self.keys.counter_range_key(key), str(span))
+            pipe.set(self.keys.counter_key(key), span.low - 1)
+
     @_unavailable_on_redis_error
-    def allocate_ids(self, key: str, count: int) -> list[int]:
+    def allocate_ids(
+        self, key: str, count: int, lease: idempotency.Lease | None = None
+    ) -> list[int]:
         """`count` numbers from the sequence that numbers the children POSTed under `key`: no
         POST and no other allocation gets them."""
-        last = int(self.redis.incrby(self.keys.sequence_key(key), count))
+        sequence = self.keys.sequence_key(key)
+        if lease is not None:
+
+            def allocate(pipe: Any, value: bytes | None) -> list[int]:
+                last = int(value or 0) + count
+                pipe.multi()
+                pipe.set(sequence, last)
+                return list(range(last - count + 1, last + 1))
+
+            return self._counted_once(lease, [sequence], allocate)
+        last = int(self.redis.incrby(sequence, count))
         return list(range(last - count + 1, last + 1))
+
+    def _counted_once(
+        self, lease: idempotency.Lease, names: list[str], apply: Callable[..., T]
+    ) -> T:
+        """A counter change with an Idempotency-Key: `names` and the lease's record WATCHed and
+        read in one round trip; `apply(pipe, *values)` checks, opens the MULTI and queues the
+        change, and its result's answer is queued beside it (idempotency.Lease)."""
+        for attempt in range(self.retries):
+            with self._transaction_pipeline() as pipe:
+                try:
+                    watched = [*names, lease.name]
+                    *values, held = watch.watch_and_read(
+                        pipe, watched, "MGET", *watched, first=lease.claim
+                    )
+                    lease.check(held)
+                    result = apply(pipe, *values)
+                    lease.queue(pipe, result)
+                    pipe.execute()
+                    return result
+                except RETRIED:
+                    self._back_off(attempt)
+        raise ServiceUnavailable("Too many concurrent writes. Please retry.")
 
     # -- pagination indexes (pagination.py) -----------------------------------------------------
 
@@ -529,11 +656,18 @@ class Store:
     # -- writing ------------------------------------------------------------------------------
 
     @_unavailable_on_redis_error
-    def write(self, writes: Sequence[Write], principal: Principal = ANONYMOUS) -> list[Written]:
+    def write(
+        self,
+        writes: Sequence[Write],
+        principal: Principal = ANONYMOUS,
+        lease: idempotency.Lease | None = None,
+    ) -> list[Written]:
         """Check and apply every write atomically: all of them, or none and a FeedstoreError.
 
         With auth on, `principal` must have the rights each write needs (API.md §16.3),
-        checked inside the transaction: AccessDenied (or Unauthorized, anonymous) otherwise."""
+        checked inside the transaction: AccessDenied (or Unauthorized, anonymous) otherwise.
+        With a `lease` (write_once), its record is checked and its answer queued in the
+        transaction: idempotency.LeaseLost when another request took the record over."""
         reject_duplicates(writes)
         caller = None if self.default_acl is None else acl.Caller.of(principal, self.default_acl)
         prepared = partitions.prepare(self.redis, self.keys, writes) if self.cluster else None
@@ -544,7 +678,7 @@ class Store:
             with route.pipeline() if route else self._transaction_pipeline() as pipe:
                 try:
                     if prepared is None:
-                        return self._transaction(pipe, principal, caller).run(writes)
+                        return self._transaction(pipe, principal, caller, lease=lease).run(writes)
                     # The schema version is in another slot: read before WATCH (never watched).
                     rules = replace(
                         prepared.rules,
@@ -552,7 +686,8 @@ class Store:
                     )
                     if caller is not None:
                         rules = self._outside_access(rules, principal)
-                    written = self._transaction(pipe, principal, caller, rules).run(prepared.writes)
+                    transaction = self._transaction(pipe, principal, caller, rules, lease)
+                    written = transaction.run(prepared.writes)
                     partitions.finish(self.redis, prepared, written)
                     return written
                 except RETRIED as e:
@@ -571,12 +706,49 @@ class Store:
                     raise CrossTreeWrite([*trees, "an alias in another tree"]) from e
         raise ServiceUnavailable("Too many concurrent writes. Please retry.")
 
+    @_unavailable_on_redis_error
+    def write_once(
+        self, writes: Sequence[Write], principal: Principal, request: idempotency.Request
+    ) -> idempotency.Outcome[list[Written]]:
+        """`write` exactly once per Idempotency-Key (`request.key`) of `principal` (API.md §19):
+        the answer `request.render` makes of the Written list is stored in the write's own
+        MULTI, and a request with the same key gets it back (`replayed`) without writing.
+
+        IdempotencyKeyReused (422) for the key sent with another fingerprint,
+        IdempotencyInProgress (409) while the first request holds its lease; a failed write
+        raises its error and records nothing, so a retry is a fresh attempt."""
+        first = writes[0] if writes else Write(Action.PUT, "/")
+        target = first.numbered_under if first.numbered_under is not None else first.key
+        if self.cluster and first.numbered_under is not None and self.keys.children_apart(target):
+            # The new entry is a partition of its own, numbered before its transaction.
+            raise IdempotencyKeyNotAccepted(
+                f"on Redis Cluster a new entry under {target} is a tree of its own: give it a "
+                "self link."
+            )
+        return self.once(
+            target, principal, request, lambda lease: self.write(writes, principal, lease)
+        )
+
+    def once(
+        self,
+        key: str,
+        principal: Principal,
+        request: idempotency.Request,
+        write: Callable[[idempotency.Lease], T],
+    ) -> idempotency.Outcome[T]:
+        """Run `write` with the lease of `principal`'s record of `request.key`, in `key`'s
+        partition (idempotency.run), or answer from the record."""
+        digest = idempotency.digest(request.key)
+        name = self.keys.idempotency_key(key, principal.name, digest)
+        return idempotency.run(self.redis, name, request, write, self._transaction_pipeline)
+
     def _transaction(
         self,
         pipe: Any,
         principal: Principal,
         caller: acl.Caller | None,
         rules: ClusterRules | None = None,
+        lease: idempotency.Lease | None = None,
     ) -> Transaction:
         return Transaction(
             pipe,
@@ -587,6 +759,8 @@ class Store:
             cluster=rules,
             caller=caller,
             history=self.history,
+            changes=self.records_changes,
+            lease=lease,
         )
 
     def _outside_access(self, rules: ClusterRules, principal: Principal) -> ClusterRules:

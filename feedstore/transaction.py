@@ -17,7 +17,7 @@ instead of three is what keeps a chunk of 1000 entries from costing Redis 40 ms.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, Literal, NamedTuple
@@ -25,7 +25,7 @@ from typing import Any, Literal, NamedTuple
 from redis.client import Pipeline
 from redis.exceptions import WatchError
 
-from feedstore import acl, alias, codec_json, history, merge, watch
+from feedstore import acl, alias, changes, codec_json, history, idempotency, merge, watch
 from feedstore.entry import (
     EntryId,
     document_fields,
@@ -173,8 +173,12 @@ class Transaction:
         cluster: ClusterRules | None = None,
         caller: acl.Caller | None = None,
         history: HistoryRules | None = None,
+        changes: bool = False,
+        lease: idempotency.Lease | None = None,
     ) -> None:
         self.pipe = pipe
+        self.changes = changes  # queue the change feed's events (changes.py)
+        self.lease = lease  # with an Idempotency-Key: checked in _read, completed before EXEC
         self.history = history if history is not None and history.prefixes else None
         self.keys = keys
         self.principal = principal
@@ -299,6 +303,11 @@ class Transaction:
             pipe.zadd(name, added)
         for change in aliases:
             change.queue(pipe, keys, fields, self.caller is not None)
+        if self.changes:
+            events = _events(every, written, subtrees, inside)
+            changes.queue(pipe, keys, self.principal, events, whole_store=self.cluster is None)
+        if self.lease is not None:
+            self.lease.queue(pipe, written[: len(writes)])  # the answer commits with the data
         pipe.execute()
         return written[: len(writes)]  # what the request asked for, without the unaliasing
 
@@ -321,14 +330,23 @@ class Transaction:
         on_path, groups = self._access_keys(keys)
         access = [*map(self.keys.acl_key, on_path), *groups]
         watched = [*revisions, *access] if access else revisions
+        # With an Idempotency-Key, its record (in the same partition) is watched and read too.
+        held = [self.lease.name] if self.lease is not None else []
+        if held:
+            watched = [*watched, *held]
+        claim = self.lease.claim if self.lease is not None else None  # its SET NX goes first
         if self.cluster is None:
             raw = watch.watch_and_read(
-                self.pipe, watched, "MGET", *names, *access, SCHEMA_VERSION_KEY
+                self.pipe, watched, "MGET", *names, *access, *held, SCHEMA_VERSION_KEY, first=claim
             )
             version = raw[-1]
         else:
-            raw = watch.watch_and_read(self.pipe, watched, "MGET", *names, *access)
+            raw = watch.watch_and_read(
+                self.pipe, watched, "MGET", *names, *access, *held, first=claim
+            )
             version = self.cluster.schema_version
+        if self.lease is not None:
+            self.lease.check(raw[len(names) + len(access)])  # LeaseLost: another's record
         if access:
             self._take_access(on_path, groups, raw[len(names) : len(names) + len(access)])
         n = len(keys)
@@ -670,6 +688,26 @@ class _AliasChange:
             old = self.old_document if name in self.old else None
             new = self.new_document if name in self.new else None
             _update_indexes(pipe, keys, name, old, new, fields)
+
+
+def _events(
+    writes: Sequence[Write],
+    written: Sequence[Written],
+    subtrees: Mapping[str, list[str]],
+    inside: Mapping[str, bytes],
+) -> Iterator[tuple[str, int, str]]:
+    """The change feed's events of a transaction, in its order: each key written (c, u) or
+    deleted (d, with the revision deleted), the entries of a removed subtree first (their
+    revisions from the documents the removal read); a `_clearfolder` keeps its folder."""
+    for w, done in zip(writes, written, strict=True):
+        for key in subtrees.get(w.key, ()):
+            raw = inside.get(key)
+            if raw is not None:  # None: an alias below, not an entry
+                yield key, codec_json.stored_revision(raw, key), "d"
+        if w.action is Action.CLEAR:
+            continue
+        operation = "d" if done.document is None else "c" if done.created else "u"
+        yield done.key, done.revision, operation
 
 
 def _through_alias(w: Write, target: str | None) -> Write:

@@ -23,7 +23,9 @@ def read(pipe: Pipeline, *command: Any) -> Any:
     return pipe.execute_command(*command)
 
 
-def watch_and_read(pipe: Pipeline, watched: Sequence[str], *command: Any) -> Any:
+def watch_and_read(
+    pipe: Pipeline, watched: Sequence[str], *command: Any, first: Sequence[Any] | None = None
+) -> Any:
     """WATCH `watched` then run a read, both sent at once: one round trip instead of two.
 
     For a redis-py Pipeline watching nothing yet (the cluster path of Transaction, on the
@@ -31,18 +33,32 @@ def watch_and_read(pipe: Pipeline, watched: Sequence[str], *command: Any) -> Any
     so the read is already guarded. Both replies are read before an error of either is
     raised, so the connection stays in step; a lost connection is dropped and raised, as
     redis-py does (not retried: the WATCH may not hold).
+
+    `first`, a command sent before the WATCH in the same round trip (an idempotency lease's
+    SET NX, idempotency.py), whose reply is not returned: a write to a key this connection
+    WATCHes would fail its own EXEC, so it must come first. A cluster pipeline not yet
+    watching would queue it instead: there it runs after the WATCH, and a SET that takes the
+    key costs the attempt (the next one finds the key its own).
     """
     if not isinstance(pipe, Pipeline) or pipe.watching or pipe.connection is not None:
+        immediate = isinstance(pipe, Pipeline) and pipe.watching
+        if first is not None and immediate:
+            read(pipe, *first)
         pipe.watch(*watched)
+        if first is not None and not immediate:
+            read(pipe, *first)
         return read(pipe, *command)
     conn = pipe.connection_pool.get_connection()
     pipe.connection = conn
+    commands = [("WATCH", *watched), command]
+    if first is not None:
+        commands.insert(0, tuple(first))
     try:
-        conn.send_packed_command(conn.pack_commands([("WATCH", *watched), command]))
+        conn.send_packed_command(conn.pack_commands(commands))
         replies: list[Any] = []
-        for name in ("WATCH", command[0]):
+        for sent in commands:
             try:
-                replies.append(pipe.parse_response(conn, name))
+                replies.append(pipe.parse_response(conn, sent[0]))
             except ResponseError as e:
                 replies.append(e)
     except (ConnectionError, TimeoutError):
@@ -52,7 +68,7 @@ def watch_and_read(pipe: Pipeline, watched: Sequence[str], *command: Any) -> Any
     for reply in replies:
         if isinstance(reply, ResponseError):
             raise reply
-    return replies[1]
+    return replies[-1]
 
 
 def numbers(

@@ -95,6 +95,29 @@ def test_acknowledged_writes_survive_kill_9_of_server_workers_and_redis(
                 writer = int(key.split("-")[0].removeprefix("/t/w"))
                 assert in_flight[writer] == (key, entry["title"])
                 assert stored_revision == revision + 1
+        # The change feed committed with the data: every acknowledged write has its event, and
+        # no event is ahead of the stored revision.
+        events = change_events(server, "/t")
+        for key, (revision, _) in acked.items():
+            assert set(range(1, revision + 1)) <= events.get(key, set()), key
+        for key, revisions in events.items():
+            stored_revision, _ = read_entry(server, key)
+            assert max(revisions) <= stored_revision, key
+
+
+def change_events(server: Server, key: str) -> dict[str, set[int]]:
+    """The revisions each key's change-feed events name, read to the end."""
+    found: dict[str, set[int]] = {}
+    since = "0"
+    while True:
+        answer = server.request("GET", f"/d{key}?_changes&l=1000&_since={since}")
+        if answer.status == 204:
+            return found
+        assert answer.status == 200, answer.body
+        for item in answer.json()["feed"]["entry"]:
+            changed, _, revision = item["id"].rpartition(",")
+            found.setdefault(changed, set()).add(int(revision))
+        since = answer.headers["x-feedstore-seq"]
 
 
 def test_concurrent_read_modify_write_increments_lose_nothing(tmp_path: Path) -> None:

@@ -50,7 +50,8 @@ def fuzzed_app(
 ) -> Flask:
     """The app (a new one, or `app` again) on the test process's redis-server, emptied, with the
     schema and two seeds."""
-    app = app or create_app({}, redis.Redis.from_url(redis_server.url))
+    # A change feed's `_wait` waits one second at most here, not the minute a case may ask.
+    app = app or create_app({"changes_wait_max": 1}, redis.Redis.from_url(redis_server.url))
     store = app.extensions["feedstore"].store
     store.redis.flushdb()
     store.set_schema(schema_document)
@@ -87,7 +88,9 @@ def app_with_schema(redis_server: EmbeddedRedis) -> Flask:
 def app_bare_style(redis_server: EmbeddedRedis) -> Flask:
     # A database of its own, like the stateful phase's.
     client = redis.Redis.from_url(redis_server.url, db=2)
-    return fuzzed_app(redis_server, None, create_app({"json_style": "bare"}, client))
+    return fuzzed_app(
+        redis_server, None, create_app({"json_style": "bare", "changes_wait_max": 1}, client)
+    )
 
 
 @pytest.mark.filterwarnings(PAGE_LEFT_OPEN)
@@ -114,7 +117,9 @@ def test_create_read_update_delete_chains(redis_server: EmbeddedRedis) -> None:
     they meet entries that exist, with every check after each step."""
     # A database of its own: its scenarios empty it, the module's apps keep theirs.
     app = fuzzed_app(
-        redis_server, None, create_app({}, redis.Redis.from_url(redis_server.url, db=1))
+        redis_server,
+        None,
+        create_app({"changes_wait_max": 1}, redis.Redis.from_url(redis_server.url, db=1)),
     )
 
     class Workflow(without_schema.as_state_machine()):  # type: ignore[misc]

@@ -24,6 +24,7 @@ from feedstore import (
     counter,
     cursor,
     errors,
+    idempotency,
     negotiation,
     openapi,
     pagination,
@@ -203,6 +204,7 @@ def test_the_field_name_grammar_is_the_servers(name: str) -> None:
         ("IfNoneMatchWrite", negotiation.parse_if_none_match),
         ("MergeBase", lambda value: writes.parse_merge_base(value, writes.Conditions())),
         ("MethodOverride", lambda value: negotiation.method_override("POST", value or None)),
+        ("IdempotencyKey", idempotency.parse_key),
     ],
 )
 def test_parameter_grammars_are_the_servers(parameter: str, check: Callable[[str], object]) -> None:

@@ -68,3 +68,16 @@ def test_history_and_auto_merge_come_from_the_environment() -> None:
 
 def test_no_history_by_default() -> None:
     assert Settings.load(environ={}).history_rules.prefixes == ()
+
+
+def test_idempotency_settings_come_from_the_environment() -> None:
+    environ = {"FEEDSTORE_IDEMPOTENCY_TTL": "60", "FEEDSTORE_REQUIRE_IDEMPOTENCY": "/orders, /pay"}
+    settings = Settings.load(environ=environ)
+    assert settings.idempotency_ttl == 60
+    assert settings.requires_idempotency("/orders") and settings.requires_idempotency("/pay/1")
+    assert not settings.requires_idempotency("/ordersx")
+    assert Settings.load(environ={}).idempotency_ttl == 24 * 3600
+    assert not Settings.load(environ={}).requires_idempotency("/orders")
+    with pytest.raises(ValueError) as refused:
+        Settings.load(environ={"FEEDSTORE_IDEMPOTENCY_TTL": "0"})
+    assert str(refused.value) == "FEEDSTORE_IDEMPOTENCY_TTL must be at least 1: 0"

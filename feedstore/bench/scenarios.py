@@ -193,6 +193,18 @@ def feedstore_put(target: Target) -> Load:
     )
 
 
+def feedstore_put_idempotent(target: Target) -> Load:
+    """feedstore-put with an Idempotency-Key, a new one for each revision written (API.md §19)."""
+    return _write_entries(
+        target,
+        "k",
+        lambda key: put_request(
+            feed_body(entry(key, REVISION)),
+            {**WRITE_HEADERS, "Idempotency-Key": f'"put{key}-{REVISION}"'},
+        ),
+    )
+
+
 def feedstore_put_xml(target: Target) -> Load:
     """The entry of feedstore-put with its id, sent as an Atom feed."""
     return _write_entries(
@@ -401,6 +413,11 @@ SCENARIOS: tuple[Scenario, ...] = (
         'PATCH /d/bench/pN {"score": n}, If-Match (1 KB entry)', feedstore_patch,
     ),
     Scenario(
+        "feedstore-put-idem", FEEDSTORE, "PUT",
+        "feedstore-put with an Idempotency-Key (a lease, then the answer in the MULTI)",
+        feedstore_put_idempotent,
+    ),
+    Scenario(
         "feedstore-get-xml", FEEDSTORE, "GET", "GET /d/bench/read?e&x (Atom)", feedstore_get_xml
     ),
     Scenario(
@@ -456,6 +473,8 @@ COMPARISONS: tuple[Comparison, ...] = (
     Comparison("feedstore/baseline PUT100", "feedstore-put100", "baseline-put100", 0.6),
     Comparison("feedstore/baseline BULK", "feedstore-bulk10k", "baseline-bulk10k", 0.6),
     Comparison("PATCH/PUT", "feedstore-patch", "feedstore-put", round(1 / 1.2, 2)),
+    # Issue 14: a PUT with an Idempotency-Key against the plain PUT.
+    Comparison("idempotent/plain PUT", "feedstore-put-idem", "feedstore-put", 0.85),
     Comparison("XML/JSON GET", "feedstore-get-xml", "feedstore-get", 0.5),
     Comparison("XML/JSON PUT", "feedstore-put-xml", "feedstore-put", 0.5),
     Comparison("big/small key order", "scale-big-page", "scale-small-page", round(1 / 1.5, 2)),

@@ -1,0 +1,282 @@
+"""The change feed (API.md §18): one Redis Stream of events per partition, written in the write's
+own MULTI, read by `?_changes`, trimmed by a retention pass with an exact 410 horizon.
+
+Every key a committed write creates, updates or deletes (each key of a removed subtree too) is
+one event `XADD fs:{P}:x * k <key> r <revision> o c|u|d p <principal>` queued in the write's MULTI,
+so an event exists exactly when its write committed; on a single Redis the same event goes to
+`fs:x:/`, the whole store's stream. The sequence is the stream entry id (`1795773533279-0`):
+strictly increasing per stream, never rewound.
+
+Which stream a key's feed reads: its partition's, when every key below it is in that partition
+(the key is at or below the partition depth); otherwise `fs:x:/`, filtered to the key's subtree,
+which Redis Cluster can't keep (400 there).
+
+The retention pass (`trim`) drops the events older than `changes_retention` and those past
+`changes_max` per stream, and in the same MULTI records the id of the last one dropped in the
+stream's horizon key: a reader whose `_since` is below it missed events (410 changes_expired);
+one at it did not.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from feedstore.entry import timestamp
+from feedstore.errors import ChangesExpired, InvalidOption
+from feedstore.keys import KeyScheme
+
+WHOLE_STORE_STREAM = "fs:x:/"
+WHOLE_STORE_HORIZON = "fs:xh:/"
+CHANGE_SCHEME = "urn:feedstore:change"
+OPERATIONS = {"c": "created", "u": "updated", "d": "deleted"}
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+# A page examines at most this many events per event it may answer, when the stream holds
+# other keys' events too (the whole store's, or a partition's below its root).
+EXAMINE_FACTOR = 20
+_SEQUENCE = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
+ZERO = "0-0"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One event: its sequence, the key, the revision written (for a delete: deleted), what
+    happened (c, u or d) and who did it."""
+
+    seq: str
+    key: str
+    revision: int
+    operation: str
+    principal: str
+
+    @property
+    def milliseconds(self) -> int:
+        """When it happened: the stream id's time part."""
+        return int(self.seq.partition("-")[0])
+
+    @property
+    def kind(self) -> str:
+        """`created`, `updated` or `deleted`."""
+        return OPERATIONS[self.operation]
+
+
+@dataclass(frozen=True)
+class ChangePage:
+    """The events of one read, oldest first; `seq`, the last event examined (the next read's
+    `_since`, even when every event examined was filtered out); `more`, whether more events
+    are already waiting after it."""
+
+    changes: list[Change]
+    seq: str
+    more: bool = False
+
+
+# -- writing (in the write's MULTI) ----------------------------------------------------------
+
+
+def queue(
+    pipe: Any,
+    keys: KeyScheme,
+    principal: str,
+    events: Iterable[tuple[str, int, str]],
+    whole_store: bool,
+) -> None:
+    """Queue one XADD per `(key, revision, operation)` on its partition's stream, and on the
+    whole store's stream when `whole_store` (a single Redis)."""
+    for key, revision, operation in events:
+        fields = ("k", key, "r", revision, "o", operation, "p", principal)
+        pipe.execute_command("XADD", keys.change_stream_key(key), "*", *fields)
+        if whole_store:
+            pipe.execute_command("XADD", WHOLE_STORE_STREAM, "*", *fields)
+
+
+# -- items (the entries a change feed answers) ------------------------------------------------
+
+
+def category(change: Change) -> dict[str, str]:
+    return {"___scheme": CHANGE_SCHEME, "___term": change.kind, "___label": change.seq}
+
+
+def item(change: Change) -> dict[str, Any]:
+    """A change as an entry: `id` `<key>,<revision>` (a delete's: the revision deleted), the
+    self link, `updated` the event's time, the author `urn:feedstore:<kind>:<principal>`, and
+    the change category, whose label is the sequence."""
+    return {
+        "id": f"{change.key},{change.revision}",
+        "link": [{"___href": change.key, "___rel": "self"}],
+        "author": [{"uri": f"urn:feedstore:{change.kind}:{change.principal}"}],
+        "updated": timestamp(change.milliseconds / 1000),
+        "category": [category(change)],
+    }
+
+
+def items(
+    changes: Sequence[Change], current: Mapping[str, Mapping[str, Any] | None] | None = None
+) -> list[dict[str, Any]]:
+    """The items of a page. With `current` (`?e`: each key's stored entry, None when gone), a
+    key appears once, at its last event, as the current entry with the change category
+    appended when it exists (its content is the current one whichever event it is shown at)."""
+    if current is None:
+        return [item(change) for change in changes]
+    last = {change.key: i for i, change in enumerate(changes)}
+    shown = []
+    for i, change in enumerate(changes):
+        if last[change.key] != i:
+            continue
+        document = current.get(change.key)
+        if change.operation == "d" or document is None:
+            shown.append(item(change))
+        else:
+            categories = [*document.get("category", ()), category(change)]
+            shown.append({**document, "category": categories})
+    return shown
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+def parse_sequence(value: str, option: str = "_since") -> str:
+    """A sequence as a full stream id (`123` is `123-0`); 400 naming the option otherwise."""
+    match = _SEQUENCE.fullmatch(value)
+    if match is None or int(match[1]) >= 2**64 or int(match[2] or 0) >= 2**64:
+        raise InvalidOption(f"Sequence is invalid: {option}={value}")
+    return f"{int(match[1])}-{int(match[2] or 0)}"
+
+
+def sequence_order(seq: str) -> tuple[int, int]:
+    """A stream id as a pair that compares as Redis orders them."""
+    ms, _, counter = seq.partition("-")
+    return int(ms), int(counter or 0)
+
+
+def in_subtree(key: str, top: str) -> bool:
+    return top == "/" or key == top or key.startswith(top + "/")
+
+
+class ChangeStreams:
+    """Where each key's events are, and how they are read and trimmed, on one Redis client."""
+
+    def __init__(self, client: Any, keys: KeyScheme, cluster: bool) -> None:
+        self.redis = client
+        self.keys = keys
+        self.cluster = cluster
+
+    def names(self, key: str) -> tuple[str, str]:
+        """The stream holding the events of `key`'s subtree, and its horizon key; 400 on a
+        cluster for a key whose subtree spans partitions."""
+        if not self.keys.children_apart(key):
+            return self.keys.change_stream_key(key), self.keys.change_horizon_key(key)
+        if self.cluster:
+            raise InvalidOption(
+                f"On Redis Cluster a change feed reads one partition, and {key} is above the "
+                f"partition depth ({self.keys.depth}). Key = {key}",
+                key=key,
+            )
+        return WHOLE_STORE_STREAM, WHOLE_STORE_HORIZON
+
+    def last(self, key: str) -> str:
+        """The sequence of the newest event of `key`'s stream (`0-0` when it has none)."""
+        stream, _ = self.names(key)
+        found = self.redis.xrevrange(stream, "+", "-", count=1)
+        return found[0][0].decode() if found else ZERO
+
+    def read(self, key: str, since: str | None, limit: int) -> ChangePage:
+        """Up to `limit` events of `key`'s subtree after `since` (exclusive; None: from the
+        oldest kept). ChangesExpired (410) when `since` is below the stream's horizon."""
+        stream, horizon_name = self.names(key)
+        batch = min(limit + 1, MAX_LIMIT + 1)
+        start = "-" if since is None else "(" + since
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(horizon_name)
+            pipe.xrange(stream, start, "+", count=batch)
+            horizon, found = pipe.execute()
+        expired = horizon is not None and sequence_order(horizon.decode())
+        if since is not None and expired and sequence_order(since) < expired:
+            oldest = self.redis.xrange(stream, "-", "+", count=1)
+            raise ChangesExpired(key, since, oldest[0][0].decode() if oldest else None)
+        changes: list[Change] = []
+        # From the oldest kept, the sequence to go on from is the horizon (or 0-0), never
+        # below it: a later read from there is not a 410.
+        seq = since or (horizon.decode() if horizon is not None else ZERO)
+        examined, cap = 0, max(limit, 1) * EXAMINE_FACTOR
+        while True:
+            for entry_id, fields in found:
+                if len(changes) == limit:
+                    return ChangePage(changes, seq, more=True)
+                seq = entry_id.decode()
+                examined += 1
+                change = _change(seq, fields)
+                if in_subtree(change.key, key):
+                    changes.append(change)
+            if len(found) < batch:
+                return ChangePage(changes, seq)
+            if examined >= cap:
+                return ChangePage(changes, seq, more=True)
+            found = self.redis.xrange(stream, "(" + seq, "+", count=batch)
+
+    def horizon(self, key: str) -> str | None:
+        """The id of the last event trimmed from `key`'s stream, if any."""
+        _, horizon_name = self.names(key)
+        found = self.redis.get(horizon_name)
+        return found.decode() if found is not None else None
+
+    # -- retention -----------------------------------------------------------------------
+
+    def stream_names(self) -> Iterator[str]:
+        """Every change stream in Redis (each partition's, and the whole store's)."""
+        for name in self.redis.scan_iter(match="fs:{*}:x", count=1000):
+            yield name.decode() if isinstance(name, bytes) else name
+        if not self.cluster and self.redis.exists(WHOLE_STORE_STREAM):
+            yield WHOLE_STORE_STREAM
+
+    def trim(
+        self, retention: int, most: int, now: float | None = None, names: Sequence[str] = ()
+    ) -> Iterator[tuple[str, int]]:
+        """Drop the events older than `retention` seconds (at `now`, time.time() unless given)
+        and beyond the newest `most` of each stream; yield each stream with how many it lost."""
+        cut_ms = int(((time.time() if now is None else now) - retention) * 1000)
+        for stream in names or self.stream_names():
+            yield stream, self.trim_stream(stream, cut_ms, most)
+
+    def trim_stream(self, stream: str, cut_ms: int, most: int) -> int:
+        """Trim one stream (see `trim`) and set its horizon in the same MULTI; return how many
+        events went. New events only ever come after the last one trimmed, so nothing is
+        watched."""
+        last: tuple[int, int] | None = None
+        older = self.redis.xrevrange(stream, f"({cut_ms}-0", "-", count=1) if cut_ms > 0 else []
+        if older:
+            last = sequence_order(older[0][0].decode())
+        excess = int(self.redis.xlen(stream)) - most
+        if excess > 0:
+            beyond = self.redis.xrange(stream, "-", "+", count=excess)
+            if beyond:
+                last = max(last or (0, 0), sequence_order(beyond[-1][0].decode()))
+        if last is None:
+            return 0
+        horizon = horizon_of(stream)
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xtrim(stream, minid=f"{last[0]}-{last[1] + 1}", approximate=False)
+            pipe.set(horizon, f"{last[0]}-{last[1]}")
+            removed, _ = pipe.execute()
+        return int(removed)
+
+
+def horizon_of(stream: str) -> str:
+    """The horizon key of a stream: `fs:{P}:x` -> `fs:{P}:xh`, `fs:x:/` -> `fs:xh:/`."""
+    if stream == WHOLE_STORE_STREAM:
+        return WHOLE_STORE_HORIZON
+    return stream + "h"
+
+
+def _change(seq: str, fields: dict[bytes, bytes]) -> Change:
+    return Change(
+        seq,
+        fields[b"k"].decode(),
+        int(fields[b"r"]),
+        fields[b"o"].decode(),
+        fields.get(b"p", b"").decode(),
+    )

@@ -1,0 +1,113 @@
+"""`feedstore changes trim` (changes.py's retention pass), with a progress bar on stderr, and the
+thread `feedstore serve` runs it in every minute.
+
+It takes `--data DIR | --redis-url URL` as `feedstore schema` does, so it runs while a server
+serves: trimming only ever drops events older than the ones writes add.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from collections.abc import Callable
+
+import redis
+from tqdm import tqdm
+
+from feedstore.changes import ChangeStreams
+from feedstore.settings import Settings
+
+Subcommands = argparse._SubParsersAction
+EVERY_SECONDS = 60.0
+
+
+def add_commands(subcommands: Subcommands) -> None:
+    """Register `feedstore changes trim`."""
+    from feedstore.cli import add_store_options
+
+    parser = subcommands.add_parser(
+        "changes",
+        help="trim the change feed's streams to their retention (serve does it every minute)",
+        description="Drop the change-feed events older than FEEDSTORE_CHANGES_RETENTION "
+        "seconds and those past the newest FEEDSTORE_CHANGES_MAX of each stream, recording "
+        "each stream's 410 horizon in the same transaction.",
+    )
+    parser.add_argument("action", choices=("trim",))
+    add_store_options(parser)
+    parser.set_defaults(command=run_changes)
+
+
+def run_changes(args: argparse.Namespace) -> int:
+    from feedstore.cli import _client, _redis_of, _settings
+
+    settings = _settings()
+    with _redis_of(args.redis_url, args.data.absolute()) as url:
+        client = _client(url)
+        try:
+            streams = ChangeStreams(client, settings.keys, isinstance(client, redis.RedisCluster))
+            names = list(streams.stream_names())
+            trimmed = 0
+            with tqdm(
+                names, unit=" streams", desc="changes trim", disable=not sys.stderr.isatty()
+            ) as bar:
+                for _, removed in streams.trim(
+                    settings.changes_retention, settings.changes_max, names=names
+                ):
+                    trimmed += removed
+                    bar.update()
+        finally:
+            client.close()
+    print(f"changes trim: {len(names)} streams, {trimmed} events trimmed")
+    return 0
+
+
+class Trimmer:
+    """A thread that runs the retention pass every `every` seconds until stopped; a failure
+    is reported and the next pass runs on time."""
+
+    def __init__(
+        self,
+        url: str,
+        settings: Settings,
+        report: Callable[[str], None],
+        every: float = EVERY_SECONDS,
+    ) -> None:
+        self.url = url
+        self.settings = settings
+        self.report = report
+        self.every = every
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="changes-trim", daemon=True)
+
+    def start(self) -> Trimmer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def run_once(self) -> int:
+        """One pass; how many events went."""
+        from feedstore.cli import _client
+
+        client = _client(self.url)
+        try:
+            streams = ChangeStreams(
+                client, self.settings.keys, isinstance(client, redis.RedisCluster)
+            )
+            settings = self.settings
+            passes = streams.trim(settings.changes_retention, settings.changes_max)
+            return sum(removed for _, removed in passes)
+        finally:
+            client.close()
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self.every):
+            try:
+                self.run_once()
+            except redis.RedisError as e:
+                self.report(f"the change feed's trim pass failed: {e}")

@@ -1,0 +1,61 @@
+"""`feedstore changes trim` and the serve's trim thread (changes_cli.py)."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from feedstore.changes_cli import Trimmer
+from feedstore.cli import main
+from feedstore.embedded import EmbeddedRedis
+from feedstore.keys import KeyScheme
+from feedstore.settings import Settings
+from feedstore.store import Store
+from tests.conftest import put
+from tests.redis_cluster import RedisCluster
+
+KEYS = KeyScheme()
+
+
+def test_trim_keeps_the_newest_changes_max(
+    real_redis: redis.Redis,
+    redis_server: EmbeddedRedis,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = Store(real_redis)
+    for i in range(5):
+        store.write([put(f"/n/{i}") if i else put("/n")])
+    monkeypatch.setenv("FEEDSTORE_CHANGES_MAX", "2")
+    url = redis_server.url
+    assert main(["changes", "trim", "--redis-url", url]) == 0
+    assert capsys.readouterr().out == "changes trim: 2 streams, 6 events trimmed\n"
+    assert real_redis.xlen(KEYS.change_stream_key("/n")) == 2
+    assert real_redis.xlen("fs:x:/") == 2
+    assert real_redis.get(KEYS.change_horizon_key("/n")) is not None
+
+
+def test_trim_on_a_cluster(
+    redis_cluster: RedisCluster, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redis_cluster.flush()
+    client = redis_cluster.client()
+    store = Store(client)
+    for i in range(3):
+        store.write([put(f"/n/{i}") if i else put("/n")])
+    store.write([put("/m")])
+    monkeypatch.setenv("FEEDSTORE_CHANGES_MAX", "1")
+    assert main(["changes", "trim", "--redis-url", redis_cluster.url]) == 0
+    assert capsys.readouterr().out == "changes trim: 2 streams, 2 events trimmed\n"
+    assert [c.key for c in store.changes("/n", store.streams.horizon("/n"), 10).changes] == ["/n/2"]
+    client.close()
+
+
+def test_the_serve_thread_runs_the_same_pass(
+    real_redis: redis.Redis, redis_server: EmbeddedRedis
+) -> None:
+    Store(real_redis).write([put("/n")])
+    Store(real_redis).write([put("/n/1")])
+    url = redis_server.url
+    trimmer = Trimmer(url, Settings(changes_max=1), report=print)
+    assert trimmer.run_once() == 2  # one from /n's stream, one from the whole store's
