@@ -1,6 +1,9 @@
 /*
  * feedstore's page: browse the children of a key, open an entry, edit it as a form or as JSON,
- * create and delete entries, and resolve a 409/412 as a conflict (yours vs theirs).
+ * create and delete entries, save a stale edit merged (?_merge, Merge-Base) when asked, and
+ * resolve a 409/412 as a conflict (base, yours and theirs; a merge_conflict's fields marked).
+ * The History tab is history.js, live updates from the change feed live.js (over changes.js);
+ * they reach this file's functions through window.feedstorePage and its `feedstore:*` events.
  *
  * Every request goes through jQuery's $.ajax the way vte.cx pages call it: dataType 'json', the
  * body JSON.stringify(feed), no explicit contentType (jQuery sends its form type and the server
