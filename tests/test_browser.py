@@ -752,6 +752,43 @@ def test_an_open_entry_deleted_elsewhere_is_flagged(server: Server, open_page: A
     expect(page.locator("#notice")).to_have_text("/elsewhere was deleted.")
 
 
+@pytest.fixture(scope="module")
+def short_stream_server(redis_server: EmbeddedRedis) -> Iterator[Server]:
+    """The app with every change stream ending after a second, as each does after ten minutes."""
+    with serving(redis_server, {"changes_stream_max": 1}) as server:
+        yield server
+
+
+def test_the_list_resumes_an_ended_stream_with_last_event_id(
+    browser: Browser, short_stream_server: Server
+) -> None:
+    server = short_stream_server
+    server.store.redis.flushdb()
+    server.create("/box", title="Box")
+    context = browser.new_context(viewport=LAPTOP)
+    page = context.new_page()
+    streams: list[Any] = []
+    page.on("requestfinished", lambda r: "_changes" in r.url and streams.append(r))
+    page.goto(f"{server.url}/#list=/box")
+    expect(page.locator("#list-empty")).to_be_visible()
+    server.create("/box/a", title="Before the stream ended")
+    expect(page.locator("#children tbody tr")).to_have_count(1)
+    seq = server.call("GET", "/d/box?_changes").headers["x-feedstore-seq"]
+    # The server ends the stream; EventSource opens it again from the last event it saw.
+    resumed_from: list[str | None] = []
+    for _ in range(150):  # a stream lasts a second, and retry: says 3 s: wait up to 30 s
+        resumed_from = [r.all_headers().get("last-event-id") for r in streams]
+        if any(resumed_from):
+            break
+        page.wait_for_timeout(200)
+    # (Streams that ended before the event came opened again without one.)
+    assert resumed_from[0] is None and {sent for sent in resumed_from if sent} == {seq}
+    server.create("/box/b", title="After")
+    expect(page.locator("#children tbody tr")).to_have_count(2)
+    expect(page.locator("#children tr[data-key='/box/b']")).to_contain_text("After")
+    context.close()
+
+
 def test_own_saves_raise_no_warning(server: Server, open_page: Any) -> None:
     seed_orders(server, 2)
     page = open_page("#list=/orders&open=/orders/001")
