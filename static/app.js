@@ -2,8 +2,9 @@
  * feedstore's page: browse the children of a key, open an entry, edit it as a form or as JSON,
  * create and delete entries, save a stale edit merged (?_merge, Merge-Base) when asked, and
  * resolve a 409/412 as a conflict (base, yours and theirs; a merge_conflict's fields marked).
- * The History tab is history.js, live updates from the change feed live.js (over changes.js);
- * they reach this file's functions through window.feedstorePage and its `feedstore:*` events.
+ * The conflict view is conflict.js, the History tab history.js, live updates from the change
+ * feed live.js (over changes.js); they reach this file's functions through window.feedstorePage
+ * and its `feedstore:*` events.
  *
  * Every request goes through jQuery's $.ajax the way vte.cx pages call it: dataType 'json', the
  * body JSON.stringify(feed), no explicit contentType (jQuery sends its form type and the server
@@ -378,7 +379,7 @@
     }, function (xhr) {
       var conflict = conflictOf(xhr);
       if (conflict) {
-        showConflict(target, conflict, method, xhr.status);
+        page.showConflict(target, conflict, method, xhr.status);  // conflict.js
       } else {
         showError('Not saved: ' + errorMessage(xhr));
       }
@@ -932,207 +933,6 @@
   /** history.js shows the open entry's revisions in the History tab. */
   function showHistory() { $(document).trigger('feedstore:history', [state.open]); }
 
-  // -- the conflict view -------------------------------------------------------------------------
-
-  /** Leaf paths of an entry: nested objects opened up, keyed-list items one by one. */
-  function leafPaths(value, node, prefix, out) {
-    Object.keys(value).forEach(function (name) {
-      if (prefix.length === 0 && SERVER_FIELDS.indexOf(name) >= 0) { return; }
-      var member = value[name];
-      var child = childSchema(node, name);
-      var path = prefix.concat([name]);
-      var key = mergeKey(child);
-      if (isObject(member) && Object.keys(member).length) {
-        leafPaths(member, child, path, out);
-      } else if (Array.isArray(member) && key && member.length && member.every(function (item) {
-        return isObject(item) && item[key] !== undefined;
-      })) {
-        member.forEach(function (item) { out.push(path.concat([{key: key, value: item[key]}])); });
-      } else {
-        out.push(path);
-      }
-    });
-    return out;
-  }
-
-  function showConflict(target, conflict, method, status) {
-    var theirs = conflict.current;
-    var seen = {};
-    var paths = leafPaths(target.mine, state.schema, [], [])
-      .concat(leafPaths(theirs, state.schema, [], []))
-      .filter(function (path) {
-        var id = JSON.stringify(path);
-        if (seen[id]) { return false; }
-        seen[id] = true;
-        return true;
-      });
-    var rows = paths.map(function (path) {
-      var mine = getAt(target.mine, path);
-      var theirsValue = getAt(theirs, path);
-      var base = getAt(target.base, path);
-      var youChanged = !same(mine, base);
-      var theyChanged = !same(theirsValue, base);
-      return {
-        path: path, label: pathLabel(path), base: base, mine: mine, theirs: theirsValue,
-        differs: !same(mine, theirsValue), youChanged: youChanged, theyChanged: theyChanged,
-        keep: youChanged ? 'mine' : 'theirs', conflicts: []
-      };
-    });
-    rows = markServerConflicts(rows, conflict.conflicts);
-    state.conflict = {target: target, theirs: theirs, method: method, rows: rows};
-    var differing = rows.filter(function (row) { return row.differs; }).length;
-    var fields = conflict.conflicts.map(function (item) { return item.field; });
-    $('#conflict-key').text(target.key);
-    $('#conflict-summary').empty().append(
-      $('<strong>').text(conflict.message + ' (' + status + ')'),
-      document.createTextNode('Your ' + method + ' of revision ' + target.revision +
-        ' was refused: someone saved revision ' + revisionOf(theirs) +
-        (theirs.updated ? ' at ' + timeElement(theirs.updated).text() : '') + ' meanwhile. ' +
-        differing + (differing === 1 ? ' field differs.' : ' fields differ.')));
-    if (conflict.code === 'merge_conflict') {
-      var $note = $('<span class="merge-note">').text('The server merged nothing: you and ' +
-        'revision ' + revisionOf(theirs) + ' both changed ');
-      fields.forEach(function (field, i) {
-        $note.append(i ? ', ' : '', $('<code>').text(field));
-      });
-      $('#conflict-summary').append(' ', $note.append('. Choose a side for each conflict; the ' +
-        'other changes are kept from whoever made them.'));
-    } else if (conflict.code === 'merge_base_gone') {
-      $('#conflict-summary').append(' ', $('<span class="merge-note">').text(
-        'The server could not merge: it no longer keeps revision ' + target.revision +
-        ' (history is kept per prefix), so compare the fields here.'));
-    }
-    $('#conflict-base-rev').text('(revision ' + target.revision + ')');
-    $('#conflict-mine-rev').text('(edited from revision ' + target.revision + ')');
-    $('#conflict-theirs-rev').text('(revision ' + revisionOf(theirs) + ')');
-    renderConflictRows();
-    $('#entry-view, #placeholder').prop('hidden', true);
-    $('#conflict').prop('hidden', false);
-    $('#conflict-title').trigger('focus');
-  }
-
-  /**
-   * Attach the server's merge conflicts (error.conflicts) to the rows: a field is named as the
-   * rows are (`parts[partsid=a1].quantity`), so it marks the row of that name, or the row that
-   * holds it or lies inside it. The values shown are the server's where it names the row exactly.
-   * A field no row matches gets a row of its own, shown but kept as theirs.
-   */
-  function markServerConflicts(rows, conflicts) {
-    var within = function (inner, outer) {
-      return inner === outer || inner.indexOf(outer + '.') === 0 ||
-        inner.indexOf(outer + '[') === 0;
-    };
-    conflicts.forEach(function (item) {
-      var field = String(item.field);
-      var matched = rows.filter(function (row) {
-        return within(field, row.label) || within(row.label, field);
-      });
-      matched.forEach(function (row) {
-        row.conflicts.push(field);
-        if (row.label === field) {
-          row.base = nullToUnset(item.base);
-          row.theirs = nullToUnset(item.current);
-          row.mine = nullToUnset(item.yours);
-        }
-        row.differs = true;
-        row.keep = 'mine';
-      });
-      if (!matched.length) {
-        rows.push({
-          path: null, label: field, base: nullToUnset(item.base),
-          theirs: nullToUnset(item.current), mine: nullToUnset(item.yours), differs: true,
-          youChanged: true, theyChanged: true, keep: 'theirs', conflicts: [field]
-        });
-      }
-    });
-    // The server's conflicts first, in its order; then the rest as before.
-    return rows.filter(function (row) { return row.conflicts.length; })
-      .concat(rows.filter(function (row) { return !row.conflicts.length; }));
-  }
-
-  /** error.conflicts says null for a value that isn't there. */
-  function nullToUnset(value) { return value === null ? undefined : value; }
-
-  function renderConflictRows() {
-    var $body = $('#conflict-table tbody').empty();
-    var showSame = $('#show-same').prop('checked');
-    state.conflict.rows.forEach(function (row, i) {
-      var label = row.label;
-      var $row = $('<tr class="conflict-row">').attr('data-path', label)
-        .toggleClass('differs', row.differs).toggleClass('same', !row.differs)
-        .toggleClass('merge-conflict', row.conflicts.length > 0)
-        .prop('hidden', !row.differs && !showSame);
-      var $name = $('<th scope="row">').append($('<code>').text(label));
-      if (row.conflicts.length) {
-        $name.append(' ', $('<span class="tag conflict-tag">').text('conflict'), ' ',
-          $('<span class="who">').text(row.conflicts.length === 1 && row.conflicts[0] === label ?
-            'both changed' : 'both changed ' + row.conflicts.join(', ')));
-      } else if (row.differs) {
-        var who = row.youChanged && row.theyChanged ? 'both changed' :
-          row.youChanged ? 'you changed' : 'they changed';
-        $name.append(' ', $('<span class="tag">').text('differs'), ' ',
-          $('<span class="who">').text(who));
-      }
-      $row.append($name, valueCell(row.base, 'base'), valueCell(row.mine, 'mine'),
-        valueCell(row.theirs, 'theirs'));
-      var $keep = $('<td class="keep">');
-      if (!row.path) {
-        $keep.append($('<span class="hint">').text('theirs (resolve in the editor)'));
-      } else if (row.differs) {
-        var $group = $('<div role="radiogroup">').attr('aria-label', 'Keep for ' + label);
-        ['mine', 'theirs'].forEach(function (side) {
-          var $radio = $('<input type="radio">')
-            .attr({name: 'keep-' + i, value: side, 'data-row': i})
-            .prop('checked', row.keep === side);
-          $group.append($('<label>').append($radio, ' ', side === 'mine' ? 'Yours' : 'Theirs'));
-        });
-        $keep.append($group);
-      } else {
-        $keep.append($('<span class="hint">').text('same'));
-      }
-      $body.append($row.append($keep));
-    });
-  }
-
-  function valueCell(value, side) {
-    var $cell = $('<td class="value">').addClass(side);
-    if (value === undefined) { return $cell.append($('<em class="unset">').text('not set')); }
-    if (isObject(value)) {
-      return $cell.append(Object.keys(value).map(function (name) {
-        return $('<span class="member">')
-          .text(displayName(name) + ': ' + JSON.stringify(value[name]));
-      }));
-    }
-    var text = typeof value === 'string' ? value : JSON.stringify(value);
-    return $cell.append($('<span>').text(text));
-  }
-
-  function resolve(how) {
-    var conflict = state.conflict;
-    var target = conflict.target;
-    var theirs = conflict.theirs;
-    if (how === 'theirs') {
-      openLoaded(theirs);
-      notice('Took theirs: ' + target.key + ' is at revision ' + revisionOf(theirs) +
-        ' and your edit was dropped.');
-      $('#editor-title').trigger('focus');
-      return;
-    }
-    var version = clone(target.mine);
-    if (how === 'merge') {
-      version = clone(theirs);
-      conflict.rows.forEach(function (row) {
-        if (row.path && row.differs && row.keep === 'mine') {
-          setAt(version, row.path, clone(getAt(target.mine, row.path)));
-        }
-      });
-    }
-    write({
-      key: target.key, revision: revisionOf(theirs), base: theirs, mine: version,
-      method: conflict.method, merge: target.merge
-    });
-  }
-
   // -- messages, state in the address, wiring ----------------------------------------------------
 
   function notice(text) {
@@ -1291,19 +1091,6 @@
       this.returnValue = '';
     });
 
-    $('#keep-mine').on('click', function () { resolve('mine'); });
-    $('#take-theirs').on('click', function () { resolve('theirs'); });
-    $('#save-merge').on('click', function () { resolve('merge'); });
-    $('#back-to-edit').on('click', function () {
-      state.conflict = null;
-      renderEditor();
-      $('#editor-title').trigger('focus');
-    });
-    $('#show-same').on('change', renderConflictRows);
-    $('#conflict-table').on('change', 'input[type="radio"]', function () {
-      state.conflict.rows[parseInt($(this).attr('data-row'), 10)].keep = $(this).val();
-    });
-
     // login.js: after a login, show what the new principal sees.
     $(document).on('feedstore:login', function () { reloadList(); });
 
@@ -1317,15 +1104,17 @@
     });
   }
 
-  /** What history.js (and the other parts of the page) use of this one. */
-  window.feedstorePage = {
+  /** What conflict.js, history.js and live.js use of this file (conflict.js adds showConflict). */
+  var page = window.feedstorePage = {
     state: state, call: call, dataUrl: dataUrl, entriesOf: entriesOf, errorBody: errorBody,
     errorMessage: errorMessage, conflictOf: conflictOf, revisionOf: revisionOf, selfKey: selfKey,
     editable: editable, same: same, isObject: isObject, timeElement: timeElement, notice: notice,
     showError: showError, busy: busy, openEntry: openEntry, reloadList: reloadList,
     isDirty: isDirty, save: save, parentOf: parentOf, listRow: listRow,
     renderListState: renderListState, markOpenRow: markOpenRow, principalName: principalName,
-    closeEditor: closeEditor
+    closeEditor: closeEditor, write: write, openLoaded: openLoaded, renderEditor: renderEditor,
+    clone: clone, getAt: getAt, setAt: setAt, pathLabel: pathLabel, displayName: displayName,
+    childSchema: childSchema, mergeKey: mergeKey, SERVER_FIELDS: SERVER_FIELDS
   };
 
   $(function () {

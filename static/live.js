@@ -117,7 +117,9 @@
     if (change.op === 'deleted') {
       if ($row.length && shown <= change.revision) { $row.remove(); }
     } else if ($row.length) {
-      if (change.revision > shown) { $row.replaceWith(page.listRow(change.entry).addClass('live')); }
+      if (change.revision > shown) {
+        $row.replaceWith(page.listRow(change.entry).addClass('live'));
+      }
     } else {
       insertRow(change, $rows, list);
     }

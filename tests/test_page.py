@@ -47,6 +47,7 @@ def test_the_page_loads_nothing_from_elsewhere(page_client: FlaskClient) -> None
     ("path", "mimetype"),
     [
         ("/static/app.js", "text/javascript"),
+        ("/static/conflict.js", "text/javascript"),
         ("/static/history.js", "text/javascript"),
         ("/static/changes.js", "text/javascript"),
         ("/static/live.js", "text/javascript"),
