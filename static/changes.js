@@ -5,10 +5,11 @@
  *
  * EventSource reconnects by itself when a stream ends or the network drops, sending the last
  * event's id as Last-Event-ID, so nothing is missed or repeated. It gives up when the server
- * answers with an error instead of a stream; then one plain request (`&l=1`, through $.ajax,
- * so a 401 brings up login.js's form) tells why: 410, the events since the seq are no longer
- * kept, calls `reset` (list again and follow from the new seq); 401 or another 4xx stops (a
- * login starts following again); anything else tries again later, from the last seq seen.
+ * answers with an error instead of a stream. Either way one plain request (`&l=1`, through
+ * $.ajax, so a 401 brings up login.js's form) tells why: 410, the events since the seq are no
+ * longer kept, calls `reset` (list again and follow from the new seq); 401 or another 4xx stops
+ * (a login starts following again); anything else leaves EventSource trying, or when it gave
+ * up tries again later, from the last seq seen.
  *
  * Browser SSE carries no Authorization header: with auth on it rides the session cookie.
  */
@@ -88,25 +89,30 @@
         if (closed) { return; }
         if (source.readyState === window.EventSource.CLOSED) {
           source = null;
-          diagnose();
+          diagnose(true);
         } else {
-          tell('reconnecting');  // EventSource tries again itself, with Last-Event-ID
+          // EventSource tries again itself, with Last-Event-ID. A stream that broke off (rather
+          // than ending) may have met an error after its 200: ask too, so that a 410 re-lists.
+          tell('reconnecting');
+          diagnose(false);
         }
       });
     }
 
-    /** The stream was refused: one plain request says whether to re-list, stop or retry. */
-    function diagnose() {
+    /** The stream failed: one plain request says whether to re-list, stop, or go on trying
+     * (`reopen`: open it again ourselves, as EventSource gave up). */
+    function diagnose(reopen) {
+      var asked = seq;
       $.ajax({url: url('&l=1'), type: 'GET', dataType: 'json'}).then(function () {
-        retry();
+        if (reopen) { retry(); }
       }, function (xhr) {
-        if (closed) { return; }
+        if (closed || asked !== seq) { return; }
         if (xhr.status === 410) {
           close();
           if (handlers.reset) { handlers.reset(); }
         } else if (xhr.status >= 400 && xhr.status < 500) {
           close();
-        } else {
+        } else if (reopen) {
           retry();
         }
       });

@@ -20,7 +20,7 @@
 
   var page = window.feedstorePage;
   var changes = window.feedstoreChanges;
-  var live = {list: null, listKey: null, entry: null, latest: {}};
+  var live = {list: null, listKey: null, entry: null, latest: {}, resetQuiet: false};
 
   function covers(top, key) {
     return top === '/' || key === top || key.indexOf(top + '/') === 0;
@@ -40,9 +40,16 @@
     if (!seq) { return; }
     live.listKey = list.key;
     live.list = changes.follow(list.key, seq, {
-      change: apply,
+      change: function (change) {
+        live.resetQuiet = false;
+        apply(change);
+      },
       reset: function () {  // the changes since seq are no longer kept: list again
         stopList();
+        // Once: if the new listing's seq is refused too, before any change came, listing
+        // again would only loop; the list then stays as listed, not followed.
+        if (live.resetQuiet) { return; }
+        live.resetQuiet = true;
         page.reloadList();
       },
       state: setStatus

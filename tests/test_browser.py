@@ -798,6 +798,43 @@ def test_the_list_resumes_an_ended_stream_with_last_event_id(
     context.close()
 
 
+def test_the_list_lists_again_when_its_changes_are_no_longer_kept(
+    browser: Browser, short_stream_server: Server
+) -> None:
+    server = short_stream_server
+    server.store.redis.flushdb()
+    server.create("/box", title="Box")
+    server.create("/box/a", title="A")
+    context = browser.new_context(viewport=LAPTOP)
+    page = context.new_page()
+    listings: list[str] = []
+    page.on("request", lambda sent: "?f" in sent.url and listings.append(sent.url))
+    page.goto(f"{server.url}/#list=/box")
+    expect(page.locator("#children tbody tr")).to_have_count(1)
+    expect(page.locator("#live-status")).to_have_text("● Live")
+
+    # Offline: the stream (which the server ends each second) can't come back.
+    refused: list[str] = []
+    page.route(
+        "**/d/box?_changes*", lambda route: refused.append(route.request.url) or route.abort()
+    )
+    expect(page.locator("#live-status")).to_have_text("Reconnecting…")
+    server.create("/box/b", title="B, written while the page was away")
+    server.create("/box/c", title="C, too")
+    # Keep only the newest event (/box/c's): the page's seq (/box/a's) is below the horizon.
+    assert sum(count for _, count in server.store.streams.trim(10**9, 1)) > 0
+    page.unroute("**/d/box?_changes*")
+
+    # The stream is refused with 410: the page lists again, and follows from the new seq.
+    expect(page.locator("#children tbody tr")).to_have_count(3)
+    expect(page.locator("#live-status")).to_have_text("● Live")
+    assert len(listings) == 2 and refused
+    server.create("/box/d", title="D")
+    expect(page.locator("#children tbody tr")).to_have_count(4)
+    assert len(listings) == 2
+    context.close()
+
+
 @bare_only
 def test_own_saves_raise_no_warning(server: Server, open_page: Any) -> None:
     seed_orders(server, 2)
