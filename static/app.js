@@ -1,6 +1,10 @@
 /*
  * feedstore's page: browse the children of a key, open an entry, edit it as a form or as JSON,
- * create and delete entries, and resolve a 409/412 as a conflict (yours vs theirs).
+ * create and delete entries, save a stale edit merged (?_merge, Merge-Base) when asked, and
+ * resolve a 409/412 as a conflict (base, yours and theirs; a merge_conflict's fields marked).
+ * The conflict view is conflict.js, the History tab history.js, live updates from the change
+ * feed live.js (over changes.js); they reach this file's functions through window.feedstorePage
+ * and its `feedstore:*` events.
  *
  * Every request goes through jQuery's $.ajax the way vte.cx pages call it: dataType 'json', the
  * body JSON.stringify(feed), no explicit contentType (jQuery sends its form type and the server
@@ -11,6 +15,7 @@
   'use strict';
 
   var SERVER_FIELDS = ['id', 'published', 'updated', 'author'];
+  var TABS = ['form', 'json', 'history'];
   var NEW_FIELD_TYPES = ['string', 'number', 'boolean', 'object', 'array'];
 
   var state = {
@@ -45,11 +50,16 @@
     },
     read: function (key) { return call('GET', dataUrl(key) + '?e'); },
     create: function (url, entry) { return call('POST', url, {data: feedOf(entry)}); },
-    put: function (entry) { return call('PUT', '/d/', {data: feedOf(entry)}); },
-    patch: function (key, fields, revision) {
-      return call('PATCH', dataUrl(key), {
-        data: feedOf(fields), headers: {'If-Match': '"' + revision + '"'}
-      });
+    /** PUT of the whole entry; `merge` asks the server to merge a stale one (§17.5). */
+    put: function (entry, merge) {
+      return call('PUT', merge ? '/d/?_merge' : '/d/', {data: feedOf(entry)});
+    },
+    /** PATCH with If-Match, or with Merge-Base when `merge`: a stale base is then merged. */
+    patch: function (key, fields, revision, merge) {
+      var header = merge ? 'Merge-Base' : 'If-Match';
+      var headers = {};
+      headers[header] = '"' + revision + '"';
+      return call('PATCH', dataUrl(key), {data: feedOf(fields), headers: headers});
     },
     remove: function (key, revision) { return call('DELETE', dataUrl(key) + '?r=' + revision); }
   };
@@ -77,14 +87,21 @@
     return xhr.status ? 'The server answered ' + xhr.status + '.' : 'The server did not answer.';
   }
 
-  /** A refused save that carries the stored entry: shown as a conflict, not as an error. */
+  /**
+   * A refused save that carries the stored entry: shown as a conflict, not as an error. A merge
+   * the server could not make (merge_conflict) also names the fields both sides changed, each
+   * with its base, current and yours (docs/api.md §17.5).
+   */
   function conflictOf(xhr) {
     var body = errorBody(xhr);
     var error = body && body.error;
-    var codes = ['revision_conflict', 'precondition_failed'];
+    var codes = ['revision_conflict', 'precondition_failed', 'merge_conflict', 'merge_base_gone'];
     if ((xhr.status === 409 || xhr.status === 412) && error && codes.indexOf(error.code) >= 0 &&
         isObject(error.current)) {
-      return {message: body.feed.title, current: error.current};
+      return {
+        message: body.feed.title, current: error.current, code: error.code,
+        conflicts: Array.isArray(error.conflicts) ? error.conflicts : []
+      };
     }
     return null;
   }
@@ -336,38 +353,48 @@
       return;
     }
     var request;
+    var merged = null;  // x-feedstore-merged: the base revision the server merged from
     if (method === 'PUT') {
-      request = api.put(putBody(target.key, target.revision, target.mine)).then(function () {
-        return api.read(target.key);
-      });
+      request = api.put(putBody(target.key, target.revision, target.mine), target.merge)
+        .then(function (data, text, xhr) {
+          merged = xhr.getResponseHeader('x-feedstore-merged');
+          return api.read(target.key);
+        });
     } else {
       var fields = patchOf(target.base, target.mine, state.schema, true);
-      request = api.patch(target.key, fields, target.revision);
+      request = api.patch(target.key, fields, target.revision, target.merge)
+        .then(function (data, text, xhr) {
+          merged = xhr.getResponseHeader('x-feedstore-merged');
+          return data;
+        });
     }
     busy(true);
     request.then(function (data) {
       var entry = entriesOf(data)[0];
       openLoaded(entry);
       notice('Saved ' + target.key + ' as revision ' + revisionOf(entry) + ' (' + method + ').' +
-        note);
+        (merged ? ' Your changes to revision ' + target.revision + ' were merged with those ' +
+          'saved since.' : '') + note);
       reloadList();
     }, function (xhr) {
       var conflict = conflictOf(xhr);
       if (conflict) {
-        showConflict(target, conflict, method, xhr.status);
+        page.showConflict(target, conflict, method, xhr.status);  // conflict.js
       } else {
         showError('Not saved: ' + errorMessage(xhr));
       }
     }).always(function () { busy(false); });
   }
 
-  function save() {
+  /** Save the open entry; `merge` (or the Merge box) asks the server to merge a stale save. */
+  function save(merge) {
     var open = state.open;
     if (!open || state.busy || !readyToSave()) { return; }
     if (open.isNew) { create(); return; }
     write({
       key: open.key, revision: open.revision, base: open.base, mine: clone(open.mine),
-      method: $('input[name="save-mode"]:checked').val()
+      method: $('input[name="save-mode"]:checked').val(),
+      merge: merge === true || $('#merge-stale').prop('checked')
     });
   }
 
@@ -452,6 +479,8 @@
       if (list !== state.list) { return; }
       list.next = xhr.getResponseHeader('x-vtecx-nextpage');
       renderList(entriesOf(data));
+      // live.js follows the change feed from the sequence the first page carries (§18).
+      $(document).trigger('feedstore:listed', [list, xhr.getResponseHeader('x-feedstore-seq')]);
     }, function (xhr) {
       if (list !== state.list || xhr.status === 401) { return; }  // 401: login.js asks to log in
       if (xhr.status === 403) {  // shown where the children would be
@@ -476,35 +505,45 @@
   function renderList(entries, emptyText) {
     var list = state.list;
     var $body = $('#children tbody').empty();
-    entries.forEach(function (entry) {
-      var key = selfKey(entry);
-      var name = key.slice(key.lastIndexOf('/') + 1);
-      var $row = $('<tr>').attr('data-key', key);
-      $('<th scope="row">').append(
-        $('<a class="open-entry">').attr({href: hashFor(list.key, key), title: key}).text(name)
-      ).appendTo($row);
-      $('<td class="title">').text(typeof entry.title === 'string' ? entry.title : '')
-        .appendTo($row);
-      $('<td class="num">').text(revisionOf(entry)).appendTo($row);
-      $('<td class="when">').append(timeElement(entry.updated)).appendTo($row);
-      $('<td class="browse">').append(
-        $('<button type="button" class="quiet browse-children">').append('Children',
-          $('<span class="visually-hidden">').text(' of ' + key), ' ›')
-      ).appendTo($row);
-      $body.append($row);
-    });
-    $('#children').prop('hidden', entries.length === 0);
-    $('#list-empty').prop('hidden', entries.length > 0).text(emptyText || 'No children.')
-      .toggleClass('denied', Boolean(emptyText));
+    entries.forEach(function (entry) { $body.append(listRow(entry)); });
     $('#list-key').text(list.key);
+    renderListState(emptyText);
+    renderBreadcrumb(list.key);
+    markOpenRow();
+  }
+
+  /** The row of one child in the list. */
+  function listRow(entry) {
+    var key = selfKey(entry);
+    var name = key.slice(key.lastIndexOf('/') + 1);
+    var $row = $('<tr>').attr({'data-key': key, 'data-revision': revisionOf(entry)});
+    $('<th scope="row">').append(
+      $('<a class="open-entry">').attr({href: hashFor(state.list.key, key), title: key}).text(name)
+    ).appendTo($row);
+    $('<td class="title">').text(typeof entry.title === 'string' ? entry.title : '')
+      .appendTo($row);
+    $('<td class="num">').text(revisionOf(entry)).appendTo($row);
+    $('<td class="when">').append(timeElement(entry.updated)).appendTo($row);
+    $('<td class="browse">').append(
+      $('<button type="button" class="quiet browse-children">').append('Children',
+        $('<span class="visually-hidden">').text(' of ' + key), ' ›')
+    ).appendTo($row);
+    return $row;
+  }
+
+  /** The empty state, page numbers and pager of the list as its rows now are. */
+  function renderListState(emptyText) {
+    var list = state.list;
+    var count = $('#children tbody tr').length;
+    $('#children').prop('hidden', count === 0);
+    $('#list-empty').prop('hidden', count > 0).text(emptyText || 'No children.')
+      .toggleClass('denied', Boolean(emptyText));
     var first = list.page * pageSize() + 1;
-    $('#page-info').text(entries.length ?
-      'Page ' + (list.page + 1) + ' · ' + first + '–' + (first + entries.length - 1) :
+    $('#page-info').text(count ?
+      'Page ' + (list.page + 1) + ' · ' + first + '–' + (first + count - 1) :
       'Page ' + (list.page + 1));
     $('#prev-page').prop('disabled', list.page === 0);
     $('#next-page').prop('disabled', !list.next);
-    renderBreadcrumb(list.key);
-    markOpenRow();
   }
 
   function renderBreadcrumb(key) {
@@ -535,6 +574,14 @@
     });
   }
 
+  /** A principal (a writer in an author URI) as people read it: the logged-in user's account
+   * (login.js keeps its uid on #whoami), `uid 7`, or `anonymous`. */
+  function principalName(principal) {
+    if (principal === null || principal === undefined || principal === '') { return '?'; }
+    if (principal === $('#whoami').attr('data-uid')) { return $('#whoami').attr('data-account'); }
+    return /^\d+$/.test(principal) ? 'uid ' + principal : principal;
+  }
+
   function timeElement(iso) {
     if (!iso) { return $('<span>'); }
     var date = new Date(iso);
@@ -546,14 +593,15 @@
 
   // -- the editor --------------------------------------------------------------------------------
 
-  function openEntry(key) {
+  /** Read and open the entry at key; `quiet` leaves the focus where it is (a live reload). */
+  function openEntry(key, quiet) {
     return api.read(key).then(function (data) {
       if (!data) {
         showError('There is no entry at ' + key + '.');
         return;
       }
       openLoaded(entriesOf(data)[0]);
-      $('#editor-title').trigger('focus');
+      if (!quiet) { $('#editor-title').trigger('focus'); }
     }, function (xhr) {
       showError('Could not open ' + key + ': ' + errorMessage(xhr));
     });
@@ -568,11 +616,13 @@
     renderEditor();
     updateHash();
     markOpenRow();
+    $(document).trigger('feedstore:opened', [state.open]);
   }
 
   function openNew(parent) {
     state.open = {key: null, parent: parent, isNew: true, base: {}, mine: {title: ''}, invalid: {}};
     state.conflict = null;
+    $(document).trigger('feedstore:opened', [null]);
     renderEditor();
     $('#new-key').val('').trigger('focus');
   }
@@ -580,6 +630,7 @@
   function closeEditor() {
     state.open = null;
     state.conflict = null;
+    $(document).trigger('feedstore:opened', [null]);
     $('#entry-view, #conflict').prop('hidden', true);
     $('#placeholder').prop('hidden', false);
     updateHash();
@@ -602,10 +653,12 @@
     }
     $('#save-mode').prop('hidden', open.isNew);
     $('#save').text(open.isNew ? 'Create' : 'Save');
-    $('#reload, #delete').prop('hidden', open.isNew);
+    $('#reload, #delete, #tab-history').prop('hidden', open.isNew);
+    if (open.isNew && state.tab === 'history') { selectTab('form'); }
     renderMeta(open.base);
     renderForm();
     if (state.tab === 'json') { fillJson(); }
+    if (state.tab === 'history') { showHistory(); }
     markChanges();
   }
 
@@ -819,7 +872,13 @@
       var changed = !open.isNew && !same(getAt(open.base, path), getAt(open.mine, path));
       $(this).toggleClass('changed', changed);
     });
-    $('#dirty').prop('hidden', open.isNew || same(editable(open.base), editable(open.mine)));
+    $('#dirty').prop('hidden', !isDirty());
+  }
+
+  /** Whether the open entry has edits not saved. */
+  function isDirty() {
+    var open = state.open;
+    return Boolean(open) && !open.isNew && !same(editable(open.base), editable(open.mine));
   }
 
   // -- the JSON view -----------------------------------------------------------------------------
@@ -856,147 +915,23 @@
     if (tab === state.tab) { return; }
     if (state.tab === 'json' && !readJson()) { return; }
     state.tab = tab;
-    ['form', 'json'].forEach(function (name) {
+    TABS.forEach(function (name) {
       $('#tab-' + name).attr('aria-selected', String(tab === name))
         .attr('tabindex', tab === name ? null : '-1');
+      $('#' + name + '-panel').prop('hidden', tab !== name);
     });
-    $('#form-panel').prop('hidden', tab !== 'form');
-    $('#json-panel').prop('hidden', tab !== 'json');
-    if (tab === 'json') { fillJson(); } else { renderForm(); markChanges(); }
-  }
-
-  // -- the conflict view -------------------------------------------------------------------------
-
-  /** Leaf paths of an entry: nested objects opened up, keyed-list items one by one. */
-  function leafPaths(value, node, prefix, out) {
-    Object.keys(value).forEach(function (name) {
-      if (prefix.length === 0 && SERVER_FIELDS.indexOf(name) >= 0) { return; }
-      var member = value[name];
-      var child = childSchema(node, name);
-      var path = prefix.concat([name]);
-      var key = mergeKey(child);
-      if (isObject(member) && Object.keys(member).length) {
-        leafPaths(member, child, path, out);
-      } else if (Array.isArray(member) && key && member.length && member.every(function (item) {
-        return isObject(item) && item[key] !== undefined;
-      })) {
-        member.forEach(function (item) { out.push(path.concat([{key: key, value: item[key]}])); });
-      } else {
-        out.push(path);
-      }
-    });
-    return out;
-  }
-
-  function showConflict(target, conflict, method, status) {
-    var theirs = conflict.current;
-    var seen = {};
-    var paths = leafPaths(target.mine, state.schema, [], [])
-      .concat(leafPaths(theirs, state.schema, [], []))
-      .filter(function (path) {
-        var id = JSON.stringify(path);
-        if (seen[id]) { return false; }
-        seen[id] = true;
-        return true;
-      });
-    var rows = paths.map(function (path) {
-      var mine = getAt(target.mine, path);
-      var theirsValue = getAt(theirs, path);
-      var base = getAt(target.base, path);
-      var youChanged = !same(mine, base);
-      var theyChanged = !same(theirsValue, base);
-      return {
-        path: path, mine: mine, theirs: theirsValue, differs: !same(mine, theirsValue),
-        youChanged: youChanged, theyChanged: theyChanged,
-        keep: youChanged ? 'mine' : 'theirs'
-      };
-    });
-    state.conflict = {target: target, theirs: theirs, method: method, rows: rows};
-    var differing = rows.filter(function (row) { return row.differs; }).length;
-    $('#conflict-key').text(target.key);
-    $('#conflict-summary').empty().append(
-      $('<strong>').text(conflict.message + ' (' + status + ')'),
-      document.createTextNode('Your ' + method + ' of revision ' + target.revision +
-        ' was refused: someone saved revision ' + revisionOf(theirs) +
-        (theirs.updated ? ' at ' + timeElement(theirs.updated).text() : '') + ' meanwhile. ' +
-        differing + (differing === 1 ? ' field differs.' : ' fields differ.')));
-    $('#conflict-mine-rev').text('(edited from revision ' + target.revision + ')');
-    $('#conflict-theirs-rev').text('(revision ' + revisionOf(theirs) + ')');
-    renderConflictRows();
-    $('#entry-view, #placeholder').prop('hidden', true);
-    $('#conflict').prop('hidden', false);
-    $('#conflict-title').trigger('focus');
-  }
-
-  function renderConflictRows() {
-    var $body = $('#conflict-table tbody').empty();
-    var showSame = $('#show-same').prop('checked');
-    state.conflict.rows.forEach(function (row, i) {
-      var label = pathLabel(row.path);
-      var $row = $('<tr class="conflict-row">').attr('data-path', label)
-        .toggleClass('differs', row.differs).toggleClass('same', !row.differs)
-        .prop('hidden', !row.differs && !showSame);
-      var $name = $('<th scope="row">').append($('<code>').text(label));
-      if (row.differs) {
-        var who = row.youChanged && row.theyChanged ? 'both changed' :
-          row.youChanged ? 'you changed' : 'they changed';
-        $name.append(' ', $('<span class="tag">').text('differs'), ' ',
-          $('<span class="who">').text(who));
-      }
-      $row.append($name, valueCell(row.mine, 'mine'), valueCell(row.theirs, 'theirs'));
-      var $keep = $('<td class="keep">');
-      if (row.differs) {
-        var $group = $('<div role="radiogroup">').attr('aria-label', 'Keep for ' + label);
-        ['mine', 'theirs'].forEach(function (side) {
-          var $radio = $('<input type="radio">')
-            .attr({name: 'keep-' + i, value: side, 'data-row': i})
-            .prop('checked', row.keep === side);
-          $group.append($('<label>').append($radio, ' ', side === 'mine' ? 'Yours' : 'Theirs'));
-        });
-        $keep.append($group);
-      } else {
-        $keep.append($('<span class="hint">').text('same'));
-      }
-      $body.append($row.append($keep));
-    });
-  }
-
-  function valueCell(value, side) {
-    var $cell = $('<td class="value">').addClass(side);
-    if (value === undefined) { return $cell.append($('<em class="unset">').text('not set')); }
-    if (isObject(value)) {
-      return $cell.append(Object.keys(value).map(function (name) {
-        return $('<span class="member">')
-          .text(displayName(name) + ': ' + JSON.stringify(value[name]));
-      }));
+    if (tab === 'json') {
+      fillJson();
+    } else if (tab === 'form') {
+      renderForm();
+      markChanges();
+    } else {
+      showHistory();
     }
-    var text = typeof value === 'string' ? value : JSON.stringify(value);
-    return $cell.append($('<span>').text(text));
   }
 
-  function resolve(how) {
-    var conflict = state.conflict;
-    var target = conflict.target;
-    var theirs = conflict.theirs;
-    if (how === 'theirs') {
-      openLoaded(theirs);
-      notice('Took theirs: ' + target.key + ' is at revision ' + revisionOf(theirs) +
-        ' and your edit was dropped.');
-      $('#editor-title').trigger('focus');
-      return;
-    }
-    var version = clone(target.mine);
-    if (how === 'merge') {
-      version = clone(theirs);
-      conflict.rows.forEach(function (row) {
-        if (row.differs && row.keep === 'mine') { setAt(version, row.path, clone(row.mine)); }
-      });
-    }
-    write({
-      key: target.key, revision: revisionOf(theirs), base: theirs, mine: version,
-      method: conflict.method
-    });
-  }
+  /** history.js shows the open entry's revisions in the History tab. */
+  function showHistory() { $(document).trigger('feedstore:history', [state.open]); }
 
   // -- messages, state in the address, wiring ----------------------------------------------------
 
@@ -1124,14 +1059,16 @@
     $('#raw-json').on('input', function () { readJson(); });
     $('#tab-form').on('click', function () { selectTab('form'); });
     $('#tab-json').on('click', function () { selectTab('json'); });
+    $('#tab-history').on('click', function () { selectTab('history'); });
     $('.tabs').on('keydown', '[role="tab"]', function (event) {
       if (event.key !== 'ArrowLeft' && event.key !== 'ArrowRight') { return; }
-      var tab = state.tab === 'form' ? 'json' : 'form';
-      selectTab(tab);
+      var shown = TABS.filter(function (name) { return !$('#tab-' + name).prop('hidden'); });
+      var at = shown.indexOf(state.tab) + (event.key === 'ArrowRight' ? 1 : -1);
+      selectTab(shown[(at + shown.length) % shown.length]);
       $('#tab-' + state.tab).trigger('focus');
     });
 
-    $('#save').on('click', save);
+    $('#save').on('click', function () { save(); });
     $('#revert').on('click', function () {
       if (state.open.isNew) { openNew(state.open.parent); return; }
       openLoaded(state.open.base);
@@ -1154,19 +1091,6 @@
       this.returnValue = '';
     });
 
-    $('#keep-mine').on('click', function () { resolve('mine'); });
-    $('#take-theirs').on('click', function () { resolve('theirs'); });
-    $('#save-merge').on('click', function () { resolve('merge'); });
-    $('#back-to-edit').on('click', function () {
-      state.conflict = null;
-      renderEditor();
-      $('#editor-title').trigger('focus');
-    });
-    $('#show-same').on('change', renderConflictRows);
-    $('#conflict-table').on('change', 'input[type="radio"]', function () {
-      state.conflict.rows[parseInt($(this).attr('data-row'), 10)].keep = $(this).val();
-    });
-
     // login.js: after a login, show what the new principal sees.
     $(document).on('feedstore:login', function () { reloadList(); });
 
@@ -1179,6 +1103,19 @@
       }
     });
   }
+
+  /** What conflict.js, history.js and live.js use of this file (conflict.js adds showConflict). */
+  var page = window.feedstorePage = {
+    state: state, call: call, dataUrl: dataUrl, entriesOf: entriesOf, errorBody: errorBody,
+    errorMessage: errorMessage, conflictOf: conflictOf, revisionOf: revisionOf, selfKey: selfKey,
+    editable: editable, same: same, isObject: isObject, timeElement: timeElement, notice: notice,
+    showError: showError, busy: busy, openEntry: openEntry, reloadList: reloadList,
+    isDirty: isDirty, save: save, parentOf: parentOf, listRow: listRow,
+    renderListState: renderListState, markOpenRow: markOpenRow, principalName: principalName,
+    closeEditor: closeEditor, write: write, openLoaded: openLoaded, renderEditor: renderEditor,
+    clone: clone, getAt: getAt, setAt: setAt, pathLabel: pathLabel, displayName: displayName,
+    childSchema: childSchema, mergeKey: mergeKey, SERVER_FIELDS: SERVER_FIELDS
+  };
 
   $(function () {
     wire();

@@ -5,7 +5,8 @@
  * with `WWW-Authenticate: Bearer`, never Basic, so the browser never shows its own password
  * dialog. With auth off (?_whoami is 400) nothing of this shows.
  *
- * app.js listens for the `feedstore:login` event on document to reload what it shows.
+ * app.js listens for the `feedstore:login` event on document to reload what it shows, live.js
+ * for `feedstore:logout` to stop following the change feed.
  */
 (function ($) {
   'use strict';
@@ -29,7 +30,9 @@
   function showAccount(entry) {
     var groups = (entry.category || []).map(function (c) { return c.___term; });
     var admin = groups.indexOf('/_group/$admin') >= 0 ? ' (admin)' : '';
-    $('#whoami').text(entry.subtitle + admin).attr('title', 'uid ' + entry.title +
+    // data-uid and data-account name the writes of this user where the page shows who wrote.
+    $('#whoami').attr({'data-uid': entry.title, 'data-account': entry.subtitle})
+      .text(entry.subtitle + admin).attr('title', 'uid ' + entry.title +
       (groups.length ? ', ' + groups.join(', ') : ''));
     $('#account').prop('hidden', false);
   }
@@ -77,6 +80,7 @@
   function logout() {
     $.ajax({url: '/d/?_logout', type: 'POST', dataType: 'json'}).then(function () {
       showLogin('Logged out.');
+      $(document).trigger('feedstore:logout');
     });
   }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import struct
 import threading
 from collections.abc import Callable, Iterator
@@ -34,7 +35,7 @@ from feedstore import create_app
 from feedstore.credentials import Credentials
 from feedstore.embedded import EmbeddedRedis
 from feedstore.store import Store
-from tests.conftest import OPEN_ACL
+from tests.conftest import OPEN_ACL, bearer
 from tests.serving import WRITE_HEADERS, Response, request
 
 CHROMIUM = "/usr/bin/chromium"
@@ -48,6 +49,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+# Keys under these prefixes keep their superseded revisions (docs/api.md §17): /plain doesn't.
+HISTORY = ("/orders=20", "/notes=20")
 LAPTOP: ViewportSize = {"width": 1280, "height": 800}
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 SCHEMA = {
@@ -112,6 +115,12 @@ class Server:
         entry = {"link": [{"___href": key, "___rel": "self"}], **fields}
         assert self.call("POST", "/d/", {"feed": {"entry": [entry]}}).status == 201
 
+    def update(self, key: str, **fields: Any) -> None:
+        """Another client's PUT of fields over the entry at key, with the id it reads."""
+        stored = self.entry(key)
+        assert stored is not None
+        assert self.call("PUT", "/d/", {"feed": {"entry": [{**stored, **fields}]}}).status == 200
+
     def entry(self, key: str) -> dict[str, Any] | None:
         """The stored entry at key, read in the server's JSON style; None when there is none."""
         answer = self.call("GET", f"/d{key}?e")
@@ -141,7 +150,8 @@ def serving(redis_server: EmbeddedRedis, config: dict[str, Any]) -> Iterator[Ser
 
 @pytest.fixture(scope="module", params=["feed", "bare"])
 def live_server(request: pytest.FixtureRequest, redis_server: EmbeddedRedis) -> Iterator[Server]:
-    with serving(redis_server, {"json_style": request.param}) as server:
+    config = {"json_style": request.param, "history": HISTORY}
+    with serving(redis_server, config) as server:
         yield server
 
 
@@ -422,17 +432,19 @@ def test_deletes_an_entry_and_refuses_one_with_children(server: Server, open_pag
 
 
 def edit_in_two_contexts(server: Server, open_page: Any, mode: str) -> tuple[Page, Page]:
-    """Users A and B open /orders/001; A saves first (revision 2); B's save then conflicts."""
+    """Users A and B open /orders/001 and edit it; A saves first (revision 2); B's save then
+    conflicts. (B edits first: an unedited editor would follow A's save live.)"""
     seed_orders(server, 1)
     first, second = open_page("#open=/orders/001"), open_page("#open=/orders/001")
+    second.get_by_label(mode).check()
+    field_control(second, "title").fill("Title by B")
+    field_control(second, "favorite", "music").fill("Jazz")
+
     field_control(first, "title").fill("Title by A")
     field_control(first, "score").fill("7")
     first.get_by_role("button", name="Save", exact=True).click()
     expect(first.locator("#revision")).to_have_text("revision 2")
 
-    second.get_by_label(mode).check()
-    field_control(second, "title").fill("Title by B")
-    field_control(second, "favorite", "music").fill("Jazz")
     second.get_by_role("button", name="Save", exact=True).click()
     expect(second.locator("#conflict")).to_be_visible()
     return first, second
@@ -491,10 +503,357 @@ def test_conflict_merges_field_by_field(server: Server, open_page: Any) -> None:
     )
 
 
+# -- merges: the server's merge of a stale save, and its conflicts -----------------------------
+
+
+def edit_stale(server: Server, open_page: Any, mode: str, **edits: str) -> Page:
+    """User B opens /orders/001 and makes `edits`; A saves title and score (revision 2); B is
+    then to save from revision 1 with `mode` and Merge checked."""
+    seed_orders(server, 1)
+    page = open_page("#open=/orders/001")
+    page.get_by_label(mode).check()
+    page.get_by_label("Merge").check()
+    for name, value in edits.items():
+        field_control(page, *name.split("__")).fill(value)
+    server.update("/orders/001", title="Title by A", score=7)
+    return page
+
+
+@pytest.mark.parametrize("mode", ["PUT", "PATCH"])
+def test_merge_saves_a_stale_edit_of_other_fields(
+    server: Server, open_page: Any, mode: str
+) -> None:
+    page = edit_stale(server, open_page, mode, favorite__music="Jazz")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#revision")).to_have_text("revision 3")
+    expect(page.locator("#notice")).to_contain_text("were merged with those saved since")
+    expect(field_control(page, "title")).to_have_value("Title by A")
+    stored = server.entry("/orders/001")
+    assert stored is not None
+    assert (stored["title"], stored["score"], stored["favorite"]["music"]) == (
+        "Title by A",
+        7,
+        "Jazz",
+    )
+
+
+@pytest.mark.parametrize("mode", ["PUT", "PATCH"])
+def test_merge_conflict_shows_the_servers_fields(server: Server, open_page: Any, mode: str) -> None:
+    page = edit_stale(server, open_page, mode, title="Title by B", favorite__music="Jazz")
+    with page.expect_response(lambda answer: answer.status == 409) as refused:
+        page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#conflict")).to_be_visible()
+    assert refused.value.json()["error"]["conflicts"] == [
+        {"field": "title", "base": "Order 001", "current": "Title by A", "yours": "Title by B"}
+    ]
+    expect(page.locator("#conflict-summary")).to_contain_text("Merge conflict")
+    expect(page.locator("#conflict-summary .merge-note")).to_contain_text("both changed title")
+    conflicting = page.locator("#conflict-table tr.merge-conflict")
+    expect(conflicting).to_have_count(1)
+    title = conflicting.first
+    expect(title).to_have_attribute("data-path", "title")
+    expect(title.locator("th")).to_contain_text("conflict")
+    expect(title.locator("td.base")).to_have_text("Order 001")
+    expect(title.locator("td.mine")).to_have_text("Title by B")
+    expect(title.locator("td.theirs")).to_have_text("Title by A")
+    music = page.locator("#conflict-table tr[data-path='favorite.music']")
+    expect(music).to_contain_text("you changed")
+    expect(music).not_to_have_class(re.compile("merge-conflict"))
+
+    page.get_by_role("button", name="Save merge").click()
+    expect(page.locator("#revision")).to_have_text("revision 3")
+    stored = server.entry("/orders/001")
+    assert stored is not None
+    assert (stored["title"], stored["score"], stored["favorite"]["music"]) == (
+        "Title by B",
+        7,
+        "Jazz",
+    )
+
+
+def test_merge_without_a_kept_base_shows_the_plain_conflict(server: Server, open_page: Any) -> None:
+    server.create("/plain", title="one", body="b")
+    page = open_page("#open=/plain")
+    page.get_by_label("Merge").check()
+    field_control(page, "body").fill("mine")
+    server.update("/plain", title="two")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#conflict-summary")).to_contain_text("no longer keeps revision 1")
+    expect(page.locator("#conflict-table tr.differs")).to_have_count(2)
+    page.get_by_role("button", name="Save merge").click()
+    expect(page.locator("#revision")).to_have_text("revision 3")
+    stored = server.entry("/plain")
+    assert stored is not None and (stored["title"], stored["body"]) == ("two", "mine")
+
+
+# -- history: view and restore a revision ------------------------------------------------------
+
+
+def test_history_lists_views_and_restores_a_revision(server: Server, open_page: Any) -> None:
+    seed_orders(server, 1)
+    server.update("/orders/001", title="Second")
+    server.update("/orders/001", score=5)
+    page = open_page("#open=/orders/001")
+    page.get_by_role("tab", name="History").click()
+    rows = page.locator("#history-table tbody tr")
+    expect(rows).to_have_count(3)
+    expect(rows.nth(0)).to_contain_text("current")
+    expect(rows.nth(0).locator("td.changed-fields")).to_have_text("score")
+    expect(rows.nth(1).locator("td.changed-fields")).to_have_text("title")
+    expect(rows.nth(2).locator("td.changed-fields")).to_have_text("created")
+    expect(rows.nth(2).locator("td.by")).to_have_text("anonymous")
+
+    page.get_by_role("button", name="View revision 1").click()
+    expect(page.locator("#history-view-title")).to_have_text("Revision 1 of /orders/001")
+    expect(page.locator("#history-view-diff")).to_have_text(
+        "Differs from the current revision in title, score."
+    )
+    shown = json.loads(page.locator("#history-view-json").inner_text())
+    assert (shown["id"], shown["title"]) == ("/orders/001,1", "Order 001")
+
+    with page.expect_request(lambda sent: sent.method == "PUT") as sent_put:
+        page.get_by_role("button", name="Restore… revision 1").click()
+        page.get_by_role("dialog").get_by_role("button", name="Restore").click()
+    expect(page.locator("#revision")).to_have_text("revision 4")
+    expect(page.locator("#notice")).to_have_text(
+        "Restored revision 1 of /orders/001 as revision 4."
+    )
+    assert sent_put.value.url.endswith("/d/orders/001?_revert=1")
+    assert sent_put.value.headers["if-match"] == '"3"'
+    expect(rows).to_have_count(4)
+    expect(rows.nth(0).locator("td.changed-fields")).to_have_text("title, score")
+    stored = server.entry("/orders/001")
+    assert stored is not None and (stored["title"], stored["score"]) == ("Order 001", 1)
+
+
+def test_history_restore_of_a_stale_entry_is_refused(server: Server, open_page: Any) -> None:
+    server.create("/notes", title="first")
+    page = open_page("#open=/notes")
+    page.get_by_role("tab", name="History").click()
+    expect(page.locator("#history-status")).to_contain_text("No earlier revision")
+    server.update("/notes", title="2")
+    page.locator("#reload").click()
+    expect(page.locator("#history-table tbody tr")).to_have_count(2)
+    page.get_by_role("tab", name="Form").click()
+    field_control(page, "title").fill("mine")  # edited: the editor doesn't follow others' saves
+    page.get_by_role("tab", name="History").click()
+    server.update("/notes", title="3")
+    page.get_by_role("button", name="Restore… revision 1").click()
+    expect(page.locator("#confirm-restore")).to_contain_text("Your unsaved changes are dropped.")
+    page.get_by_role("dialog").get_by_role("button", name="Restore").click()
+    expect(page.locator("#error")).to_contain_text("Not restored: /notes was saved by someone else")
+    stored = server.entry("/notes")
+    assert stored is not None and stored["id"] == "/notes,3"
+
+
+def test_history_of_a_key_without_a_history_prefix(server: Server, open_page: Any) -> None:
+    server.create("/plain", title="one")
+    server.update("/plain", title="two")
+    page = open_page("#open=/plain")
+    page.get_by_role("tab", name="History").click()
+    expect(page.locator("#history-status")).to_contain_text("No earlier revision of /plain is kept")
+    expect(page.locator("#history-table tbody tr")).to_have_count(1)
+    expect(page.get_by_role("button", name="Restore… revision 1")).to_have_count(0)
+
+
+# -- live: the change feed (static/changes.js, static/live.js; docs/api.md §18) -----------------
+
+# The change feed's events are one JSON shape in either style, and the page's own reads are
+# tested in both above: these run against the bare style only, to spare the suite's time.
+bare_only = pytest.mark.parametrize("live_server", ["bare"], indirect=True)
+
+
+@bare_only
+def test_the_list_follows_other_writes_without_reloading(server: Server, open_page: Any) -> None:
+    seed_orders(server, 3)
+    page = open_page("#list=/orders")
+    listings: list[str] = []
+    page.on("request", lambda sent: "?f" in sent.url and listings.append(sent.url))
+    rows = page.locator("#children tbody tr")
+    expect(rows).to_have_count(3)
+    expect(page.locator("#live-status")).to_have_text("● Live")
+
+    server.create("/orders/000", title="Zero")  # sorts before the rows shown
+    server.create("/orders/002/note", title="a grandchild: not a row")
+    server.update("/orders/002", title="Order 002, changed")
+    server.call("DELETE", "/d/orders/001?r=1")
+    server.create("/orders/004", title="Four")
+    expect(rows).to_have_count(4)
+    expect(page.locator("#children tr[data-key='/orders/004']")).to_contain_text("Four")
+    expect(rows.first).to_contain_text("Zero")
+    changed = page.locator("#children tr[data-key='/orders/002']")
+    expect(changed).to_contain_text("Order 002, changed")
+    expect(changed.locator("td.num")).to_have_text("2")
+    expect(page.locator("#children tr[data-key='/orders/001']")).to_have_count(0)
+    assert [key for key in rows.evaluate_all("rows => rows.map(r => r.dataset.key)")] == [
+        "/orders/000",
+        "/orders/002",
+        "/orders/003",
+        "/orders/004",
+    ]
+    assert listings == []  # applied from the events: the list was never read again
+
+
+@bare_only
+def test_an_open_unchanged_entry_follows_other_writes(server: Server, open_page: Any) -> None:
+    seed_orders(server, 1)
+    page = open_page("#open=/orders/001")
+    expect(page.locator("#live-status")).to_have_text("● Live")
+    server.update("/orders/001", title="Changed elsewhere")
+    expect(page.locator("#revision")).to_have_text("revision 2")
+    expect(field_control(page, "title")).to_have_value("Changed elsewhere")
+    expect(page.locator("#notice")).to_have_text(
+        "/orders/001 was changed by anonymous: showing revision 2."
+    )
+    expect(page.locator("#stale")).to_be_hidden()
+
+
+@bare_only
+def test_an_edited_entry_warns_before_a_conflict_and_merges(server: Server, open_page: Any) -> None:
+    seed_orders(server, 1)
+    page = open_page("#open=/orders/001")
+    expect(page.locator("#live-status")).to_have_text("● Live")
+    field_control(page, "title").fill("My title")
+    server.update("/orders/001", score=9)
+    warning = page.locator("#stale")
+    expect(warning).to_be_visible()
+    expect(page.locator("#stale-text")).to_have_text(
+        "/orders/001 was changed by anonymous (revision 2) since you opened it — reload or merge."
+    )
+    expect(field_control(page, "title")).to_have_value("My title")  # the edit is kept
+    save_screenshot(page, "live-warning.png")
+
+    page.get_by_role("button", name="Merge my edits").click()
+    expect(page.locator("#revision")).to_have_text("revision 3")
+    expect(warning).to_be_hidden()
+    stored = server.entry("/orders/001")
+    assert stored is not None and (stored["title"], stored["score"]) == ("My title", 9)
+
+
+@bare_only
+def test_an_edited_entry_warns_and_reloads(server: Server, open_page: Any) -> None:
+    seed_orders(server, 1)
+    page = open_page("#open=/orders/001")
+    expect(page.locator("#live-status")).to_have_text("● Live")
+    field_control(page, "title").fill("My title")
+    server.update("/orders/001", title="Their title")
+    expect(page.locator("#stale")).to_be_visible()
+    page.get_by_role("button", name="Reload their revision").click()
+    expect(page.locator("#revision")).to_have_text("revision 2")
+    expect(field_control(page, "title")).to_have_value("Their title")
+    expect(page.locator("#stale")).to_be_hidden()
+    expect(page.locator("#dirty")).to_be_hidden()
+
+
+@bare_only
+def test_an_open_entry_deleted_elsewhere_is_flagged(server: Server, open_page: Any) -> None:
+    server.create("/elsewhere", title="Kept apart")
+    server.create("/inbox", title="Inbox")
+    page = open_page("#list=/inbox&open=/elsewhere")  # outside the list: a stream of its own
+    expect(page.locator("#live-status")).to_have_text("● Live")
+    server.call("DELETE", "/d/elsewhere?r=1")
+    expect(page.locator("#stale-text")).to_have_text(
+        "/elsewhere was deleted by anonymous (revision 1)."
+    )
+    expect(page.get_by_role("button", name="Merge my edits")).to_be_hidden()
+    page.get_by_role("button", name="Reload their revision").click()
+    expect(page.locator("#placeholder")).to_be_visible()
+    expect(page.locator("#notice")).to_have_text("/elsewhere was deleted.")
+
+
+@pytest.fixture(scope="module")
+def short_stream_server(redis_server: EmbeddedRedis) -> Iterator[Server]:
+    """The app with every change stream ending after a second, as each does after ten minutes."""
+    with serving(redis_server, {"changes_stream_max": 1}) as server:
+        yield server
+
+
+def test_the_list_resumes_an_ended_stream_with_last_event_id(
+    browser: Browser, short_stream_server: Server
+) -> None:
+    server = short_stream_server
+    server.store.redis.flushdb()
+    server.create("/box", title="Box")
+    context = browser.new_context(viewport=LAPTOP)
+    page = context.new_page()
+    streams: list[Any] = []
+    page.on("requestfinished", lambda r: "_changes" in r.url and streams.append(r))
+    page.goto(f"{server.url}/#list=/box")
+    expect(page.locator("#list-empty")).to_be_visible()
+    server.create("/box/a", title="Before the stream ended")
+    expect(page.locator("#children tbody tr")).to_have_count(1)
+    seq = server.call("GET", "/d/box?_changes").headers["x-feedstore-seq"]
+    # The server ends the stream; EventSource opens it again from the last event it saw.
+    resumed_from: list[str | None] = []
+    for _ in range(150):  # a stream lasts a second, and retry: says 3 s: wait up to 30 s
+        resumed_from = [r.all_headers().get("last-event-id") for r in streams]
+        if any(resumed_from):
+            break
+        page.wait_for_timeout(200)
+    # (Streams that ended before the event came opened again without one.)
+    assert resumed_from[0] is None and {sent for sent in resumed_from if sent} == {seq}
+    server.create("/box/b", title="After")
+    expect(page.locator("#children tbody tr")).to_have_count(2)
+    expect(page.locator("#children tr[data-key='/box/b']")).to_contain_text("After")
+    context.close()
+
+
+def test_the_list_lists_again_when_its_changes_are_no_longer_kept(
+    browser: Browser, short_stream_server: Server
+) -> None:
+    server = short_stream_server
+    server.store.redis.flushdb()
+    server.create("/box", title="Box")
+    server.create("/box/a", title="A")
+    context = browser.new_context(viewport=LAPTOP)
+    page = context.new_page()
+    listings: list[str] = []
+    page.on("request", lambda sent: "?f" in sent.url and listings.append(sent.url))
+    page.goto(f"{server.url}/#list=/box")
+    expect(page.locator("#children tbody tr")).to_have_count(1)
+    expect(page.locator("#live-status")).to_have_text("● Live")
+
+    # Offline: the stream (which the server ends each second) can't come back.
+    refused: list[str] = []
+    page.route(
+        "**/d/box?_changes*", lambda route: refused.append(route.request.url) or route.abort()
+    )
+    expect(page.locator("#live-status")).to_have_text("Reconnecting…")
+    server.create("/box/b", title="B, written while the page was away")
+    server.create("/box/c", title="C, too")
+    # Keep only the newest event (/box/c's): the page's seq (/box/a's) is below the horizon.
+    assert sum(count for _, count in server.store.streams.trim(10**9, 1)) > 0
+    page.unroute("**/d/box?_changes*")
+
+    # The stream is refused with 410: the page lists again, and follows from the new seq.
+    expect(page.locator("#children tbody tr")).to_have_count(3)
+    expect(page.locator("#live-status")).to_have_text("● Live")
+    assert len(listings) == 2 and refused
+    server.create("/box/d", title="D")
+    expect(page.locator("#children tbody tr")).to_have_count(4)
+    assert len(listings) == 2
+    context.close()
+
+
+@bare_only
+def test_own_saves_raise_no_warning(server: Server, open_page: Any) -> None:
+    seed_orders(server, 2)
+    page = open_page("#list=/orders&open=/orders/001")
+    expect(page.locator("#live-status")).to_have_text("● Live")
+    for n in (2, 3, 4):
+        field_control(page, "title").fill(f"Mine {n}")
+        page.get_by_role("button", name="Save", exact=True).click()
+        expect(page.locator("#revision")).to_have_text(f"revision {n}")
+    server.update("/orders/002", title="a later event, past those of the saves")
+    expect(page.locator("#children tr[data-key='/orders/002']")).to_contain_text("a later event")
+    expect(page.locator("#stale")).to_be_hidden()
+    expect(page.locator("#children tr[data-key='/orders/001'] td.num")).to_have_text("4")
+
+
 # -- screenshots -------------------------------------------------------------------------------
 
 
-def test_screenshots_of_the_list_the_editor_and_the_conflict(
+def test_screenshots_of_the_list_the_editor_the_conflict_and_the_history(
     server: Server, open_page: Any
 ) -> None:
     seed_orders(server, 12)
@@ -508,13 +867,18 @@ def test_screenshots_of_the_list_the_editor_and_the_conflict(
     expect(page.locator("#dirty")).to_be_visible()
     shots.append(save_screenshot(page, "editor.png"))
 
-    other = server.entry("/orders/003")
-    assert other is not None
-    other.update(title="Order 003 (phoned in)", score=99)
-    assert server.call("PUT", "/d/", {"feed": {"entry": [other]}}).status == 200
+    server.update("/orders/003", title="Order 003 (phoned in)", score=99)
+    page.get_by_label("Merge").check()
     page.get_by_role("button", name="Save", exact=True).click()
-    expect(page.locator("#conflict")).to_be_visible()
+    expect(page.locator("#conflict-table tr.merge-conflict")).to_have_count(1)
     shots.append(save_screenshot(page, "conflict.png"))
+
+    page.get_by_role("button", name="Save merge").click()
+    expect(page.locator("#revision")).to_have_text("revision 3")
+    page.get_by_role("tab", name="History").click()
+    page.get_by_role("button", name="View revision 1").click()
+    expect(page.locator("#history-view")).to_be_visible()
+    shots.append(save_screenshot(page, "history.png"))
 
     for shot in shots:
         assert shot.stat().st_size > 10_000
@@ -577,6 +941,7 @@ def test_logs_in_shows_who_and_logs_out_without_a_password_dialog(
     expect(login).to_be_visible()
     expect(page.locator("#login-error")).to_have_text("Please log in.")
     log_in(page, PASSWORD)
+    expect(login).to_be_hidden()
     expect(page.locator("#whoami")).to_have_text("hanako (admin)")
 
     page.get_by_role("button", name="Log out").click()
@@ -587,6 +952,34 @@ def test_logs_in_shows_who_and_logs_out_without_a_password_dialog(
     save_screenshot(page, "login.png")
     context.close()
     assert challenges and set(challenges) == {'Bearer realm="feedstore"'}
+
+
+def test_with_auth_the_change_feed_rides_the_session_cookie(
+    browser: Browser, auth_server: Server
+) -> None:
+    seed_orders(auth_server, 1)
+    context = browser.new_context(viewport=LAPTOP)
+    page = context.new_page()
+    page.goto(f"{auth_server.url}/#list=/orders")
+    expect(page.locator("#login")).to_be_visible()
+    log_in(page, PASSWORD)
+    expect(page.locator("#live-status")).to_have_text("● Live")
+    # EventSource can send no Authorization: the stream is hanako's by the session cookie, so
+    # it carries the event of an entry only admins may read, which anonymous streams skip.
+    token, _ = Credentials(auth_server.store.redis).create_token("hanako")
+    secret = {
+        "link": [{"___href": "/orders/secret", "___rel": "self"}],
+        "title": "For admins",
+        "contributor": [{"uri": "urn:vte.cx:acl:/_group/$admin,CRUD"}],
+    }
+    headers = {**WRITE_HEADERS, **bearer(token)}
+    assert request(auth_server.port, "POST", "/d/", {"feed": {"entry": [secret]}}, headers).status
+    assert auth_server.call("GET", "/d/orders/secret?e").status == 401  # anonymous may not
+    expect(page.locator("#children tr[data-key='/orders/secret']")).to_contain_text("For admins")
+
+    page.get_by_role("button", name="Log out").click()
+    expect(page.locator("#live-status")).to_have_text("")  # logged out: no longer followed
+    context.close()
 
 
 def test_with_auth_off_the_page_shows_no_login(server: Server, open_page: Any) -> None:

@@ -45,7 +45,14 @@ def test_the_page_loads_nothing_from_elsewhere(page_client: FlaskClient) -> None
 
 @pytest.mark.parametrize(
     ("path", "mimetype"),
-    [("/static/app.js", "text/javascript"), ("/static/style.css", "text/css")],
+    [
+        ("/static/app.js", "text/javascript"),
+        ("/static/conflict.js", "text/javascript"),
+        ("/static/history.js", "text/javascript"),
+        ("/static/changes.js", "text/javascript"),
+        ("/static/live.js", "text/javascript"),
+        ("/static/style.css", "text/css"),
+    ],
 )
 def test_serves_the_page_files(page_client: FlaskClient, path: str, mimetype: str) -> None:
     with page_client.get(path) as answer:
