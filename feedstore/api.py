@@ -440,9 +440,10 @@ def read_changes(key: str) -> Response:
     since = asked.start(store, key)
     if "text/event-stream" in (header("Accept") or ""):
         hub.check_room()  # 503 now: once the stream's answer began, it can't be one
+        first = change_feed.read(store, key, since, asked)  # and a 410 (ChangesExpired) too
         lasting = settings().changes_stream_max
         events = change_feed.event_stream(
-            store, checker, hub, key, asked, since, lasting, request.environ
+            store, checker, hub, key, asked, since, lasting, request.environ, first
         )
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return Response(events, 200, headers, content_type="text/event-stream; charset=utf-8")

@@ -152,11 +152,14 @@ def event_stream(
     since: str | None,
     lasting: float,
     environ: dict[str, Any] | None = None,
+    first: ChangePage | None = None,
 ) -> Iterator[bytes]:
     """Server-Sent Events: `retry:`, then each item as `id: <seq>`, `event: <kind>`,
     `data: <item JSON>`, a `: ping` comment every 15 s without events, for `lasting` seconds;
     the client reconnects with `Last-Event-ID`. Holds one of the hub's waiter places. Behind
-    the gateway, each wait is handed to it (environ[DEFERRED], then an empty chunk)."""
+    the gateway, each wait is handed to it (environ[DEFERRED], then an empty chunk). `first`,
+    the page after `since` read before the answer began (so a 410 is an answer, not a broken
+    stream), is sent first."""
     deferring = environ is not None and environ.get(ASYNC_WAITS)
     end = time.monotonic() + lasting
     stream, _ = store.streams.names(key)
@@ -165,7 +168,8 @@ def event_stream(
         seq = since
         pinged = time.monotonic()
         while True:
-            page = read(store, key, seq, request)
+            page = first if first is not None else read(store, key, seq, request)
+            first = None
             for item in shown(store, checker, page, request.entries):
                 category = item["category"][-1]
                 yield (

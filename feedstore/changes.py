@@ -179,10 +179,13 @@ class ChangeStreams:
         return WHOLE_STORE_STREAM, WHOLE_STORE_HORIZON
 
     def last(self, key: str) -> str:
-        """The sequence of the newest event of `key`'s stream (`0-0` when it has none)."""
-        stream, _ = self.names(key)
-        found = self.redis.xrevrange(stream, "+", "-", count=1)
-        return found[0][0].decode() if found else ZERO
+        """The sequence of the newest event of `key`'s stream (see `newest`)."""
+        stream, horizon = self.names(key)
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xrevrange(stream, "+", "-", count=1)
+            pipe.get(horizon)
+            found, trimmed = pipe.execute()
+        return newest(found, trimmed)
 
     def read(self, key: str, since: str | None, limit: int) -> ChangePage:
         """Up to `limit` events of `key`'s subtree after `since` (exclusive; None: from the
@@ -263,6 +266,16 @@ class ChangeStreams:
             pipe.set(horizon, f"{last[0]}-{last[1]}")
             removed, _ = pipe.execute()
         return int(removed)
+
+
+def newest(found: Sequence[tuple[bytes, Any]], horizon: bytes | None) -> str:
+    """Where a follower starts: the newest event kept (XREVRANGE + - COUNT 1 found it), or the
+    horizon when the retention pass trimmed every event (a start below it would be 410), or
+    `0-0` for a stream never written."""
+    seq = found[0][0].decode() if found else ZERO
+    if horizon is not None and sequence_order(horizon.decode()) > sequence_order(seq):
+        return horizon.decode()
+    return seq
 
 
 def horizon_of(stream: str) -> str:

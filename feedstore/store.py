@@ -29,7 +29,7 @@ from redis.exceptions import (
 )
 
 from feedstore import acl, alias, codec_json, history, idempotency, partitions, watch
-from feedstore.changes import ZERO, ChangePage, ChangeStreams
+from feedstore.changes import ChangePage, ChangeStreams, newest
 from feedstore.counter_range import CounterRange
 from feedstore.entry import parent_of
 from feedstore.errors import (
@@ -244,18 +244,18 @@ class Store:
     ) -> tuple[list[str], str | None]:
         """`child_keys` and, read just before them in the same round trip, `feed_seq(key)`."""
         try:
-            stream = self.streams.names(key)[0] if self.records_changes else None
+            names = self.streams.names(key) if self.records_changes else None
         except InvalidOption:
-            stream = None
-        if stream is None:
+            names = None
+        if names is None:
             return self.child_keys(key, after, count), None
         start = b"(" + after.encode() if after is not None else b"-"
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.xrevrange(stream, "+", "-", count=1)
+            pipe.xrevrange(names[0], "+", "-", count=1)
+            pipe.get(names[1])
             pipe.zrangebylex(self.keys.children_key(key), start, b"+", start=0, num=count)
-            newest, found = pipe.execute()
-        seq = newest[0][0].decode() if newest else ZERO
-        return [child.decode() for child in found], seq
+            last, horizon, found = pipe.execute()
+        return [child.decode() for child in found], newest(last, horizon)
 
     @_unavailable_on_redis_error
     def child_keys(self, key: str, after: str | None, count: int) -> list[str]:

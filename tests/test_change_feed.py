@@ -157,6 +157,43 @@ def test_below_the_horizon_is_410(real_redis: redis.Redis) -> None:
     assert terms(client.get("/d/n?_changes")) == [("/n,3", "updated")]  # from the oldest kept
 
 
+def test_an_event_stream_below_the_horizon_is_410_before_it_starts(
+    real_redis: redis.Redis,
+) -> None:
+    """Not a 200 whose stream then breaks: EventSource would reconnect with the same
+    Last-Event-ID for ever."""
+    client = create_app({}, real_redis).test_client()
+    client.environ_base["HTTP_X_REQUESTED_WITH"] = "XMLHttpRequest"
+    for _ in range(3):
+        client.put("/d/n", json={})
+    first = entries(client.get("/d/n?_changes"))[0]["category"][0]["___label"]
+    ChangeStreams(real_redis, KEYS, cluster=False).trim_stream(KEYS.change_stream_key("/n"), 0, 1)
+    sse = {"Accept": "text/event-stream", "Last-Event-ID": first}
+    gone = client.get("/d/n?_changes", headers=sse, buffered=False)
+    assert gone.status_code == 410 and gone.json["error"]["code"] == "changes_expired"
+
+
+def test_once_every_event_is_trimmed_a_follower_starts_at_the_horizon(
+    real_redis: redis.Redis,
+) -> None:
+    """`_since=now` and a listing's x-feedstore-seq are never below the horizon, so list then
+    follow works on a stream the retention pass emptied."""
+    client = create_app({}, real_redis).test_client()
+    client.environ_base["HTTP_X_REQUESTED_WITH"] = "XMLHttpRequest"
+    client.put("/d/n", json={})
+    client.put("/d/n/1", json={})
+    streams = ChangeStreams(real_redis, KEYS, cluster=False)
+    assert streams.trim_stream(KEYS.change_stream_key("/n"), 2**62, 10) == 2  # every event
+    horizon = streams.horizon("/n")
+    assert horizon is not None and streams.last("/n") == horizon
+    seq = client.get("/d/n?f").headers["x-feedstore-seq"]
+    assert seq == horizon
+    assert client.get(f"/d/n?_changes&_since={seq}").status_code == 204
+    assert client.get("/d/n?_changes&_since=now").status_code == 204
+    client.put("/d/n/2", json={})
+    assert terms(client.get(f"/d/n?_changes&_since={seq}")) == [("/n/2,1", "created")]
+
+
 def test_events_the_caller_cant_read_are_skipped(redis_client: Any) -> None:
     app = create_app(
         {"auth": "on", "default_acl": "urn:vte.cx:acl:/_group/$admin,CRUD"}, redis_client
