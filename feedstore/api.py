@@ -171,7 +171,7 @@ def create(path: str) -> Response:
     entries = decode_entries()
     conditions = request_conditions(single=len(entries) == 1)
     write_list = writes.creates(entries, parent, conditions)
-    written = get_feedstore().store.write(write_list, current_principal())
+    written = write_as_caller(write_list)
     headers = {}
     if len(written) == 1:
         headers = {"Location": f"/d{written[0].key}", "ETag": negotiation.etag(written[0].revision)}
@@ -217,7 +217,7 @@ def update(path: str) -> Response:
 @bp.patch("/d/<entry_path:path>")
 def partial_update(path: str) -> Response:
     target = validate_key(request_key())
-    written = get_feedstore().store.write(patch_writes(target), current_principal())
+    written = write_as_caller(patch_writes(target))
     headers = merged_header(written)
     if len(written) == 1:
         headers["ETag"] = negotiation.etag(written[0].revision)
@@ -244,7 +244,7 @@ def delete(path: str) -> Response:
         conditions = request_conditions(single=True)
         write = writes.delete(key, revision, "_rf" in request.args, conditions, settings())
         write_list = [write]
-    get_feedstore().store.write(write_list, current_principal())
+    write_as_caller(write_list)
     return message("The folder has been emptied." if "_clearfolder" in request.args else "Deleted.")
 
 
@@ -565,11 +565,23 @@ def merged_header(written: Sequence[Written]) -> dict[str, str]:
 
 def write_puts(puts: list[Write], mode: bulk.Mode | None) -> list[Written]:
     """A PUT's writes: one transaction, or a bulk's chunks of `max_entries` (API.md §5.6)."""
-    store, principal = get_feedstore().store, current_principal()
     if mode is None:
-        return store.write(puts, principal)
-    config = settings()
+        return write_as_caller(puts)
+    store, principal, config = get_feedstore().store, current_principal(), settings()
     return bulk.write(store, puts, mode, config.max_entries, config.bulk_workers, principal)
+
+
+def write_as_caller(writes: Sequence[Write]) -> list[Written]:
+    """Store.write as the request's principal; a token left to the write (authentication's
+    write_token) is authenticated inside its transaction, in the same round trip as its reads."""
+    store = get_feedstore().store
+    token = authentication.deferred_token()
+    if token is None:
+        return store.write(writes, current_principal())
+    try:
+        return store.write(writes, token=token)
+    finally:
+        authentication.settle_write(token)
 
 
 def decode_entries(limits: Limits | None = None) -> list[Entry]:
@@ -672,6 +684,7 @@ def message(
 
 def error_response(error: FeedstoreError) -> Response:
     """The one rendering of every error: a message feed with the `error` member (API.md §7)."""
+    error = authentication.outranking(error)
     access_log.note(request.environ, access_log.ERROR_CODE, error.code)
     codec = answer_codec()
     body = codec.dumps_message(error.message, error.to_dict())

@@ -30,6 +30,7 @@ from redis.exceptions import (
 
 from feedstore import acl, alias, codec_json, history, partitions
 from feedstore.counter_range import CounterRange
+from feedstore.credentials import DeferredToken
 from feedstore.entry import parent_of
 from feedstore.errors import CrossTreeWrite, InvalidOption, NotReplicated, ServiceUnavailable
 from feedstore.history import HistoryRules
@@ -529,11 +530,22 @@ class Store:
     # -- writing ------------------------------------------------------------------------------
 
     @_unavailable_on_redis_error
-    def write(self, writes: Sequence[Write], principal: Principal = ANONYMOUS) -> list[Written]:
+    def write(
+        self,
+        writes: Sequence[Write],
+        principal: Principal = ANONYMOUS,
+        token: DeferredToken | None = None,
+    ) -> list[Written]:
         """Check and apply every write atomically: all of them, or none and a FeedstoreError.
 
         With auth on, `principal` must have the rights each write needs (API.md §16.3),
-        checked inside the transaction: AccessDenied (or Unauthorized, anonymous) otherwise."""
+        checked inside the transaction: AccessDenied (or Unauthorized, anonymous) otherwise.
+        With a `token` instead, the transaction authenticates it first (credentials.py's
+        DeferredToken; read before it on a cluster, where its record is in another slot) and
+        the write is its principal's: InvalidToken or TokenExpired, nothing written."""
+        if token is not None and self.cluster:
+            principal = token.principal = token.credentials.principal_of_token(token.token)
+            token = None
         reject_duplicates(writes)
         caller = None if self.default_acl is None else acl.Caller.of(principal, self.default_acl)
         prepared = partitions.prepare(self.redis, self.keys, writes) if self.cluster else None
@@ -544,7 +556,9 @@ class Store:
             with route.pipeline() if route else self._transaction_pipeline() as pipe:
                 try:
                     if prepared is None:
-                        return self._transaction(pipe, principal, caller).run(writes)
+                        transaction = self._transaction(pipe, principal, caller)
+                        transaction.token = token
+                        return transaction.run(writes)
                     # The schema version is in another slot: read before WATCH (never watched).
                     rules = replace(
                         prepared.rules,

@@ -26,6 +26,7 @@ from redis.client import Pipeline
 from redis.exceptions import WatchError
 
 from feedstore import acl, alias, codec_json, history, merge, watch
+from feedstore.credentials import DeferredToken
 from feedstore.entry import (
     EntryId,
     document_fields,
@@ -173,6 +174,7 @@ class Transaction:
         cluster: ClusterRules | None = None,
         caller: acl.Caller | None = None,
         history: HistoryRules | None = None,
+        token: DeferredToken | None = None,
     ) -> None:
         self.pipe = pipe
         self.history = history if history is not None and history.prefixes else None
@@ -185,6 +187,8 @@ class Transaction:
         self.caller = caller
         self.acls: dict[str, acl.Acl | None] = {}  # what authorization counts
         self.mirrors: dict[str, acl.Acl | None] = {}  # what Redis holds
+        # A token to authenticate with the first read (`caller` is a stand-in until then).
+        self.token = token
 
     def run(self, writes: Sequence[Write]) -> list[Written]:
         """Check every write against what is stored, then write all of them in one MULTI/EXEC."""
@@ -321,7 +325,10 @@ class Transaction:
         on_path, groups = self._access_keys(keys)
         access = [*map(self.keys.acl_key, on_path), *groups]
         watched = [*revisions, *access] if access else revisions
-        if self.cluster is None:
+        if self.cluster is None and self.token is not None:
+            raw = self._read_authenticated(watched, ["MGET", *names, *access, SCHEMA_VERSION_KEY])
+            version = raw[-1]
+        elif self.cluster is None:
             raw = watch.watch_and_read(
                 self.pipe, watched, "MGET", *names, *access, SCHEMA_VERSION_KEY
             )
@@ -339,6 +346,22 @@ class Transaction:
         return states, self.schema_at(version)
 
     # -- authorization (API.md §16), with auth on ------------------------------------------
+
+    def _read_authenticated(self, watched: list[str], mget: list[Any]) -> Any:
+        """The first read of a write whose token is authenticated here (DeferredToken): the
+        token's record is WATCHed and read with the rest, in the same round trip, and decides
+        first: a token that authenticates no one is 401 before anything else is checked.
+        The caller's groups are the record's (a group change rewrites it, so it is watched)."""
+        assert self.token is not None and self.caller is not None
+        name = self.token.record
+        record, raw = watch.watch_and_read_all(
+            self.pipe, [*watched, name], [("HGETALL", name), mget]
+        )
+        principal = self.token.authenticate(record)
+        self.token = None  # authenticated: later reads (through an alias) need no record
+        self.principal = principal.name
+        self.caller = acl.Caller.of(principal, self.caller.default)
+        return raw
 
     def _access_keys(self, keys: Sequence[str]) -> tuple[list[str], list[str]]:
         """The keys on the paths of `keys` whose ACL mirrors this transaction reads (those of

@@ -32,15 +32,23 @@ def watch_and_read(pipe: Pipeline, watched: Sequence[str], *command: Any) -> Any
     raised, so the connection stays in step; a lost connection is dropped and raised, as
     redis-py does (not retried: the WATCH may not hold).
     """
+    return watch_and_read_all(pipe, watched, [command])[0]
+
+
+def watch_and_read_all(
+    pipe: Pipeline, watched: Sequence[str], commands: Sequence[Sequence[Any]]
+) -> list[Any]:
+    """watch_and_read of several reads (a token's HGETALL and the write's MGET, say), all in
+    the same round trip as the WATCH; their replies in order."""
     if not isinstance(pipe, Pipeline) or pipe.watching or pipe.connection is not None:
         pipe.watch(*watched)
-        return read(pipe, *command)
+        return [read(pipe, *command) for command in commands]
     conn = pipe.connection_pool.get_connection()
     pipe.connection = conn
     try:
-        conn.send_packed_command(conn.pack_commands([("WATCH", *watched), command]))
+        conn.send_packed_command(conn.pack_commands([("WATCH", *watched), *commands]))
         replies: list[Any] = []
-        for name in ("WATCH", command[0]):
+        for name in ("WATCH", *(command[0] for command in commands)):
             try:
                 replies.append(pipe.parse_response(conn, name))
             except ResponseError as e:
@@ -52,7 +60,7 @@ def watch_and_read(pipe: Pipeline, watched: Sequence[str], *command: Any) -> Any
     for reply in replies:
         if isinstance(reply, ResponseError):
             raise reply
-    return replies[1]
+    return replies[1:]
 
 
 def numbers(
