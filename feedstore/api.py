@@ -670,7 +670,7 @@ def respond(
     """A write request's answer, `render` of what it wrote: one transaction, or a bulk's chunks
     of `max_entries` (API.md §5.6). With an Idempotency-Key, the answer is made inside the
     transaction and stored with the data, or an earlier one replayed (API.md §19)."""
-    store, principal, config = get_feedstore().store, current_principal(), settings()
+    store, config = get_feedstore().store, settings()
     once = idempotent(render)
     if once is not None:
         if mode is not None and bulk.transactions(store, write_list, config.max_entries) > 1:
@@ -679,11 +679,11 @@ def respond(
                 f"(max_entries = {config.max_entries} per chunk, one tree per chunk on Redis "
                 "Cluster): send each chunk as a request of its own, with a key of its own."
             )
-        return answered(store.write_once(write_list, principal, once))
+        return answered(store.write_once(write_list, current_principal(), once))
     if mode is None:
-        return render(store.write(write_list, principal))
+        return render(write_as_caller(write_list))
     written = bulk.write(
-        store, write_list, mode, config.max_entries, config.bulk_workers, principal
+        store, write_list, mode, config.max_entries, config.bulk_workers, current_principal()
     )
     return render(written)
 
@@ -733,6 +733,19 @@ def answered(outcome: idempotency.Outcome[Any]) -> Response:
     answer = outcome.answer
     headers = [*answer.headers, *([(idempotency.REPLAYED, "true")] if outcome.replayed else [])]
     return Response(answer.body, answer.status, headers)
+
+
+def write_as_caller(writes: Sequence[Write]) -> list[Written]:
+    """Store.write as the request's principal; a token left to the write (authentication's
+    write_token) is authenticated inside its transaction, in the same round trip as its reads."""
+    store = get_feedstore().store
+    token = authentication.deferred_token()
+    if token is None:
+        return store.write(writes, current_principal())
+    try:
+        return store.write(writes, token=token)
+    finally:
+        authentication.settle_write(token)
 
 
 def decode_entries(limits: Limits | None = None) -> list[Entry]:
@@ -835,6 +848,7 @@ def message(
 
 def error_response(error: FeedstoreError) -> Response:
     """The one rendering of every error: a message feed with the `error` member (API.md §7)."""
+    error = authentication.outranking(error)
     access_log.note(request.environ, access_log.ERROR_CODE, error.code)
     codec = answer_codec()
     body = codec.dumps_message(error.message, error.to_dict())

@@ -23,7 +23,7 @@ import redis
 from flask import Flask, Response, g, request
 
 from feedstore import codec_json, codec_xml, negotiation, options
-from feedstore.credentials import TOKEN_TAG, Clock, Credentials
+from feedstore.credentials import TOKEN_TAG, Clock, Credentials, DeferredToken, parse_token
 from feedstore.errors import CrossOrigin, FeedstoreError, InvalidOption, Unauthorized
 from feedstore.principal import ANONYMOUS, Principal
 from feedstore.sessions import Sessions
@@ -110,8 +110,16 @@ def get_authenticator() -> Authenticator:
 
 
 def current_principal() -> Principal:
-    """Who the current request acts as: ANONYMOUS with auth off or without a credential."""
-    principal: Principal = g.get("principal", ANONYMOUS)
+    """Who the current request acts as: ANONYMOUS with auth off or without a credential. A
+    write's token left to its transaction (deferred_token) is authenticated now, in a round
+    trip of its own, for a view that needs the principal before it writes."""
+    principal: Principal | None = g.get("principal")
+    if principal is not None:
+        return principal
+    token: DeferredToken | None = g.pop("deferred_token", None)
+    if token is None:
+        return ANONYMOUS
+    principal = g.principal = token.credentials.principal_of_token(token.token)
     return principal
 
 
@@ -127,6 +135,10 @@ def authenticate_request() -> Response | None:
         token = entry_read_token(authenticator)
         if token is not None:
             g.pending_token = token  # the view reads its record with the entry (api.py)
+            return None
+        deferred = write_token(authenticator)
+        if deferred is not None:
+            g.deferred_token = deferred  # the write's transaction authenticates it (api.py)
             return None
         principal, by_cookie = authenticator.authenticate(
             header("Authorization"), request.cookies.get(SESSION_COOKIE)
@@ -155,6 +167,61 @@ def entry_read_token(authenticator: Authenticator) -> str | None:
         return None
     scheme, _, value = (header("Authorization") or "").strip().partition(" ")
     return value.strip() if scheme.lower() in ("bearer", "token") else None
+
+
+# A write (POST, PUT, PATCH, DELETE) with a Bearer or Token credential, on a single Redis, is
+# authenticated by its transaction: the token's record is WATCHed and read in the same round
+# trip as the entries and their ACLs (credentials.DeferredToken, transaction.py). A view that
+# needs the principal before (current_principal) authenticates it then, and any error answered
+# before the transaction decided gives way to the token's 401 (outranking).
+
+
+def write_token(authenticator: Authenticator) -> DeferredToken | None:
+    """The token of a write whose transaction authenticates it, else None."""
+    if request.method not in WRITE_METHODS or isinstance(
+        authenticator.credentials.redis, redis.RedisCluster
+    ):
+        return None
+    scheme, _, value = (header("Authorization") or "").strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() not in ("bearer", "token") or parse_token(value) is None:
+        return None  # not a token: authenticated (401) at once
+    return DeferredToken(authenticator.credentials, value)
+
+
+def deferred_token() -> DeferredToken | None:
+    """The token the current write's transaction must authenticate, if any."""
+    token: DeferredToken | None = g.get("deferred_token")
+    return token
+
+
+def settle_write(token: DeferredToken) -> None:
+    """After a write that was given `token`: its principal is the request's, if the
+    transaction got as far as authenticating it; its `last_used` is written if due."""
+    if token.principal is not None:
+        g.principal = token.principal
+    if token.principal is not None or token.failed:
+        g.pop("deferred_token", None)
+    token.finish()
+
+
+def outranking(error: FeedstoreError) -> FeedstoreError:
+    """What a request answers for `error`: a bad credential's 401 outranks every other error,
+    so a token whose authentication was left to the view (an entry read's, a write's) and not
+    yet done is authenticated now; a Redis failure meanwhile leaves `error` as it is."""
+    if isinstance(error, Unauthorized) or error.status >= 500:
+        return error
+    token: str | None = g.get("pending_token")
+    try:
+        if token is not None:
+            settle(get_authenticator().credentials.principal_of_token(token))
+        elif g.get("deferred_token") is not None:
+            current_principal()
+    except Unauthorized as e:
+        return e
+    except redis.RedisError:
+        pass
+    return error
 
 
 def pending_token() -> str | None:

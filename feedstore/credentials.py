@@ -320,10 +320,11 @@ class Credentials:
         return self.principal_of_record(token, self.redis.hgetall(name), account)
 
     def principal_of_record(
-        self, token: str, record: dict[Any, Any], account: str | None = None
+        self, token: str, record: dict[Any, Any], account: str | None = None, touch: bool = True
     ) -> Principal:
         """principal_of_token, given the token's record as read (HGETALL of token_record(token)):
-        for a read that fetches it in the same round trip as its own data."""
+        for a read that fetches it in the same round trip as its own data. Without `touch`,
+        `last_used` is left to the caller (a write that WATCHes the record: DeferredToken)."""
         parsed = parse_token(token)
         if parsed is None:
             raise InvalidToken()
@@ -337,10 +338,19 @@ class Credentials:
         now = int(self.clock())
         if fields.get("expires") and int(fields["expires"]) <= now:
             raise TokenExpired()
-        if now - int(fields.get("last_used") or 0) >= LAST_USED_EVERY:
-            self.redis.hset(TOKEN_PREFIX + token_id, "last_used", str(now))
+        if touch and now - int(fields.get("last_used") or 0) >= LAST_USED_EVERY:
+            self.touch(token_id)
         groups = frozenset(_groups(fields.get("groups")))
         return Principal(fields["uid"], fields["account"], groups, fields.get("service") == "1")
+
+    def touch(self, token_id: str) -> None:
+        """Note that the token was used now (`last_used`)."""
+        self.redis.hset(TOKEN_PREFIX + token_id, "last_used", str(int(self.clock())))
+
+    def used_long_ago(self, record: dict[Any, Any]) -> bool:
+        """Whether a token's record, as read, needs its `last_used` written again."""
+        last_used = record.get(b"last_used", record.get("last_used")) or 0
+        return int(self.clock()) - int(last_used) >= LAST_USED_EVERY
 
     def _scan(self, pattern: str) -> list[bytes]:
         if isinstance(self.redis, redis.RedisCluster):
@@ -348,6 +358,42 @@ class Credentials:
                 self.redis.scan_iter(match=pattern, target_nodes=redis.RedisCluster.PRIMARIES)
             )
         return list(self.redis.scan_iter(match=pattern))
+
+
+@dataclass
+class DeferredToken:
+    """A token that a write authenticates inside its transaction (transaction.py), on a single
+    Redis: its record is WATCHed and read in the transaction's one WATCH+MGET round trip, so
+    a token write costs no round trip of its own. A group change rewrites the record (and a
+    revoke deletes it), so one committing before EXEC makes the write run again and decide
+    anew. `last_used` is written after the transaction (`finish`), never under its WATCH.
+    """
+
+    credentials: Credentials
+    token: str
+    principal: Principal | None = None
+    failed: bool = False  # it authenticated no one (401)
+    stale: bool = False  # its last_used is due
+
+    @property
+    def record(self) -> str:
+        return token_record(self.token)
+
+    def authenticate(self, record: dict[Any, Any]) -> Principal:
+        """The principal of the record as read; InvalidToken or TokenExpired otherwise."""
+        try:
+            self.principal = self.credentials.principal_of_record(self.token, record, touch=False)
+        except (InvalidToken, TokenExpired):
+            self.failed = True
+            raise
+        self.stale = self.credentials.used_long_ago(record)
+        return self.principal
+
+    def finish(self) -> None:
+        """After the write, committed or not: write `last_used` if it is due."""
+        if self.stale:
+            self.stale = False
+            self.credentials.touch(self.record[len(TOKEN_PREFIX) :])
 
 
 def _groups(raw: bytes | str | None) -> list[str]:

@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from dataclasses import asdict
 from pathlib import Path
 from typing import TextIO
 
 import orjson
 
+from feedstore import access_log
 from feedstore.access_log import RequestRecord
 
 ROOT = "feedstore"
@@ -42,7 +42,7 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         request = getattr(record, "request", None)
         if isinstance(request, RequestRecord):
-            return orjson.dumps({"event": "request", **asdict(request)}).decode()
+            return json_line(request)
         line = {
             "event": "log",
             "level": record.levelname.lower(),
@@ -52,6 +52,28 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             line["traceback"] = self.formatException(record.exc_info)
         return orjson.dumps(line).decode()
+
+
+def json_line(request: RequestRecord) -> str:
+    """An access line in the json format."""
+    return orjson.dumps({"event": "request", **request._asdict()}).decode()
+
+
+class AccessWriter:
+    """Writes access lines straight to the stream of feedstore's handler, in its format: one
+    `write` and `flush` per line, under the handler's own lock, so a line never mixes with
+    another line or with a logger's (access_log.write_lines_with)."""
+
+    def __init__(self, handler: logging.StreamHandler[TextIO], log_format: str) -> None:
+        self.stream = handler.stream
+        self.lock = handler.lock or threading.RLock()
+        self.render = json_line if log_format == "json" else RequestRecord.text
+
+    def __call__(self, request: RequestRecord) -> None:
+        line = self.render(request) + "\n"
+        with self.lock:
+            self.stream.write(line)
+            self.stream.flush()
 
 
 def configure(log_format: str, stream: TextIO | None = None) -> None:
@@ -66,6 +88,7 @@ def configure(log_format: str, stream: TextIO | None = None) -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
+    access_log.write_lines_with(AccessWriter(handler, log_format))
     # What no line shows, left out of every record: the logging HOWTO's "Optimization" (the
     # access log writes one record per request).
     logging._srcfile = None  # no caller frame lookup

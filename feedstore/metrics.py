@@ -37,16 +37,39 @@ disable_created_metrics()
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
+_pid = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
+_multiprocess_values: dict[str, Any] = {}
+
+
+def _process_id() -> int:
+    """This process's id, known without a system call: each value written to a file asks it
+    (prometheus_client calls os.getpid three times per request otherwise)."""
+    return _pid[0]
+
+
+def multiprocess_values(directory: str) -> Any:
+    """prometheus_client's values kept in this process's files in `directory`, made once per
+    process and directory (two would open the same files apart), each write asking the pid
+    of _process_id."""
+    made = _multiprocess_values.get(directory)
+    if made is None:
+        made = values.MultiProcessValue(process_identifier=_process_id)
+        _multiprocess_values[directory] = made
+    return made
+
+
 class Metrics:
     """The instruments of one app, and the text of `/metrics`."""
 
     def __init__(self) -> None:
-        multiprocess_mode = bool(os.environ.get(MULTIPROC_ENV))
-        if multiprocess_mode != (values.ValueClass is not values.MutexValue):
-            # prometheus_client chose where values live when it was first imported: a process
-            # that imported it before serve set the directory (or after it was dropped) would
-            # keep its counts in the wrong place.
-            values.ValueClass = values.get_value_class()
+        directory = os.environ.get(MULTIPROC_ENV)
+        # prometheus_client chose where values live when it was first imported: a process
+        # that imported it before serve set the directory (or after it was dropped) would keep
+        # its counts in the wrong place.
+        wanted = multiprocess_values(directory) if directory else values.MutexValue
+        if values.ValueClass is not wanted:
+            values.ValueClass = wanted
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "feedstore_requests",

@@ -31,6 +31,7 @@ from redis.exceptions import (
 from feedstore import acl, alias, codec_json, history, idempotency, partitions, watch
 from feedstore.changes import ChangePage, ChangeStreams, newest
 from feedstore.counter_range import CounterRange
+from feedstore.credentials import DeferredToken
 from feedstore.entry import parent_of
 from feedstore.errors import (
     CrossTreeWrite,
@@ -661,13 +662,22 @@ class Store:
         writes: Sequence[Write],
         principal: Principal = ANONYMOUS,
         lease: idempotency.Lease | None = None,
+        token: DeferredToken | None = None,
     ) -> list[Written]:
         """Check and apply every write atomically: all of them, or none and a FeedstoreError.
 
         With auth on, `principal` must have the rights each write needs (API.md §16.3),
         checked inside the transaction: AccessDenied (or Unauthorized, anonymous) otherwise.
         With a `lease` (write_once), its record is checked and its answer queued in the
-        transaction: idempotency.LeaseLost when another request took the record over."""
+        transaction: idempotency.LeaseLost when another request took the record over.
+        With a `token` instead of a principal, the transaction authenticates it first
+        (credentials.py's DeferredToken; read before it on a cluster, where its record is in
+        another slot) and the write is its principal's: InvalidToken or TokenExpired, nothing
+        written. A lease needs the principal first (its record's name carries it)."""
+        assert token is None or lease is None, "an idempotent write knows its principal"
+        if token is not None and self.cluster:
+            principal = token.principal = token.credentials.principal_of_token(token.token)
+            token = None
         reject_duplicates(writes)
         caller = None if self.default_acl is None else acl.Caller.of(principal, self.default_acl)
         prepared = partitions.prepare(self.redis, self.keys, writes) if self.cluster else None
@@ -678,7 +688,9 @@ class Store:
             with route.pipeline() if route else self._transaction_pipeline() as pipe:
                 try:
                     if prepared is None:
-                        return self._transaction(pipe, principal, caller, lease=lease).run(writes)
+                        transaction = self._transaction(pipe, principal, caller, lease=lease)
+                        transaction.token = token
+                        return transaction.run(writes)
                     # The schema version is in another slot: read before WATCH (never watched).
                     rules = replace(
                         prepared.rules,

@@ -26,6 +26,7 @@ from redis.client import Pipeline
 from redis.exceptions import WatchError
 
 from feedstore import acl, alias, changes, codec_json, history, idempotency, merge, restore, watch
+from feedstore.credentials import DeferredToken
 from feedstore.entry import (
     EntryId,
     document_fields,
@@ -177,6 +178,7 @@ class Transaction:
         history: HistoryRules | None = None,
         changes: bool = False,
         lease: idempotency.Lease | None = None,
+        token: DeferredToken | None = None,
     ) -> None:
         self.pipe = pipe
         self.changes = changes  # queue the change feed's events (changes.py)
@@ -191,6 +193,8 @@ class Transaction:
         self.caller = caller
         self.acls: dict[str, acl.Acl | None] = {}  # what authorization counts
         self.mirrors: dict[str, acl.Acl | None] = {}  # what Redis holds
+        # A token to authenticate with the first read (`caller` is a stand-in until then).
+        self.token = token
 
     def run(self, writes: Sequence[Write]) -> list[Written]:
         """Check every write against what is stored, then write all of them in one MULTI/EXEC."""
@@ -345,7 +349,11 @@ class Transaction:
         held = [self.lease.name] if self.lease is not None else []
         if held:
             watched = [*watched, *held]
-        if self.cluster is None:
+        if self.cluster is None and self.token is not None:
+            mget = ["MGET", *names, *access, *held, SCHEMA_VERSION_KEY]
+            raw = self._read_authenticated(watched, mget)
+            version = raw[-1]
+        elif self.cluster is None:
             raw = self._watch_and_read(watched, "MGET", *names, *access, *held, SCHEMA_VERSION_KEY)
             version = raw[-1]
         else:
@@ -370,6 +378,23 @@ class Transaction:
         return watch.watch_and_read(self.pipe, watched, *command, first=self.lease.claim)
 
     # -- authorization (API.md §16), with auth on ------------------------------------------
+
+    def _read_authenticated(self, watched: list[str], mget: list[Any]) -> Any:
+        """The first read of a write whose token is authenticated here (DeferredToken): the
+        token's record is WATCHed and read with the rest, in the same round trip, and decides
+        first: a token that authenticates no one is 401 before anything else is checked.
+        The caller's groups are the record's (a group change rewrites it, so it is watched)."""
+        assert self.token is not None and self.caller is not None
+        name = self.token.record
+        claim = self.lease.claim if self.lease is not None else None
+        record, raw = watch.watch_and_read_all(
+            self.pipe, [*watched, name], [("HGETALL", name), mget], first=claim
+        )
+        principal = self.token.authenticate(record)
+        self.token = None  # authenticated: later reads (through an alias) need no record
+        self.principal = principal.name
+        self.caller = acl.Caller.of(principal, self.caller.default)
+        return raw
 
     def _access_keys(self, keys: Sequence[str]) -> tuple[list[str], list[str]]:
         """The keys on the paths of `keys` whose ACL mirrors this transaction reads (those of

@@ -40,6 +40,17 @@ def watch_and_read(
     watching would queue it instead: there it runs after the WATCH, and a SET that takes the
     key costs the attempt (the next one finds the key its own).
     """
+    return watch_and_read_all(pipe, watched, [command], first=first)[0]
+
+
+def watch_and_read_all(
+    pipe: Pipeline,
+    watched: Sequence[str],
+    commands: Sequence[Sequence[Any]],
+    first: Sequence[Any] | None = None,
+) -> list[Any]:
+    """watch_and_read of several reads (a token's HGETALL and the write's MGET, say), all in
+    the same round trip as the WATCH (and `first`); their replies in order."""
     if not isinstance(pipe, Pipeline) or pipe.watching or pipe.connection is not None:
         immediate = isinstance(pipe, Pipeline) and pipe.watching
         if first is not None and immediate:
@@ -47,18 +58,16 @@ def watch_and_read(
         pipe.watch(*watched)
         if first is not None and not immediate:
             read(pipe, *first)
-        return read(pipe, *command)
+        return [read(pipe, *command) for command in commands]
     conn = pipe.connection_pool.get_connection()
     pipe.connection = conn
-    commands = [("WATCH", *watched), command]
-    if first is not None:
-        commands.insert(0, tuple(first))
+    sent = [*([tuple(first)] if first is not None else []), ("WATCH", *watched), *commands]
     try:
-        conn.send_packed_command(conn.pack_commands(commands))
+        conn.send_packed_command(conn.pack_commands(sent))
         replies: list[Any] = []
-        for sent in commands:
+        for command in sent:
             try:
-                replies.append(pipe.parse_response(conn, sent[0]))
+                replies.append(pipe.parse_response(conn, command[0]))
             except ResponseError as e:
                 replies.append(e)
     except (ConnectionError, TimeoutError):
@@ -68,7 +77,7 @@ def watch_and_read(
     for reply in replies:
         if isinstance(reply, ResponseError):
             raise reply
-    return replies[-1]
+    return replies[len(sent) - len(commands) :]
 
 
 def numbers(

@@ -303,3 +303,102 @@ def test_login_session_and_logout_on_every_redis(
     assert auth_client.post("/d/?_login", headers=basic("alice", "s3cret")).status_code == 200
     assert auth_client.post("/d/?_logout").status_code == 200
     assert auth_client.get("/d/?_uid").status_code == 401
+
+
+# -- a token write is authenticated inside its transaction (credentials.DeferredToken) ---------
+
+WRITES = [
+    ("PUT", "/d/", ENTRY),
+    ("POST", "/d/", ENTRY),
+    ("PATCH", "/d/a", {"title": "u"}),
+    ("DELETE", "/d/a", None),
+]
+
+
+@pytest.mark.parametrize(("method", "url", "sent"), WRITES, ids=[w[0] for w in WRITES])
+@pytest.mark.parametrize(
+    ("token", "code"),
+    [
+        (lambda r: "fst_" + "a" * 12 + "_" + "b" * 43, "invalid_token"),
+        (revoked, "invalid_token"),
+        (expired, "token_expired"),
+    ],
+    ids=["unknown", "revoked", "expired"],
+)
+def test_a_bad_token_on_a_write_is_401_and_nothing_is_written(
+    auth_client: FlaskClient,
+    redis_client: redis.Redis,
+    method: str,
+    url: str,
+    sent: Any,
+    token: Any,
+    code: str,
+) -> None:
+    good = bearer(make_token(redis_client, "bob"))
+    assert auth_client.put("/d/", json={**ENTRY, "title": "kept"}, headers=good).status_code == 200
+    response = auth_client.open(url, method=method, json=sent, headers=bearer(token(redis_client)))
+    assert (response.status_code, response.json) == (401, body(code))
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="feedstore"'
+    entries = auth_client.get("/d/?f", headers=good).json["feed"]["entry"]  # type: ignore[index]
+    assert [(e["link"][0]["___href"], e["title"]) for e in entries] == [("/a", "kept")]
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "sent", "headers"),
+    [
+        ("PUT", "/d/", b"{not json", {}),  # 400 from the body
+        ("PUT", "/d/", {**ENTRY, "link": [{"___href": "a", "___rel": "self"}]}, {}),  # bad key
+        ("PUT", "/d/a?_nonsense", ENTRY, {}),  # an unknown option
+        ("PUT", "/d/a", ENTRY, {"If-Match": "x"}),  # a bad precondition
+        ("DELETE", "/d/", [ENTRY, ENTRY], {}),  # a key twice (the store refuses it)
+    ],
+    ids=["body", "key", "option", "if-match", "twice"],
+)
+def test_a_bad_tokens_401_outranks_any_other_error_of_a_write(
+    auth_client: FlaskClient, redis_client: redis.Redis, method: str, url: str, sent: Any,
+    headers: dict[str, str],
+) -> None:  # fmt: skip
+    token = bearer("fst_" + "a" * 12 + "_" + "b" * 43)
+    data = sent if isinstance(sent, bytes) else None
+    json_body = None if data is not None else sent
+    response = auth_client.open(
+        url, method=method, data=data, json=json_body, headers={**token, **headers},
+        content_type="application/json",
+    )  # fmt: skip
+    assert (response.status_code, response.json) == (401, body("invalid_token"))
+    # The same request with a good token meets the other error.
+    good = {**bearer(make_token(redis_client)), **headers}
+    response = auth_client.open(
+        url, method=method, data=data, json=json_body, headers=good,
+        content_type="application/json",
+    )  # fmt: skip
+    assert 400 <= response.status_code < 500 and response.status_code != 401
+
+
+def test_a_token_write_is_its_users_and_costs_no_round_trip_of_its_own(
+    real_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On a single Redis (on a cluster the token's record is in another slot: read before).
+    client = create_app({"default_acl": OPEN_ACL, "auth": "on"}, real_redis).test_client()
+    client.environ_base["HTTP_X_REQUESTED_WITH"] = "XMLHttpRequest"
+    token = make_token(real_redis, "alice")
+    assert client.put("/d/", json=ENTRY, headers=bearer(token)).status_code == 200
+    assert real_redis.hget(f"fs:tok:{token[4:16]}", "last_used")  # noted after the write
+    sends: list[Any] = []
+    original = redis.connection.AbstractConnection.send_packed_command
+
+    def counted(self: Any, command: Any, check_health: bool = True) -> None:
+        sends.append(command)
+        original(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
+    sent = {**ENTRY, "id": "/a,1", "title": "again"}
+    response = client.put("/d/", json=sent, headers=bearer(token))
+    monkeypatch.undo()
+    assert response.status_code == 200
+    # WATCH with HGETALL of the token's record and MGET; then MULTI ... EXEC.
+    assert len(sends) == 2
+    assert b"HGETALL" in b"".join(sends[0])
+    stored = client.get("/d/a?e", headers=bearer(token)).json["feed"]["entry"][0]  # type: ignore[index]
+    assert stored["title"] == "again"
+    assert stored["author"][-1]["uri"] == "urn:feedstore:updated:1"  # uid 1: alice

@@ -10,11 +10,14 @@ import pytest
 import redis
 
 from feedstore import acl
+from feedstore.credentials import Credentials, DeferredToken
 from feedstore.errors import (
     AccessDenied,
     EntryErrors,
     InvalidAcl,
+    InvalidToken,
     RevisionConflict,
+    TokenExpired,
     Unauthorized,
 )
 from feedstore.principal import ANONYMOUS, Principal
@@ -239,3 +242,58 @@ def test_a_group_removal_between_read_and_exec_aborts_the_write(
         store.write([put("/g/1")], ALICE)
     assert store.reads >= 2
     assert store.get("/g/1") is None
+
+
+# -- a token authenticated inside the write's transaction (credentials.DeferredToken) ----------
+
+
+def test_a_group_removal_racing_a_token_write_aborts_it(real_redis: redis.Redis) -> None:
+    admin_store = Store(real_redis, default_acl=DEFAULT)
+    enrol(real_redis, ADMIN)
+    acl_of_g = contributors("urn:vte.cx:acl:/_group/sales,CRUD")
+    admin_store.write([put("/g", contributor=acl_of_g)], ADMIN)
+    credentials = Credentials(real_redis)
+    credentials.add_user("alice", None, ["sales"])
+    token, _ = credentials.create_token("alice")
+    other = Credentials(redis.Redis(connection_pool=real_redis.connection_pool))
+    store = Interleaved(real_redis, lambda: other.remove_from_group("sales", "alice"))
+    deferred = DeferredToken(credentials, token)
+    with pytest.raises(AccessDenied):
+        store.write([put("/g/1")], token=deferred)
+    assert store.reads >= 2  # the token's record changed: EXEC failed, the retry answered 403
+    assert store.get("/g/1") is None
+    assert deferred.principal is not None and deferred.principal.account == "alice"
+
+
+def test_a_token_revoked_racing_its_write_is_401(real_redis: redis.Redis) -> None:
+    enrol(real_redis, ADMIN)
+    acl_of_g = contributors("urn:vte.cx:acl:/_group/sales,CRUD")
+    Store(real_redis, default_acl=DEFAULT).write([put("/g", contributor=acl_of_g)], ADMIN)
+    credentials = Credentials(real_redis)
+    credentials.add_user("alice", None, ["sales"])
+    token, info = credentials.create_token("alice")
+    other = Credentials(redis.Redis(connection_pool=real_redis.connection_pool))
+    store = Interleaved(real_redis, lambda: other.revoke_token(info.id))
+    retries: list[int] = []
+    store.on_retry = lambda: retries.append(1)
+    with pytest.raises(InvalidToken):
+        store.write([put("/g/1")], token=DeferredToken(credentials, token))
+    assert retries  # the record went: EXEC failed, the retry read no token
+    assert store.get("/g/1") is None
+
+
+def test_a_token_write_decides_401_before_any_other_error(redis_client: redis.Redis) -> None:
+    store = Store(redis_client, default_acl=DEFAULT)
+    enrol(redis_client, ADMIN)
+    store.write([put("/a", title="x")], ADMIN)
+    credentials = Credentials(redis_client)
+    credentials.add_user("alice", None)
+    token, info = credentials.create_token("alice", expires_in=-1)
+    before = store.get("/a")
+    # A conflict and a denial (alice has no right on /a) both lose to the expired token.
+    with pytest.raises(TokenExpired):
+        store.write([put("/a", revision=9)], token=DeferredToken(credentials, token))
+    credentials.revoke_token(info.id)
+    with pytest.raises(InvalidToken):
+        store.write([put("/a", title="y")], token=DeferredToken(credentials, token))
+    assert store.get("/a") == before

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
-from feedstore import logs
+from feedstore import access_log, logs
+from feedstore.app import create_app
 from tests.serving import running_serve
 
 
@@ -52,3 +57,55 @@ def test_serve_writes_json_lines(tmp_path: Path) -> None:
     )
     redis_lines = [line["message"] for line in lines if line.get("logger") == "feedstore.redis"]
     assert any("ready to accept connections" in message for message in redis_lines)
+
+
+@pytest.fixture
+def configured() -> Iterator[Callable[[str], io.StringIO]]:
+    """logs.configure to a StringIO in a format, undone afterwards (it sets process state)."""
+    logger = logging.getLogger(logs.ROOT)
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+
+    def configure(log_format: str) -> io.StringIO:
+        stream = io.StringIO()
+        logs.configure(log_format, stream)
+        return stream
+
+    yield configure
+    access_log.write_lines_with(None)
+    logger.handlers[:], logger.level, logger.propagate = saved
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_configured_log_writes_one_access_line_per_request_to_its_stream(
+    configured: Callable[[str], io.StringIO], real_redis: redis.Redis, log_format: str
+) -> None:
+    stream = configured(log_format)
+    web = create_app(redis_client=real_redis).test_client()
+    for path in ("/d/a?e", "/d/b%0Ax?e"):  # no entry (204); a key with a control (400)
+        with web.get(path, headers={"X-Request-Id": f"r{len(path)}"}):
+            pass
+    logging.getLogger("feedstore.test").warning("between")
+    with web.get("/d/?f&_nonsense", headers={"X-Request-Id": "r3"}) as response:
+        assert response.status_code == 400
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 4
+    if log_format == "text":
+        assert re.fullmatch(r'\S+ anonymous "GET /d/a\?e" 204 0 [\d.]+ms id=r6', lines[0])
+        assert '"GET /d/b\\x0ax?e" 400' in lines[1]  # a path can't forge a line
+        assert lines[2] == "feedstore: WARNING feedstore.test: between"
+        assert lines[3].endswith("id=r3 error=invalid_option")
+        return
+    first, second, between, last = map(json.loads, lines)
+    assert first == {
+        "event": "request", "method": "GET", "path": "/d/a", "query": "e", "status": 204,
+        "bytes": 0, "duration_ms": first["duration_ms"], "route": "/d/<entry_path:path>",
+        "principal": "anonymous", "request_id": "r6", "remote": "127.0.0.1", "error": None,
+    }  # fmt: skip
+    assert second["path"] == "/d/b\\x0ax"
+    assert between == {
+        "event": "log",
+        "level": "warning",
+        "logger": "feedstore.test",
+        "message": "between",
+    }
+    assert (last["status"], last["error"], last["request_id"]) == (400, "invalid_option", "r3")

@@ -13,7 +13,7 @@ import redis
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from feedstore import cli, watch
+from feedstore import cli, metrics, watch
 from feedstore.app import create_app
 from feedstore.embedded import EmbeddedRedis
 from tests.conftest import make_token
@@ -173,3 +173,19 @@ def test_a_serve_that_stops_early_leaves_this_process_counting_alone(
     got = samples(web.get("/metrics").get_data(as_text=True))
     labels = (("method", "GET"), ("route", "/d/<entry_path:path>"), ("status", "204"))
     assert got[("feedstore_requests_total", labels)] == 1
+
+
+def test_the_pid_the_counts_are_filed_under_follows_a_fork() -> None:
+    """Each value written asks metrics._process_id, not os.getpid: a forked worker must get
+    its own pid (its own files), or two workers would write the same file."""
+    assert metrics._process_id() == os.getpid()
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child reports, and leaves without running pytest's exit handlers
+        os.write(write, f"{metrics._process_id()} {os.getpid()}".encode())
+        os._exit(0)
+    os.close(write)
+    seen, actual = os.read(read, 100).decode().split()
+    os.close(read)
+    os.waitpid(child, 0)
+    assert seen == actual == str(child)
