@@ -3,6 +3,7 @@ the write's own MULTI; on a real redis-server, fakeredis and a real cluster."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -200,6 +201,7 @@ def test_trim_sets_an_exact_horizon(real_redis: redis.Redis) -> None:
     store = Store(real_redis)
     for i in range(4):
         store.write([put(f"/n{'/' + str(i) if i else ''}")])
+        time.sleep(0.002)  # each event in a millisecond of its own, so the cut falls between
     seqs = [entry_id.decode() for entry_id, _ in real_redis.xrange(KEYS.change_stream_key("/n"))]
     cut = int(seqs[2].split("-")[0])  # keep events from the third on (by its millisecond)
     streams = ChangeStreams(real_redis, KEYS, cluster=False)
