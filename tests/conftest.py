@@ -60,18 +60,23 @@ def redis_client(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
     """Each store and HTTP test runs on a real redis-server, on fakeredis and on a real Redis
     Cluster (a RedisCluster client: the Store and the app take it as they take a Redis).
     Tests of what only one Redis can do (atomic writes across trees) ask for `single_redis`."""
-    client: Any
-    if request.param == "redis-server":
-        client = redis.Redis.from_url(request.getfixturevalue("redis_server").url)
-        client.flushdb()
-    elif request.param == "fakeredis":
-        client = fakeredis.FakeRedis()
-    else:
-        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
-        cluster.flush()
-        client = cluster.client()
+    client = open_client(request, request.param)
     yield client
     client.close()
+
+
+def open_client(request: pytest.FixtureRequest, kind: str) -> Any:
+    """An emptied client of the `kind` of Redis a parametrized fixture asked for:
+    "redis-server", "fakeredis" or "cluster"."""
+    if kind == "redis-server":
+        client = redis.Redis.from_url(request.getfixturevalue("redis_server").url)
+        client.flushdb()
+        return client
+    if kind == "fakeredis":
+        return fakeredis.FakeRedis()
+    cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+    cluster.flush()
+    return cluster.client()
 
 
 @pytest.fixture

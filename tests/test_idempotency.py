@@ -8,7 +8,6 @@ from typing import Any
 
 import fakeredis
 import pytest
-import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
@@ -18,7 +17,7 @@ from feedstore.errors import IdempotencyKeyReused
 from feedstore.keys import KeyScheme
 from feedstore.principal import ANONYMOUS
 from feedstore.store import Action, Store, Write
-from tests.conftest import OPEN_ACL, all_keys, bearer, make_token, snapshot
+from tests.conftest import OPEN_ACL, all_keys, bearer, make_token, open_client, snapshot
 from tests.redis_cluster import RedisCluster
 
 PARENT = {"link": [{"___href": "/t", "___rel": "self"}]}
@@ -256,14 +255,7 @@ def wait_until(condition: Callable[[], bool]) -> None:
 @pytest.fixture(params=["redis-server", "cluster"])
 def server(request: pytest.FixtureRequest) -> Iterator[Any]:
     """A real redis-server or a real Redis Cluster: what fakeredis can't show (threads, WATCH)."""
-    client: Any
-    if request.param == "redis-server":
-        client = redis.Redis.from_url(request.getfixturevalue("redis_server").url)
-        client.flushdb()
-    else:
-        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
-        cluster.flush()
-        client = cluster.client()
+    client = open_client(request, request.param)
     yield client
     client.close()
 
