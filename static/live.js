@@ -6,8 +6,11 @@
  * listing), and the list follows `?_changes&e` of its key from there; a change is applied by
  * revision, so one the listing already showed changes nothing. A child created, updated or
  * deleted is added, redrawn or removed in place (a new one only where it falls on the page
- * shown). An open entry under the listed key is followed by the same stream; one elsewhere by a
- * stream of its own, from `_since=now`, checked once against the entry read.
+ * shown). Listing again (after a save, a page turn) keeps the stream, and the changes it brought
+ * past the new listing's seq are applied to it again: a listing read before a change must not
+ * undo it. An open entry under the listed key is followed by the same stream; one elsewhere by a
+ * stream of its own, from `_since=now`, then read again: a change or a deletion between the
+ * editor's read and `now` has no event after it, so the second read tells it.
  *
  * The open entry, when someone else saves it: unchanged in the editor, it is read again; with
  * unsaved edits, a warning says who changed it, with Reload (take theirs) and Merge (save the
@@ -33,9 +36,19 @@
 
   // -- following ---------------------------------------------------------------------------
 
+  /** Whether stream sequence a ("<ms>-<n>") comes after b. */
+  function after(a, b) {
+    var x = a.split('-').map(Number);
+    var y = b.split('-').map(Number);
+    return x[0] > y[0] || (x[0] === y[0] && (x[1] || 0) > (y[1] || 0));
+  }
+
   function followList(event, list, seq) {
     // A page turn or a save's reload keeps the stream; one given up (say a 401) starts again.
-    if (live.list && !live.list.closed() && live.listKey === list.key) { return; }
+    if (live.list && !live.list.closed() && live.listKey === list.key) {
+      replay(seq);
+      return;
+    }
     stopList();
     if (!seq) { return; }
     live.listKey = list.key;
@@ -55,6 +68,16 @@
       state: setStatus
     });
     followEntry(null, page.state.open);
+  }
+
+  /** A new listing of the followed key: apply again what the stream brought after it was read
+   * (all of it for a later page, which carries no seq; applying is by revision, so a change
+   * the listing shows already changes nothing). */
+  function replay(seq) {
+    Object.keys(live.latest).forEach(function (key) {
+      var change = live.latest[key];
+      if (change.entry && (!seq || !change.seq || after(change.seq, seq))) { applyToList(change); }
+    });
   }
 
   function stopList() {
@@ -77,12 +100,15 @@
       var still = page.state.open && page.state.open.key === key;
       if (!seq || !still || live.entry) { return; }
       live.entry = changes.follow(key, seq, {change: apply});
-      // A save between the read and `now` has no event after seq: compare with the entry.
+      // A save or a delete between the editor's read and `now` has no event after seq:
+      // compare with the entry as it is now (who deleted it is not known then).
+      var read = page.state.open.revision;
       page.call('GET', page.dataUrl(key) + '?e').then(function (data) {
         var entry = page.entriesOf(data)[0];
-        if (entry) {
-          note({key: key, op: 'updated', revision: page.revisionOf(entry), by: writer(entry)});
-        }
+        // As of seq: the stream's changes come after it and supersede this one.
+        note(entry ?
+          {seq: seq, key: key, op: 'updated', revision: page.revisionOf(entry), by: writer(entry)} :
+          {seq: seq, key: key, op: 'deleted', revision: read, by: null});
       });
     });
     check();
@@ -104,11 +130,13 @@
     note(change);
   }
 
-  /** Remember the newest change of a key, by revision, and see what it means for the editor. */
+  /** Remember the newest change of a key, in stream order (a key deleted and created again
+   * starts its revisions again), and see what it means for the editor. */
   function note(change) {
     var known = live.latest[change.key];
-    var newer = !known || change.revision > known.revision ||
-      (change.revision === known.revision && change.op === 'deleted');
+    var newer = !known || !known.seq || !change.seq ? !known || change.revision > known.revision ||
+      (change.revision === known.revision && change.op === 'deleted') :
+      after(change.seq, known.seq);
     if (newer) { live.latest[change.key] = change; }
     check();
   }
@@ -169,10 +197,10 @@
 
   function showWarning(change) {
     var deleted = change.op === 'deleted';
-    var who = page.principalName(change.by);
+    var by = change.by ? ' by ' + page.principalName(change.by) : '';
     $('#stale-text').text(deleted ?
-      change.key + ' was deleted by ' + who + ' (revision ' + change.revision + ').' :
-      change.key + ' was changed by ' + who + ' (revision ' + change.revision +
+      change.key + ' was deleted' + by + ' (revision ' + change.revision + ').' :
+      change.key + ' was changed' + by + ' (revision ' + change.revision +
       ') since you opened it — reload or merge.');
     $('#stale').toggleClass('deleted', deleted).attr('data-revision', change.revision)
       .prop('hidden', false);

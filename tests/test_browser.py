@@ -25,6 +25,7 @@ from playwright.sync_api import (
     Locator,
     Page,
     Playwright,
+    Route,
     ViewportSize,
     expect,
     sync_playwright,
@@ -185,7 +186,8 @@ def open_page(browser: Browser, server: Server) -> Iterator[Callable[[str], Page
     failures: list[str] = []
     elsewhere: list[str] = []
 
-    def opener(hash_part: str = "") -> Page:
+    def opener(hash_part: str = "", before: Callable[[Page], Any] | None = None) -> Page:
+        """`before(page)` runs before the page loads (to route or watch its requests)."""
         context = browser.new_context(viewport=LAPTOP)
         contexts.append(context)
         page = context.new_page()
@@ -194,6 +196,8 @@ def open_page(browser: Browser, server: Server) -> Iterator[Callable[[str], Page
             "request",
             lambda sent: None if sent.url.startswith(server.url) else elsewhere.append(sent.url),
         )
+        if before:
+            before(page)
         page.goto(f"{server.url}/{hash_part}")
         expect(page.locator("body")).to_have_attribute("data-ready", "true")
         return page
@@ -749,9 +753,21 @@ def test_an_edited_entry_warns_and_reloads(server: Server, open_page: Any) -> No
 def test_an_open_entry_deleted_elsewhere_is_flagged(server: Server, open_page: Any) -> None:
     server.create("/elsewhere", title="Kept apart")
     server.create("/inbox", title="Inbox")
-    page = open_page("#list=/inbox&open=/elsewhere")  # outside the list: a stream of its own
+    # Outside the list, the open entry gets a stream of its own, from `_since=now`.
+    started: list[Any] = []
+    page = open_page(
+        "#list=/inbox&open=/elsewhere",
+        before=lambda page: page.on(
+            "response",
+            lambda answer: "elsewhere?_changes&_since=now" in answer.url and started.append(answer),
+        ),
+    )
     expect(page.locator("#live-status")).to_have_text("● Live")
-    server.call("DELETE", "/d/elsewhere?r=1")
+    for _ in range(100):
+        if started:
+            break
+        page.wait_for_timeout(50)
+    server.call("DELETE", "/d/elsewhere?r=1")  # an event on the entry's stream
     expect(page.locator("#stale-text")).to_have_text(
         "/elsewhere was deleted by anonymous (revision 1)."
     )
@@ -759,6 +775,51 @@ def test_an_open_entry_deleted_elsewhere_is_flagged(server: Server, open_page: A
     page.get_by_role("button", name="Reload their revision").click()
     expect(page.locator("#placeholder")).to_be_visible()
     expect(page.locator("#notice")).to_have_text("/elsewhere was deleted.")
+
+
+@bare_only
+def test_an_entry_deleted_before_its_stream_starts_is_flagged(
+    server: Server, open_page: Any
+) -> None:
+    server.create("/elsewhere", title="Kept apart")
+    server.create("/inbox", title="Inbox")
+
+    def delete_first(route: Route) -> None:  # after the editor's read, before `now`
+        assert server.call("DELETE", "/d/elsewhere?r=1").status == 200
+        route.continue_()
+
+    page = open_page(
+        "#list=/inbox&open=/elsewhere",
+        before=lambda page: page.route(lambda url: "_since=now" in url, delete_first),
+    )
+    # No event after `now` tells it: the entry read again does, without who deleted it.
+    expect(page.locator("#stale-text")).to_have_text("/elsewhere was deleted (revision 1).")
+    expect(page.get_by_role("button", name="Merge my edits")).to_be_hidden()
+
+
+@bare_only
+def test_a_listing_read_before_a_change_does_not_undo_it(server: Server, open_page: Any) -> None:
+    seed_orders(server, 2)
+    page = open_page("#list=/orders&open=/orders/001")
+    expect(page.locator("#live-status")).to_have_text("● Live")
+    held: list[Route] = []
+    page.route(lambda url: "/d/orders?f&" in url, lambda route: held.append(route))
+    field_control(page, "title").fill("Mine")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#revision")).to_have_text("revision 2")
+    for _ in range(100):  # the save lists again
+        if held:
+            break
+        page.wait_for_timeout(50)
+    listing = held[0].fetch()  # read now, before the change below
+    server.update("/orders/002", title="changed after the listing was read")
+    row = page.locator("#children tr[data-key='/orders/002']")
+    expect(row).to_contain_text("changed after the listing")
+    row.evaluate("row => { row.dataset.before = 'listing'; }")
+    held[0].fulfill(response=listing)
+    expect(page.locator("#children tr[data-before]")).to_have_count(0)  # drawn again
+    expect(row).to_contain_text("changed after the listing")
+    expect(row.locator("td.num")).to_have_text("2")
 
 
 @pytest.fixture(scope="module")
