@@ -433,3 +433,18 @@ def test_scale_data_set_is_seeded_indexed_and_served(
             page, count = scale.probes(running.port)
     assert (page.status, page.next_page) == (206, True)
     assert (count.status, count.next_page, count.title) == (206, True, "0")
+
+
+def test_a_scenario_waits_for_the_background_save_the_one_before_started(
+    real_redis: redis.Redis, redis_server: EmbeddedRedis
+) -> None:
+    real_redis.mset({f"quiet:{n}": b"x" for n in range(10)})
+    real_redis.config_set("rdb-key-save-delay", 100_000)  # 0.1 s per key written
+    try:
+        real_redis.bgsave()
+        assert real_redis.info("persistence")["rdb_bgsave_in_progress"] == 1
+        waited = servers.wait_for_quiet_redis([redis_server.url])
+        assert real_redis.info("persistence")["rdb_bgsave_in_progress"] == 0
+        assert waited > 0.5
+    finally:
+        real_redis.config_set("rdb-key-save-delay", 0)

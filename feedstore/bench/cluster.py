@@ -33,6 +33,13 @@ def start(work: Path, stack: contextlib.ExitStack, primaries: int = PRIMARIES) -
     return stack.enter_context(LocalCluster(work / "cluster", primaries, appendonly=True))
 
 
+def redis_urls(redis: EmbeddedRedis | LocalCluster) -> list[str]:
+    """The redis-server processes a scenario's writes land on, by URL."""
+    if isinstance(redis, LocalCluster):
+        return [node.url for node in redis.nodes]
+    return [redis.url]
+
+
 def redis_pids(redis: EmbeddedRedis | LocalCluster) -> list[int]:
     """The redis-server processes a scenario's Redis CPU time is read from."""
     if isinstance(redis, LocalCluster):

@@ -3,7 +3,8 @@
 Everything runs on this machine: one embedded Redis (AOF, fsync everysec, as in production) in a
 temp dir, every app under every server with the same workers and threads, and wrk as the only
 load generator. Rounds interleave the scenarios, so a burst of other load on the machine hits
-all of them alike instead of skewing one. The scale scenarios get a second Redis, seeded once
+all of them alike instead of skewing one; each scenario starts once Redis has no AOF rewrite or
+snapshot running, so none pays for the writes of the one before. The scale scenarios get a second Redis, seeded once
 before the servers start; the codec micro-benchmark runs first, in-process, on a quiet machine.
 """
 
@@ -321,6 +322,11 @@ def run(options: Options, progress: Progress) -> Report:
                 step += 1
                 target = running[scenario.app.name, server]
                 redis_pids = cluster.redis_pids(redis_servers[scenario.app.redis])
+                waited = servers.wait_for_quiet_redis(
+                    cluster.redis_urls(redis_servers[scenario.app.redis])
+                )
+                if waited > 1:
+                    progress(f"bench: waited {waited:.0f} s for Redis's background rewrite")
                 redis_url = redis_servers[scenario.app.redis].url
                 prepared = Target(target.port, options.concurrency, scale_data, redis_url)
                 if round_number == 1 and options.warmup:

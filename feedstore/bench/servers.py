@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import redis
+
 from feedstore.bench import client
 from feedstore.embedded import die_with_parent
 
@@ -262,6 +264,26 @@ def cpu_seconds(pids: Iterable[int]) -> float:
         fields = stat.rsplit(")", 1)[1].split()
         total += int(fields[11]) + int(fields[12])
     return total / _CLOCK_TICKS
+
+
+# What Redis does in the background after a burst of writes: an AOF rewrite or a snapshot in a
+# forked child, or one scheduled to start.
+_BACKGROUND = ("aof_rewrite_in_progress", "aof_rewrite_scheduled", "rdb_bgsave_in_progress")
+
+
+def wait_for_quiet_redis(urls: Iterable[str], timeout: float = 120.0) -> float:
+    """Wait until no Redis in `urls` has a rewrite or snapshot running or scheduled, so the
+    next scenario doesn't pay for the writes of the one before (an AOF rewrite the 10,000-entry
+    PUTs started would take a core from whatever ran next); the seconds waited."""
+    started = time.monotonic()
+    for url in urls:
+        with redis.Redis.from_url(url) as connection:
+            while time.monotonic() - started < timeout:
+                info = connection.info("persistence")
+                if not any(int(info.get(name, 0)) for name in _BACKGROUND):
+                    break
+                time.sleep(0.1)
+    return time.monotonic() - started
 
 
 def _signal_group(group: int, signum: int) -> None:
