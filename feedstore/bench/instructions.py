@@ -14,6 +14,7 @@ within a few thousand instructions per request.
     scripts/instructions -s feedstore-put100 -s baseline-put100 -n 5
     scripts/instructions -s feedstore-put100 --profile   # cProfile instead, no valgrind
     scripts/instructions -s feedstore-bulk1000 --keep /tmp/cg    # keep callgrind's files
+    scripts/instructions -s feedstore-put100 --set changes=off   # a setting of feedstore's
 
 The bodies are the bench's (scenarios.entry: ~1 KB entries with their ids, revision-checked).
 """
@@ -126,28 +127,38 @@ def orjson_dumps(value: Any) -> bytes:
     return data
 
 
-def _app(scenario: Scenario, redis_client: Any) -> Any:
+def _app(scenario: Scenario, redis_client: Any, config: dict[str, str]) -> Any:
     if scenario.baseline:
         from feedstore.bench import baseline
 
         return baseline.create_app(redis_client)
     from feedstore.app import create_app
 
-    return create_app({}, redis_client)
+    return create_app(config, redis_client)
 
 
-def inner(scenario: Scenario, requests: int, send: int, profile: bool) -> None:
+def inner(
+    scenario: Scenario, requests: int, send: int, profile: bool, config: dict[str, str]
+) -> None:
     """In a process of its own: serve's access log (to /dev/null) and a throwaway Redis."""
     from feedstore import logs
 
     logs.configure("text", open(os.devnull, "w"))  # noqa: SIM115 - written to until exit
     with _redis() as redis_client:
-        run(scenario, redis_client, requests, send, profile)
+        run(scenario, redis_client, requests, send, profile, config)
 
 
-def run(scenario: Scenario, redis_client: Any, requests: int, send: int, profile: bool) -> None:
-    """Set the scenario up for `requests` requests, warm up, then send `send` of them."""
-    client = _app(scenario, redis_client).test_client()
+def run(
+    scenario: Scenario,
+    redis_client: Any,
+    requests: int,
+    send: int,
+    profile: bool,
+    config: dict[str, str] | None = None,
+) -> None:
+    """Set the scenario up for `requests` requests, warm up, then send `send` of them;
+    `config`, feedstore's settings (create_app's mapping)."""
+    client = _app(scenario, redis_client, config or {}).test_client()
     request = _requests(scenario, client, WARMUP + requests)
     for i in range(WARMUP):
         request(i)
@@ -171,7 +182,7 @@ def _total(out_file: Path) -> int:
     return int(found[1])
 
 
-def count(scenario: Scenario, requests: int, keep: Path | None) -> float:
+def count(scenario: Scenario, requests: int, keep: Path | None, settings: list[str]) -> float:
     """Instructions per request: callgrind's total with `requests` sent, less with none."""
     totals = []
     with tempfile.TemporaryDirectory() as directory:
@@ -181,6 +192,7 @@ def count(scenario: Scenario, requests: int, keep: Path | None) -> float:
                 VALGRIND, "--tool=callgrind", f"--callgrind-out-file={out}",
                 sys.executable, "-m", "feedstore.bench.instructions",
                 "--inner", scenario.name, "--requests", str(requests), "--send", str(send),
+                *(f"--set={setting}" for setting in settings),
             ]  # fmt: skip
             env = {**os.environ, "PYTHONHASHSEED": "0"}
             done = subprocess.run(command, env=env, capture_output=True, text=True)
@@ -201,23 +213,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", "--requests", type=int, default=10, help="measured requests")
     parser.add_argument("--profile", action="store_true", help="cProfile them, no valgrind")
     parser.add_argument("--keep", type=Path, help="keep callgrind's output files in this dir")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE",
+        help="a feedstore setting, as create_app's config (repeatable)",
+    )  # fmt: skip
     parser.add_argument("--inner", help=argparse.SUPPRESS)
     parser.add_argument("--send", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    config = dict(setting.partition("=")[::2] for setting in args.set)
     if args.inner:
-        inner(SCENARIOS[args.inner], args.requests, args.send, profile=False)
+        inner(SCENARIOS[args.inner], args.requests, args.send, False, config)
         return 0
     names = args.scenario or list(SCENARIOS)
     if args.profile:
         for name in names:
             print(f"== {name}")
-            inner(SCENARIOS[name], args.requests, args.requests, profile=True)
+            inner(SCENARIOS[name], args.requests, args.requests, True, config)
         return 0
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
     for name in names:
         scenario = SCENARIOS[name]
-        per_request = count(scenario, args.requests, args.keep)
+        per_request = count(scenario, args.requests, args.keep, args.set)
         print(
             f"{name:20} {per_request / 1e3:12,.0f}k instructions/request "
             f"{per_request / scenario.entries / 1e3:10,.1f}k/entry",
