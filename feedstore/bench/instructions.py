@@ -6,7 +6,8 @@ sending no measured request and once sending `--requests` of them, after the sam
 throwaway redis-server on a unix socket, the app, its seeded entries, the request bodies built,
 `WARMUP` requests sent). The difference of the two totals, over the requests, is what one
 request costs the app, its framework and redis-py, through Flask's test client, its response
-closed (so feedstore's access line and metrics are counted, as `serve` writes them). Redis
+closed (so feedstore's access line and metrics are counted, as `serve` writes them), the
+garbage collector tuned as `serve` tunes it (cli.settle_garbage_collector). Redis
 itself runs in another process and is not counted. PYTHONHASHSEED is fixed, so runs repeat to
 within a few thousand instructions per request.
 
@@ -140,12 +141,13 @@ def _app(scenario: Scenario, redis_client: Any, config: dict[str, str]) -> Any:
 def inner(
     scenario: Scenario, requests: int, send: int, profile: bool, config: dict[str, str]
 ) -> None:
-    """In a process of its own: serve's access log (to /dev/null) and a throwaway Redis."""
+    """In a process of its own, as `serve` runs an app: its access log (to /dev/null) and
+    garbage collector settings; a throwaway Redis."""
     from feedstore import logs
 
     logs.configure("text", open(os.devnull, "w"))  # noqa: SIM115 - written to until exit
     with _redis() as redis_client:
-        run(scenario, redis_client, requests, send, profile, config)
+        run(scenario, redis_client, requests, send, profile, config, settle=True)
 
 
 def run(
@@ -155,10 +157,16 @@ def run(
     send: int,
     profile: bool,
     config: dict[str, str] | None = None,
+    settle: bool = False,
 ) -> None:
     """Set the scenario up for `requests` requests, warm up, then send `send` of them;
-    `config`, feedstore's settings (create_app's mapping)."""
+    `config`, feedstore's settings (create_app's mapping); `settle`, tune the garbage
+    collector as `serve` does in each worker, once the app is built (process-wide)."""
     client = _app(scenario, redis_client, config or {}).test_client()
+    if settle:
+        from feedstore import cli
+
+        cli.settle_garbage_collector()
     request = _requests(scenario, client, WARMUP + requests)
     for i in range(WARMUP):
         request(i)
