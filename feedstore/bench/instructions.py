@@ -8,8 +8,9 @@ throwaway redis-server on a unix socket, the app, its seeded entries, the reques
 request costs the app, its framework and redis-py, through Flask's test client, its response
 closed (so feedstore's access line and metrics are counted, as `serve` writes them), the
 garbage collector tuned as `serve` tunes it (cli.settle_garbage_collector). Redis
-itself runs in another process and is not counted. PYTHONHASHSEED is fixed, so runs repeat to
-within a few thousand instructions per request.
+itself runs in another process and is not counted. PYTHONHASHSEED is fixed; a many-entry
+request's count repeats to within ~1%, a single PUT's moves by up to ~100k between runs (a
+one-off initialization falls into one run or the other), so count 20 of those (`-n 20`).
 
     scripts/instructions                       # every scenario, 10 requests each
     scripts/instructions -s feedstore-put100 -s baseline-put100 -n 5
@@ -193,16 +194,24 @@ def _total(out_file: Path) -> int:
 def count(scenario: Scenario, requests: int, keep: Path | None, settings: list[str]) -> float:
     """Instructions per request: callgrind's total with `requests` sent, less with none."""
     totals = []
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    inner = [
+        "-m", "feedstore.bench.instructions", "--inner", scenario.name,
+        *(f"--set={setting}" for setting in settings),
+    ]  # fmt: skip
+    # Once without valgrind first: a module edited since its last import is compiled again by
+    # the first run only, which would take that from the difference.
+    subprocess.run(
+        [sys.executable, *inner, "--requests", "1", "--send", "0"],
+        env=env, check=True, capture_output=True,
+    )  # fmt: skip
     with tempfile.TemporaryDirectory() as directory:
         for send in (0, requests):
             out = (keep or Path(directory)) / f"callgrind.{scenario.name}.{send}"
             command = [
-                VALGRIND, "--tool=callgrind", f"--callgrind-out-file={out}",
-                sys.executable, "-m", "feedstore.bench.instructions",
-                "--inner", scenario.name, "--requests", str(requests), "--send", str(send),
-                *(f"--set={setting}" for setting in settings),
+                VALGRIND, "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
+                *inner, "--requests", str(requests), "--send", str(send),
             ]  # fmt: skip
-            env = {**os.environ, "PYTHONHASHSEED": "0"}
             done = subprocess.run(command, env=env, capture_output=True, text=True)
             if done.returncode != 0:
                 raise SystemExit(f"{scenario.name} failed:\n{done.stderr[-3000:]}")
