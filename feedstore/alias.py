@@ -33,15 +33,17 @@ def aliases_of(fields: Mapping[str, Any] | None) -> list[str]:
     links = fields.get("link") if fields else None
     if not isinstance(links, list):
         return []
-    return [
-        link[_HREF]
-        for link in links
+    found = []  # a loop, not a comprehension: every entry written comes here twice
+    for link in links:
         # type() first: every write asks, and isinstance of an ABC is slow for a plain dict.
-        if (type(link) is dict or isinstance(link, Mapping))
-        and link.get(_REL) == REL
-        and isinstance(link.get(_HREF), str)
-        and link[_HREF].startswith("/")
-    ]
+        if (
+            (type(link) is dict or isinstance(link, Mapping))
+            and link.get(_REL) == REL
+            and isinstance(link.get(_HREF), str)
+            and link[_HREF].startswith("/")
+        ):
+            found.append(link[_HREF])
+    return found
 
 
 def check(key: str, aliases: list[str]) -> None:

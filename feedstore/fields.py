@@ -93,17 +93,25 @@ def fields_fine(
     """
     room = limits.max_depth if room is None else room
     # Sets, not the tuples: names from a body are new strings, which a tuple compares one by one.
+    if not _KNOWN_FIELD_NAMES.issuperset(document):
+        for name in document:
+            # A name in `skip` is learned when valid (the names skipped are), else let be.
+            if not (
+                name in _KNOWN_FIELD_NAMES
+                or _learned(name, _FIELD_NAME, _KNOWN_FIELD_NAMES)
+                or name in skip
+            ):
+                return False
+    max_string = limits.max_string
     for name, value in document.items():
         if name in skip:
             continue
-        if name not in _KNOWN_FIELD_NAMES and not _learned(name, _FIELD_NAME, _KNOWN_FIELD_NAMES):
-            return False
         kind = type(value)
         if kind is str:
             if (
-                name in _ATOM_LIST_NAMES
-                or len(value) > limits.max_string
+                len(value) > max_string
                 or (not plain and XML_INVALID.search(value))
+                or name in _ATOM_LIST_NAMES
             ):
                 return False
         elif name in _ATOM_LIST_NAMES and (kind is dict or kind is list):

@@ -17,6 +17,7 @@ instead of three is what keeps a chunk of 1000 entries from costing Redis 40 ms.
 from __future__ import annotations
 
 import itertools
+import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -72,6 +73,7 @@ class Action(Enum):
 
 
 _REMOVALS = (Action.DELETE, Action.CLEAR)
+_NO_KEYS: tuple[str, ...] = ()  # the subtree of a write that removes nothing
 
 
 @dataclass
@@ -163,6 +165,9 @@ class _State:
         return self._document
 
 
+_ALIAS_OF = operator.attrgetter("alias_of")
+
+
 class Transaction:
     """One attempt at a write request, on a pipeline that is about to WATCH."""
 
@@ -202,7 +207,7 @@ class Transaction:
         pipe = self.pipe
         writes, sequences = self._numbered(writes)
         states, schema = self._read(writes)
-        if any(states[w.key].alias_of for w in writes):
+        if any(map(_ALIAS_OF, states.values())):  # the states of `writes`, each key once
             # A write addressed to an alias is the entry's (a delete drops just the alias).
             writes = [_through_alias(w, states[w.key].alias_of) for w in writes]
             reject_duplicates(writes)  # an alias and its entry, say (Store.write saw the rest)
@@ -233,9 +238,9 @@ class Transaction:
         for w in every:
             try:
                 state = states[w.key]
-                _check(w, state, missing_parents, subtrees.get(w.key, []))
+                _check(w, state, missing_parents, subtrees.get(w.key, _NO_KEYS))
                 if w.action not in _REMOVALS:
-                    base = self._merge_base(w, state)
+                    base = self._merge_base(w, state) if w.merge else None
                     documents[w.key] = self._new_document(w, state, schema, now, base)
                     if base is not None:
                         merged[w.key] = int(w.revision or 0)
@@ -366,8 +371,10 @@ class Transaction:
             self._take_access(on_path, groups, raw[len(names) : len(names) + len(access)])
         n = len(keys)
         states = {
-            key: _State(raw[i], int(raw[n + i] or 0), _decoded(raw[2 * n + i]), triples[i])
-            for i, key in enumerate(keys)
+            key: _State(document, int(revision or 0), None if to is None else to.decode(), names)
+            for key, names, document, revision, to in zip(
+                keys, triples, raw[:n], raw[n : 2 * n], raw[2 * n : 3 * n], strict=True
+            )
         }
         return states, self.schema_at(version)
 
@@ -770,10 +777,6 @@ def _through_alias(w: Write, target: str | None) -> Write:
     return replace(w, key=target)
 
 
-def _decoded(raw: bytes | None) -> str | None:
-    return raw.decode() if raw is not None else None
-
-
 def _remove(
     pipe: Pipeline,
     scheme: KeyScheme,
@@ -853,7 +856,7 @@ def reject_duplicates(writes: Sequence[Write]) -> None:
         seen.add(w.key)
 
 
-def _check(w: Write, state: _State, missing_parents: set[str], subtree: list[str]) -> None:
+def _check(w: Write, state: _State, missing_parents: set[str], subtree: Sequence[str]) -> None:
     """Raise the error one write meets against the stored state, if any (API.md §3, §5)."""
     if w.claimed_id is not None and w.claimed_id.key != w.key:
         raise InvalidId(

@@ -105,24 +105,23 @@ def puts(
 ) -> list[Write]:
     """PUT: updates, inserts and `?_delete` ids, per the table of API.md §3.2; with `merge`
     (`?_merge`), a stale id revision is the base of a merge (API.md §15.5)."""
-    return [
-        _merging(
-            _conditional(
-                Write(
-                    Action.DELETE if entry.id is not None and entry.id.delete else Action.PUT,
-                    str(entry.key),
-                    entry.fields,
-                    index=entry.index,
-                ),
-                entry,
-                conditions,
-                settings,
+    written = [
+        _conditional(
+            Write(
+                Action.DELETE if entry.id is not None and entry.id.delete else Action.PUT,
+                str(entry.key),
+                entry.fields,
+                index=entry.index,
             ),
-            merge,
+            entry,
+            conditions,
             settings,
         )
         for entry in entries
     ]
+    if not (merge or settings.auto_merge):
+        return written  # _merging would leave every write as it is
+    return [_merging(write, merge, settings) for write in written]
 
 
 def alias_edits(

@@ -88,6 +88,23 @@ def test_put_delete_patch_and_multi_entry_feeds(tree: FlaskClient, redis_client:
     ]
 
 
+@pytest.mark.single_redis
+def test_a_feed_across_partitions_adds_each_event_to_its_own_stream(
+    client: FlaskClient, redis_client: Any
+) -> None:
+    for key in ("/n", "/m"):
+        client.post("/d/", json={"link": [{"___href": key, "___rel": "self"}]})
+    redis_client.delete(KEYS.change_stream_key("/n"), KEYS.change_stream_key("/m"))
+    redis_client.delete(WHOLE_STORE_STREAM)
+    feed = [{"link": [{"___href": key, "___rel": "self"}]} for key in ("/n/1", "/m/1", "/n/2")]
+    assert client.put("/d/", json=feed).status_code == 200
+    assert events(redis_client, "/n") == [("/n/1", 1, "c"), ("/n/2", 1, "c")]
+    assert events(redis_client, "/m") == [("/m/1", 1, "c")]
+    assert whole_store(redis_client) == [("/n/1", 1, "c"), ("/m/1", 1, "c"), ("/n/2", 1, "c")]
+    [(_, fields)] = redis_client.xrange(KEYS.change_stream_key("/m"), "-", "+")
+    assert fields[b"p"] == b"anonymous"
+
+
 def test_rf_deletes_each_key_of_the_subtree(tree: FlaskClient, redis_client: Any) -> None:
     assert tree.delete("/d/n/1?_rf").status_code == 200
     assert events(redis_client) == [("/n/1/a", 1, "d"), ("/n/1", 1, "d")]
