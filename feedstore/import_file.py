@@ -23,13 +23,15 @@ from feedstore.fields import Limits
 from feedstore.schema import Schema
 
 NOT_A_LINE = "not an entry, counter, sequence, account or end line"
+# The names that make a line something else than an entry (kind_of).
+_NOT_ENTRY_NAMES = frozenset(("feedstore", "counter", "sequence", "deleted", *account_lines.KINDS))
 
 
 class ImportRefused(Exception):
     """An import that can't start or stops: its message is for the user."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Record:
     """One line of an export (or one entry of a body): where it is, and what it holds."""
 
@@ -183,6 +185,8 @@ def kind_of(item: Any) -> str:
     """What a JSONL line is: entry, counter, sequence, deleted, header, end, or unknown."""
     if not isinstance(item, dict):
         return "unknown"
+    if _NOT_ENTRY_NAMES.isdisjoint(item):
+        return "entry"  # the usual line, at one lookup per name
     if "feedstore" in item:
         return {"export": "header", "end": "end", "catch-up": "catch-up"}.get(
             item["feedstore"], "unknown"

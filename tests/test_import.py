@@ -199,6 +199,37 @@ def test_a_restored_revision_is_never_one_a_deleted_key_had(
     assert revision == 4 and orjson.loads(raw)["id"] == "/p,4"
 
 
+def test_a_restore_line_needs_its_exported_id_and_times(
+    real_redis: redis.Redis, tmp_path: Path
+) -> None:
+    moment = "2026-01-01T00:00:00.000+00:00"
+    times = {"published": moment, "updated": moment}
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(
+        jsonl(
+            entry("/a", **times),
+            {"id": "/b,2", **entry("/c"), **times},
+            {"id": "/d", **entry("/d"), **times},
+            {"id": "/e,1", **entry("/e"), "published": times["published"]},
+            {"id": "/f,1", **entry("/f"), "bad name": 1, **times},
+            {"id": "/g,1", "link": {"___href": "/g", "___rel": "self"}, **times},
+            {"id": "/h,03", **entry("/h"), **times},
+        )
+    )
+    problems = [str(p) for p in load(real_redis, path, dry_run=True).problems]
+    assert problems == [
+        "line 2: ID format is invalid. id must be a string: None",
+        "line 3: /c: a restore needs the exported id <key>,<revision>: /b,2",
+        "line 4: /d: ID format is invalid. /d has no revision.",
+        "line 5: /e: a restore needs the exported updated",
+        "line 6: /f: Field name is invalid: bad name",
+    ]
+    rejects = io.BytesIO()
+    assert load(real_redis, path, rejects=rejects).written == 2
+    assert orjson.loads(Store(real_redis).get("/h")[1])["id"] == "/h,3"  # type: ignore[index]
+    assert Store(real_redis).get("/g")[0] == 1  # type: ignore[index]
+
+
 # -- failing batches, rejects, dry runs, truncation -----------------------------------------------
 
 
