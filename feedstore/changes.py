@@ -84,62 +84,14 @@ def queue(
     principal: str,
     events: Iterable[tuple[str, int, str]],
     whole_store: bool,
-    scripted: bool = False,
 ) -> None:
     """Queue one XADD per `(key, revision, operation)` on its partition's stream, and on the
-    whole store's stream when `whole_store` (a single Redis). With `scripted` (the Redis runs
-    Lua), a transaction of many events queues the same XADDs, in the same order, as one EVAL:
-    redis-py spends some 6 µs of the client's time on each command of a MULTI."""
-    if scripted:
-        events = list(events)
-        if len(events) >= SCRIPTED_FROM:
-            _queue_scripted(pipe, keys, principal, events, whole_store)
-            return
+    whole store's stream when `whole_store` (a single Redis)."""
     for key, revision, operation in events:
         fields = ("k", key, "r", revision, "o", operation, "p", principal)
         pipe.execute_command("XADD", keys.change_stream_key(key), "*", *fields)
         if whole_store:
             pipe.execute_command("XADD", WHOLE_STORE_STREAM, "*", *fields)
-
-
-# From how many events a transaction's XADDs go as one script (fewer: the script's own cost,
-# its text sent and hashed, outweighs the commands it saves).
-SCRIPTED_FROM = 8
-# KEYS: the partitions' streams, then the whole store's when ARGV[2] is 1; ARGV: the
-# principal, that flag, then per event the index of its partition's stream in KEYS, its key,
-# revision and operation. EVAL, not EVALSHA: a script missing from Redis's cache would fail
-# inside the MULTI, after the data's own commands were applied.
-_XADD_SCRIPT = """
-local principal, whole = ARGV[1], ARGV[2] == '1' and KEYS[#KEYS]
-for i = 3, #ARGV, 4 do
-  local k, r, o = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  redis.call('XADD', KEYS[tonumber(ARGV[i])], '*', 'k', k, 'r', r, 'o', o, 'p', principal)
-  if whole then
-    redis.call('XADD', whole, '*', 'k', k, 'r', r, 'o', o, 'p', principal)
-  end
-end
-return 0
-"""
-
-
-def _queue_scripted(
-    pipe: Any,
-    keys: KeyScheme,
-    principal: str,
-    events: Sequence[tuple[str, int, str]],
-    whole_store: bool,
-) -> None:
-    streams: dict[str, int] = {}  # each partition's stream, and its index in KEYS
-    arguments: list[Any] = [principal, 1 if whole_store else 0]
-    stream_of = keys.change_stream_key
-    for key, revision, operation in events:
-        stream = stream_of(key)
-        index = streams.get(stream)
-        if index is None:
-            index = streams[stream] = len(streams) + 1
-        arguments += (index, key, revision, operation)
-    names = [*streams, WHOLE_STORE_STREAM] if whole_store else list(streams)
-    pipe.execute_command("EVAL", _XADD_SCRIPT, len(names), *names, *arguments)
 
 
 # -- items (the entries a change feed answers) ------------------------------------------------

@@ -148,7 +148,6 @@ class Store:
         self.default_acl = default_acl
         self.history = history or HistoryRules()
         self.records_changes = changes  # every write adds its events to the change feed
-        self._scripting: bool | None = None  # whether Redis runs Lua, asked at the first write
         self.streams = ChangeStreams(client, self.keys, self.cluster)
         self._schema: tuple[bytes | None, Schema | None] = (None, None)
 
@@ -773,22 +772,8 @@ class Store:
             caller=caller,
             history=self.history,
             changes=self.records_changes,
-            scripted_changes=self.records_changes and self._runs_scripts(),
             lease=lease,
         )
-
-    def _runs_scripts(self) -> bool:
-        """Whether Redis runs Lua scripts (fakeredis without lupa doesn't): a transaction's
-        many change-feed events then go as one script (changes.queue). A Redis Cluster is a
-        real Redis."""
-        if self._scripting is None:
-            try:
-                self.cluster or self.redis.execute_command("EVAL", "return 1", 0)
-            except redis.ResponseError:
-                self._scripting = False
-            else:
-                self._scripting = True
-        return self._scripting
 
     def _outside_access(self, rules: ClusterRules, principal: Principal) -> ClusterRules:
         """On a cluster: the ACL mirrors of the partition's ancestors and the caller's groups

@@ -177,13 +177,11 @@ class Transaction:
         caller: acl.Caller | None = None,
         history: HistoryRules | None = None,
         changes: bool = False,
-        scripted_changes: bool = False,
         lease: idempotency.Lease | None = None,
         token: DeferredToken | None = None,
     ) -> None:
         self.pipe = pipe
         self.changes = changes  # queue the change feed's events (changes.py)
-        self.scripted_changes = scripted_changes  # many of them as one script (Redis runs Lua)
         self.lease = lease  # with an Idempotency-Key: checked in _read, completed before EXEC
         self.history = history if history is not None and history.prefixes else None
         self.keys = keys
@@ -322,10 +320,7 @@ class Transaction:
             events = _events(every, written, subtrees, inside)
             if unchanged:  # a restore that found its entry as exported wrote nothing
                 events = (event for event in events if event[0] not in unchanged)
-            changes.queue(
-                pipe, keys, self.principal, events,
-                whole_store=self.cluster is None, scripted=self.scripted_changes,
-            )  # fmt: skip
+            changes.queue(pipe, keys, self.principal, events, whole_store=self.cluster is None)
         if self.lease is not None:
             self.lease.queue(pipe, written[: len(writes)])  # the answer commits with the data
         pipe.execute()

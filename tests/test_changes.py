@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import fakeredis
 import pytest
 import redis
 from flask.testing import FlaskClient
@@ -131,39 +130,6 @@ def test_revert_and_merge_are_updates(client: FlaskClient, redis_client: Any) ->
         ("/n/1", 3, "u"),
         ("/n/1", 4, "u"),
     ]
-
-
-def test_many_events_are_the_same_whichever_way_they_are_queued(redis_client: Any) -> None:
-    """From SCRIPTED_FROM events a transaction's XADDs go as one script where Redis runs Lua
-    (redis-server, a cluster), as commands where it doesn't (fakeredis): the same events."""
-    store = Store(redis_client)
-    store.write([put("/n")])
-    count = changes.SCRIPTED_FROM + 2
-    store.write([put(f"/n/{i:02d}", title=i) for i in range(count)])
-    store.write([put(f"/n/{i:02d}", title=-i) for i in range(count)])
-    expected = [("/n", 1, "c")]
-    expected += [(f"/n/{i:02d}", 1, "c") for i in range(count)]
-    expected += [(f"/n/{i:02d}", 2, "u") for i in range(count)]
-    assert events(redis_client) == expected
-    cluster = isinstance(redis_client, redis.RedisCluster)
-    assert whole_store(redis_client) == ([] if cluster else expected)
-    found = redis_client.xrange(KEYS.change_stream_key("/n"), "-", "+")
-    assert {fields[b"p"] for _, fields in found} == {b"anonymous"}
-    assert store._runs_scripts() is not isinstance(redis_client, fakeredis.FakeRedis)
-
-
-def test_one_script_adds_each_partitions_events_to_its_stream(real_redis: redis.Redis) -> None:
-    store = Store(real_redis)
-    store.write([put("/n"), put("/m")])
-    count = changes.SCRIPTED_FROM
-    writes = [put(f"/{tree}/{i}") for i in range(count) for tree in "nm"]
-    real_redis.config_resetstat()
-    store.write(writes)
-    assert real_redis.info("commandstats")["cmdstat_eval"]["calls"] == 1
-    assert real_redis.info("commandstats")["cmdstat_xadd"]["calls"] == 4 * count
-    assert events(real_redis, "/m")[1:] == [(f"/m/{i}", 1, "c") for i in range(count)]
-    assert events(real_redis, "/n")[1:] == [(f"/n/{i}", 1, "c") for i in range(count)]
-    assert whole_store(real_redis)[2:] == [(w.key, 1, "c") for w in writes]
 
 
 def test_changes_off_adds_no_event(redis_client: Any) -> None:
