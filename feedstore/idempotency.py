@@ -25,7 +25,6 @@ is made) and an `Answer` back into a response; the store runs `run` around its w
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -33,6 +32,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+import orjson
 import redis
 
 from feedstore.errors import (
@@ -73,7 +73,9 @@ def parse_key(value: str | None) -> str | None:
     value = value.strip(" \t")
     quoted = _STRING.fullmatch(value)
     if quoted is not None:
-        key = re.sub(r"\\(.)", r"\1", quoted[1])
+        key = quoted[1]
+        if "\\" in key:
+            key = re.sub(r"\\(.)", r"\1", key)
         if len(key) <= MAX_KEY:
             return key
     elif _BARE.fullmatch(value) and not value.startswith('"'):
@@ -88,15 +90,14 @@ def digest(key: str) -> str:
 
 def fingerprint(parts: Iterable[str | bytes | None]) -> str:
     """The SHA-256 of a request's parts, each length-prefixed (absent is not empty)."""
-    hashed = hashlib.sha256()
+    pieces: list[bytes] = []
     for part in parts:
         if part is None:
-            hashed.update(b"-;")
+            pieces.append(b"-;")
             continue
         data = part.encode("utf-8", "surrogateescape") if isinstance(part, str) else part
-        hashed.update(b"%d:" % len(data))
-        hashed.update(data)
-    return hashed.hexdigest()
+        pieces += (b"%d:" % len(data), data)
+    return hashlib.sha256(b"".join(pieces)).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -115,16 +116,14 @@ class Answer:
 
     def dumps(self, fingerprint: str) -> bytes:
         """The record: `c:`, one JSON line (fingerprint, status, headers), then the body."""
-        head = json.dumps(
-            {"f": fingerprint, "s": self.status, "h": self.headers}, separators=(",", ":")
-        )
-        return DONE + head.encode() + b"\n" + self.body
+        head = orjson.dumps({"f": fingerprint, "s": self.status, "h": self.headers})
+        return b"".join((DONE, head, b"\n", self.body))
 
     @classmethod
     def loads(cls, raw: bytes) -> tuple[str, Answer]:
         """The fingerprint and answer of a record `dumps` made."""
         head, _, body = raw[len(DONE) :].partition(b"\n")
-        fields = json.loads(head)
+        fields = orjson.loads(head)
         headers = tuple((str(name), str(value)) for name, value in fields["h"])
         return str(fields["f"]), cls(int(fields["s"]), headers, body)
 
@@ -191,7 +190,8 @@ class Lease:
     def queue(self, pipe: Any, result: Any) -> None:
         """Make the answer of `result` and queue it as the record (inside the write's MULTI)."""
         self.answer = self.request.render(result)
-        pipe.set(self.name, self.answer.dumps(self.request.fingerprint), ex=self.request.ttl)
+        record = self.answer.dumps(self.request.fingerprint)
+        pipe.execute_command("SET", self.name, record, "EX", self.request.ttl)
 
 
 def run(

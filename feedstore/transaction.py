@@ -26,6 +26,7 @@ from redis.client import Pipeline
 from redis.exceptions import WatchError
 
 from feedstore import acl, alias, changes, codec_json, history, idempotency, merge, restore, watch
+from feedstore.commit import commit
 from feedstore.credentials import DeferredToken
 from feedstore.entry import (
     EntryId,
@@ -323,7 +324,7 @@ class Transaction:
             changes.queue(pipe, keys, self.principal, events, whole_store=self.cluster is None)
         if self.lease is not None:
             self.lease.queue(pipe, written[: len(writes)])  # the answer commits with the data
-        pipe.execute()
+        commit(pipe)
         return written[: len(writes)]  # what the request asked for, without the unaliasing
 
     def _read(self, writes: Sequence[Write]) -> tuple[dict[str, _State], Schema | None]:

@@ -13,6 +13,7 @@ from typing import Any
 from redis.client import Pipeline
 from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 
+from feedstore.commit import packed
 from feedstore.entry import ROOT, parent_of
 from feedstore.errors import DuplicatedKey, FeedstoreError, ParentRequired, TreeTooLarge
 from feedstore.keys import KeyScheme
@@ -63,11 +64,13 @@ def watch_and_read_all(
     pipe.connection = conn
     sent = [*([tuple(first)] if first is not None else []), ("WATCH", *watched), *commands]
     try:
-        conn.send_packed_command(conn.pack_commands(sent))
+        conn.send_packed_command(packed(conn, sent))
         replies: list[Any] = []
-        for command in sent:
+        for position, command in enumerate(sent):
             try:
-                replies.append(pipe.parse_response(conn, command[0]))
+                # `first`'s reply is not returned: read without redis-py's callback.
+                name = "_" if position == 0 and first is not None else command[0]
+                replies.append(pipe.parse_response(conn, name))
             except ResponseError as e:
                 replies.append(e)
     except (ConnectionError, TimeoutError):

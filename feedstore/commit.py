@@ -1,0 +1,109 @@
+"""A write transaction's MULTI/EXEC on one Redis, sent and read with little of redis-py.
+
+redis-py's Pipeline.execute costs tens of thousands of instructions per queued command: its
+packer looks at every argument again, every reply goes through its callbacks and observability
+hooks, and it retries a connection lost while watching as a WatchError, so the caller would run
+a transaction again that may have committed. A write needs none of the replies, only whether
+EXEC ran (WatchError when a watched key changed) and the first error. `commit` packs MULTI, the
+queued commands and EXEC with hiredis into one packet, reads the replies as they come, and
+leaves every other pipeline (a Redis Cluster pipeline, a test double's) to redis-py.
+
+A write queues one command per kind of change (MSET, ZADD, the change feed's XADD, an
+idempotency record's SET...), so this is most of what a small write's commit costs in Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from redis.client import EMPTY_RESPONSE, Pipeline
+from redis.connection import AbstractConnection, Connection
+from redis.exceptions import (
+    ConnectionError,
+    ExecAbortError,
+    ResponseError,
+    TimeoutError,
+    WatchError,
+)
+from redis.utils import HIREDIS_AVAILABLE
+
+from feedstore import replication
+
+pack_command: Callable[[tuple[Any, ...]], bytes] | None = None
+if HIREDIS_AVAILABLE:
+    from hiredis import pack_command
+
+
+def commit(pipe: Any) -> None:
+    """EXEC the commands `pipe` queued after its MULTI. WatchError when a watched key changed
+    (nothing written); the first command's error, nothing written; a lost connection is
+    dropped and raised as is (the write may or may not have committed: never run twice)."""
+    conn: Connection | None = pipe.connection if isinstance(pipe, Pipeline) else None
+    packed = _packed(pipe) if conn is not None else None
+    if conn is None or packed is None:
+        pipe.execute()
+        return
+    stack = pipe.command_stack
+    try:
+        try:
+            conn.send_packed_command([packed], check_health=False)
+            refused = _queued(conn, len(stack))
+            try:
+                replies = conn.read_response()
+            except ExecAbortError:
+                raise refused or ResponseError("EXECABORT") from None
+        except (ConnectionError, TimeoutError):
+            conn.disconnect()
+            raise
+        finally:
+            pipe.watching = False  # EXEC, or the connection's end, cleared the WATCH
+        if replies is None:
+            raise WatchError("Watched variable changed.")
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                raise reply
+        if isinstance(pipe, replication.ReplicatedPipeline):
+            replication.wait(conn, pipe.replication)
+    finally:
+        pipe.reset()
+
+
+def _packed(pipe: Pipeline) -> bytes | None:
+    """MULTI, the queued commands and EXEC as one packet; None when redis-py must send them
+    (no hiredis, scripts to load, a command redis-py answers itself, an argument hiredis
+    can't pack)."""
+    if pack_command is None or not pipe.explicit_transaction or pipe.scripts:
+        return None
+    commands: list[tuple[Any, ...]] = [("MULTI",)]
+    for args, options in pipe.command_stack:
+        if EMPTY_RESPONSE in options:
+            return None
+        commands.append(args)
+    commands.append(("EXEC",))
+    try:
+        return b"".join([pack_command(args) for args in commands])
+    except TypeError:
+        return None
+
+
+def packed(conn: AbstractConnection, commands: Sequence[Sequence[Any]]) -> list[bytes]:
+    """`commands` in one packet for conn.send_packed_command: hiredis's packer when it takes
+    every argument, else redis-py's."""
+    if pack_command is not None:
+        try:
+            return [b"".join([pack_command(tuple(args)) for args in commands])]
+        except TypeError:
+            pass
+    return conn.pack_commands(commands)
+
+
+def _queued(conn: AbstractConnection, count: int) -> ResponseError | None:
+    """Read MULTI's OK and each command's QUEUED; the first refusal (Redis then aborts EXEC)."""
+    refused: ResponseError | None = None
+    for _ in range(count + 1):
+        try:
+            conn.read_response()
+        except ResponseError as e:
+            refused = refused or e
+    return refused
