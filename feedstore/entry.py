@@ -272,6 +272,24 @@ def entry_from_document(
     return Entry(key=key, id=entry_id, fields=fields, index=index)
 
 
+def checked_key_and_id(
+    document: object, index: int, limits: Limits, *, plain: bool = False
+) -> tuple[str | None, EntryId | None]:
+    """The key and id of a JSON-form entry checked as entry_from_document checks it, with the
+    same errors, but without making its fields: a restore stores the document as it is."""
+    if type(document) is dict:
+        key = _sent_self_link(document)
+        if key is not None:
+            validate_key(key)
+            entry_id = _same_key_id(document.get("id"), key)
+            if entry_id is not None and fields_fine(
+                document, limits, skip=_SERVER_OWNED, plain=plain
+            ):
+                return key, entry_id
+    entry = entry_from_document(document, index, limits, plain=plain)
+    return entry.key, entry.id
+
+
 def _same_key_id(text: object, key: str | None) -> EntryId | None:
     """The usual id, `<the self link's key>,<revision>`, read at once (the key is checked)."""
     if type(text) is str and key is not None and text.startswith(key):

@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
@@ -22,14 +22,17 @@ from feedstore.export import FORMAT_VERSION
 from feedstore.fields import Limits
 from feedstore.schema import Schema
 
+CHUNK = 1 << 20  # the reads that check a file
 NOT_A_LINE = "not an entry, counter, sequence, account or end line"
+# The names that make a line something else than an entry (kind_of).
+_NOT_ENTRY_NAMES = frozenset(("feedstore", "counter", "sequence", "deleted", *account_lines.KINDS))
 
 
 class ImportRefused(Exception):
     """An import that can't start or stops: its message is for the user."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Record:
     """One line of an export (or one entry of a body): where it is, and what it holds."""
 
@@ -85,28 +88,27 @@ def open_source(path: Path) -> Source:
         kind = "jsonl" if is_export else "json"
     if kind != "jsonl":
         with path.open("rb") as file:
-            for chunk in iter(lambda: file.read(1 << 20), b""):
+            for chunk in iter(lambda: file.read(CHUNK), b""):
                 whole.update(chunk)
         return Source(path, kind, size, whole.hexdigest())
     return _checked_jsonl(path, size)
 
 
 def _checked_jsonl(path: Path, size: int) -> Source:
-    lines = hashlib.sha256()
-    whole = hashlib.sha256()
-    header: dict[str, Any] | None = None
-    last = b""
-    count = 0
+    """The header, the hash of the whole file, and the trailer checked against the hash of the
+    lines before it: one pass in large reads, since that hash is the whole file's up to the
+    last line, where a single hash gives it on the way."""
     with path.open("rb") as file:
-        for data in file:
-            whole.update(data)
-            if last:
-                lines.update(last)
-            last = data
-            count += 1
-            if count == 1:
-                header = orjson.loads(data)
-    source = Source(path, "jsonl", size, whole.hexdigest(), header)
+        header: dict[str, Any] = orjson.loads(file.readline())  # open_source read it
+        start = _last_line_start(file, size)
+        file.seek(start)
+        last = file.read()
+    hashed = hashlib.sha256()
+    for chunk in _chunks(path, start):
+        hashed.update(chunk)
+    lines = hashed.hexdigest()  # a hash object goes on after a digest
+    hashed.update(last)
+    source = Source(path, "jsonl", size, hashed.hexdigest(), header)
     assert header is not None
     if header.get("version") != FORMAT_VERSION:
         source.problem = (
@@ -114,17 +116,39 @@ def _checked_jsonl(path: Path, size: int) -> Source:
         )
         return source
     try:
-        trailer = orjson.loads(last) if count > 1 and last.endswith(b"\n") else None
+        trailer = orjson.loads(last) if start > 0 and last.endswith(b"\n") else None
     except orjson.JSONDecodeError:
         trailer = None
     if not isinstance(trailer, dict) or trailer.get("feedstore") != "end":
         source.problem = f"{path} has no end line: it was cut short (--partial imports it anyway)"
-    elif trailer.get("sha256") != lines.hexdigest():
+    elif trailer.get("sha256") != lines:
+        count = 1 + sum(chunk.count(b"\n") for chunk in _chunks(path, start))  # the end line's
         source.problem = (
             f"line {count}: the checksum doesn't match the lines before it: the file was changed "
             "or cut short (--partial imports it anyway)"
         )
     return source
+
+
+def _chunks(path: Path, end: int) -> Iterator[bytes]:
+    """The bytes of `path` up to `end`, in large reads."""
+    with path.open("rb") as file:
+        while file.tell() < end:
+            yield file.read(min(CHUNK, end - file.tell()))
+
+
+def _last_line_start(file: IO[bytes], size: int) -> int:
+    """Where the last line of a file of `size` bytes starts (a newline ending the file ends
+    that line), read backwards from the end."""
+    position = size - 1
+    while position > 0:
+        step = min(1 << 16, position)
+        file.seek(position - step)
+        found = file.read(step).rfind(b"\n")
+        if found >= 0:
+            return position - step + found + 1
+        position -= step
+    return 0
 
 
 def _jsonl_records(path: Path, start: int, first_line: int) -> Iterator[Record]:
@@ -183,6 +207,8 @@ def kind_of(item: Any) -> str:
     """What a JSONL line is: entry, counter, sequence, deleted, header, end, or unknown."""
     if not isinstance(item, dict):
         return "unknown"
+    if _NOT_ENTRY_NAMES.isdisjoint(item):
+        return "entry"  # the usual line, at one lookup per name
     if "feedstore" in item:
         return {"export": "header", "end": "end", "catch-up": "catch-up"}.get(
             item["feedstore"], "unknown"

@@ -27,7 +27,14 @@ import redis
 
 from feedstore import account_lines, codec_json, idempotency, partitions
 from feedstore.counter_range import CounterRange
-from feedstore.entry import ROOT, EntryId, document_fields, entry_from_document, parent_of
+from feedstore.entry import (
+    ROOT,
+    EntryId,
+    checked_key_and_id,
+    document_fields,
+    entry_from_document,
+    parent_of,
+)
 from feedstore.errors import EntryErrors, FeedstoreError, IdempotencyInProgress, NotFound
 from feedstore.fields import Limits
 from feedstore.import_file import (
@@ -92,24 +99,31 @@ def write_of(record: Record, mode: Mode, limits: Limits, force: bool) -> Write:
     document = record.item
     # As a request body is checked (codec_json.loads): a line without escapes holds no
     # character XML can't carry, which spares the walk a test per string.
-    entry = entry_from_document(
-        document, record.line, limits, plain=codec_json.plain_strings(record.raw)
-    )
+    plain = codec_json.plain_strings(record.raw)
+    if mode is Mode.RESTORE:
+        return _restore_of(record, limits, force, plain)
+    entry = entry_from_document(document, record.line, limits, plain=plain)
     if entry.key is None:
         raise InvalidLine(None, "the entry has no self link and no id")
     if mode is Mode.CREATE:
         return Write(Action.CREATE, entry.key, entry.fields, index=record.line)
-    if mode is Mode.UPSERT:
-        return Write(Action.PUT, entry.key, entry.fields, index=record.line)
-    entry_id = EntryId.parse(document.get("id"))
-    if entry_id.key != entry.key or not entry_id.revision:
-        raise InvalidLine(
-            entry.key, f"a restore needs the exported id <key>,<revision>: {entry_id}"
-        )
+    return Write(Action.PUT, entry.key, entry.fields, index=record.line)
+
+
+def _restore_of(record: Record, limits: Limits, force: bool, plain: bool) -> Write:
+    """A restore's write: the document, checked as an entry is, stored as it is (restore.py)."""
+    document = record.item
+    key, entry_id = checked_key_and_id(document, record.line, limits, plain=plain)
+    if key is None:
+        raise InvalidLine(None, "the entry has no self link and no id")
+    if entry_id is None or entry_id.key != key or entry_id.delete:
+        entry_id = EntryId.parse(document.get("id"))  # InvalidId when it isn't one
+    if entry_id.key != key or not entry_id.revision:
+        raise InvalidLine(key, f"a restore needs the exported id <key>,<revision>: {entry_id}")
     for name in ("published", "updated"):
         if not isinstance(document.get(name), str):
-            raise InvalidLine(entry.key, f"a restore needs the exported {name}")
-    return Write(Action.RESTORE, entry.key, document, upsert=force, index=record.line)
+            raise InvalidLine(key, f"a restore needs the exported {name}")
+    return Write(Action.RESTORE, key, document, upsert=force, index=record.line)
 
 
 # -- the import ---------------------------------------------------------------------------------

@@ -39,10 +39,9 @@ def document(
             return dict(stored)
         if not force:
             raise DuplicatedKey(key, stored)
-    fields = document_fields(exported)
     if schema is not None:
-        schema.validate(fields, key)
-    alias.check(key, alias.aliases_of(fields))
+        schema.validate(document_fields(exported), key)
+    alias.check(key, alias.aliases_of(exported))  # the links are fields, kept as they are
     restored = dict(exported)
     restored["id"] = f"{key},{max(revision_of(exported), revision + 1)}"
     return restored
@@ -53,6 +52,7 @@ def revision_of(document: Mapping[str, Any]) -> int:
     return int(str(document["id"]).rpartition(",")[2])
 
 
-def unchanged(exists: bool, revision: int, restored: Mapping[str, Any]) -> bool:
-    """Whether a restore leaves the stored entry as it is (its document was the same)."""
-    return exists and revision_of(restored) == revision
+def unchanged(exists: bool, revision: int, restored: int) -> bool:
+    """Whether a restore leaves the stored entry (at `revision`) as it is: it was the same, so
+    the `restored` revision is the stored one."""
+    return exists and restored == revision

@@ -296,7 +296,7 @@ class Transaction:
             revision = state.revision + 1
             if w.action is Action.RESTORE:
                 revision = restore.revision_of(documents[w.key])
-                if restore.unchanged(state.exists, state.revision, documents[w.key]):
+                if restore.unchanged(state.exists, state.revision, revision):
                     written.append(Written(w.key, state.revision, state.document))
                     unchanged.add(w.key)
                     continue
