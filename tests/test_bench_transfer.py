@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from feedstore.bench import report, runner, transfer
@@ -22,3 +25,21 @@ def test_the_transfer_size_is_an_option() -> None:
     assert runner.parse_options([]).transfer_entries == transfer.ENTRIES
     assert runner.parse_options(["--transfer-entries", "1000000"]).transfer_entries == 1_000_000
     assert runner.parse_options(["--transfer-entries", "0"]).transfer_entries == 0
+
+
+def test_a_commands_peak_rss_is_its_own_not_the_bench_processs() -> None:
+    """Linux carries a parent's ru_maxrss into its child across fork and exec; VmHWM is the
+    child's own."""
+    held = bytearray(300 * 2**20)  # the bench process, big
+    child = subprocess.Popen(
+        [sys.executable, "-c", "b = bytearray(100 * 2**20); import time; time.sleep(2)"]
+    )
+    try:
+        peak = 0
+        while child.poll() is None:
+            peak = max(peak, transfer.high_water_mark(child.pid))
+            time.sleep(0.02)
+    finally:
+        child.kill()
+    assert 100 * 2**20 <= peak < 250 * 2**20
+    assert len(held) == 300 * 2**20

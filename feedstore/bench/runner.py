@@ -4,8 +4,9 @@ Everything runs on this machine: one embedded Redis (AOF, fsync everysec, as in 
 temp dir, every app under every server with the same workers and threads, and wrk as the only
 load generator. Rounds interleave the scenarios, so a burst of other load on the machine hits
 all of them alike instead of skewing one; each scenario starts once Redis has no AOF rewrite or
-snapshot running, so none pays for the writes of the one before. The scale scenarios get a second Redis, seeded once
-before the servers start; the codec micro-benchmark runs first, in-process, on a quiet machine.
+snapshot running and the page cache is written back, so none pays for the writes of the one
+before. The scale scenarios get a second Redis, seeded once before the servers start; the codec
+micro-benchmark runs first, in-process, on a quiet machine.
 """
 
 from __future__ import annotations

@@ -272,9 +272,10 @@ _BACKGROUND = ("aof_rewrite_in_progress", "aof_rewrite_scheduled", "rdb_bgsave_i
 
 
 def wait_for_quiet_redis(urls: Iterable[str], timeout: float = 120.0) -> float:
-    """Wait until no Redis in `urls` has a rewrite or snapshot running or scheduled, so the
-    next scenario doesn't pay for the writes of the one before (an AOF rewrite the 10,000-entry
-    PUTs started would take a core from whatever ran next); the seconds waited."""
+    """Wait until no Redis in `urls` has a rewrite or snapshot running or scheduled, and the
+    page cache is written back, so the next scenario doesn't pay for the writes of the one
+    before (an AOF rewrite the 10,000-entry PUTs started would take a core from whatever ran
+    next, and the AOF's everysec fsync would flush their gigabytes); the seconds waited."""
     started = time.monotonic()
     for url in urls:
         with redis.Redis.from_url(url) as connection:
@@ -283,6 +284,7 @@ def wait_for_quiet_redis(urls: Iterable[str], timeout: float = 120.0) -> float:
                 if not any(int(info.get(name, 0)) for name in _BACKGROUND):
                     break
                 time.sleep(0.1)
+    os.sync()
     return time.monotonic() - started
 
 
