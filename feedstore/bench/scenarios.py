@@ -203,26 +203,24 @@ def feedstore_put(target: Target) -> Load:
 
 
 def changes_put(target: Target) -> Load:
-    """feedstore-put with the change feed on and a unique `Idempotency-Key` per request (the
-    key and the revision it writes from: a retry after a 409 starts from a newer one)."""
-    return _write_entries(
-        target,
-        "i",
-        lambda key: put_request(
-            feed_body(entry(key, REVISION)),
-            {**WRITE_HEADERS, "Idempotency-Key": f'"changes{key}-{REVISION}"'},
-        ),
-    )
+    """feedstore-put with the change feed on and a unique `Idempotency-Key` per request."""
+    return _idempotent_puts(target, "i", "changes")
 
 
 def feedstore_put_idempotent(target: Target) -> Load:
     """feedstore-put with an Idempotency-Key, a new one for each revision written (API.md §19)."""
+    return _idempotent_puts(target, "k", "put")
+
+
+def _idempotent_puts(target: Target, keys: str, prefix: str) -> Load:
+    """feedstore-put under keys named by `keys`, each with an `Idempotency-Key` made of the key
+    and the revision it writes from (a retry after a 409 starts from a newer one)."""
     return _write_entries(
         target,
-        "k",
+        keys,
         lambda key: put_request(
             feed_body(entry(key, REVISION)),
-            {**WRITE_HEADERS, "Idempotency-Key": f'"put{key}-{REVISION}"'},
+            {**WRITE_HEADERS, "Idempotency-Key": f'"{prefix}{key}-{REVISION}"'},
         ),
     )
 
