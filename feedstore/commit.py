@@ -73,29 +73,33 @@ def _packed(pipe: Pipeline) -> bytes | None:
     """MULTI, the queued commands and EXEC as one packet; None when redis-py must send them
     (no hiredis, scripts to load, a command redis-py answers itself, an argument hiredis
     can't pack)."""
-    if pack_command is None or not pipe.explicit_transaction or pipe.scripts:
+    if not pipe.explicit_transaction or pipe.scripts:
         return None
-    commands: list[tuple[Any, ...]] = [("MULTI",)]
+    commands: list[Sequence[Any]] = [("MULTI",)]
     for args, options in pipe.command_stack:
         if EMPTY_RESPONSE in options:
             return None
         commands.append(args)
     commands.append(("EXEC",))
-    try:
-        return b"".join([pack_command(args) for args in commands])
-    except TypeError:
-        return None
+    return _hiredis_packet(commands)
 
 
 def packed(conn: AbstractConnection, commands: Sequence[Sequence[Any]]) -> list[bytes]:
     """`commands` in one packet for conn.send_packed_command: hiredis's packer when it takes
     every argument, else redis-py's."""
-    if pack_command is not None:
-        try:
-            return [b"".join([pack_command(tuple(args)) for args in commands])]
-        except TypeError:
-            pass
-    return conn.pack_commands(commands)
+    packet = _hiredis_packet(commands)
+    return [packet] if packet is not None else conn.pack_commands(commands)
+
+
+def _hiredis_packet(commands: Sequence[Sequence[Any]]) -> bytes | None:
+    """`commands` packed by hiredis into one packet; None without hiredis or for an argument
+    it can't pack."""
+    if pack_command is None:
+        return None
+    try:
+        return b"".join([pack_command(tuple(args)) for args in commands])
+    except TypeError:
+        return None
 
 
 def _queued(conn: AbstractConnection, count: int) -> ResponseError | None:
