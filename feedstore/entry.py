@@ -294,13 +294,7 @@ def _same_key_id(text: object, key: str | None) -> EntryId | None:
     """The usual id, `<the self link's key>,<revision>`, read at once (the key is checked)."""
     if type(text) is str and key is not None and text.startswith(key):
         revision = text[len(key) + 1 :]
-        # is_revision, inline: every entry of a bulk comes here.
-        if (
-            text[len(key) : len(key) + 1] == ","
-            and 0 < len(revision) <= REVISION_DIGITS
-            and revision.isascii()
-            and revision.isdigit()
-        ):
+        if text[len(key) : len(key) + 1] == "," and is_revision(revision):
             return EntryId(key, int(revision))
     return None
 
