@@ -115,3 +115,40 @@ def test_other_pipelines_run_their_own_execute(redis_client: redis.Redis) -> Non
 def _client_id(pipe: Any) -> int:
     pipe.connection.send_command("CLIENT", "ID")
     return int(pipe.connection.read_response())
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("MSET", "k", b"v"),
+        ("MSET", *(f"fs:d:/bench/{n:08d}" for n in range(40))),
+        ("MSET", *(x for n in range(60) for x in (f"/é/{n}", ("ü" * 700).encode()))),
+        ("MSET", *(x for n in range(50) for x in (f"/k/{n}", b"\r\n$3\r\n" * 200))),
+        ("MSET", *(x for n in range(50) for x in (f"/k/{n}", b""))),
+        ("MSET", *(x for n in range(40) for x in (f"/r/{n}", n - 20, f"/d/{n}", b"d" * 900))),
+        ("ZADD", "/c", *(x for n in range(40) for x in (0, f"/c/{n}"))),
+    ],
+)
+def test_large_commands_are_packed_exactly_as_hiredis_packs_them(args: tuple[Any, ...]) -> None:
+    assert commit_module.pack_command is not None
+    assert commit_module._joined(args) == commit_module.pack_command(args)
+    assert commit_module._pack(args) == commit_module.pack_command(args)
+
+
+def test_a_large_command_with_other_arguments_is_packed_by_hiredis() -> None:
+    assert commit_module.pack_command is not None
+    for value in (memoryview(b"v" * 1000), 1.5):
+        args = ("MSET", *(x for n in range(40) for x in (f"/k/{n}", value)))
+        with pytest.raises(TypeError):
+            commit_module._joined(args)
+        assert commit_module._pack(args) == commit_module.pack_command(args)
+
+
+def test_a_large_transaction_commits_every_argument(real_redis: redis.Redis) -> None:
+    documents = {f"c:big:{n}": f"{n}:{'ü' * 600}".encode() for n in range(300)}
+    pipe = watching(real_redis, "c:big:0")
+    pipe.mset(documents)
+    pipe.zadd("c:bigz", {key: 0 for key in documents})
+    commit(pipe)
+    assert real_redis.mget(list(documents)) == list(documents.values())
+    assert real_redis.zcard("c:bigz") == len(documents)
