@@ -16,6 +16,7 @@ so the same code runs on a single Redis and on a cluster; the CLI is the only wr
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -52,12 +53,19 @@ GROUP = re.compile(r"\$?[A-Za-z0-9._-]{1,128}")
 TOKEN_ID = re.compile(r"[a-z2-7]{12}")
 # A token's last_used is written at most this often (s), not on every request it makes.
 LAST_USED_EVERY = 60
-# What a password is checked against when the account doesn't exist, so that a login takes as
-# long for an unknown account as for a known one.
 _HASHER = argon2.PasswordHasher()
-_UNKNOWN_ACCOUNT_HASH = _HASHER.hash(secrets.token_urlsafe(16))
 
 Clock = Callable[[], float]
+
+
+@functools.cache
+def _unknown_account_hash() -> str:
+    """What a password is checked against when the account doesn't exist, so that a login takes
+    as long for an unknown account as for a known one. Made at the first login, not at import:
+    an argon2 hash costs every command that imports this module (import, export...) 0.13 s."""
+    return _HASHER.hash(secrets.token_urlsafe(16))
+
+
 # A hash to write: redis-py types its field names as a union that dict[str, str] is not.
 RedisHash = dict[Any, str]
 
@@ -196,7 +204,7 @@ class Credentials:
         fields: dict[str, str] = {}
         if ACCOUNT.fullmatch(account):
             fields = text_fields(self.redis.hgetall(USER_PREFIX + account))
-        stored = fields.get("password") or _UNKNOWN_ACCOUNT_HASH
+        stored = fields.get("password") or _unknown_account_hash()
         try:
             _HASHER.verify(stored, password)
         except (VerificationError, InvalidHashError):
