@@ -58,16 +58,16 @@ _HASHER = argon2.PasswordHasher()
 Clock = Callable[[], float]
 
 
+# A hash to write: redis-py types its field names as a union that dict[str, str] is not.
+RedisHash = dict[Any, str]
+
+
 @functools.cache
 def _unknown_account_hash() -> str:
     """What a password is checked against when the account doesn't exist, so that a login takes
     as long for an unknown account as for a known one. Made at the first login, not at import:
     an argon2 hash costs every command that imports this module (import, export...) 0.13 s."""
     return _HASHER.hash(secrets.token_urlsafe(16))
-
-
-# A hash to write: redis-py types its field names as a union that dict[str, str] is not.
-RedisHash = dict[Any, str]
 
 
 class CredentialError(ValueError):
