@@ -249,6 +249,33 @@ def test_with_rejects_the_failing_lines_go_to_the_file_and_the_rest_is_written(
     assert Store(real_redis).get("/q/1") is not None
 
 
+def test_a_batch_fails_before_the_lines_read_while_it_was_written(
+    real_redis: redis.Redis, tmp_path: Path
+) -> None:
+    """Batches are written by a thread of their own while the next lines are read: a batch's
+    failure is still reported before a later line's, and nothing after it is written."""
+    Store(real_redis).write([put("/p")])
+    path = tmp_path / "in.jsonl"
+    lines = (entry("/p"), entry("/q"), entry("/q/1"), {"title": "no self link"}, entry("/r"))
+    path.write_bytes(jsonl(*lines))
+    state = tmp_path / "in.jsonl.import-state"
+    importer = Importer(Store(real_redis), Limits(), Options(mode=Mode.CREATE, batch=2))
+    with pytest.raises(ImportFailed) as failed:
+        importer.run(open_source(path), state)
+    assert str(failed.value) == "line 2: /p: Duplicated key. /p"
+    assert Store(real_redis).get("/q") is None and Store(real_redis).get("/r") is None
+    assert orjson.loads(state.read_bytes())["line"] == 2  # past the header: no batch written
+    state.unlink()
+
+    rejects = io.BytesIO()
+    options = Options(mode=Mode.CREATE, batch=2, rejects=rejects)
+    report = Importer(Store(real_redis), Limits(), options).run(open_source(path), state)
+    assert rejects.getvalue().splitlines() == [orjson.dumps(lines[0]), orjson.dumps(lines[3])]
+    assert (report.written, report.rejected) == (3, 2)
+    assert all(Store(real_redis).get(key) is not None for key in ("/q", "/q/1", "/r"))
+    assert orjson.loads(state.read_bytes())["line"] == 8  # past the end line
+
+
 def test_a_dry_run_lists_every_problem_by_line_and_writes_nothing(
     redis_server: EmbeddedRedis, real_redis: redis.Redis, tmp_path: Path, capsys: Any
 ) -> None:
