@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from feedstore.cli_store import CliError, add_store_options, redis_client, redis_url_of
 from feedstore.credentials import CredentialError, Credentials, TokenInfo, User
 
 Subcommands = argparse._SubParsersAction
@@ -72,7 +73,6 @@ def _command(subcommands: Subcommands, name: str, help: str) -> argparse.Argumen
 def _action(
     actions: Subcommands, name: str, run: Callable[[argparse.Namespace], int], help: str
 ) -> argparse.ArgumentParser:
-    from feedstore.cli import add_store_options
 
     parser: argparse.ArgumentParser = actions.add_parser(name, help=help, description=help)
     add_store_options(parser)
@@ -91,10 +91,9 @@ def duration(text: str) -> int:
 @contextmanager
 def credentials_of(args: argparse.Namespace) -> Iterator[Credentials]:
     """The credentials of the command's Redis; a CredentialError becomes a CliError."""
-    from feedstore.cli import CliError, _client, _redis_of
 
-    with _redis_of(args.redis_url, args.data.absolute()) as url:
-        client = _client(url)
+    with redis_url_of(args.redis_url, args.data.absolute()) as url:
+        client = redis_client(url)
         try:
             yield Credentials(client)
         except CredentialError as e:
@@ -105,7 +104,6 @@ def credentials_of(args: argparse.Namespace) -> Iterator[Credentials]:
 
 def read_password(from_stdin: bool) -> str:
     """The new password: one line of stdin, or typed twice at a prompt."""
-    from feedstore.cli import CliError
 
     if from_stdin:
         password = sys.stdin.readline().rstrip("\r\n")

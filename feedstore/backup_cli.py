@@ -14,13 +14,19 @@ import redis
 from tqdm import tqdm
 
 from feedstore.backup import BackupError, backup, restore
+from feedstore.cli_store import (
+    CliError,
+    add_store_options,
+    redis_client,
+    redis_url_of,
+    without_password,
+)
 
 Subcommands = argparse._SubParsersAction
 
 
 def add_commands(subcommands: Subcommands) -> None:
     """Register `feedstore backup` and `feedstore restore`."""
-    from feedstore.cli import add_store_options
 
     parser = subcommands.add_parser(
         "backup",
@@ -45,10 +51,9 @@ def add_commands(subcommands: Subcommands) -> None:
 
 
 def run_backup(args: argparse.Namespace) -> int:
-    from feedstore.cli import CliError, _client, _redis_of, _without_password
 
-    with _redis_of(args.redis_url, args.data.absolute()) as url:
-        client = _client(url)
+    with redis_url_of(args.redis_url, args.data.absolute()) as url:
+        client = redis_client(url)
         if isinstance(client, redis.RedisCluster):
             client.close()
             raise CliError(
@@ -63,7 +68,7 @@ def run_backup(args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
         try:
-            manifest = backup(client, args.directory, _without_password(url), progress)
+            manifest = backup(client, args.directory, without_password(url), progress)
         except BackupError as e:
             raise CliError(str(e)) from e
         finally:
@@ -74,7 +79,6 @@ def run_backup(args: argparse.Namespace) -> int:
 
 
 def run_restore(args: argparse.Namespace) -> int:
-    from feedstore.cli import CliError
 
     try:
         manifest = restore(args.directory, args.data.absolute())

@@ -16,6 +16,7 @@ import redis
 from tqdm import tqdm
 
 from feedstore.changes import ChangeStreams
+from feedstore.cli_store import add_store_options, load_settings, redis_client, redis_url_of
 from feedstore.settings import Settings
 
 Subcommands = argparse._SubParsersAction
@@ -24,7 +25,6 @@ EVERY_SECONDS = 60.0
 
 def add_commands(subcommands: Subcommands) -> None:
     """Register `feedstore changes trim`."""
-    from feedstore.cli import add_store_options
 
     parser = subcommands.add_parser(
         "changes",
@@ -39,11 +39,10 @@ def add_commands(subcommands: Subcommands) -> None:
 
 
 def run_changes(args: argparse.Namespace) -> int:
-    from feedstore.cli import _client, _redis_of, _settings
 
-    settings = _settings()
-    with _redis_of(args.redis_url, args.data.absolute()) as url:
-        client = _client(url)
+    settings = load_settings()
+    with redis_url_of(args.redis_url, args.data.absolute()) as url:
+        client = redis_client(url)
         try:
             streams = ChangeStreams(client, settings.keys, isinstance(client, redis.RedisCluster))
             names = list(streams.stream_names())
@@ -92,9 +91,8 @@ class Trimmer:
 
     def run_once(self) -> int:
         """One pass; how many events went."""
-        from feedstore.cli import _client
 
-        client = _client(self.url)
+        client = redis_client(self.url)
         try:
             streams = ChangeStreams(
                 client, self.settings.keys, isinstance(client, redis.RedisCluster)

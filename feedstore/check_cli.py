@@ -12,13 +12,13 @@ import sys
 from tqdm import tqdm
 
 from feedstore.check import Checker
+from feedstore.cli_store import add_store_options, load_settings, redis_client, redis_url_of
 
 Subcommands = argparse._SubParsersAction
 
 
 def add_commands(subcommands: Subcommands) -> None:
     """Register `feedstore check`."""
-    from feedstore.cli import add_store_options
 
     parser = subcommands.add_parser(
         "check",
@@ -33,12 +33,11 @@ def add_commands(subcommands: Subcommands) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from feedstore.cli import _client, _redis_of, _settings
     from feedstore.store import Store
 
-    settings = _settings()
-    with _redis_of(args.redis_url, args.data.absolute()) as url:
-        client = _client(url)
+    settings = load_settings()
+    with redis_url_of(args.redis_url, args.data.absolute()) as url:
+        client = redis_client(url)
         try:
             checker = Checker(
                 client, settings.keys, Store(client, keys=settings.keys).schema(),

@@ -4,7 +4,6 @@ group and token in accounts_cli.py)."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import gc
 import importlib
@@ -17,17 +16,26 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.exceptions import RedisClusterException
 
 from feedstore import acl_reindex, connection, logs, migration
+from feedstore.cli_store import (
+    DEFAULT_DATA_DIR,
+    CliError,
+    add_store_options,
+    answers,
+    load_settings,
+    redis_client,
+    redis_url_of,
+    without_password,
+)
 from feedstore.embedded import (
     FSYNC_POLICIES,
     EmbeddedRedis,
@@ -50,18 +58,8 @@ if TYPE_CHECKING:
 APP_FACTORY = "feedstore.app:create_app"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # as metrics.py, which imports prometheus_client
 SERVERS = ("granian", "gunicorn")
-DEFAULT_DATA_DIR = Path("feedstore-data")
 # Seconds a worker gets to finish its requests on shutdown before it is killed.
 SHUTDOWN_TIMEOUT = 10
-
-
-class CliError(Exception):
-    """A problem the user can fix, reported as one line on stderr with exit status 1 (or
-    `status`)."""
-
-    def __init__(self, message: str, status: int = 1) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -252,15 +250,6 @@ def default_threads() -> int:
     return min(16, 2 * (os.cpu_count() or 1) + 1)
 
 
-def add_store_options(parser: argparse.ArgumentParser) -> None:
-    """--data and --redis-url, as every command that works on a store's Redis takes them:
-    the given Redis, or the embedded one of --data (a running serve's, or one started now)."""
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA_DIR, help="./%(default)s")
-    parser.add_argument(
-        "--redis-url", help="the Redis a feedstore serve uses (any URL serve takes)"
-    )
-
-
 def add_schema_command(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `feedstore schema set|show|clear`."""
     parser = subcommands.add_parser(
@@ -308,8 +297,8 @@ def add_acl_command(subcommands: argparse._SubParsersAction[argparse.ArgumentPar
 
 def run_acl(args: argparse.Namespace) -> int:
     """`feedstore acl reindex`: mirror the ACL of every stored entry."""
-    with _redis_of(args.redis_url, args.data.absolute()) as url:
-        store = Store(_client(url), keys=_settings().keys)
+    with redis_url_of(args.redis_url, args.data.absolute()) as url:
+        store = Store(redis_client(url), keys=load_settings().keys)
         try:
             read, owned = acl_reindex.reindex(store)
         except FeedstoreError as e:
@@ -322,13 +311,13 @@ def run_acl(args: argparse.Namespace) -> int:
 
 def run_migrate(args: argparse.Namespace) -> int:
     """`feedstore migrate`: rename keys to the scheme of the partition depth, with progress."""
-    depth = args.partition_depth or _settings().partition_depth
+    depth = args.partition_depth or load_settings().partition_depth
     if args.redis_url is None:
         running = EmbeddedRedis(args.data.absolute())
-        if running.socket_path.exists() and _answers(running.url):
+        if running.socket_path.exists() and answers(running.url):
             raise CliError(f"a feedstore serve uses {args.data}: stop it first")
-    with _redis_of(args.redis_url, args.data.absolute()) as url:
-        client = _client(url)
+    with redis_url_of(args.redis_url, args.data.absolute()) as url:
+        client = redis_client(url)
         try:
             moved = migration.migrate(client, KeyScheme(depth), _report)
         except redis.RedisError as e:
@@ -343,7 +332,7 @@ def check_key_scheme(url: str, keys: KeyScheme, owned: bool) -> None:
     """Refuse to serve a Redis whose keys are of another scheme, saying how to migrate them;
     an `owned` Redis (the embedded one, locked to this serve) of the old scheme, or of an
     interrupted migration, is migrated here, since no other server can be using it."""
-    client = _client(url)
+    client = redis_client(url)
     try:
         migration.check(client, keys)
     except (migration.OldScheme, migration.Interrupted) as e:
@@ -354,13 +343,6 @@ def check_key_scheme(url: str, keys: KeyScheme, owned: bool) -> None:
         raise CliError(str(e)) from e
     finally:
         client.close()
-
-
-def _settings() -> Settings:
-    try:
-        return Settings.load()
-    except ValueError as e:
-        raise CliError(str(e)) from e
 
 
 def add_bench_command(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -389,8 +371,8 @@ def run_schema(args: argparse.Namespace) -> int:
     if args.action == "set" and args.file is None:
         raise CliError("schema set needs the schema file")
     document = read_schema_file(args.file) if args.action == "set" else None
-    with _redis_of(args.redis_url, args.data.absolute()) as url:
-        store = Store(_client(url), keys=_settings().keys)
+    with redis_url_of(args.redis_url, args.data.absolute()) as url:
+        store = Store(redis_client(url), keys=load_settings().keys)
         try:
             if args.action == "show":
                 shown = store.schema_document()
@@ -418,47 +400,13 @@ def read_schema_file(path: Path) -> dict[str, Any]:
 
 
 def store_schema(redis_url: str, document: dict[str, Any]) -> None:
-    client = _client(redis_url)
+    client = redis_client(redis_url)
     try:
-        Store(client, keys=_settings().keys).set_schema(document)
+        Store(client, keys=load_settings().keys).set_schema(document)
     except FeedstoreError as e:
         raise CliError(f"can't store the schema: {e.message}") from e
     finally:
         client.close()
-
-
-@contextlib.contextmanager
-def _redis_of(redis_url: str | None, data_dir: Path) -> Iterator[str]:
-    """The Redis URL to use: the given one, a running serve's, or an embedded one started now."""
-    if redis_url is not None:
-        yield redis_url
-        return
-    running = EmbeddedRedis(data_dir)
-    if running.socket_path.exists() and _answers(running.url):
-        yield running.url
-        return
-    with EmbeddedRedis(data_dir) as embedded:
-        yield embedded.url
-
-
-def _answers(url: str) -> bool:
-    try:
-        # A local unix socket: a Redis there answers at once or is not a serve's.
-        with connection.connect(url, timeout=2) as probe:
-            return bool(probe.ping())
-    except redis.RedisError:
-        return False
-
-
-def _client(url: str) -> redis.Redis | redis.RedisCluster:
-    """A client with FEEDSTORE_REDIS_TIMEOUT and FEEDSTORE_WAIT_*; CliError for a bad URL or
-    setting."""
-    try:
-        settings = Settings.load()
-        replication = Replication.of(settings.wait_replicas, settings.wait_timeout_ms)
-        return connection.connect(url, settings.redis_timeout, replication=replication)
-    except (ValueError, RedisClusterException) as e:
-        raise CliError(f"can't use Redis at {_without_password(url)}: {e}") from e
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -566,7 +514,7 @@ def serve(options: ServeOptions) -> int:
             replication = Replication.of(settings.wait_replicas, settings.wait_timeout_ms)
             check_redis_url(options.redis_url, settings.redis_timeout, replication)
             redis_url = options.redis_url
-            data = _without_password(redis_url)
+            data = without_password(redis_url)
         os.environ["FEEDSTORE_REDIS_URL"] = redis_url
         check_key_scheme(redis_url, settings.keys, owned=embedded is not None)
         if schema is not None:
@@ -789,7 +737,7 @@ def check_port_free(host: str, port: int) -> None:
 def check_redis_url(url: str, timeout: float, replication: Replication | None = None) -> None:
     """Fail with a CliError unless `url` names a Redis that answers PING within `timeout` s (and
     that can wait for replicas, when `replication` asks for it)."""
-    shown = _without_password(url)
+    shown = without_password(url)
     try:
         # Inside the try: finding out whether it is a cluster already talks to it.
         client = connection.connect(url, timeout, replication=replication)
@@ -839,15 +787,6 @@ def _first_line(error: BaseException) -> str:
 
 def _host_in_url(host: str) -> str:
     return f"[{host}]" if ":" in host else host
-
-
-def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit(parts._replace(netloc=user + netloc))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,13 @@ from typing import BinaryIO, cast
 
 from tqdm import tqdm
 
+from feedstore.cli_store import (
+    CliError,
+    add_store_options,
+    load_settings,
+    redis_client,
+    redis_url_of,
+)
 from feedstore.errors import FeedstoreError
 
 Subcommands = argparse._SubParsersAction
@@ -31,7 +38,6 @@ REJECTED = 3  # done, but lines went to the --rejects file
 
 def add_commands(subcommands: Subcommands) -> None:
     """Register `feedstore export` and `feedstore import`."""
-    from feedstore.cli import add_store_options
     from feedstore.importer import DEFAULT_BATCH, Mode
 
     parser = subcommands.add_parser(
@@ -112,7 +118,6 @@ def _advancing(bar: tqdm) -> Callable[[int], None]:
 def run_export(args: argparse.Namespace) -> int:
     from feedstore import account_lines
     from feedstore.changes import ChangeStreams
-    from feedstore.cli import CliError, _client, _redis_of, _settings
     from feedstore.entry import ROOT, validate_key
     from feedstore.export import Exporter, ExportError, export_atom, export_jsonl, resume_point
 
@@ -124,9 +129,9 @@ def run_export(args: argparse.Namespace) -> int:
             raise CliError(e.message) from e
     if args.resume and (args.output == "-" or args.format != "jsonl"):
         raise CliError("export --resume needs -o FILE (JSON Lines)")
-    settings = _settings()
-    with _redis_of(args.redis_url, args.data.absolute()) as url:
-        client = _client(url)
+    settings = load_settings()
+    with redis_url_of(args.redis_url, args.data.absolute()) as url:
+        client = redis_client(url)
         exporter = Exporter(client, settings.keys)
         # With the change feed on, the walk is caught up to one sequence (export.catch_up).
         streams = ChangeStreams(client, settings.keys, exporter.cluster)
@@ -183,12 +188,11 @@ def _output(name: str, resume: bool) -> Iterator[tuple[BinaryIO, Path | None]]:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from feedstore.cli import CliError, _client, _redis_of, _settings
     from feedstore.import_file import ImportRefused, open_source
     from feedstore.importer import STATE_SUFFIX, Importer, ImportFailed, Mode, Options
     from feedstore.store import Store
 
-    settings = _settings()
+    settings = load_settings()
     limits = settings.limits
     if not 1 <= args.batch <= limits.max_entries:
         raise CliError(f"--batch must be 1 to {limits.max_entries} (max_entries)")
@@ -204,8 +208,8 @@ def run_import(args: argparse.Namespace) -> int:
             mode=Mode(args.mode), batch=args.batch, force=args.force, dry_run=args.dry_run,
             partial=args.partial, resume=args.resume, rejects=rejects, users=args.users,
         )  # fmt: skip
-        with _redis_of(args.redis_url, args.data.absolute()) as url:
-            client = _client(url)
+        with redis_url_of(args.redis_url, args.data.absolute()) as url:
+            client = redis_client(url)
             store = Store(client, keys=settings.keys, history=settings.history_rules)
             bar = _bar(args, total=source.size, unit="B", unit_scale=True, desc="import")
             importer = Importer(
