@@ -91,7 +91,6 @@ class Trimmer:
 
     def run_once(self) -> int:
         """One pass; how many events went."""
-
         client = redis_client(self.url)
         try:
             streams = ChangeStreams(
