@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Request, Response, current_app, request
 from werkzeug.routing import PathConverter
 
 from feedstore import (
@@ -142,23 +142,27 @@ def access() -> Access | None:
 
 @bp.before_request
 def guard() -> None:
-    """The CSRF guard first, then the options the method takes, before any view runs."""
+    """The CSRF guard first, then the options the method takes, before any view runs; then
+    the method override (guard_method_override)."""
+    current = current_request()
+    method, args, environ = current.method, current.args, current.environ
     # X-Requested-With is what jQuery sends: settle the common case without scanning headers.
-    method, args = request.method, request.args
-    if method in WRITE_METHODS and header("X-Requested-With") is None:
-        negotiation.check_csrf(request.headers.keys(), request.mimetype)
-    if args and request.endpoint in ENTRY_VIEWS:
+    if method in WRITE_METHODS and environ.get("HTTP_X_REQUESTED_WITH") is None:
+        negotiation.check_csrf(current.headers.keys(), current.mimetype)
+    entry_view = current.endpoint in ENTRY_VIEWS
+    if args and entry_view:
         options.check(method, args.keys())
         bulk.check_options(args.keys())  # `_async`: refused, not ignored
-    if method in WRITE_METHODS and request.endpoint in ENTRY_VIEWS:
+    if method in WRITE_METHODS and entry_view:
         check_idempotency_key()
+    guard_method_override(environ.get(negotiation.SENT_METHOD, method), environ)
 
 
-@bp.before_request
-def guard_method_override() -> None:
+def guard_method_override(sent: str, environ: Mapping[str, Any]) -> None:
     """An override header is refused on any method but POST, and with a method it can't ask."""
-    sent = request.environ.get(negotiation.SENT_METHOD, request.method)
-    negotiation.method_override(sent, override_header())
+    # Without either header (most requests) there is nothing to refuse.
+    if "HTTP_X_HTTP_METHOD_OVERRIDE" in environ or "HTTP_X_METHOD_OVERRIDE" in environ:
+        negotiation.method_override(sent, override_header())
 
 
 @bp.get("/d/", defaults={"path": ""}, strict_slashes=False)
@@ -644,7 +648,10 @@ def patch_kind(mimetype: str, body: bytes) -> tuple[writes.PatchKind, Format]:
 
 
 def request_conditions(single: bool) -> writes.Conditions:
-    return writes.Conditions.from_headers(header("If-Match"), header("If-None-Match"), single)
+    environ = request.environ
+    return writes.Conditions.from_headers(
+        environ.get("HTTP_IF_MATCH"), environ.get("HTTP_IF_NONE_MATCH"), single
+    )
 
 
 def settings() -> Settings:
@@ -670,7 +677,8 @@ def respond(
     """A write request's answer, `render` of what it wrote: one transaction, or a bulk's chunks
     of `max_entries` (API.md §5.6). With an Idempotency-Key, the answer is made inside the
     transaction and stored with the data, or an earlier one replayed (API.md §19)."""
-    store, config = get_feedstore().store, settings()
+    feedstore = get_feedstore()
+    store, config = feedstore.store, feedstore.settings
     once = idempotent(render)
     if once is not None:
         if mode is not None and bulk.transactions(store, write_list, config.max_entries) > 1:
@@ -681,7 +689,7 @@ def respond(
             )
         return answered(store.write_once(write_list, current_principal(), once))
     if mode is None:
-        return render(write_as_caller(write_list))
+        return render(write_as_caller(write_list, store))
     written = bulk.write(
         store, write_list, mode, config.max_entries, config.bulk_workers, current_principal()
     )
@@ -691,8 +699,9 @@ def respond(
 def check_idempotency_key() -> None:
     """Before a write's view: 400 for an invalid Idempotency-Key, or for none where the
     `require_idempotency` setting wants one."""
-    key = idempotency.parse_key(request.environ.get("HTTP_IDEMPOTENCY_KEY"))
-    request.environ[IDEMPOTENCY_KEY] = key
+    environ = request.environ
+    key = idempotency.parse_key(environ.get("HTTP_IDEMPOTENCY_KEY"))
+    environ[IDEMPOTENCY_KEY] = key
     if key is None and settings().require_idempotency:
         target = request_key()
         if settings().requires_idempotency(target):
@@ -735,10 +744,11 @@ def answered(outcome: idempotency.Outcome[Any]) -> Response:
     return Response(answer.body, answer.status, headers)
 
 
-def write_as_caller(writes: Sequence[Write]) -> list[Written]:
-    """Store.write as the request's principal; a token left to the write (authentication's
-    write_token) is authenticated inside its transaction, in the same round trip as its reads."""
-    store = get_feedstore().store
+def write_as_caller(writes: Sequence[Write], store: Store | None = None) -> list[Written]:
+    """Store.write (of the app's Store, unless given one) as the request's principal; a token
+    left to the write (authentication's write_token) is authenticated inside its transaction,
+    in the same round trip as its reads."""
+    store = store or get_feedstore().store
     token = authentication.deferred_token()
     if token is None:
         return store.write(writes, current_principal())
@@ -781,9 +791,10 @@ def request_key() -> str:
     werkzeug decodes the path with U+FFFD for bytes that aren't UTF-8; such a path names no key
     (InvalidKey), which only the raw bytes of PATH_INFO tell from a key that holds a real U+FFFD.
     """
-    if "\ufffd" in request.path:
+    path = request.path
+    if "\ufffd" in path:
         check_utf8_path(request.environ.get("PATH_INFO", ""))
-    return request.path[len("/d") :] or "/"
+    return path[len("/d") :] or "/"
 
 
 def check_utf8_path(path_info: str) -> None:
@@ -797,6 +808,13 @@ def check_utf8_path(path_info: str) -> None:
         shown = re.sub("[\udc80-\udcff]", lambda byte: f"%{ord(byte[0]) - 0xDC00:02X}", text)
         key = shown[len("/d") :]
         raise InvalidKey(f"Key must be valid UTF-8. {key}", key=key)
+
+
+def current_request() -> Request:
+    """The request itself, not the `request` proxy, which finds it again at each attribute
+    read: a function that reads several takes it once (werkzeug's LocalProxy method)."""
+    current: Request = request._get_current_object()  # type: ignore[attr-defined]
+    return current
 
 
 def header(name: str) -> str | None:

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis
-from flask import Flask, Response, g, request
+from flask import Flask, Request, Response, g, request
 
 from feedstore import codec_json, codec_xml, negotiation, options
 from feedstore.credentials import TOKEN_TAG, Clock, Credentials, DeferredToken, parse_token
@@ -125,9 +125,11 @@ def current_principal() -> Principal:
 
 def authenticate_request() -> Response | None:
     """Before any /d/ view: answer an account option, or authenticate (with auth on)."""
-    if request.blueprint != "api" or request.endpoint in PUBLIC_ENDPOINTS:
+    # The request itself, not its proxy, which would find it again for each attribute.
+    current: Request = request._get_current_object()  # type: ignore[attr-defined]
+    if current.blueprint != "api" or current.endpoint in PUBLIC_ENDPOINTS:
         return None
-    args = request.args
+    args = current.args
     if args and any(name in args for name in ACCOUNT_VIEWS):
         return answer_account_option()
     authenticator = get_authenticator()
