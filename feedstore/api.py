@@ -125,7 +125,8 @@ class Feedstore:
 
 
 def get_feedstore() -> Feedstore:
-    feedstore: Feedstore = current_app.extensions["feedstore"]
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # see current_request
+    feedstore: Feedstore = app.extensions["feedstore"]
     return feedstore
 
 
@@ -213,7 +214,7 @@ def created(written: Sequence[Written]) -> Response:
 @bp.put("/d/", defaults={"path": ""}, strict_slashes=False)
 @bp.put("/d/<entry_path:path>")
 def update(path: str) -> Response:
-    args = request.args
+    args = current_request().args
     if "_revert" in args:
         # A write of its own: no other option applies to it (the fuzzer found a counter option
         # taking over and the revision going unread).
@@ -648,7 +649,7 @@ def patch_kind(mimetype: str, body: bytes) -> tuple[writes.PatchKind, Format]:
 
 
 def request_conditions(single: bool) -> writes.Conditions:
-    environ = request.environ
+    environ = current_request().environ
     return writes.Conditions.from_headers(
         environ.get("HTTP_IF_MATCH"), environ.get("HTTP_IF_NONE_MATCH"), single
     )
@@ -699,7 +700,7 @@ def respond(
 def check_idempotency_key() -> None:
     """Before a write's view: 400 for an invalid Idempotency-Key, or for none where the
     `require_idempotency` setting wants one."""
-    environ = request.environ
+    environ = current_request().environ
     key = idempotency.parse_key(environ.get("HTTP_IDEMPOTENCY_KEY"))
     environ[IDEMPOTENCY_KEY] = key
     if key is None and settings().require_idempotency:
@@ -713,7 +714,7 @@ def idempotent(render: Callable[[Any], Response]) -> idempotency.Request | None:
     for Store.write_once; None without the header. The fingerprint covers all a write's
     answer depends on: method (after an override), path, query, body, and the headers that
     change it."""
-    environ = request.environ
+    environ = current_request().environ
     if IDEMPOTENCY_KEY not in environ:
         check_idempotency_key()
     key: str | None = environ[IDEMPOTENCY_KEY]
@@ -764,13 +765,14 @@ def decode_entries(limits: Limits | None = None) -> list[Entry]:
     body = request_body()
     if not body.strip():
         return codec_json.entries_from([], limits)
-    codec = CODECS[negotiation.body_format(request.mimetype, body)]
+    codec = CODECS[negotiation.body_format(current_request().mimetype, body)]
     return codec.loads(body, limits, body_schema(codec))
 
 
 def request_body() -> bytes:
     """The request body, less a leading UTF-8 byte order mark (Windows tools write one, §2.2)."""
-    return request.get_data(cache=True, parse_form_data=False).removeprefix(codecs.BOM_UTF8)
+    body = current_request().get_data(cache=True, parse_form_data=False)
+    return body.removeprefix(codecs.BOM_UTF8)
 
 
 def body_schema(codec: Codec) -> Schema | None:
@@ -791,9 +793,10 @@ def request_key() -> str:
     werkzeug decodes the path with U+FFFD for bytes that aren't UTF-8; such a path names no key
     (InvalidKey), which only the raw bytes of PATH_INFO tell from a key that holds a real U+FFFD.
     """
-    path = request.path
+    current = current_request()
+    path = current.path
     if "\ufffd" in path:
-        check_utf8_path(request.environ.get("PATH_INFO", ""))
+        check_utf8_path(current.environ.get("PATH_INFO", ""))
     return path[len("/d") :] or "/"
 
 
@@ -811,8 +814,12 @@ def check_utf8_path(path_info: str) -> None:
 
 
 def current_request() -> Request:
-    """The request itself, not the `request` proxy, which finds it again at each attribute
-    read: a function that reads several takes it once (werkzeug's LocalProxy method)."""
+    """The request itself, not the `request` proxy (werkzeug's LocalProxy method).
+
+    Each attribute read through the proxy finds the request again, and on Python 3.11 it first
+    fails an ordinary lookup on the proxy, formatting an AttributeError message, before
+    werkzeug's __getattr__ answers: ~10k instructions a read, a sixth of a small write's own
+    work when the helpers below each read the proxy. So the hot ones read the request itself."""
     current: Request = request._get_current_object()  # type: ignore[attr-defined]
     return current
 
@@ -820,7 +827,8 @@ def current_request() -> Request:
 def header(name: str) -> str | None:
     """A request header's value, None when it is absent: what request.headers.get reads, without
     the KeyError werkzeug raises and catches for each absent one (most of a write's headers)."""
-    value: str | None = request.environ.get("HTTP_" + name.upper().replace("-", "_"))
+    environ = current_request().environ
+    value: str | None = environ.get("HTTP_" + name.upper().replace("-", "_"))
     return value
 
 
@@ -831,7 +839,9 @@ def override_header() -> str | None:
 
 def answer_codec() -> Codec:
     """The codec of the answer: `?x` or an XML Accept header picks Atom XML (API.md §1.2)."""
-    return CODECS[negotiation.answer_format(request.args, header("Accept") or "")]
+    current = current_request()
+    accept = current.environ.get("HTTP_ACCEPT") or ""
+    return CODECS[negotiation.answer_format(current.args, accept)]
 
 
 def feed_response(

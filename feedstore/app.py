@@ -120,7 +120,7 @@ def check_key_scheme(client: Any, settings: Settings) -> None:
 
 def refuse_an_unread_body() -> None:
     """Before any view: a body cut short, too large or too slow is never executed."""
-    error: FeedstoreError | None = request.environ.get(BODY_ERROR)
+    error: FeedstoreError | None = api.current_request().environ.get(BODY_ERROR)
     if error is not None:
         raise error
 
@@ -135,10 +135,10 @@ def drop_type_of_empty_answers(response: Response) -> Response:
 def note_for_the_access_log(response: Response) -> Response:
     """What only the app knows of a request, for its access-log line and metrics: the route
     it matched and who made it (the error code is noted where errors are rendered)."""
-    environ = request.environ
-    rule = request.url_rule
+    current = api.current_request()
+    environ, rule = current.environ, current.url_rule
     access_log.note(environ, access_log.ROUTE, rule.rule if rule is not None else None)
-    principal: Principal = g.get("principal", ANONYMOUS)
+    principal: Principal = g._get_current_object().get("principal", ANONYMOUS)
     access_log.note(environ, access_log.PRINCIPAL, principal.account)
     return response
 
