@@ -101,10 +101,12 @@ class FeedstoreFlask(Flask):
         self._sync_functions: dict[Callable[..., Any], Callable[..., Any]] = {}
 
     def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        if type(func) is not FunctionType:
+            return super().ensure_sync(func)
         sync = self._sync_functions.get(func)
         if sync is None:
             sync = super().ensure_sync(func)
-            if type(func) is FunctionType and len(self._sync_functions) < SYNC_FUNCTIONS_KEPT:
+            if len(self._sync_functions) < SYNC_FUNCTIONS_KEPT:
                 self._sync_functions[func] = sync
         return sync
 

@@ -52,3 +52,14 @@ def test_hooks_run_on_every_request() -> None:
     assert client.get("/").get_data() == b"ok"
     assert client.get("/").get_data() == b"ok"
     assert calls == ["before", "before"]
+
+
+def test_an_unhashable_callable_is_left_to_flask() -> None:
+    class Handler:
+        __hash__ = None  # type: ignore[assignment]
+
+        def __call__(self) -> str:
+            return "x"
+
+    handler = Handler()
+    assert FeedstoreFlask(__name__).ensure_sync(handler) is handler
