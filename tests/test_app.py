@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 
 import pytest
-from flask import Flask
+from flask import Flask, request
 
 from feedstore.app import FeedstoreFlask
 
@@ -63,3 +63,14 @@ def test_an_unhashable_callable_is_left_to_flask() -> None:
 
     handler = Handler()
     assert FeedstoreFlask(__name__).ensure_sync(handler) is handler
+
+
+def test_the_body_limit_is_the_settings_at_each_request() -> None:
+    app = FeedstoreFlask(__name__)
+    app.add_url_rule("/", "echo", lambda: request.get_data(), methods=["POST"])
+    client = app.test_client()
+    app.config["MAX_CONTENT_LENGTH"] = 10
+    assert client.post("/", data=b"x" * 10).get_data() == b"x" * 10
+    assert client.post("/", data=b"x" * 11).status_code == 413
+    app.config["MAX_CONTENT_LENGTH"] = None
+    assert client.post("/", data=b"x" * 11).status_code == 200
