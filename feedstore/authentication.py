@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis
-from flask import Flask, Response, g, request
+from flask import Flask, Request, Response, g, request
 
 from feedstore import codec_json, codec_xml, negotiation, options
 from feedstore.credentials import TOKEN_TAG, Clock, Credentials, DeferredToken, parse_token
@@ -105,7 +105,9 @@ def init_app(app: Flask, client: redis.Redis | redis.RedisCluster, settings: Set
 def get_authenticator() -> Authenticator:
     from flask import current_app
 
-    authenticator: Authenticator = current_app.extensions[EXTENSION]
+    # The app itself, not its proxy (api.current_request says why).
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    authenticator: Authenticator = app.extensions[EXTENSION]
     return authenticator
 
 
@@ -113,21 +115,25 @@ def current_principal() -> Principal:
     """Who the current request acts as: ANONYMOUS with auth off or without a credential. A
     write's token left to its transaction (deferred_token) is authenticated now, in a round
     trip of its own, for a view that needs the principal before it writes."""
-    principal: Principal | None = g.get("principal")
+    # The request's globals themselves, not their proxy (api.current_request says why).
+    found = g._get_current_object()
+    principal: Principal | None = found.get("principal")
     if principal is not None:
         return principal
-    token: DeferredToken | None = g.pop("deferred_token", None)
+    token: DeferredToken | None = found.pop("deferred_token", None)
     if token is None:
         return ANONYMOUS
-    principal = g.principal = token.credentials.principal_of_token(token.token)
+    principal = found.principal = token.credentials.principal_of_token(token.token)
     return principal
 
 
 def authenticate_request() -> Response | None:
     """Before any /d/ view: answer an account option, or authenticate (with auth on)."""
-    if request.blueprint != "api" or request.endpoint in PUBLIC_ENDPOINTS:
+    # The request itself, not its proxy (api.current_request says why).
+    current: Request = request._get_current_object()  # type: ignore[attr-defined]
+    if current.blueprint != "api" or current.endpoint in PUBLIC_ENDPOINTS:
         return None
-    args = request.args
+    args = current.args
     if args and any(name in args for name in ACCOUNT_VIEWS):
         return answer_account_option()
     authenticator = get_authenticator()
@@ -191,7 +197,7 @@ def write_token(authenticator: Authenticator) -> DeferredToken | None:
 
 def deferred_token() -> DeferredToken | None:
     """The token the current write's transaction must authenticate, if any."""
-    token: DeferredToken | None = g.get("deferred_token")
+    token: DeferredToken | None = g._get_current_object().get("deferred_token")
     return token
 
 
