@@ -241,10 +241,14 @@ class Transaction:
                 _check(w, state, missing_parents, subtrees.get(w.key, _NO_KEYS))
                 if w.action not in _REMOVALS:
                     base = self._merge_base(w, state)
-                    documents[w.key] = self._new_document(w, state, schema, now, base)
+                    documents[w.key] = document = self._new_document(w, state, schema, now, base)
                     if base is not None:
                         merged[w.key] = int(w.revision or 0)
-                    changed = _acl_changed(w.key, state, documents[w.key])
+                    raw = state.raw
+                    # No contributor sent nor stored (the usual entry): no ACL before or after.
+                    changed = (
+                        "contributor" in document or (raw is not None and b":acl:" in raw)
+                    ) and _acl_changed(w.key, state, document)
                     if changed and self.caller is not None and not self._may(w.key, "A"):
                         denied.append(self.caller.denial(w.key, "A"))
             except FeedstoreError as error:
@@ -858,6 +862,16 @@ def reject_duplicates(writes: Sequence[Write]) -> None:
 
 def _check(w: Write, state: _State, missing_parents: set[str], subtree: Sequence[str]) -> None:
     """Raise the error one write meets against the stored state, if any (API.md §3, §5)."""
+    if (
+        w.revision
+        and w.revision == state.revision
+        and w.action is Action.PUT
+        and w.claimed_id is None
+        and w.if_match is None
+        and not w.if_none_match
+        and state.exists
+    ):
+        return  # the usual PUT of an entry at the revision it read: every rule below passes
     if w.claimed_id is not None and w.claimed_id.key != w.key:
         raise InvalidId(
             f"{w.claimed_id} does not match the self link {w.key}.", key=w.key, field="id"
