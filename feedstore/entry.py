@@ -145,6 +145,10 @@ class EntryId(NamedTuple):
         return f"{text}?_delete" if self.delete else text
 
 
+# EntryId(key, revision) without the named tuple's __new__, written in Python.
+_new_id = tuple.__new__
+
+
 @dataclass
 class Entry:
     """One entry of a request: its target key, the id it was sent with, and its fields.
@@ -221,13 +225,14 @@ def entry_from_document(
     """
     if not isinstance(document, dict):
         raise InvalidField(f"Entry {index} is not an object.", field=f"entry[{index}]")
-    key = _sent_self_link(document)
-    if key is not None:
-        validate_key(key)
-    sent_id = document.get("id")
-    entry_id = None
-    if sent_id is not None:
-        entry_id = _same_key_id(sent_id, key) or EntryId.parse(sent_id)
+    key, entry_id = _usual_key_and_id(document)
+    if key is None:  # any other shape: the self link and the id read one by one
+        key = _sent_self_link(document)
+        if key is not None:
+            validate_key(key)
+        sent_id = document.get("id")
+        if sent_id is not None:
+            entry_id = _same_key_id(sent_id, key) or EntryId.parse(sent_id)
     if entry_id is not None and not entry_id.key:
         if key is None:
             raise InvalidId("?_delete needs the entry's self link.", field="id")
@@ -288,6 +293,27 @@ def checked_key_and_id(
                 return key, entry_id
     entry = entry_from_document(document, index, limits, plain=plain)
     return entry.key, entry.id
+
+
+def _usual_key_and_id(document: dict[str, Any]) -> tuple[str | None, EntryId | None]:
+    """The key and id of the usual entry, its self link alone and the id `<that key>,<revision>`,
+    read in one go (the key is checked); (None, None) for any other shape. What
+    _sent_self_link and _same_key_id find for it, with fewer steps: every entry of a feed asks."""
+    links, text = document.get("link"), document.get("id")
+    if type(links) is list and len(links) == 1 and type(text) is str:
+        link = links[0]
+        if type(link) is dict and link.get("___rel") == "self":
+            key = link.get("___href")
+            # A valid key has no comma, so the id's last one ends its key.
+            head, _, revision = text.rpartition(",")
+            if (
+                head == key
+                and 0 < len(revision) <= REVISION_DIGITS
+                and revision.isascii()
+                and revision.isdigit()
+            ):
+                return validate_key(key), _new_id(EntryId, (key, int(revision), False))
+    return None, None
 
 
 def _same_key_id(text: object, key: str | None) -> EntryId | None:

@@ -10,6 +10,7 @@ from feedstore.entry import (
     _KEY,
     ROOT,
     EntryId,
+    _usual_key_and_id,
     check_key_rules,
     document_fields,
     entry_from_document,
@@ -178,6 +179,44 @@ def test_the_one_match_of_validate_key_is_its_rules(key: str) -> None:
     except InvalidKey:
         keeps = False
     assert bool(_KEY.fullmatch(key)) is keeps
+
+
+def _key_and_id_one_by_one(document: dict[str, Any]) -> tuple[str | None, EntryId | None]:
+    """entry_from_document's general reading of the self link and the id."""
+    entry = entry_from_document({"link": document["link"]}, 0, Limits())
+    return entry.key, EntryId.parse(document["id"]) if "id" in document else None
+
+
+@given(
+    st.sampled_from(["/a/1", "/a/b,c", "/a/..", "a", "/a/1 ", "/", "", 5]),
+    st.sampled_from(["/a/1", "/a/b,c", "/a/..", "a", "/a", "/a/1 ", "/"]),
+    st.sampled_from([",2", ",0", ",", ",1" * 2, ",١", ",12345678901234567890", ",2?_delete", ""]),
+    st.sampled_from(["self", "alternate"]),
+)
+def test_the_usual_key_and_id_are_what_the_general_path_reads(
+    href: object, key: str, revision: str, rel: str
+) -> None:
+    # The fast path reads the usual entry, the self link alone and `<key>,<revision>`; for
+    # every other shape it answers (None, None) and the general path reads it.
+    document = {"id": key + revision, "link": [{"___href": href, "___rel": rel}], "title": "t"}
+    try:
+        expected: object = _key_and_id_one_by_one(document)
+    except (InvalidKey, InvalidId, InvalidField) as e:
+        expected = type(e), e.message
+    try:
+        usual: object = _usual_key_and_id(document)
+    except (InvalidKey, InvalidId, InvalidField) as e:
+        usual = type(e), e.message
+    assert usual in ((None, None), expected)
+    if href == key == "/a/1" and revision == ",2" and rel == "self":
+        assert usual == expected == ("/a/1", EntryId("/a/1", 2))  # the usual entry, fast
+    try:
+        entry = entry_from_document(document, 0, Limits())
+        got: object = (entry.key, entry.id)
+    except (InvalidKey, InvalidId, InvalidField) as e:
+        got = type(e), e.message
+    if usual != (None, None):
+        assert got == usual
 
 
 link_items = st.fixed_dictionaries(
