@@ -6,8 +6,7 @@ to one partition on Redis Cluster (a transaction can't leave one slot), and is a
 entries. After each batch's EXEC the offset it ended at goes to `FILE.import-state` (fsynced).
 The batch's key names the file's hash and the batch's offset, and its record is stored in the
 batch's own MULTI: an import resumed after a crash between the EXEC and the state's write finds
-the batch written (replayed) and skips it, so no batch is applied twice. A thread of its own
-writes the batches, one at a time and in order, while the next batch's lines are read and checked.
+the batch written (replayed) and skips it, so no batch is applied twice.
 
 The problems of one line are reported as `line 812: /11/4: Unknown field: favorite.color`.
 """
@@ -17,8 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -168,8 +166,6 @@ class Importer:
         self.run_id = os.urandom(8).hex()
         self.records: list[str] = []  # the batches' idempotency records, dropped at the end
         self.batch = options.batch  # or the batch size of the import resumed
-        self._writer: ThreadPoolExecutor | None = None  # writes the batches, in order, during run
-        self._in_flight: Future[None] | None = None  # the batch it is writing
 
     def run(self, source: Source, state_path: Path | None) -> Report:
         """Import `source`, recording progress in `state_path` (not in a dry run)."""
@@ -183,24 +179,9 @@ class Importer:
         if options.dry_run:
             return self._dry_run(source)
         schema = self._schema(source)
-        self.resuming = options.resume and start > 0
-        with ThreadPoolExecutor(1, thread_name_prefix="feedstore-import") as writer:
-            self._writer = writer
-            try:
-                self._import(source, state_path, source.records(start, line, self.limits, schema))
-            except BaseException:
-                self._drain()  # the batch in flight: written and its state saved, or its failure
-                raise
-            finally:
-                self._writer = None
-        self._forget_records()
-        self.progress(source.size)
-        return self.result
-
-    def _import(self, source: Source, state_path: Path | None, records: Iterator[Record]) -> None:
-        batch = self.batch
         pending: list[tuple[Record, Write]] = []
-        for record in records:
+        self.resuming = options.resume and start > 0
+        for record in source.records(start, line, self.limits, schema):
             what = kind_of(record.item) if record.problem is None else "unknown"
             if source.kind != "jsonl":
                 what = "entry"
@@ -209,11 +190,9 @@ class Importer:
                 try:
                     write = self._write_of(record)
                 except FeedstoreError as e:
-                    self._drain()  # the batches before it come first, in the rejects too
                     if self._reject([Problem(record, e.key, e.message)]):
                         self._flush(pending, source, state_path)
                         pending = []
-                        self._drain()
                         self._save(state_path, source, record.end, record.line + 1, batch)
                     continue
                 if pending and self._ends_batch(pending, write, batch):
@@ -223,12 +202,13 @@ class Importer:
                 continue
             self._flush(pending, source, state_path)
             pending = []
-            self._drain()
             self.catching_up = self.catching_up or what == "catch-up"
             self._other(record, what)
             self._save(state_path, source, record.end, record.line + 1, batch)
         self._flush(pending, source, state_path)
-        self._drain()
+        self._forget_records()
+        self.progress(source.size)
+        return self.result
 
     # -- batches
 
@@ -247,29 +227,10 @@ class Importer:
     def _flush(
         self, pending: list[tuple[Record, Write]], source: Source, state_path: Path | None
     ) -> None:
-        """Hand a batch to the writer thread once the batch before it is written (one batch in
-        flight): while Redis runs a batch's transaction, the next batch's lines are read and
-        checked."""
-        if not pending:
-            return
-        self._drain()
-        if self._writer is None:
-            self._write_batch(pending, source, state_path)
-        else:
-            self._in_flight = self._writer.submit(self._write_batch, pending, source, state_path)
-
-    def _drain(self) -> None:
-        """Wait for the batch in flight to be written and its state saved; its failure is
-        raised here."""
-        future, self._in_flight = self._in_flight, None
-        if future is not None:
-            future.result()
-
-    def _write_batch(
-        self, pending: list[tuple[Record, Write]], source: Source, state_path: Path | None
-    ) -> None:
         """Write a batch once: its Idempotency-Key names the file and the batch's offset, so a
         batch written before a crash (its state not saved) is found written, not written again."""
+        if not pending:
+            return
         first, last = pending[0][0], pending[-1][0]
         key = f"feedstore-import:{source.sha256}:{self.run_id}:{first.start}"
         request = idempotency.Request(key, source.sha256, ttl=RECORD_SECONDS)
