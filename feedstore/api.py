@@ -214,7 +214,9 @@ def created(written: Sequence[Written]) -> Response:
 @bp.put("/d/", defaults={"path": ""}, strict_slashes=False)
 @bp.put("/d/<entry_path:path>")
 def update(path: str) -> Response:
-    args = current_request().args
+    # The request read once and handed down (current_request says why).
+    current = current_request()
+    args = current.args
     if "_revert" in args:
         # A write of its own: no other option applies to it (the fuzzer found a counter option
         # taking over and the revision going unread).
@@ -227,9 +229,11 @@ def update(path: str) -> Response:
         return counter(validate_key(request_key()), counter_option)
     mode, config = bulk.mode(args), settings()
     limits = config.limits if mode is None else config.bulk_limits
-    entries = writes.target_entries(decode_entries(limits), validate_key(request_key()))
+    entries = writes.target_entries(
+        decode_entries(limits, current), validate_key(request_key(current))
+    )
     # If-Match and If-None-Match name one entry: a bulk is refused them, as a multi-entry PUT.
-    conditions = request_conditions(single=len(entries) == 1 and mode is None)
+    conditions = request_conditions(single=len(entries) == 1 and mode is None, current=current)
     adding, removing = "_addalias" in args, "_removealias" in args
     if adding and removing:
         raise InvalidOption("_addalias and _removealias can't be combined.")
@@ -648,8 +652,8 @@ def patch_kind(mimetype: str, body: bytes) -> tuple[writes.PatchKind, Format]:
     )
 
 
-def request_conditions(single: bool) -> writes.Conditions:
-    environ = current_request().environ
+def request_conditions(single: bool, current: Request | None = None) -> writes.Conditions:
+    environ = (current or current_request()).environ
     return writes.Conditions.from_headers(
         environ.get("HTTP_IF_MATCH"), environ.get("HTTP_IF_NONE_MATCH"), single
     )
@@ -759,19 +763,21 @@ def write_as_caller(writes: Sequence[Write], store: Store | None = None) -> list
         authentication.settle_write(token)
 
 
-def decode_entries(limits: Limits | None = None) -> list[Entry]:
-    """The entries of a POST or PUT body, in whichever format it is (API.md §1.1)."""
+def decode_entries(limits: Limits | None = None, current: Request | None = None) -> list[Entry]:
+    """The entries of a POST or PUT body (of `current`, the request unless given), in whichever
+    format it is (API.md §1.1)."""
     limits = limits or settings().limits
-    body = request_body()
+    current = current or current_request()
+    body = request_body(current)
     if not body.strip():
         return codec_json.entries_from([], limits)
-    codec = CODECS[negotiation.body_format(current_request().mimetype, body)]
+    codec = CODECS[negotiation.body_format(current.mimetype, body)]
     return codec.loads(body, limits, body_schema(codec))
 
 
-def request_body() -> bytes:
+def request_body(current: Request | None = None) -> bytes:
     """The request body, less a leading UTF-8 byte order mark (Windows tools write one, §2.2)."""
-    body = current_request().get_data(cache=True, parse_form_data=False)
+    body = (current or current_request()).get_data(cache=True, parse_form_data=False)
     return body.removeprefix(codecs.BOM_UTF8)
 
 
@@ -787,13 +793,14 @@ def without_meta(document: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in document.items() if name not in META_FIELDS}
 
 
-def request_key() -> str:
-    """The key a /d/ URL names: the path after /d, percent-decoded, `/` for /d/.
+def request_key(current: Request | None = None) -> str:
+    """The key a /d/ URL (of `current`, the request unless given) names: the path after /d,
+    percent-decoded, `/` for /d/.
 
     werkzeug decodes the path with U+FFFD for bytes that aren't UTF-8; such a path names no key
     (InvalidKey), which only the raw bytes of PATH_INFO tell from a key that holds a real U+FFFD.
     """
-    current = current_request()
+    current = current or current_request()
     path = current.path
     if "\ufffd" in path:
         check_utf8_path(current.environ.get("PATH_INFO", ""))

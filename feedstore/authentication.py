@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis
-from flask import Flask, Request, Response, g, request
+from flask import Flask, Request, Response, current_app, g, request
 
 from feedstore import codec_json, codec_xml, negotiation, options
 from feedstore.credentials import TOKEN_TAG, Clock, Credentials, DeferredToken, parse_token
@@ -103,8 +103,6 @@ def init_app(app: Flask, client: redis.Redis | redis.RedisCluster, settings: Set
 
 
 def get_authenticator() -> Authenticator:
-    from flask import current_app
-
     # The app itself, not its proxy (api.current_request says why).
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     authenticator: Authenticator = app.extensions[EXTENSION]
@@ -131,12 +129,13 @@ def authenticate_request() -> Response | None:
     """Before any /d/ view: answer an account option, or authenticate (with auth on)."""
     # The request itself, not its proxy (api.current_request says why).
     current: Request = request._get_current_object()  # type: ignore[attr-defined]
+    args, authenticator = current.args, get_authenticator()
+    if not args and not authenticator.on:
+        return None  # no account option to answer, no one to authenticate (most requests)
     if current.blueprint != "api" or current.endpoint in PUBLIC_ENDPOINTS:
         return None
-    args = current.args
     if args and any(name in args for name in ACCOUNT_VIEWS):
         return answer_account_option()
-    authenticator = get_authenticator()
     if authenticator.on:
         token = entry_read_token(authenticator)
         if token is not None:
