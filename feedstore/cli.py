@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import gc
 import importlib
 import ipaddress
 import json
@@ -36,6 +35,7 @@ from feedstore.cli_store import (
     redis_url_of,
     without_password,
 )
+from feedstore.collector import settle_garbage_collector
 from feedstore.embedded import (
     FSYNC_POLICIES,
     EmbeddedRedis,
@@ -681,28 +681,6 @@ class _WorkerAppLoader:
         module, _, function = self.app.partition(":")
         factory: Callable[[], WsgiApp] = getattr(importlib.import_module(module), function)
         return factory()
-
-
-# Container objects allocated, less those freed, between two collections of the youngest
-# generation (Python's default is 700).
-GC_THRESHOLD = 100_000
-
-
-def settle_garbage_collector() -> None:
-    """Tune the cyclic garbage collector of a worker whose app is built; serve's choice, not
-    the app's (tests build many apps, and a WSGI server may have its own policy).
-
-    The app, its modules and their objects (~55,000) live as long as the worker: gc.freeze
-    moves them out of the collector's generations, so a full collection no longer walks them.
-    A request holds its objects until it answers (a 10,000-entry bulk PUT some 150,000), and
-    with the default threshold the collector ran ~4,000 times in such a request, walking the
-    same live objects again and again: ~230 ms of a bulk's ~1 s of CPU, measured with
-    gc.callbacks, ~15 ms at this threshold. Objects freed by reference counting leave the
-    collector's lists at once, so its collections stay as small as what is still alive.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def is_loopback(host: str) -> bool:

@@ -20,6 +20,7 @@ from typing import BinaryIO, cast
 
 from tqdm import tqdm
 
+from feedstore import collector
 from feedstore.cli_store import (
     CliError,
     add_store_options,
@@ -154,11 +155,12 @@ def run_export(args: argparse.Namespace) -> int:
                         out.seek(keep)
                         bar.update(resumed.entries)
                     extra = partial(account_lines.lines, client) if args.users else None
-                    done = export_jsonl(
-                        exporter, root, out, resumed=resumed,
-                        progress=_advancing(bar), extra=extra,
-                        streams=streams if streams_on else None,
-                    )  # fmt: skip
+                    with collector.settled():
+                        done = export_jsonl(
+                            exporter, root, out, resumed=resumed,
+                            progress=_advancing(bar), extra=extra,
+                            streams=streams if streams_on else None,
+                        )  # fmt: skip
                     count = done.entries
                     at = f", at seq {done.seq}" if done.seq else ", fuzzy (no change feed)"
         except FeedstoreError as e:  # the change feed dropped what the catch-up needed
@@ -218,7 +220,8 @@ def run_import(args: argparse.Namespace) -> int:
                 report=lambda line: bar.write(line, file=sys.stderr),
             )  # fmt: skip
             try:
-                report = importer.run(source, state_path)
+                with collector.settled():
+                    report = importer.run(source, state_path)
                 if settings.auth_on and not args.dry_run:
                     from feedstore import acl_reindex
 

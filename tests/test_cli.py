@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from feedstore import cli
+from feedstore import cli, collector
 from feedstore.cli import build_parser, main
 from feedstore.embedded import AOF_FILE, EmbeddedRedis
 from tests.redis_cluster import RedisCluster
@@ -42,7 +42,7 @@ def test_a_worker_freezes_its_app_for_the_collector_and_collects_less_often(
     loader = cli._WorkerAppLoader(os.getpid(), None, threads=1, app="feedstore.app:create_app")
     monkeypatch.setattr(loader, "create_app", lambda: lambda environ, start: [])
     loader.gateway()
-    assert called == ["collect", "freeze", (cli.GC_THRESHOLD, 10, 10)]
+    assert called == ["collect", "freeze", (collector.GC_THRESHOLD, 10, 10)]
 
 
 def test_serve_refuses_zero_workers(capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,7 +7,7 @@ throwaway redis-server on a unix socket, the app, its seeded entries, the reques
 `WARMUP` requests sent). The difference of the two totals, over the requests, is what one
 request costs the app, its framework and redis-py, through Flask's test client, its response
 closed (so feedstore's access line and metrics are counted, as `serve` writes them), the
-garbage collector tuned as `serve` tunes it (cli.settle_garbage_collector). Redis
+garbage collector tuned as `serve` tunes it (collector.py). Redis
 itself runs in another process and is not counted. PYTHONHASHSEED is fixed; a many-entry
 request's count repeats to within ~1%, a single PUT's moves by up to ~100k between runs (a
 one-off initialization falls into one run or the other), so count 20 of those (`-n 20`).
@@ -165,9 +165,9 @@ def run(
     collector as `serve` does in each worker, once the app is built (process-wide)."""
     client = _app(scenario, redis_client, config or {}).test_client()
     if settle:
-        from feedstore import cli
+        from feedstore import collector
 
-        cli.settle_garbage_collector()
+        collector.settle_garbage_collector()
     request = _requests(scenario, client, WARMUP + requests)
     for i in range(WARMUP):
         request(i)
