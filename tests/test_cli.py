@@ -6,6 +6,8 @@ import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -313,3 +315,16 @@ def test_serve_refuses_a_bad_history_setting(tmp_path: Path) -> None:
     assert result.stderr == (
         "feedstore: FEEDSTORE_HISTORY must be prefixes with counts, as /notes=50: notes\n"
     )
+
+
+def test_a_store_command_loads_no_http_layer() -> None:
+    """`import feedstore.cli` (every command's start) leaves Flask and the app unloaded: a
+    command that never serves doesn't pay their import (~0.15 s)."""
+    probe = (
+        "import sys, feedstore.cli, feedstore.port_cli;"
+        "print(sorted(m for m in ('flask', 'feedstore.app', 'feedstore.api') if m in sys.modules))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert found.stdout.strip() == "[]"
