@@ -127,6 +127,7 @@ def _client_id(pipe: Any) -> int:
         ("MSET", *(x for n in range(50) for x in (f"/k/{n}", b""))),
         ("MSET", *(x for n in range(40) for x in (f"/r/{n}", n - 20, f"/d/{n}", b"d" * 900))),
         ("ZADD", "/c", *(x for n in range(40) for x in (0, f"/c/{n}"))),
+        ("MSET", "/d/0", b"d" * 5000, *(x for n in range(20) for x in (f"/d/{n}", b"e" * 4095))),
     ],
 )
 def test_large_commands_are_packed_exactly_as_hiredis_packs_them(args: tuple[Any, ...]) -> None:
@@ -138,10 +139,13 @@ def test_large_commands_are_packed_exactly_as_hiredis_packs_them(args: tuple[Any
 def test_a_large_command_with_other_arguments_is_packed_by_hiredis() -> None:
     assert commit_module.pack_command is not None
     for value in (memoryview(b"v" * 1000), 1.5):
-        args = ("MSET", *(x for n in range(40) for x in (f"/k/{n}", value)))
-        with pytest.raises(TypeError):
-            commit_module._joined(args)
-        assert commit_module._pack(args) == commit_module.pack_command(args)
+        for args in (
+            ("MSET", *(x for n in range(40) for x in (f"/k/{n}", value))),
+            ("MSET", "/k", b"d" * 1000, *(x for n in range(40) for x in (f"/k/{n}", value))),
+        ):
+            with pytest.raises(TypeError):
+                commit_module._joined(args)
+            assert commit_module._pack(args) == commit_module.pack_command(args)
 
 
 def test_a_large_transaction_commits_every_argument(real_redis: redis.Redis) -> None:
