@@ -5,8 +5,9 @@ packer looks at every argument again, every reply goes through its callbacks and
 hooks, and it retries a connection lost while watching as a WatchError, so the caller would run
 a transaction again that may have committed. A write needs none of the replies, only whether
 EXEC ran (WatchError when a watched key changed) and the first error. `commit` packs MULTI, the
-queued commands and EXEC with hiredis into one packet, reads the replies as they come, and
-leaves every other pipeline (a Redis Cluster pipeline, a test double's) to redis-py.
+queued commands and EXEC into one packet (by hiredis, or by one join for an MSET of documents),
+reads the replies as they come, and leaves every other pipeline (a Redis Cluster pipeline, a
+test double's) to redis-py.
 
 A write queues one command per kind of change (MSET, ZADD, the change feed's XADD, an
 idempotency record's SET...), so this is most of what a small write's commit costs in Python.
@@ -81,19 +82,19 @@ def _packed(pipe: Pipeline) -> bytes | None:
             return None
         commands.append(args)
     commands.append(("EXEC",))
-    return _hiredis_packet(commands)
+    return _packet(commands)
 
 
 def packed(conn: AbstractConnection, commands: Sequence[Sequence[Any]]) -> list[bytes]:
-    """`commands` in one packet for conn.send_packed_command: hiredis's packer when it takes
-    every argument, else redis-py's."""
-    packet = _hiredis_packet(commands)
+    """`commands` in one packet for conn.send_packed_command (see _packet), else redis-py's
+    packing when hiredis can't take an argument."""
+    packet = _packet(commands)
     return [packet] if packet is not None else conn.pack_commands(commands)
 
 
-def _hiredis_packet(commands: Sequence[Sequence[Any]]) -> bytes | None:
-    """`commands` packed into one packet, by hiredis or, for a large command, by `_joined`;
-    None without hiredis or for an argument hiredis can't pack."""
+def _packet(commands: Sequence[Sequence[Any]]) -> bytes | None:
+    """`commands` packed into one packet, by hiredis or, for a command of documents, by
+    `_joined`; None without hiredis or for an argument hiredis can't pack."""
     if pack_command is None:
         return None
     try:
@@ -111,7 +112,7 @@ def _hiredis_packet(commands: Sequence[Sequence[Any]]) -> bytes | None:
 _JOIN_FROM_ARGUMENTS = 32
 _DOCUMENT_BYTES = 256
 # `$<length>` for the usual lengths, made once.
-_LENGTHS = [b"$%d" % length for length in range(4096)]
+_LENGTHS = tuple(b"$%d" % length for length in range(4096))
 
 
 def _pack(args: tuple[Any, ...]) -> bytes:
@@ -136,7 +137,7 @@ def _joined(args: tuple[Any, ...]) -> bytes:
     argument for each, every part ended by CRLF. TypeError for an argument of another type."""
     parts = [b"*%d" % len(args)]
     append = parts.append
-    lengths = _LENGTHS
+    lengths, known = _LENGTHS, len(_LENGTHS)
     for arg in args:
         kind = type(arg)
         if kind is str:
@@ -146,7 +147,7 @@ def _joined(args: tuple[Any, ...]) -> bytes:
         elif kind is not bytes:
             raise TypeError(f"not packed by a join: {kind.__name__}")
         length = len(arg)
-        append(lengths[length] if length < 4096 else b"$%d" % length)
+        append(lengths[length] if length < known else b"$%d" % length)
         append(arg)
     append(b"")
     return b"\r\n".join(parts)

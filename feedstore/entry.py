@@ -306,12 +306,7 @@ def _usual_key_and_id(document: dict[str, Any]) -> tuple[str | None, EntryId | N
             key = link.get("___href")
             # A valid key has no comma, so the id's last one ends its key.
             head, _, revision = text.rpartition(",")
-            if (
-                head == key
-                and 0 < len(revision) <= REVISION_DIGITS
-                and revision.isascii()
-                and revision.isdigit()
-            ):
+            if head == key and is_revision(revision):
                 return validate_key(key), _new_id(EntryId, (key, int(revision), False))
     return None, None
 

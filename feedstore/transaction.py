@@ -244,11 +244,7 @@ class Transaction:
                     documents[w.key] = document = self._new_document(w, state, schema, now, base)
                     if base is not None:
                         merged[w.key] = int(w.revision or 0)
-                    raw = state.raw
-                    # No contributor sent nor stored (the usual entry): no ACL before or after.
-                    changed = (
-                        "contributor" in document or (raw is not None and b":acl:" in raw)
-                    ) and _acl_changed(w.key, state, document)
+                    changed = _acl_changed(w.key, state, document)
                     if changed and self.caller is not None and not self._may(w.key, "A"):
                         denied.append(self.caller.denial(w.key, "A"))
             except FeedstoreError as error:
@@ -809,9 +805,12 @@ def _remove_acls(pipe: Pipeline, scheme: KeyScheme, keys: Sequence[str], top: st
 def _acl_changed(key: str, state: _State, document: Mapping[str, Any]) -> bool:
     """Whether a write changes the set of ACL URNs of an existing entry; an invalid ACL URN in
     the new document is InvalidAcl either way."""
+    raw = state.raw
+    if "contributor" not in document and (raw is None or b":acl:" not in raw):
+        return False  # the usual write: no ACL sent (ACLs are contributors) nor stored
     new = acl.of_document(document, key)
-    if not state.exists or (new is None and b":acl:" not in state.raw):  # type: ignore[operator]
-        return False  # the usual write: no ACL before or after, the stored one not decoded
+    if not state.exists or (new is None and b":acl:" not in raw):  # type: ignore[operator]
+        return False  # no ACL before or after, the stored one not decoded
     old = acl.of_document(state.document)
     return set(new or ()) != set(old or ())
 
