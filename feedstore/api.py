@@ -38,6 +38,7 @@ from feedstore import query as query_module
 from feedstore.access import Access
 from feedstore.authentication import current_principal
 from feedstore.change_hub import ChangeHub
+from feedstore.context import current_flask, current_request
 from feedstore.credentials import token_record
 from feedstore.entry import Entry, validate_key
 from feedstore.errors import (
@@ -125,8 +126,7 @@ class Feedstore:
 
 
 def get_feedstore() -> Feedstore:
-    app = current_app._get_current_object()  # type: ignore[attr-defined]  # see current_request
-    feedstore: Feedstore = app.extensions["feedstore"]
+    feedstore: Feedstore = current_flask().extensions["feedstore"]
     return feedstore
 
 
@@ -214,7 +214,7 @@ def created(written: Sequence[Written]) -> Response:
 @bp.put("/d/", defaults={"path": ""}, strict_slashes=False)
 @bp.put("/d/<entry_path:path>")
 def update(path: str) -> Response:
-    # The request read once and handed down (current_request says why).
+    # The request read once and handed down (context.py says why).
     current = current_request()
     args = current.args
     if "_revert" in args:
@@ -818,17 +818,6 @@ def check_utf8_path(path_info: str) -> None:
         shown = re.sub("[\udc80-\udcff]", lambda byte: f"%{ord(byte[0]) - 0xDC00:02X}", text)
         key = shown[len("/d") :]
         raise InvalidKey(f"Key must be valid UTF-8. {key}", key=key)
-
-
-def current_request() -> Request:
-    """The request itself, not the `request` proxy (werkzeug's LocalProxy method).
-
-    Each attribute read through the proxy finds the request again, and on Python 3.11 it first
-    fails an ordinary lookup on the proxy, formatting an AttributeError message, before
-    werkzeug's __getattr__ answers: ~10k instructions a read, a sixth of a small write's own
-    work when the helpers below each read the proxy. So the hot ones read the request itself."""
-    current: Request = request._get_current_object()  # type: ignore[attr-defined]
-    return current
 
 
 def header(name: str) -> str | None:

@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from feedstore import access_log, api, authentication, connection, migration, negotiation, page
 from feedstore.change_hub import ChangeHub
+from feedstore.context import current_request, request_globals
 from feedstore.errors import (
     AccessDenied,
     FeedstoreError,
@@ -114,7 +115,7 @@ class FeedstoreFlask(Flask):
     def request_context(self, environ: dict[str, Any]) -> RequestContext:
         """Flask's, with the request's body limit set from MAX_CONTENT_LENGTH at once: Flask's
         Request reads that setting from current_app at each use otherwise, twice per body read,
-        and each read through that proxy costs ~10k instructions (api.current_request)."""
+        and each read through that proxy costs ~10k instructions (context.py)."""
         context = super().request_context(environ)
         context.request.max_content_length = self.config["MAX_CONTENT_LENGTH"]
         return context
@@ -131,7 +132,7 @@ def check_key_scheme(client: Any, settings: Settings) -> None:
 
 def refuse_an_unread_body() -> None:
     """Before any view: a body cut short, too large or too slow is never executed."""
-    error: FeedstoreError | None = api.current_request().environ.get(BODY_ERROR)
+    error: FeedstoreError | None = current_request().environ.get(BODY_ERROR)
     if error is not None:
         raise error
 
@@ -146,10 +147,10 @@ def drop_type_of_empty_answers(response: Response) -> Response:
 def note_for_the_access_log(response: Response) -> Response:
     """What only the app knows of a request, for its access-log line and metrics: the route
     it matched and who made it (the error code is noted where errors are rendered)."""
-    current = api.current_request()
+    current = current_request()
     environ, rule = current.environ, current.url_rule
     access_log.note(environ, access_log.ROUTE, rule.rule if rule is not None else None)
-    principal: Principal = g._get_current_object().get("principal", ANONYMOUS)
+    principal: Principal = request_globals().get("principal", ANONYMOUS)
     access_log.note(environ, access_log.PRINCIPAL, principal.account)
     return response
 

@@ -20,9 +20,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis
-from flask import Flask, Request, Response, current_app, g, request
+from flask import Flask, Response, g, request
 
 from feedstore import codec_json, codec_xml, negotiation, options
+from feedstore.context import current_flask, current_request, request_globals
 from feedstore.credentials import TOKEN_TAG, Clock, Credentials, DeferredToken, parse_token
 from feedstore.errors import CrossOrigin, FeedstoreError, InvalidOption, Unauthorized
 from feedstore.principal import ANONYMOUS, Principal
@@ -103,9 +104,7 @@ def init_app(app: Flask, client: redis.Redis | redis.RedisCluster, settings: Set
 
 
 def get_authenticator() -> Authenticator:
-    # The app itself, not its proxy (api.current_request says why).
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    authenticator: Authenticator = app.extensions[EXTENSION]
+    authenticator: Authenticator = current_flask().extensions[EXTENSION]
     return authenticator
 
 
@@ -113,8 +112,7 @@ def current_principal() -> Principal:
     """Who the current request acts as: ANONYMOUS with auth off or without a credential. A
     write's token left to its transaction (deferred_token) is authenticated now, in a round
     trip of its own, for a view that needs the principal before it writes."""
-    # The request's globals themselves, not their proxy (api.current_request says why).
-    found = g._get_current_object()
+    found = request_globals()
     principal: Principal | None = found.get("principal")
     if principal is not None:
         return principal
@@ -127,8 +125,7 @@ def current_principal() -> Principal:
 
 def authenticate_request() -> Response | None:
     """Before any /d/ view: answer an account option, or authenticate (with auth on)."""
-    # The request itself, not its proxy (api.current_request says why).
-    current: Request = request._get_current_object()  # type: ignore[attr-defined]
+    current = current_request()
     args, authenticator = current.args, get_authenticator()
     if not args and not authenticator.on:
         return None  # no account option to answer, no one to authenticate (most requests)
@@ -196,7 +193,7 @@ def write_token(authenticator: Authenticator) -> DeferredToken | None:
 
 def deferred_token() -> DeferredToken | None:
     """The token the current write's transaction must authenticate, if any."""
-    token: DeferredToken | None = g._get_current_object().get("deferred_token")
+    token: DeferredToken | None = request_globals().get("deferred_token")
     return token
 
 
