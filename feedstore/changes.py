@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,25 +107,38 @@ def queue(
     """Queue one XADD per `(key, revision, operation)` on its partition's stream, and on the
     whole store's stream when `whole_store` (a single Redis); more than one event, in one
     script (the same XADDs, in the same order)."""
+    whole = WHOLE_STORE_STREAM if whole_store else None
+    queue_events(pipe, keys.change_stream_key, whole, principal, events)
+
+
+def queue_events(
+    pipe: Any,
+    stream_of: Callable[[str], str],
+    whole: str | None,
+    principal: str,
+    events: Iterable[tuple[str, int, str]],
+) -> None:
+    """queue's commands, the streams named by `stream_of` (a key's) and `whole` (None: no
+    copy); the bench's baseline issues them on streams of its own."""
     events = list(events)
     if len(events) == 1:
         [(key, revision, operation)] = events
         fields = ("k", key, "r", revision, "o", operation, "p", principal)
-        pipe.execute_command("XADD", keys.change_stream_key(key), "*", *fields)
-        if whole_store:
-            pipe.execute_command("XADD", WHOLE_STORE_STREAM, "*", *fields)
+        pipe.execute_command("XADD", stream_of(key), "*", *fields)
+        if whole is not None:
+            pipe.execute_command("XADD", whole, "*", *fields)
         return
     if not events:
         return
     streams: dict[str, int] = {}  # each stream's number in KEYS, from 1 as Lua counts
-    arguments: list[Any] = [principal, "1" if whole_store else "0"]
+    arguments: list[Any] = [principal, "0" if whole is None else "1"]
     for key, revision, operation in events:
-        stream = keys.change_stream_key(key)
+        stream = stream_of(key)
         number = streams.get(stream)
         if number is None:
             number = streams[stream] = len(streams) + 1
         arguments += (number, key, revision, operation)
-    names = [*streams, WHOLE_STORE_STREAM] if whole_store else list(streams)
+    names = list(streams) if whole is None else [*streams, whole]
     pipe.execute_command("EVAL", _ADD_EVENTS, len(names), *names, *arguments)
 
 

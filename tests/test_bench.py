@@ -331,9 +331,8 @@ def test_the_baseline_issues_the_redis_commands_of_feedstores_put(
     updated = scenarios.feed_body(*(scenarios.entry(key, "1") for key in keys))
     commands = {}
     for web, prefix in [
-        # The change feed's XADDs are feedstore's own work, which the baseline doesn't mirror
-        # (plain-put against changes-put measures them).
-        (create_app({"changes": "off"}, redis_client=_fake_redis()).test_client(), "/d"),
+        # The change feed on, as by default: its script of XADDs is one of the commands.
+        (create_app({"changes": "on"}, redis_client=_fake_redis()).test_client(), "/d"),
         (baseline.create_app(_fake_redis()).test_client(), "/b"),
     ]:
         web.post("/d/", json={"link": [{"___href": "/bench", "___rel": "self"}]})
@@ -343,8 +342,25 @@ def test_the_baseline_issues_the_redis_commands_of_feedstores_put(
         assert web.put(f"{prefix}{path}", data=updated, headers=headers).status_code == 200
         commands[prefix] = sorted(sent)  # a bulk's chunks run concurrently
     assert commands["/d"] == commands["/b"]
-    # A document and a revision per entry, per chunk.
-    assert ("MSET", 1 + 2 * 2 * (2 if path == "/?_bulk" else 5)) in commands["/b"]
+    # A document and a revision per entry, per chunk; an event per entry, on two streams.
+    chunk = 2 if path == "/?_bulk" else 5
+    assert ("MSET", 1 + 2 * 2 * chunk) in commands["/b"]
+    assert ("EVAL", 3 + 2 + 2 + 4 * chunk) in commands["/b"]
+
+
+def test_the_baseline_records_the_change_feeds_events_only_when_feedstores_would(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    keys = [f"/bench/b1-{n:03d}" for n in range(3)]
+    created = [{b"k": key.encode(), b"r": b"1", b"o": b"c", b"p": b"anonymous"} for key in keys]
+    for setting, expected in [("on", created), ("off", [])]:
+        monkeypatch.setenv("FEEDSTORE_CHANGES", setting)
+        connection = _fake_redis()
+        web = baseline.create_app(connection).test_client()
+        body = scenarios.feed_body(*map(scenarios.entry, keys))
+        assert web.put("/b/", data=body).status_code == 200
+        for stream in [baseline.WHOLE_STREAM, "b:x:/bench"]:
+            assert [fields for _, fields in connection.xrange(stream)] == expected
 
 
 def _fake_redis() -> fakeredis.FakeRedis:
