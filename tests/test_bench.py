@@ -464,3 +464,16 @@ def test_a_scenario_waits_for_the_background_save_the_one_before_started(
         assert waited > 0.5
     finally:
         real_redis.config_set("rdb-key-save-delay", 0)
+
+
+def test_every_other_round_runs_the_scenarios_in_reverse_so_none_is_always_later() -> None:
+    runs = [(scenario, "granian") for scenario in scenarios.SCENARIOS[:4]]
+    rounds = [list(runner.in_round_order(runs, number)) for number in (1, 2, 3, 4)]
+    assert rounds[0] == rounds[2] == runs
+    assert rounds[1] == rounds[3] == runs[::-1]
+    # Over two rounds every scenario's mean position is the same.
+    positions = {name: 0 for name in (s.name for s, _ in runs)}
+    for order in rounds[:2]:
+        for position, (scenario, _) in enumerate(order):
+            positions[scenario.name] += position
+    assert set(positions.values()) == {len(runs) - 1}
