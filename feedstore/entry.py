@@ -414,6 +414,21 @@ def put_document(
 def _put_authors(stored: Iterable[Any], principal: str, *, keep: bool) -> list[Any]:
     """A PUT's server authors (the stored creator, `principal` updating), then the stored
     client authors when `keep` (the PUT sends none of its own)."""
+    if type(stored) is list and len(stored) == 2:
+        # The usual stored authors, the server's two and no client's: the creator at once.
+        created, updated = stored
+        if type(created) is dict and type(updated) is dict:
+            uri, last = created.get("uri"), updated.get("uri")
+            if (
+                type(uri) is str
+                and type(last) is str
+                and uri.startswith(_CREATED)
+                and last.startswith(_UPDATED)
+            ):
+                return [
+                    {"uri": _CREATED + (uri.rpartition(":")[2] or "anonymous")},
+                    {"uri": _UPDATED + principal},
+                ]
     created_by = None
     others = []
     for author in stored:

@@ -153,9 +153,19 @@ class _State:
 
     @property
     def may_have_aliases(self) -> bool:
-        """False when the stored document has no alternate link, seen without decoding it
-        (orjson writes every ASCII letter as itself)."""
+        """False when the stored document has no alternate link: its links looked at once it
+        is decoded (every write decodes it), else seen in its JSON (orjson writes every ASCII
+        letter as itself), which a search of the whole document costs more than."""
+        if self._document is not None:
+            return bool(alias.aliases_of(self._document))
         return self.raw is not None and b'"alternate"' in self.raw
+
+    @property
+    def may_have_acl(self) -> bool:
+        """False when the stored document has no contributor, so no ACL URN (as above)."""
+        if self._document is not None:
+            return "contributor" in self._document
+        return self.raw is not None and b":acl:" in self.raw
 
     @property
     def document(self) -> dict[str, Any] | None:
@@ -805,12 +815,11 @@ def _remove_acls(pipe: Pipeline, scheme: KeyScheme, keys: Sequence[str], top: st
 def _acl_changed(key: str, state: _State, document: Mapping[str, Any]) -> bool:
     """Whether a write changes the set of ACL URNs of an existing entry; an invalid ACL URN in
     the new document is InvalidAcl either way."""
-    raw = state.raw
-    if "contributor" not in document and (raw is None or b":acl:" not in raw):
+    if "contributor" not in document and not state.may_have_acl:
         return False  # the usual write: no ACL sent (ACLs are contributors) nor stored
     new = acl.of_document(document, key)
-    if not state.exists or (new is None and b":acl:" not in raw):  # type: ignore[operator]
-        return False  # no ACL before or after, the stored one not decoded
+    if not state.exists or (new is None and not state.may_have_acl):
+        return False  # no ACL before or after
     old = acl.of_document(state.document)
     return set(new or ()) != set(old or ())
 
