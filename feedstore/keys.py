@@ -131,8 +131,13 @@ class KeyScheme:
         return f"fs:{{{self.partition(key)}}}:"
 
     def entry_keys(self, key: str) -> tuple[str, str, str]:
-        """The document, revision and alias keys of `key`, the partition found once."""
-        tag = self.tag(key)
+        """The document, revision and alias keys of `key`, the partition found once (at the
+        default depth, here: every entry of every write asks)."""
+        if self.depth == 1:
+            end = key.find("/", 1)
+            tag = f"fs:{{{key if end < 0 else key[:end]}}}:"
+        else:
+            tag = self.tag(key)
         return tag + "d:" + key, tag + "r:" + key, tag + "a:" + key
 
     def document_key(self, key: str) -> str:

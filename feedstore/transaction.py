@@ -250,7 +250,7 @@ class Transaction:
                 state = states[w.key]
                 _check(w, state, missing_parents, subtrees.get(w.key, _NO_KEYS))
                 if w.action not in _REMOVALS:
-                    base = self._merge_base(w, state)
+                    base = self._merge_base(w, state) if w.merge else None
                     documents[w.key] = document = self._new_document(w, state, schema, now, base)
                     if base is not None:
                         merged[w.key] = int(w.revision or 0)

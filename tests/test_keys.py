@@ -24,6 +24,19 @@ def test_a_partition_is_the_first_depth_segments(depth: int, key: str, partition
     assert KeyScheme(depth).partition(key) == partition
 
 
+@pytest.mark.parametrize("depth", [1, 2, 3])
+@pytest.mark.parametrize("key", ["/", "/11", "/11/1", "/11/1/2/3", "/_user/5/x"])
+def test_an_entrys_three_keys_are_its_document_revision_and_alias_keys(
+    depth: int, key: str
+) -> None:
+    keys = KeyScheme(depth)
+    assert keys.entry_keys(key) == (
+        keys.document_key(key),
+        keys.revision_key(key),
+        keys.alias_key(key),
+    )
+
+
 def test_every_key_of_an_entry_carries_its_partitions_tag() -> None:
     keys = KeyScheme(1)
     assert keys.document_key("/11/1/2") == "fs:{/11}:d:/11/1/2"
