@@ -40,6 +40,8 @@ MAX_LIMIT = 1000
 EXAMINE_FACTOR = 20
 _SEQUENCE = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
 ZERO = "0-0"
+# The events the retention pass reads at a time, looking for the last one past changes_max.
+TRIM_PAGE = 10_000
 
 
 @dataclass(frozen=True)
@@ -303,9 +305,9 @@ class ChangeStreams:
             last = sequence_order(older[0][0].decode())
         excess = int(self.redis.xlen(stream)) - most
         if excess > 0:
-            beyond = self.redis.xrange(stream, "-", "+", count=excess)
-            if beyond:
-                last = max(last or (0, 0), sequence_order(beyond[-1][0].decode()))
+            beyond = self._nth_oldest(stream, excess)
+            if beyond is not None:
+                last = max(last or (0, 0), sequence_order(beyond))
         if last is None:
             return 0
         horizon = horizon_of(stream)
@@ -314,6 +316,20 @@ class ChangeStreams:
             pipe.set(horizon, f"{last[0]}-{last[1]}")
             removed, _ = pipe.execute()
         return int(removed)
+
+    def _nth_oldest(self, stream: str, n: int) -> str | None:
+        """The id of the `n`-th oldest event (None: fewer), read TRIM_PAGE events at a time: a
+        stream far past `changes_max` (a minute of bulk writes adds a million events) is never
+        held whole in this process."""
+        start, found = "-", None
+        while n > 0:
+            page = self.redis.xrange(stream, start, "+", count=min(n, TRIM_PAGE))
+            if not page:
+                break
+            found = page[-1][0].decode()
+            n -= len(page)
+            start = "(" + found
+        return found
 
 
 def newest(found: Sequence[tuple[bytes, Any]], horizon: bytes | None) -> str:

@@ -245,6 +245,31 @@ def test_trim_keeps_at_most_the_newest(real_redis: redis.Redis) -> None:
     ]
 
 
+def test_trim_reads_the_events_past_the_most_a_page_at_a_time(
+    real_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(real_redis)
+    for i in range(8):
+        store.write([put(f"/n/{i}") if i else put("/n")])
+    monkeypatch.setattr(changes, "TRIM_PAGE", 2)
+    pages = []
+    xrange = real_redis.xrange
+
+    def counted(name: str, *args: Any, **options: Any) -> Any:
+        found = xrange(name, *args, **options)
+        pages.append(len(found))
+        return found
+
+    monkeypatch.setattr(real_redis, "xrange", counted)
+    streams = ChangeStreams(real_redis, KEYS, cluster=False)
+    trimmed = dict(streams.trim(10**6, 3))
+    assert trimmed == {KEYS.change_stream_key("/n"): 5, WHOLE_STORE_STREAM: 5}
+    assert pages == [2, 2, 1] * 2, "five events past the three kept, two at a time"
+    monkeypatch.undo()
+    kept = store.changes("/n", streams.horizon("/n"), 10).changes
+    assert [c.key for c in kept] == ["/n/5", "/n/6", "/n/7"]
+
+
 def test_streams_are_no_entry_keys_for_migrate() -> None:
     """`feedstore migrate` renames what keys.parse reads: never a change stream."""
     for name in ("fs:{/n}:x", "fs:{/n}:xh", "fs:x:/", "fs:xh:/"):
