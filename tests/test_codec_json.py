@@ -145,6 +145,34 @@ json_integers = st.integers(-(2**63), 2**64 - 1)  # what orjson carries exactly
 wide_integers = st.integers(max_value=-(2**63) - 1) | st.integers(min_value=2**64)
 
 
+digit_runs = st.lists(st.tuples(st.integers(0, 40), st.integers(1, 12)), max_size=60).map(
+    lambda runs: b"".join(b"7" * digits + b"x" * gap for digits, gap in runs)
+)
+
+
+@given(digit_runs, st.integers(0, 8))
+def test_long_digits_are_found_from_every_ninth_byte_as_by_a_scan_of_all(
+    body: bytes, shift: int
+) -> None:
+    body = b"-" * shift + body  # every alignment of the runs to the sampled bytes
+    scanned = b"0" * codec_json.LONG_DIGITS in body.translate(codec_json._DIGITS_TO_ZEROS)
+    assert codec_json.has_long_digits(body) is scanned
+
+
+def test_a_run_of_long_digits_is_found_wherever_it_starts() -> None:
+    for length in range(codec_json.LONG_DIGITS - 2, codec_json.LONG_DIGITS + 3):
+        for start in range(30):
+            body = b"x" * start + b"9" * length + b"x" * 7
+            found = codec_json.has_long_digits(body)
+            assert found is (length >= codec_json.LONG_DIGITS), (length, start)
+
+
+def test_long_digits_are_found_past_many_near_misses() -> None:
+    near_misses = b"x".join([b"1" * 18] * 100)  # each a place to look closer at, and short
+    assert not codec_json.has_long_digits(near_misses)
+    assert codec_json.has_long_digits(near_misses + b"x" + b"2" * 19)
+
+
 @given(json_integers)
 def test_an_integer_orjson_carries_reads_back_exactly(number: int) -> None:
     [entry] = codec_json.loads(orjson.dumps({**ENTRY, "x": {"n": [number]}}), Limits())
