@@ -46,6 +46,13 @@ def aliases_of(fields: Mapping[str, Any] | None) -> list[str]:
     return found
 
 
+def check_document(key: str, fields: Mapping[str, Any] | None) -> None:
+    """check() the aliases `fields` name, if any (most entries have none)."""
+    aliases = aliases_of(fields)
+    if aliases:
+        check(key, aliases)
+
+
 def check(key: str, aliases: list[str]) -> None:
     """400 unless `aliases` can be `key`'s: valid entry keys, not the key, none twice, few."""
     if len(aliases) > MAX_ALIASES:

@@ -128,16 +128,14 @@ class KeyScheme:
 
     def tag(self, key: str) -> str:
         """`fs:{<partition>}:`, the start of every key of `key`'s partition."""
+        if self.depth == 1:  # partition()'s own shortcut, without the call: every key asks
+            end = key.find("/", 1)
+            return f"fs:{{{key if end < 0 else key[:end]}}}:"
         return f"fs:{{{self.partition(key)}}}:"
 
     def entry_keys(self, key: str) -> tuple[str, str, str]:
-        """The document, revision and alias keys of `key`, the partition found once (at the
-        default depth, here: every entry of every write asks)."""
-        if self.depth == 1:
-            end = key.find("/", 1)
-            tag = f"fs:{{{key if end < 0 else key[:end]}}}:"
-        else:
-            tag = self.tag(key)
+        """The document, revision and alias keys of `key`, the partition found once."""
+        tag = self.tag(key)
         return tag + "d:" + key, tag + "r:" + key, tag + "a:" + key
 
     def document_key(self, key: str) -> str:

@@ -41,7 +41,7 @@ def document(
             raise DuplicatedKey(key, stored)
     if schema is not None:
         schema.validate(document_fields(exported), key)
-    alias.check(key, alias.aliases_of(exported))  # the links are fields, kept as they are
+    alias.check_document(key, exported)  # the links are fields, kept as they are
     restored = dict(exported)
     restored["id"] = f"{key},{max(revision_of(exported), revision + 1)}"
     return restored

@@ -674,7 +674,7 @@ class Transaction:
                 document = put_document(
                     w.key, revision, stored, w.fields, updated=now, principal=principal
                 )
-                alias.check(w.key, alias.aliases_of(document))
+                alias.check_document(w.key, document)
                 return document
             elif w.patcher is not None:
                 old = document_fields(stored) if stored else (schema.defaults() if schema else {})
@@ -683,7 +683,7 @@ class Transaction:
                 fields = merge_top_level(document_fields(stored) if stored else None, w.fields)
             if schema is not None:
                 schema.validate(fields, w.key, sent=w.fields if w.patcher is None else None)
-            alias.check(w.key, alias.aliases_of(fields))
+            alias.check_document(w.key, fields)
         except FeedstoreError as error:
             # Patches and the schema know the field, not the entry: name it, and give a
             # conflict the stored entry, as every 409 carries it.

@@ -22,6 +22,7 @@ from feedstore.keys import KeyScheme, ParsedKey, parse
 )
 def test_a_partition_is_the_first_depth_segments(depth: int, key: str, partition: str) -> None:
     assert KeyScheme(depth).partition(key) == partition
+    assert KeyScheme(depth).tag(key) == f"fs:{{{partition}}}:"
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3])
