@@ -71,13 +71,13 @@ def write(
     else:
         outcomes = _concurrently(store, chunks, workers, principal)
     failures = [outcome for outcome in outcomes if isinstance(outcome, FeedstoreError)]
-    in_order: list[tuple[int, Written]] = [
-        (i, each)
-        for chunk, outcome in zip(places, outcomes, strict=True)
-        if isinstance(outcome, list)
-        for i, each in zip(chunk, outcome, strict=True)
-    ]
-    written = [each for _, each in sorted(in_order, key=lambda pair: pair[0])]
+    # Each written entry back at its request position (a failed chunk's stay empty).
+    slots: list[Written | None] = [None] * len(writes)
+    for chunk, outcome in zip(places, outcomes, strict=True):
+        if isinstance(outcome, list):
+            for i, each in zip(chunk, outcome, strict=True):
+                slots[i] = each
+    written = [each for each in slots if each is not None]
     if failures:
         raise BulkErrors(failures, [each.key for each in written])
     return written
