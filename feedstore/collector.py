@@ -12,11 +12,18 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import threading
 from collections.abc import Iterator
 
 # Container objects allocated, less those freed, between two collections of the youngest
 # generation (Python's default is 700).
 GC_THRESHOLD = 100_000
+# A request body from which the collector pauses while the request runs (paused() says why).
+LARGE_BODY = 1 << 20
+
+_pause = threading.Lock()
+_pausing = 0  # requests running with the collector paused
+_resume = False  # whether the last of them turns it back on (it was on before the first)
 
 
 def settle_garbage_collector() -> None:
@@ -48,3 +55,28 @@ def settled() -> Iterator[None]:
     finally:
         gc.unfreeze()
         gc.set_threshold(*threshold)
+
+
+@contextlib.contextmanager
+def paused() -> Iterator[None]:
+    """No automatic collection while the block runs, in any of the process's threads; the
+    collector as it was once the last such block ends (requests overlap, so they are counted).
+
+    For a request with a body of LARGE_BODY or more: it holds what it decodes until it answers
+    (a 10,000-entry bulk PUT ~250,000 objects, freed by reference counting at the end), so
+    every collection in it walks the same live objects again: ~2.2 µs of CPU per entry of such
+    a bulk at GC_THRESHOLD, of ~40. Garbage with cycles waits for the first collection after.
+    """
+    global _pausing, _resume
+    with _pause:
+        if _pausing == 0:
+            _resume = gc.isenabled()
+            gc.disable()
+        _pausing += 1
+    try:
+        yield
+    finally:
+        with _pause:
+            _pausing -= 1
+            if _pausing == 0 and _resume:
+                gc.enable()

@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from feedstore import collector
 from feedstore.access_log import DEFERRED, REQUEST_ID
 from feedstore.app import BODY_ERROR, WsgiApp
 from feedstore.change_hub import ASYNC_WAITS, Deferred
@@ -74,10 +75,11 @@ class Gateway:
                 environ[BODY_ERROR] = error
         environ[ASYNC_WAITS] = True  # the app hands waits for change-feed events to us
         loop = asyncio.get_running_loop()
+        runner = run if len(body) < collector.LARGE_BODY else run_collector_paused
         while True:
             environ["wsgi.input"] = io.BytesIO(body)
             environ["CONTENT_LENGTH"] = str(len(body))
-            answer = await loop.run_in_executor(self.pool, run, self.app, environ)
+            answer = await loop.run_in_executor(self.pool, runner, self.app, environ)
             deferred: Deferred | None = environ.pop(DEFERRED, None)
             if deferred is None:
                 break
@@ -219,6 +221,12 @@ def _streamed(headers: list[tuple[str, str]]) -> bool:
         name.lower() == "content-type" and value.startswith("text/event-stream")
         for name, value in headers
     )
+
+
+def run_collector_paused(app: WsgiApp, environ: dict[str, Any]) -> Answer:
+    """run(), with the garbage collector paused (collector.paused: a large body's request)."""
+    with collector.paused():
+        return run(app, environ)
 
 
 def run(app: WsgiApp, environ: dict[str, Any]) -> Answer:

@@ -40,3 +40,25 @@ def test_a_failing_command_leaves_it_too(collector_as_it_was: tuple[int, int, in
     with pytest.raises(RuntimeError), collector.settled():
         raise RuntimeError("the import failed")
     assert gc.get_threshold() == collector_as_it_was and gc.get_freeze_count() == 0
+
+
+def test_a_pause_stops_collection_until_the_last_overlapping_one_ends() -> None:
+    assert gc.isenabled()
+    first, second = collector.paused(), collector.paused()
+    first.__enter__()
+    assert not gc.isenabled()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert not gc.isenabled()  # the other request still runs
+    second.__exit__(None, None, None)
+    assert gc.isenabled()
+
+
+def test_a_pause_leaves_a_collector_that_was_off_off() -> None:
+    gc.disable()
+    try:
+        with pytest.raises(RuntimeError), collector.paused():
+            raise RuntimeError("the request failed")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

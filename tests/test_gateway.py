@@ -7,7 +7,9 @@ header. werkzeug's test client can't send any of them, so every test here goes o
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import gc
 import json
 import socket
 import threading
@@ -21,6 +23,7 @@ import pytest
 from flask import Flask
 from lxml import etree
 
+from feedstore import collector
 from feedstore.app import BODY_ERROR
 from feedstore.codec_xml import ATOM
 from feedstore.errors import (
@@ -29,7 +32,7 @@ from feedstore.errors import (
     PayloadTooLarge,
     RequestTimeout,
 )
-from feedstore.gateway import wsgi_environ
+from feedstore.gateway import Gateway, wsgi_environ
 from tests.conftest import snapshot
 from tests.serving import Server, running_serve
 
@@ -384,3 +387,30 @@ def test_a_refused_body_is_answered_before_any_view_in_the_one_error_shape(
         feed = etree.fromstring(response.data)
         assert feed.findtext(f"{{{ATOM}}}title") == error.message
     assert snapshot(redis_client) == before
+
+
+@pytest.mark.parametrize("size", [collector.LARGE_BODY - 1, collector.LARGE_BODY])
+def test_a_large_body_runs_with_the_collector_paused(size: int) -> None:
+    seen: list[tuple[int, bool]] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.append((len(environ["wsgi.input"].read()), gc.isenabled()))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"x" * size, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    gateway = Gateway(app, max_body=2 * collector.LARGE_BODY, body_timeout=5, threads=1)
+    scope = {
+        "type": "http", "method": "PUT", "path": "/d/", "raw_path": b"/d/", "query_string": b"",
+        "headers": [(b"content-length", str(size).encode())],
+    }  # fmt: skip
+    asyncio.run(gateway(scope, receive, send))
+    assert seen == [(size, size < collector.LARGE_BODY)]
+    assert [m.get("status") for m in sent] == [200, None] and gc.isenabled()
