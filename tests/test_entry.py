@@ -249,18 +249,25 @@ sent_fields = st.dictionaries(
 @given(
     sent_fields,
     st.one_of(st.none(), sent_fields),
-    st.sampled_from(["anonymous", "ann", ""]),
+    st.sampled_from(["anonymous", "ann", "", "a:b"]),
+    st.sampled_from([None, "v", "me", "ne"]),
     st.booleans(),
 )
 def test_put_document_is_the_merge_made_in_one_pass(
-    sent: dict[str, Any], earlier: dict[str, Any] | None, creator: str, updated_before: bool
+    sent: dict[str, Any],
+    earlier: dict[str, Any] | None,
+    creator: str,
+    updated_before: str | None,
+    more_in_authors: bool,
 ) -> None:
     stored = None
     if earlier is not None:
         stored = stored_document(
             "/k", 3, earlier, published="p", updated="u", created_by=creator,
-            updated_by="v" if updated_before else None,
+            updated_by=updated_before,
         )  # fmt: skip
+        if more_in_authors:  # a server author with more than its uri (a hand-edited one)
+            stored["author"] = [{**author, "name": "n"} for author in stored["author"]]
     by_parts = stored_document(
         "/k",
         4,
