@@ -38,7 +38,7 @@ from feedstore import query as query_module
 from feedstore.access import Access
 from feedstore.authentication import current_principal
 from feedstore.change_hub import ChangeHub
-from feedstore.context import current_flask, current_request
+from feedstore.context import BODY, current_flask, current_request
 from feedstore.credentials import token_record
 from feedstore.entry import Entry, validate_key
 from feedstore.errors import (
@@ -777,7 +777,10 @@ def decode_entries(limits: Limits | None = None, current: Request | None = None)
 
 def request_body(current: Request | None = None) -> bytes:
     """The request body, less a leading UTF-8 byte order mark (Windows tools write one, §2.2)."""
-    body = (current or current_request()).get_data(cache=True, parse_form_data=False)
+    current = current or current_request()
+    body: bytes | None = current.environ.get(BODY)
+    if body is None:
+        body = current.get_data(cache=True, parse_form_data=False)
     return body.removeprefix(codecs.BOM_UTF8)
 
 

@@ -13,6 +13,11 @@ from typing import Any
 
 from flask import Flask, Request, current_app, g, request
 
+# A request's whole body as the gateway read it before the app ran (gateway.py), in the environ:
+# the app takes it as it is, without a stream over it. Absent under another WSGI server (the
+# test client's), where the body is read from wsgi.input.
+BODY = "feedstore.body"
+
 
 def current_request() -> Request:
     """The request being handled."""

@@ -36,6 +36,7 @@ from feedstore import collector
 from feedstore.access_log import DEFERRED, REQUEST_ID
 from feedstore.app import BODY_ERROR, WsgiApp
 from feedstore.change_hub import ASYNC_WAITS, Deferred
+from feedstore.context import BODY
 from feedstore.errors import (
     FeedstoreError,
     InvalidBody,
@@ -73,6 +74,8 @@ class Gateway:
                 )
             except FeedstoreError as error:
                 environ[BODY_ERROR] = error
+            else:
+                environ[BODY] = body  # read whole: the app takes it as it is (context.py)
         environ[ASYNC_WAITS] = True  # the app hands waits for change-feed events to us
         loop = asyncio.get_running_loop()
         runner = run if len(body) < collector.LARGE_BODY else run_collector_paused

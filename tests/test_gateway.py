@@ -26,6 +26,7 @@ from lxml import etree
 from feedstore import collector
 from feedstore.app import BODY_ERROR
 from feedstore.codec_xml import ATOM
+from feedstore.context import BODY
 from feedstore.errors import (
     FeedstoreError,
     InvalidBody,
@@ -394,14 +395,17 @@ def test_a_large_body_runs_with_the_collector_paused(size: int) -> None:
     seen: list[tuple[int, bool]] = []
 
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        assert environ[BODY] is body  # the bytes read, handed over as they are
         seen.append((len(environ["wsgi.input"].read()), gc.isenabled()))
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"ok"]
 
     sent: list[MutableMapping[str, Any]] = []
 
+    body = b"x" * size
+
     async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"x" * size, "more_body": False}
+        return {"type": "http.request", "body": body, "more_body": False}
 
     async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
