@@ -3,7 +3,11 @@ the scale data set, the codec micro-benchmark and the `feedstore bench` command.
 
 from __future__ import annotations
 
+import os
 import statistics
+import subprocess
+import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -480,3 +484,26 @@ def test_every_other_round_runs_the_scenarios_in_reverse_so_none_is_always_later
         for position, (scenario, _) in enumerate(order):
             positions[scenario.name] += position
     assert set(positions.values()) == {len(runs) - 1}
+
+
+SPIN_THEN_IDLE = "import time\nend = time.time() + 1\nwhile time.time() < end: pass\ntime.sleep(60)"
+
+
+def test_a_scenario_waits_for_the_requests_the_one_before_left_running() -> None:
+    # A process that keeps a core busy for a second after "wrk stopped", as a bulk's last
+    # requests do, then idles.
+    busy = subprocess.Popen([sys.executable, "-c", SPIN_THEN_IDLE])
+    try:
+
+        def read() -> float:
+            return servers.cpu_seconds([busy.pid])
+
+        time.sleep(0.1)
+        waited = servers.wait_until_idle(read)
+        spent = read()
+        assert 0.5 < waited < 10 and spent > 0.2  # the second of spinning, on a shared machine
+        time.sleep(servers.IDLE_INTERVAL)
+        assert read() - spent <= servers.IDLE_TICKS / os.sysconf("SC_CLK_TCK")
+    finally:
+        busy.kill()
+        busy.wait()

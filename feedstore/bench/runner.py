@@ -333,6 +333,7 @@ def run(options: Options, progress: Progress) -> Report:
             warm = scenarios.check(target.port, scenario.prepare(prepared))
             cluster.run_wrk(warm, target, options.warmup, work)
             time.sleep(SETTLE_SECONDS)
+            _wait_until_idle(scenario, target, cluster.redis_pids(redis), progress)
         for round_number in range(1, options.rounds + 1):
             for scenario, server in in_round_order(runs, round_number):
                 step += 1
@@ -358,6 +359,7 @@ def run(options: Options, progress: Progress) -> Report:
                 used[0] += after[0] - before[0]
                 used[1] += after[1] - before[1]
                 time.sleep(SETTLE_SECONDS)
+                _wait_until_idle(scenario, target, redis_pids, progress)
                 loads[scenario.name] = load
         transfers = []
         if options.transfer_entries:
@@ -381,6 +383,19 @@ def in_round_order(runs: Sequence[_Run], round_number: int) -> Sequence[_Run]:
     in it, feedstore's after the baseline's, with the run's growth. (The warm-ups, all run
     first, take the step of the first bulk out of the measured runs.)"""
     return runs if round_number % 2 else runs[::-1]
+
+
+def _wait_until_idle(
+    scenario: Scenario,
+    target: RunningServer | ServerGroup,
+    redis_pids: list[int],
+    progress: Progress,
+) -> None:
+    """Until the requests `scenario` left running on `target` and its Redis are done
+    (servers.wait_until_idle), so the next scenario's window has the machine to itself."""
+    waited = servers.wait_until_idle(lambda: target.cpu_seconds() + servers.cpu_seconds(redis_pids))
+    if waited > 1:
+        progress(f"bench: waited {waited:.1f} s for {scenario.name}'s last requests to end")
 
 
 def _start_redis(

@@ -32,6 +32,9 @@ from feedstore.embedded import die_with_parent
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# Idle: at most this many clock ticks of CPU (10 ms each) in IDLE_INTERVAL seconds, which an
+# idle server and Redis (its cron, ten times a second) stay under.
+IDLE_INTERVAL, IDLE_TICKS = 0.25, 2
 
 
 class ServerError(Exception):
@@ -264,6 +267,29 @@ def cpu_seconds(pids: Iterable[int]) -> float:
         fields = stat.rsplit(")", 1)[1].split()
         total += int(fields[11]) + int(fields[12])
     return total / _CLOCK_TICKS
+
+
+def wait_until_idle(
+    cpu_seconds: Callable[[], float],
+    interval: float = IDLE_INTERVAL,
+    timeout: float = 60.0,
+) -> float:
+    """Wait until the processes `cpu_seconds` reads (a scenario's server and its Redis) use at
+    most IDLE_TICKS clock ticks of CPU in `interval` seconds; the seconds waited.
+
+    When wrk stops, the requests the server had read still run to their end: a 10,000-entry
+    bulk's take seconds (its p99 is 2-3 s). Without this wait they ran into the next
+    scenario's measured window, taking its cores, and on the same Redis their commands counted
+    as its Redis time."""
+    started = time.monotonic()
+    before = cpu_seconds()
+    while time.monotonic() - started < timeout:
+        time.sleep(interval)
+        now = cpu_seconds()
+        if now - before <= IDLE_TICKS / _CLOCK_TICKS:
+            break
+        before = now
+    return time.monotonic() - started
 
 
 # What Redis does in the background after a burst of writes: an AOF rewrite or a snapshot in a
