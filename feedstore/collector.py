@@ -64,8 +64,9 @@ def paused() -> Iterator[None]:
 
     For a request with a body of LARGE_BODY or more: it holds what it decodes until it answers
     (a 10,000-entry bulk PUT ~250,000 objects, freed by reference counting at the end), so
-    every collection in it walks the same live objects again: ~2.2 µs of CPU per entry of such
-    a bulk at GC_THRESHOLD, of ~40. Garbage with cycles waits for the first collection after.
+    every collection in it walks the same live objects again: 1.75-2.2 µs of CPU per entry of
+    such a bulk at GC_THRESHOLD, of 36-40 (in-process, gc.callbacks). Garbage with cycles
+    waits for the first collection after.
     """
     global _pausing, _resume
     with _pause:
