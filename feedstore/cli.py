@@ -181,7 +181,8 @@ def add_serve_command(subcommands: argparse._SubParsersAction[argparse.ArgumentP
     parser.add_argument(
         "--fsync",
         choices=FSYNC_POLICIES,
-        help="when the embedded Redis fsyncs its AOF (everysec; always survives power loss)",
+        help="when the embedded Redis fsyncs its AOF (everysec; always loses nothing even if "
+        "Redis or the machine dies)",
     )
     parser.add_argument("--server", choices=SERVERS, default="granian", help="%(default)s")
     parser.add_argument(

@@ -98,8 +98,11 @@ class EmbeddedRedis:
     """A redis-server owned by this process, listening only on a unix socket inside `data_dir`.
 
     While it runs, an exclusive lock on `data_dir/feedstore.lock` keeps a second instance out.
-    The server is sent SIGKILL when the thread that started it exits, so start it from a thread
-    that lives as long as the server should (the main thread, normally).
+    The server is sent SIGTERM when the thread that started it exits, so start it from a thread
+    that lives as long as the server should (the main thread, normally). SIGTERM, not SIGKILL:
+    Redis then writes and fsyncs what its AOF still lacks before it exits. Under `everysec` it
+    may hold up to 2 s of answered writes back while an earlier fsync runs on a slow disk, and a
+    crash of this process must not take them with it.
     """
 
     data_dir: Path
@@ -292,7 +295,7 @@ class EmbeddedRedis:
                 pass_fds=(self._lock_fd,),
                 # Its own session: a Ctrl-C meant for the workers must not stop Redis before them.
                 start_new_session=True,
-                preexec_fn=functools.partial(die_with_parent, os.getpid()),
+                preexec_fn=functools.partial(die_with_parent, os.getpid(), signal.SIGTERM),
             )
 
     def _wait_until_ready(self) -> None:

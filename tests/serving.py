@@ -163,6 +163,20 @@ class Server:
         mentioning = str(self.data_dir) if self.data_dir is not None else None
         wait_until_gone(marked=self.marker, mentioning=mentioning)
 
+    def crash(self) -> None:
+        """SIGKILL the serve process and its workers at once, not Redis: a crash of feedstore.
+
+        The kernel then sends its embedded Redis SIGTERM (embedded.die_with_parent), and this
+        waits until that Redis is gone too."""
+        for pid in living_processes(marked=self.marker):
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "redis-server":
+                    continue
+                os.kill(pid, signal.SIGKILL)
+        self.process.wait(STOP_TIMEOUT)
+        mentioning = str(self.data_dir) if self.data_dir is not None else None
+        assert wait_until_gone(marked=self.marker, mentioning=mentioning) == []
+
     def close(self) -> None:
         """Kill whatever is left and release the log file; safe to call more than once."""
         self.kill()

@@ -99,9 +99,10 @@ def test_bad_fsync_policy_is_refused(tmp_path: Path) -> None:
 
 
 def test_redis_dies_with_its_parent_and_frees_the_dir(tmp_path: Path) -> None:
+    """A crash of the parent stops its Redis the way a stop does: its AOF written and fsynced."""
     code = (
         "import sys, time; from pathlib import Path; from feedstore.embedded import EmbeddedRedis; "
-        "embedded = EmbeddedRedis(Path(sys.argv[1]), persistent=False).start(); "
+        "embedded = EmbeddedRedis(Path(sys.argv[1])).start(); "
         "print(embedded.pid, flush=True); time.sleep(60)"
     )
     with subprocess.Popen(
@@ -115,6 +116,10 @@ def test_redis_dies_with_its_parent_and_frees_the_dir(tmp_path: Path) -> None:
         parent.send_signal(signal.SIGKILL)
         parent.wait(10)
     assert wait_until_gone(mentioning=str(tmp_path)) == []
+    log = (tmp_path / "redis.log").read_text()
+    assert "Received SIGTERM" in log
+    assert "Calling fsync() on the AOF file" in log
+    assert "ready to exit" in log
     # A dying process stops showing its argv before it closes its files (the lock): allow it
     # the moment it needs, as a busy machine can stretch it.
     deadline = time.monotonic() + 10
