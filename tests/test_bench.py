@@ -473,6 +473,26 @@ def test_a_scenario_waits_for_the_background_save_the_one_before_started(
         real_redis.config_set("rdb-key-save-delay", 0)
 
 
+def test_a_round_runs_each_scenario_next_to_the_ones_compared_with_it() -> None:
+    picked = {
+        "feedstore-bulk10k", "baseline-bulk10k", "feedstore-put100", "baseline-put100",
+        "plain-put", "feedstore-put", "baseline-put",
+    }  # fmt: skip
+    chosen = [scenario for scenario in scenarios.SCENARIOS if scenario.name in picked]
+    # The table lists every baseline first, so its order split each pair.
+    assert [s.name for s in chosen].index("plain-put") == len(chosen) - 1
+    assert [s.name for s in runner.measuring_order(chosen)] == [
+        "baseline-put", "plain-put", "feedstore-put",
+        "baseline-put100", "feedstore-put100",
+        "baseline-bulk10k", "feedstore-bulk10k",
+    ]  # fmt: skip
+    everything = [s.name for s in runner.measuring_order(scenarios.SCENARIOS)]
+    assert sorted(everything) == sorted(s.name for s in scenarios.SCENARIOS)
+    # Compared either way: the gateway's cost is baseline-get against baseline-get-wsgi, which
+    # the table lists after every PUT; it is measured among the GETs.
+    assert everything.index("baseline-get-wsgi") < everything.index("baseline-put")
+
+
 def test_every_other_round_runs_the_scenarios_in_reverse_so_none_is_always_later() -> None:
     runs = [(scenario, "granian") for scenario in scenarios.SCENARIOS[:4]]
     rounds = [list(runner.in_round_order(runs, number)) for number in (1, 2, 3, 4)]

@@ -2,8 +2,9 @@
 
 Everything runs on this machine: one embedded Redis (AOF, fsync everysec, as in production) in a
 temp dir, every app under every server with the same workers and threads, and wrk as the only
-load generator. Rounds interleave the scenarios, so a burst of other load on the machine hits
-all of them alike instead of skewing one; each scenario starts once Redis has no AOF rewrite or
+load generator. Rounds interleave the scenarios, each next to the ones compared with it, so a
+burst of other load on the machine hits both sides of a ratio alike instead of skewing one; each
+scenario starts once Redis has no AOF rewrite or
 snapshot running and the page cache is written back, so none pays for the writes of the one
 before. The scale scenarios get a second Redis, seeded once before the servers start; the codec
 micro-benchmark runs first, in-process, on a quiet machine.
@@ -316,7 +317,7 @@ def run(options: Options, progress: Progress) -> Report:
             probes = scale.probes(probed.port)
         runs = [
             (scenario, server)
-            for scenario in options.scenarios
+            for scenario in measuring_order(options.scenarios)
             for server in servers_of(scenario.app, options.servers)
         ]
         steps = len(runs) * options.rounds
@@ -373,6 +374,38 @@ def run(options: Options, progress: Progress) -> Report:
         probes=probes,
         probe_server=options.servers[0] if probes else None,
     )
+
+
+def measuring_order(
+    chosen: Sequence[Scenario],
+    comparisons: Sequence[scenarios.Comparison] = scenarios.COMPARISONS,
+) -> list[Scenario]:
+    """`chosen` in the order a round runs them: each scenario right before the ones compared
+    with it either way (and theirs, depth first), the rest as listed.
+
+    A ratio is only as good as the likeness of its two windows. The machine's speed drifts
+    within a run (the baseline's own rate moved by a fifth between runs, and within one), and
+    the table's order, every baseline first, put baseline-put and plain-put at the two ends of
+    a round: ABBA evens out a steady drift, not a slow spell in the middle, which both of a
+    middle scenario's windows then caught. Side by side, a pair shares its spells."""
+    partners: dict[str, list[str]] = {}
+    for comparison in comparisons:
+        partners.setdefault(comparison.reference, []).append(comparison.subject)
+        partners.setdefault(comparison.subject, []).append(comparison.reference)
+    by_name = {scenario.name: scenario for scenario in chosen}
+    order: list[Scenario] = []
+
+    def place(scenario: Scenario) -> None:
+        if scenario in order:
+            return
+        order.append(scenario)
+        for name in partners.get(scenario.name, ()):
+            if name in by_name:
+                place(by_name[name])
+
+    for scenario in chosen:
+        place(scenario)
+    return order
 
 
 def in_round_order(runs: Sequence[_Run], round_number: int) -> Sequence[_Run]:
