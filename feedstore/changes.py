@@ -300,9 +300,10 @@ class ChangeStreams:
         events went. New events only ever come after the last one trimmed, so nothing is
         watched."""
         last: tuple[int, int] | None = None
-        older = self.redis.xrevrange(stream, f"({cut_ms}-0", "-", count=1) if cut_ms > 0 else []
-        if older:
-            last = sequence_order(older[0][0].decode())
+        if cut_ms > 0 and self._oldest_before(stream, cut_ms):
+            older = self.redis.xrevrange(stream, f"({cut_ms}-0", "-", count=1)
+            if older:
+                last = sequence_order(older[0][0].decode())
         excess = int(self.redis.xlen(stream)) - most
         if excess > 0:
             beyond = self._nth_oldest(stream, excess)
@@ -316,6 +317,16 @@ class ChangeStreams:
             pipe.set(horizon, f"{last[0]}-{last[1]}")
             removed, _ = pipe.execute()
         return int(removed)
+
+    def _oldest_before(self, stream: str, cut_ms: int) -> bool:
+        """Whether the stream's oldest event is older than `cut_ms`.
+
+        Asked before the XREVRANGE that finds the newest such event: in Redis 6.2 an XREVRANGE
+        whose end is below every event walks the whole stream to find none (62-88 ms for 600,000
+        events, 190 ms in a bench's stream of 1.1 million), and that is the usual case, every
+        pass, for every stream younger than the retention. XRANGE - + COUNT 1 takes 0.1 ms."""
+        oldest = self.redis.xrange(stream, "-", "+", count=1)
+        return bool(oldest) and sequence_order(oldest[0][0].decode())[0] < cut_ms
 
     def _nth_oldest(self, stream: str, n: int) -> str | None:
         """The id of the `n`-th oldest event (None: fewer), read TRIM_PAGE events at a time: a

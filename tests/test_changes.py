@@ -264,10 +264,44 @@ def test_trim_reads_the_events_past_the_most_a_page_at_a_time(
     streams = ChangeStreams(real_redis, KEYS, cluster=False)
     trimmed = dict(streams.trim(10**6, 3))
     assert trimmed == {KEYS.change_stream_key("/n"): 5, WHOLE_STORE_STREAM: 5}
-    assert pages == [2, 2, 1] * 2, "five events past the three kept, two at a time"
+    # The probe for events past the retention (none), then the five past the three kept.
+    assert pages == [1, 2, 2, 1] * 2, "five events past the three kept, two at a time"
     monkeypatch.undo()
     kept = store.changes("/n", streams.horizon("/n"), 10).changes
     assert [c.key for c in kept] == ["/n/5", "/n/6", "/n/7"]
+
+
+def test_trim_looks_for_the_newest_expired_event_only_when_the_oldest_is_expired(
+    real_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis 6.2's XREVRANGE from below every event walks the whole stream: the pass must not
+    send it for a stream with nothing past the retention, the usual case."""
+    store = Store(real_redis)
+    for i in range(3):
+        store.write([put(f"/n/{i}") if i else put("/n")])
+    ends = []
+    xrevrange = real_redis.xrevrange
+
+    def recorded(name: str, *args: Any, **options: Any) -> Any:
+        ends.append(args[0])
+        return xrevrange(name, *args, **options)
+
+    monkeypatch.setattr(real_redis, "xrevrange", recorded)
+    streams = ChangeStreams(real_redis, KEYS, cluster=False)
+    assert dict(streams.trim(10**6, 1000)) == {
+        KEYS.change_stream_key("/n"): 0,
+        WHOLE_STORE_STREAM: 0,
+    }
+    assert ends == []
+    # A day later, with a retention of an hour, every event is past it.
+    later = time.time() + 86400
+    assert dict(streams.trim(3600, 1000, now=later)) == {
+        KEYS.change_stream_key("/n"): 3,
+        WHOLE_STORE_STREAM: 3,
+    }
+    assert len(ends) == 2
+    monkeypatch.undo()
+    assert store.changes("/n", streams.horizon("/n"), 10).changes == []
 
 
 def test_streams_are_no_entry_keys_for_migrate() -> None:
