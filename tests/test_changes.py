@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import redis
 from flask.testing import FlaskClient
+from redis.connection import AbstractConnection
 
 from feedstore import changes, keys
 from feedstore.changes import WHOLE_STORE_STREAM, ChangeStreams
@@ -251,21 +252,39 @@ def test_trim_reads_the_events_past_the_most_a_page_at_a_time(
     store = Store(real_redis)
     for i in range(8):
         store.write([put(f"/n/{i}") if i else put("/n")])
+    stream = KEYS.change_stream_key("/n")
+    events = [entry_id.decode() for entry_id, _ in real_redis.xrange(stream)]
     monkeypatch.setattr(changes, "TRIM_PAGE", 2)
-    pages = []
+    sent: list[tuple[Any, ...]] = []
+    send = AbstractConnection.send_command
+
+    def recorded(self: AbstractConnection, *args: Any, **options: Any) -> None:
+        if args[0] == "XRANGE":  # as text: redis-py's own sends some as bytes
+            sent.append(tuple(a.decode() if isinstance(a, bytes) else str(a) for a in args[1:]))
+        send(self, *args, **options)
+
+    monkeypatch.setattr(AbstractConnection, "send_command", recorded)
+    decoded = []  # the XRANGEs whose events redis-py turns into dicts
     xrange = real_redis.xrange
 
     def counted(name: str, *args: Any, **options: Any) -> Any:
         found = xrange(name, *args, **options)
-        pages.append(len(found))
+        decoded.append(len(found))
         return found
 
     monkeypatch.setattr(real_redis, "xrange", counted)
     streams = ChangeStreams(real_redis, KEYS, cluster=False)
     trimmed = dict(streams.trim(10**6, 3))
-    assert trimmed == {KEYS.change_stream_key("/n"): 5, WHOLE_STORE_STREAM: 5}
-    # The probe for events past the retention (none), then the five past the three kept.
-    assert pages == [1, 2, 2, 1] * 2, "five events past the three kept, two at a time"
+    assert trimmed == {stream: 5, WHOLE_STORE_STREAM: 5}
+    # Per stream, the probe for events past the retention (none) is the one XRANGE decoded;
+    # the five events past the three kept are read two at a time, only their ids used.
+    assert decoded == [1, 1]
+    assert [args for args in sent if args[0] == stream] == [
+        (stream, "-", "+", "COUNT", "1"),
+        (stream, "-", "+", "COUNT", "2"),
+        (stream, f"({events[1]}", "+", "COUNT", "2"),
+        (stream, f"({events[3]}", "+", "COUNT", "1"),
+    ]
     monkeypatch.undo()
     kept = store.changes("/n", streams.horizon("/n"), 10).changes
     assert [c.key for c in kept] == ["/n/5", "/n/6", "/n/7"]
