@@ -8,6 +8,7 @@ serves: trimming only ever drops events older than the ones writes add.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -21,6 +22,11 @@ from feedstore.settings import Settings
 
 Subcommands = argparse._SubParsersAction
 EVERY_SECONDS = 60.0
+# The lease serve's trim threads share on their Redis: the thread that sets it runs the pass,
+# and it lasts most of a period, so that of the serve processes sharing one Redis only one
+# runs each period's pass (each ran its own, every one SCANning the keyspace).
+TRIM_LEASE_KEY = "fs:xtrim"
+LEASE_SHARE = 0.9
 
 
 def add_commands(subcommands: Subcommands) -> None:
@@ -102,9 +108,21 @@ class Trimmer:
         finally:
             client.close()
 
+    def run_if_due(self) -> int | None:
+        """One pass (run_once), unless another serve on this Redis has run one within the
+        period (None then): whoever sets TRIM_LEASE_KEY first runs it."""
+        client = redis_client(self.url)
+        try:
+            lease_ms = max(1, int(self.every * 1000 * LEASE_SHARE))
+            if not client.set(TRIM_LEASE_KEY, os.getpid(), nx=True, px=lease_ms):
+                return None
+        finally:
+            client.close()
+        return self.run_once()
+
     def _run(self) -> None:
         while not self._stopping.wait(self.every):
             try:
-                self.run_once()
+                self.run_if_due()
             except redis.RedisError as e:
                 self.report(f"the change feed's trim pass failed: {e}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from feedstore.changes_cli import Trimmer
+from feedstore.changes_cli import TRIM_LEASE_KEY, Trimmer
 from feedstore.cli import main
 from feedstore.embedded import EmbeddedRedis
 from feedstore.keys import KeyScheme
@@ -59,3 +59,22 @@ def test_the_serve_thread_runs_the_same_pass(
     url = redis_server.url
     trimmer = Trimmer(url, Settings(changes_max=1), report=print)
     assert trimmer.run_once() == 2  # one from /n's stream, one from the whole store's
+
+
+def test_of_the_serves_sharing_a_redis_one_runs_each_period_s_pass(
+    real_redis: redis.Redis, redis_server: EmbeddedRedis
+) -> None:
+    store = Store(real_redis)
+    store.write([put("/n")])
+    store.write([put("/n/1")])
+    settings = Settings(changes_max=1)
+    first, second = (Trimmer(redis_server.url, settings, print, every=60) for _ in range(2))
+    assert first.run_if_due() == 2
+    store.write([put("/n/2")])
+    assert second.run_if_due() is None, "the first's pass holds the period"
+    assert real_redis.xlen(KEYS.change_stream_key("/n")) == 2
+    # The lease lasts 90% of the period, so the next period's pass is whoever wakes first.
+    assert 50_000 < real_redis.pttl(TRIM_LEASE_KEY) <= 54_000
+    real_redis.delete(TRIM_LEASE_KEY)  # as it runs out
+    assert second.run_if_due() == 2
+    assert first.run_if_due() is None
