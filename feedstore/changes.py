@@ -19,6 +19,7 @@ one at it did not.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -33,6 +34,11 @@ from feedstore.keys import KeyScheme
 
 WHOLE_STORE_STREAM = "fs:x:/"
 WHOLE_STORE_HORIZON = "fs:xh:/"
+# The streams serve's retention pass trims, as the last SCAN of the keyspace found them (a set),
+# and the lease that SCAN holds: serve's pass SCANs at most every DISCOVERY_SECONDS.
+KNOWN_STREAMS_KEY = "fs:xknown"
+DISCOVERY_LEASE_KEY = "fs:xscan"
+DISCOVERY_SECONDS = 600
 CHANGE_SCHEME = "urn:feedstore:change"
 OPERATIONS = {"c": "created", "u": "updated", "d": "deleted"}
 DEFAULT_LIMIT = 100
@@ -288,13 +294,36 @@ class ChangeStreams:
         if not self.cluster and self.redis.exists(WHOLE_STORE_STREAM):
             yield WHOLE_STORE_STREAM
 
+    def known_stream_names(self, rediscover_ms: int = DISCOVERY_SECONDS * 1000) -> list[str]:
+        """The streams serve's retention pass trims: those the last SCAN of the keyspace
+        found, kept in KNOWN_STREAMS_KEY. The SCAN runs again, and replaces them, when none has
+        run within `rediscover_ms` (DISCOVERY_LEASE_KEY: one per period of the serves sharing a
+        Redis). A SCAN walks every key of the store, 1,000 a command, and ran every minute
+        (13 µs per PUT of the bench's Redis time, in the window it fell in); a stream that
+        appears since is trimmed from the next one, which its retention can wait for."""
+        if self.redis.set(DISCOVERY_LEASE_KEY, os.getpid(), nx=True, px=rediscover_ms):
+            names = sorted(self.stream_names())
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.delete(KNOWN_STREAMS_KEY)
+                if names:
+                    pipe.sadd(KNOWN_STREAMS_KEY, *names)
+                pipe.execute()
+            return names
+        known = self.redis.smembers(KNOWN_STREAMS_KEY)
+        return sorted(name.decode() if isinstance(name, bytes) else name for name in known)
+
     def trim(
-        self, retention: int, most: int, now: float | None = None, names: Sequence[str] = ()
+        self,
+        retention: int,
+        most: int,
+        now: float | None = None,
+        names: Sequence[str] | None = None,
     ) -> Iterator[tuple[str, int]]:
         """Drop the events older than `retention` seconds (at `now`, time.time() unless given)
-        and beyond the newest `most` of each stream; yield each stream with how many it lost."""
+        and beyond the newest `most` of each stream (of `names`; None: every stream, found by
+        a SCAN); yield each stream with how many it lost."""
         cut_ms = int(((time.time() if now is None else now) - retention) * 1000)
-        for stream in names or self.stream_names():
+        for stream in self.stream_names() if names is None else names:
             yield stream, self.trim_stream(stream, cut_ms, most)
 
     def trim_stream(self, stream: str, cut_ms: int, most: int) -> int:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import redis
 from tqdm import tqdm
 
-from feedstore.changes import ChangeStreams
+from feedstore.changes import DISCOVERY_SECONDS, ChangeStreams
 from feedstore.cli_store import add_store_options, load_settings, redis_client, redis_url_of
 from feedstore.settings import Settings
 
@@ -69,7 +69,8 @@ def run_changes(args: argparse.Namespace) -> int:
 
 class Trimmer:
     """A thread that runs the retention pass every `every` seconds until stopped; a failure
-    is reported and the next pass runs on time."""
+    is reported and the next pass runs on time. It trims the streams a SCAN found, SCANning
+    again at most every `discover_every` seconds (ChangeStreams.known_stream_names)."""
 
     def __init__(
         self,
@@ -77,11 +78,13 @@ class Trimmer:
         settings: Settings,
         report: Callable[[str], None],
         every: float = EVERY_SECONDS,
+        discover_every: float = DISCOVERY_SECONDS,
     ) -> None:
         self.url = url
         self.settings = settings
         self.report = report
         self.every = every
+        self.discover_every = discover_every  # how often the pass SCANs for new streams
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="changes-trim", daemon=True)
 
@@ -103,7 +106,8 @@ class Trimmer:
                 client, self.settings.keys, isinstance(client, redis.RedisCluster)
             )
             settings = self.settings
-            passes = streams.trim(settings.changes_retention, settings.changes_max)
+            names = streams.known_stream_names(int(self.discover_every * 1000))
+            passes = streams.trim(settings.changes_retention, settings.changes_max, names=names)
             return sum(removed for _, removed in passes)
         finally:
             client.close()

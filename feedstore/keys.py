@@ -49,6 +49,9 @@ fs:pg:<digest>          list: the cursors ending each page of a pagination index
 fs:partition-depth      the partition depth the keys are written with (migration.py)
 fs:x:/                  stream: the change feed of the whole store, on a single Redis only (a
                         cluster can't keep one: its events are in every slot); fs:xh:/ its horizon
+fs:xtrim                the lease of the change feed's retention pass, one a minute (changes_cli)
+fs:xscan, fs:xknown     the lease of its SCAN for streams, one per 10 minutes, and the set of the
+                        streams that SCAN found, which the passes between trim (changes.py)
 
 Credentials (credentials.py, sessions.py; global, each read or written alone or in a
 non-transactional pipeline, so they may sit in any slot of a cluster):

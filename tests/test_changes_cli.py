@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import redis
 
+from feedstore.changes import DISCOVERY_LEASE_KEY, KNOWN_STREAMS_KEY
 from feedstore.changes_cli import TRIM_LEASE_KEY, Trimmer
 from feedstore.cli import main
 from feedstore.embedded import EmbeddedRedis
@@ -78,3 +79,52 @@ def test_of_the_serves_sharing_a_redis_one_runs_each_period_s_pass(
     real_redis.delete(TRIM_LEASE_KEY)  # as it runs out
     assert second.run_if_due() == 2
     assert first.run_if_due() is None
+
+
+def test_the_serve_thread_scans_for_new_streams_once_per_discovery_period(
+    real_redis: redis.Redis, redis_server: EmbeddedRedis
+) -> None:
+    store = Store(real_redis)
+    store.write([put("/n")])
+    store.write([put("/n/1")])
+    trimmer = Trimmer(redis_server.url, Settings(changes_max=1), print, discover_every=600)
+    assert trimmer.run_once() == 2  # the first pass SCANs: /n's stream and the whole store's
+    assert real_redis.smembers(KNOWN_STREAMS_KEY) == {
+        b"fs:x:/",
+        KEYS.change_stream_key("/n").encode(),
+    }
+    assert 590_000 < real_redis.pttl(DISCOVERY_LEASE_KEY) <= 600_000
+
+    def scans() -> int:
+        return int(real_redis.info("commandstats").get("cmdstat_scan", {}).get("calls", 0))
+
+    store.write([put("/m")])  # a new partition: a new stream, of two events
+    store.write([put("/m/1")])
+    store.write([put("/n/2")])
+    before = scans()
+    # The known streams are trimmed without a SCAN: /n's loses one, the whole store's three;
+    # /m's is not known yet, and keeps both of its events.
+    assert trimmer.run_once() == 4
+    assert scans() == before
+    assert real_redis.xlen(KEYS.change_stream_key("/m")) == 2
+    real_redis.delete(DISCOVERY_LEASE_KEY)  # as it runs out
+    assert trimmer.run_once() == 1  # found by the SCAN, /m's stream loses one
+    assert scans() > before
+    assert real_redis.xlen(KEYS.change_stream_key("/m")) == 1
+
+
+def test_the_serve_thread_keeps_the_streams_it_found_on_a_cluster(
+    redis_cluster: RedisCluster,
+) -> None:
+    redis_cluster.flush()
+    client = redis_cluster.client()
+    store = Store(client)
+    for key in ("/n", "/n/1", "/m"):
+        store.write([put(key)])
+    trimmer = Trimmer(redis_cluster.url, Settings(changes_max=1), print)
+    assert trimmer.run_once() == 1  # /n's stream; a cluster has no whole store's stream
+    store.write([put("/n/2")])
+    store.write([put("/m/1")])
+    assert trimmer.run_once() == 2  # both known, without a SCAN
+    assert client.exists(DISCOVERY_LEASE_KEY) == 1
+    client.close()
