@@ -212,6 +212,41 @@ def test_long_requests_are_counted_by_their_latency() -> None:
     assert found.cpu_ms == 2000.0  # 20 CPU seconds over the 10 requests of the 5 s
 
 
+def test_redis_time_by_command_is_per_entry_most_first_without_the_crumbs() -> None:
+    # 2 requests of 10,000 entries in the round: 20,000 entries.
+    spent = {"watch": 160_000, "exec": 200_000, "mset": 36_000, "info": 90}
+    found = report.measure(
+        _scenario("feedstore-bulk10k"), "granian", [result(2, 1.0, 2.0)], 10_000, redis_usec=spent
+    )
+    assert found.redis_commands == {"exec": 10.0, "watch": 8.0, "mset": 1.8}
+    shown = report.table(report.Report([found], {}, "granian", [], {}))
+    assert "Redis time by command, µs per entry" in shown
+    assert "feedstore-bulk10k granian          exec 10.00  watch 8.00  mset 1.80" in shown
+    without = report.measure(_scenario("feedstore-bulk10k"), "granian", [result(2, 1.0, 2.0)], 1)
+    assert without.redis_commands == {}
+    assert "Redis time by command" not in report.table(
+        report.Report([without], {}, "granian", [], {})
+    )
+
+
+def test_redis_time_by_command_is_read_from_a_real_redis(
+    real_redis: redis.Redis, redis_server: EmbeddedRedis
+) -> None:
+    before = servers.command_usec([redis_server.url])
+    keys = [f"spent:{n}" for n in range(200)]
+    for _ in range(5):
+        with real_redis.pipeline(transaction=True) as pipe:
+            pipe.watch(*keys)
+            pipe.multi()
+            pipe.mset(dict.fromkeys(keys, b"x"))
+            pipe.execute()
+    after = servers.command_usec([redis_server.url])
+    grew = {command for command, usec in after.items() if usec > before.get(command, 0)}
+    assert {"watch", "mset", "exec"} <= grew
+    # EXEC's time includes the MSETs it ran.
+    assert after["exec"] - before.get("exec", 0) >= after["mset"] - before.get("mset", 0)
+
+
 def _scenario(name: str) -> scenarios.Scenario:
     return next(s for s in scenarios.SCENARIOS if s.name == name)
 

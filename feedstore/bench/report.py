@@ -50,6 +50,13 @@ class Measurement:
     # hardly moves when something else on the machine competes for the cores.
     cpu_ms: float
     redis_cpu_ms: float
+    # Redis's time by command, µs per entry, most first (servers.command_usec): what its CPU
+    # per request is spent on.
+    redis_commands: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+# A command's share of a scenario's Redis time below this (µs per entry) is not shown.
+MIN_COMMAND_US = 0.01
 
 
 @dataclass(frozen=True)
@@ -115,8 +122,10 @@ def measure(
     cpu_seconds: float = 0.0,
     redis_cpu_seconds: float = 0.0,
     connections: int | None = None,
+    redis_usec: Mapping[str, int] | None = None,
 ) -> Measurement:
-    """Combine the rounds of `scenario` under `server`; CPU seconds are their totals.
+    """Combine the rounds of `scenario` under `server`; CPU seconds and `redis_usec` (Redis's
+    microseconds by command) are their totals.
 
     With `connections` (a load of long requests), the rate is connections / mean latency, and
     the requests are that rate over the rounds' time, for the CPU per request.
@@ -147,7 +156,21 @@ def measure(
         timeouts=sum(result.timeouts for result in results),
         cpu_ms=round(1000 * cpu_seconds / requests, 3) if requests else 0.0,
         redis_cpu_ms=round(1000 * redis_cpu_seconds / requests, 3) if requests else 0.0,
+        redis_commands=_per_entry(redis_usec or {}, requests * entries_per_request),
     )
+
+
+def _per_entry(usec: Mapping[str, int], entries: int) -> dict[str, float]:
+    """Microseconds by command over `entries`, most first, without the ones under
+    MIN_COMMAND_US (the bench's own INFO between readings, a stray PING)."""
+    if not entries:
+        return {}
+    spent = {command: round(total / entries, 2) for command, total in usec.items()}
+    return {
+        command: us
+        for command, us in sorted(spent.items(), key=lambda item: -item[1])
+        if us >= MIN_COMMAND_US
+    }
 
 
 def throughput(measurements: Iterable[Measurement]) -> dict[tuple[str, str], float]:
@@ -251,6 +274,7 @@ def table(report: Report) -> str:
             f"{rate.scenario + ' entries/s':<27} under {rate.server}: {rate.entries_per_s:,.0f} "
             f"(target >= {rate.target:,.0f}) {verdict}"
         )
+    lines += command_lines(report.measurements)
     lines += codec_lines(report.codecs)
     lines += transfer_lines(report.transfers)
     lines += scale_lines(report.scale, report.probes, report.probe_server)
@@ -260,6 +284,22 @@ def table(report: Report) -> str:
 def _rate(requests_per_s: float) -> str:
     """Requests per second in 9 characters, with a decimal for slow ones (a bulk)."""
     return f"{requests_per_s:9.1f}" if requests_per_s < 100 else f"{requests_per_s:9.0f}"
+
+
+def command_lines(measurements: Sequence[Measurement]) -> list[str]:
+    """Where each scenario's Redis time went, by command, µs per entry."""
+    shown = [m for m in measurements if m.redis_commands]
+    if not shown:
+        return []
+    lines = [
+        "",
+        "Redis time by command, µs per entry (INFO commandstats; EXEC's includes the "
+        "commands of its MULTI, EVAL's those of its script):",
+    ]
+    for m in shown:
+        spent = "  ".join(f"{command} {us:.2f}" for command, us in m.redis_commands.items())
+        lines.append(f"  {m.scenario:<17} {m.server:<16} {spent}")
+    return lines
 
 
 def codec_lines(timings: Sequence[CodecTiming]) -> list[str]:

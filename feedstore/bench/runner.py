@@ -21,7 +21,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -284,6 +284,7 @@ def run(options: Options, progress: Progress) -> Report:
     apps = list(dict.fromkeys(scenario.app for scenario in options.scenarios))
     results: dict[tuple[str, str], list[wrk.WrkResult]] = {}
     cpu: dict[tuple[str, str], list[float]] = {}
+    commands: dict[tuple[str, str], dict[str, int]] = {}  # Redis's µs by command
     loads: dict[str, Load] = {}
     probes: list[Probe] = []
     with (
@@ -352,9 +353,14 @@ def run(options: Options, progress: Progress) -> Report:
                     f"[{step}/{steps}] round {round_number}: {scenario.name} under {server}, "
                     f"{options.seconds_per_round} s, {load.connections} connections"
                 )
+                redis_urls = cluster.redis_urls(redis_servers[scenario.app.redis])
+                spent_before = servers.command_usec(redis_urls)
                 before = (target.cpu_seconds(), servers.cpu_seconds(redis_pids))
                 result = cluster.run_wrk(load, target, options.seconds_per_round, work)
                 after = (target.cpu_seconds(), servers.cpu_seconds(redis_pids))
+                spent = commands.setdefault((scenario.name, server), {})
+                for command, usec in servers.command_usec(redis_urls).items():
+                    spent[command] = spent.get(command, 0) + usec - spent_before.get(command, 0)
                 results.setdefault((scenario.name, server), []).append(result)
                 used = cpu.setdefault((scenario.name, server), [0.0, 0.0])
                 used[0] += after[0] - before[0]
@@ -365,7 +371,7 @@ def run(options: Options, progress: Progress) -> Report:
         transfers = []
         if options.transfer_entries:
             transfers = transfer.measure(work, options.transfer_entries, progress)
-    measured = build_report(options, results, loads, cpu)
+    measured = build_report(options, results, loads, cpu, commands)
     return dataclasses.replace(
         measured,
         transfers=transfers,
@@ -475,6 +481,7 @@ def build_report(
     results: dict[tuple[str, str], list[wrk.WrkResult]],
     loads: dict[str, Load],
     cpu: dict[tuple[str, str], list[float]],
+    commands: Mapping[tuple[str, str], Mapping[str, int]] | None = None,
 ) -> Report:
     measurements = [
         report.measure(
@@ -487,6 +494,7 @@ def build_report(
             connections=(
                 loads[scenario.name].connections if loads[scenario.name].long_requests else None
             ),
+            redis_usec=(commands or {}).get((scenario.name, server)),
         )
         for scenario in options.scenarios
         for server in servers_of(scenario.app, options.servers)

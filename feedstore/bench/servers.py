@@ -314,6 +314,20 @@ def wait_for_quiet_redis(urls: Iterable[str], timeout: float = 120.0) -> float:
     return time.monotonic() - started
 
 
+def command_usec(urls: Iterable[str]) -> dict[str, int]:
+    """The microseconds each command has taken so far (INFO commandstats), summed over the
+    Redis servers at `urls`: the difference of two readings is where a scenario's Redis time
+    went. A command's time includes the commands it runs: EXEC's, those of its MULTI; EVAL's,
+    the script's `redis.call`s."""
+    spent: dict[str, int] = {}
+    for url in urls:
+        with redis.Redis.from_url(url) as connection:
+            for name, stats in connection.info("commandstats").items():
+                command = name.removeprefix("cmdstat_")
+                spent[command] = spent.get(command, 0) + int(stats["usec"])
+    return spent
+
+
 def _signal_group(group: int, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(group, signum)
