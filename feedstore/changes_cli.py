@@ -68,9 +68,9 @@ def run_changes(args: argparse.Namespace) -> int:
 
 
 class Trimmer:
-    """A thread that runs the retention pass every `every` seconds until stopped; a failure
-    is reported and the next pass runs on time. It trims the streams a SCAN found, SCANning
-    again at most every `discover_every` seconds (ChangeStreams.known_stream_names)."""
+    """A thread that runs the retention pass at start, then every `every` seconds until
+    stopped; a failure is reported and the next pass runs on time. It trims the streams a SCAN
+    found, SCANning again at most every `discover_every` seconds (known_stream_names)."""
 
     def __init__(
         self,
@@ -125,8 +125,11 @@ class Trimmer:
         return self.run_once()
 
     def _run(self) -> None:
-        while not self._stopping.wait(self.every):
+        # The first pass at start: what piled up while no serve ran goes at once, and the SCAN
+        # for streams is over before the first requests rather than in their midst.
+        while not self._stopping.is_set():
             try:
                 self.run_if_due()
             except redis.RedisError as e:
                 self.report(f"the change feed's trim pass failed: {e}")
+            self._stopping.wait(self.every)

@@ -528,7 +528,8 @@ def serve(options: ServeOptions) -> int:
         if settings.changes_on:
             from feedstore.changes_cli import Trimmer
 
-            # The change feed's retention pass, every minute, in this process (not each worker).
+            # The change feed's retention pass, at start and every minute, in this process (not
+            # each worker).
             trimmer = Trimmer(redis_url, settings, _report).start()
         runner = run_granian if options.server == "granian" else run_gunicorn
         status = runner(options, settings, banner, embedded)

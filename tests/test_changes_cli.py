@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import redis
 
@@ -128,3 +130,20 @@ def test_the_serve_thread_keeps_the_streams_it_found_on_a_cluster(
     assert trimmer.run_once() == 2  # both known, without a SCAN
     assert client.exists(DISCOVERY_LEASE_KEY) == 1
     client.close()
+
+
+def test_the_serve_thread_runs_its_first_pass_at_start(
+    real_redis: redis.Redis, redis_server: EmbeddedRedis
+) -> None:
+    store = Store(real_redis)
+    store.write([put("/n")])
+    store.write([put("/n/1")])
+    trimmer = Trimmer(redis_server.url, Settings(changes_max=1), print, every=3600).start()
+    try:
+        deadline = time.monotonic() + 10
+        while real_redis.xlen(KEYS.change_stream_key("/n")) > 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert real_redis.xlen(KEYS.change_stream_key("/n")) == 1, "not an hour later: at once"
+    finally:
+        trimmer.stop()
+        trimmer.join(5)
