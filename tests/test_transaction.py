@@ -7,9 +7,12 @@ from typing import Any
 
 import pytest
 import redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from feedstore import alias, transaction, watch
-from feedstore.errors import NotFound, RevisionConflict, ServiceUnavailable
+from feedstore.entry import EntryId
+from feedstore.errors import FeedstoreError, NotFound, RevisionConflict, ServiceUnavailable
 from feedstore.keys import KeyScheme
 from feedstore.store import Action, Store, Write
 from tests.conftest import put, stored
@@ -193,3 +196,64 @@ def test_a_number_another_writer_takes_meanwhile_is_picked_again(
     [written] = store.write([Write(Action.CREATE, "", {}, numbered_under="/a")])
     assert (taken, written.key) == (["/a/1"], "/a/2"), "picked again, not 409 duplicated_key"
     other.redis.close()
+
+
+# -- _check's shortcut for the usual PUT --------------------------------------------------------
+
+_KEY, _PARENT = "/p/a", "/p"
+_DOCUMENT = b'{"id":"/p/a,1","link":[{"___href":"/p/a","___rel":"self"}]}'
+
+
+@st.composite
+def _writes_and_states(draw: st.DrawFn) -> tuple[Write, Any, set[str], tuple[str, ...]]:
+    """Any write of one key against any stored state; half of them the usual PUT (an entry
+    at the revision it read, no id of another key, no precondition), with every other
+    attribute drawn all the same."""
+    revisions = st.integers(0, 2)
+    usual = draw(st.booleans())
+    exists = usual or draw(st.booleans())
+    stored_revision = draw(st.integers(1, 2)) if exists else 0
+    write = Write(
+        Action.PUT if usual else draw(st.sampled_from(list(Action))),
+        _KEY,
+        revision=stored_revision if usual else draw(st.none() | revisions),
+        if_match=None if usual else draw(st.none() | st.just("*") | st.frozensets(revisions)),
+        if_none_match=False if usual else draw(st.booleans()),
+        recursive=draw(st.booleans()),
+        upsert=draw(st.booleans()),
+        numbered_under=draw(st.none() | st.just(_PARENT)),
+        claimed_id=None
+        if usual
+        else draw(st.none() | st.sampled_from([EntryId(_KEY, 1), EntryId("/p/b", 1)])),
+        merge=draw(st.booleans()),
+    )
+    state = transaction._State(
+        _DOCUMENT if exists else None,
+        stored_revision,
+        alias_of=draw(st.none() | st.just("/p/b")),
+    )
+    missing = draw(st.sampled_from([set(), {_PARENT}]))
+    subtree = draw(st.sampled_from([(), ("/p/a/1",)]))
+    return write, state, missing, subtree
+
+
+def _outcome(check: Callable[..., None], *args: Any) -> type[BaseException] | None:
+    try:
+        check(*args)
+    except (FeedstoreError, redis.WatchError) as error:
+        return type(error)
+    return None
+
+
+@settings(max_examples=400, deadline=None)
+@given(_writes_and_states())
+def test_the_usual_put_shortcut_decides_as_every_rule_would(
+    case: tuple[Write, Any, set[str], tuple[str, ...]],
+) -> None:
+    # A rule added to _check_rules that the usual PUT can fail shows here: the shortcut would
+    # let such a write through.
+    write, state, missing, subtree = case
+    rules = _outcome(transaction._check_rules, write, state, missing, subtree)
+    assert _outcome(transaction._check, write, state, missing, subtree) == rules
+    if transaction._usual(write, state):
+        assert rules is None
