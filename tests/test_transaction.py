@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import redis
@@ -201,6 +201,7 @@ def test_a_number_another_writer_takes_meanwhile_is_picked_again(
 # -- _check's shortcut for the usual PUT --------------------------------------------------------
 
 _KEY, _PARENT = "/p/a", "/p"
+_ANY_REVISION: st.SearchStrategy[Literal["*"]] = st.just("*")
 _DOCUMENT = b'{"id":"/p/a,1","link":[{"___href":"/p/a","___rel":"self"}]}'
 
 
@@ -217,7 +218,7 @@ def _writes_and_states(draw: st.DrawFn) -> tuple[Write, Any, set[str], tuple[str
         Action.PUT if usual else draw(st.sampled_from(list(Action))),
         _KEY,
         revision=stored_revision if usual else draw(st.none() | revisions),
-        if_match=None if usual else draw(st.none() | st.just("*") | st.frozensets(revisions)),
+        if_match=None if usual else draw(st.none() | _ANY_REVISION | st.frozensets(revisions)),
         if_none_match=False if usual else draw(st.booleans()),
         recursive=draw(st.booleans()),
         upsert=draw(st.booleans()),
