@@ -50,7 +50,50 @@ def core() -> dict[str, Any]:
         for operation in path_item.values():
             if isinstance(operation, dict) and "responses" in operation:
                 operation["responses"] = _expanded(operation["responses"], sets)
+    _add_delete_bodies(document)
     return document
+
+
+# The schemas of a feed DELETE's body, copies of the keyed entries' that refer to each other
+# and to `FormEntry`, the core's `Entry`, instead.
+_DELETE_SCHEMAS = {
+    "Entry": "FormEntry",
+    "KeyedEntry": "EntryToDelete",
+    "KeyedEntryOrList": "EntryToDeleteOrList",
+    "KeyedEntriesBody": "EntriesToDeleteBody",
+}
+_DELETE_BODY = "EntriesToDelete"
+
+
+def _add_delete_bodies(document: dict[str, Any]) -> None:
+    """`DELETE /d/`'s body: keyed entries as a PUT's, of the core's `Entry`, which the
+    schema's fields never go into. A delete reads each entry's key and id; its other fields
+    are checked for form (names, bounds), never against the schema, so that a client can send
+    back what it read, even after the schema changed."""
+    components = document["components"]
+    schemas = components["schemas"]
+    for keyed, deleted in _DELETE_SCHEMAS.items():
+        schemas[deleted] = copy.deepcopy(schemas[keyed])
+    body = components["requestBodies"][_DELETE_BODY] = copy.deepcopy(
+        components["requestBodies"]["KeyedEntries"]
+    )
+    for keyed, deleted in _DELETE_SCHEMAS.items():
+        old, new = f"#/components/schemas/{keyed}", f"#/components/schemas/{deleted}"
+        _replace_reference(body, old, new)
+        for name in _DELETE_SCHEMAS.values():
+            _replace_reference(schemas[name], old, new)
+    schemas["FormEntry"]["description"] = (
+        "An entry of a feed DELETE: `Entry` without the schema's custom fields (any field with "
+        "a valid name, of any value)."
+    )
+    body["description"] = (
+        "The entries to delete, each naming its key (a self link, or an id, whose revision "
+        "makes its delete conditional). Their other fields are checked for form, not against "
+        "the schema."
+    )
+    document["paths"]["/d/"]["delete"]["requestBody"] = {
+        "$ref": f"#/components/requestBodies/{_DELETE_BODY}"
+    }
 
 
 def _expanded(responses: dict[str, Any], sets: Mapping[str, Any]) -> dict[str, Any]:

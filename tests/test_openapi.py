@@ -18,7 +18,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import given
 from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
 
 from feedstore import (
     counter,
@@ -95,6 +98,41 @@ def test_a_loaded_schema_puts_the_custom_fields_in_the_document(client: FlaskCli
         assert properties["score"] == {"$ref": "#/components/schemas/CustomFields/properties/score"}
         assert "link" in properties and "id" in properties
     assert schemas["Entry"]["additionalProperties"] is False
+
+
+def test_a_feed_delete_takes_entries_whatever_the_schema_says_of_their_fields(
+    client: FlaskClient,
+) -> None:
+    # What a client read before the schema changed, sent back to delete it: the delete reads
+    # its key, as the document says; a PUT of it is refused, as the document says too.
+    client.application.extensions["feedstore"].store.set_schema(EXAMPLE_SCHEMA)
+    headers = {"X-Requested-With": "XMLHttpRequest"}
+    assert client.put("/d/", json={"link": [SELF_A]}, headers=headers).status_code == 200
+    read = {"link": [SELF_A], "score": "high"}  # the schema's score is an integer
+    body = {"feed": {"entry": [read]}}
+    document = client.get("/d/_openapi").json
+    assert body_is_valid(document, "KeyedEntriesBody", body) is False
+    assert client.put("/d/", json=body, headers=headers).status_code == 400
+    assert body_is_valid(document, "EntriesToDeleteBody", body) is True
+    operation = document["paths"]["/d/"]["delete"]
+    assert operation["requestBody"] == {"$ref": "#/components/requestBodies/EntriesToDelete"}
+    assert client.delete("/d/", json=body, headers=headers).status_code == 200
+    assert client.get("/d/a?e").status_code == 204
+    # Its form still counts: a field name the server refuses is refused in a delete too.
+    assert body_is_valid(document, "EntriesToDeleteBody", {"link": [SELF_A], "x y": 1}) is False
+
+
+SELF_A = {"___href": "/a", "___rel": "self"}
+
+
+def body_is_valid(document: dict[str, Any], schema: str, body: object) -> bool:
+    """Whether `body` is valid against one of the document's schemas."""
+    resource = Resource.from_contents(document, default_specification=DRAFT202012)
+    validator = Draft202012Validator(
+        {"$ref": f"urn:openapi#/components/schemas/{schema}"},
+        registry=Registry().with_resource("urn:openapi", resource),
+    )
+    return validator.is_valid(body)
 
 
 def test_references_inside_a_schema_follow_it_into_the_document() -> None:
