@@ -54,11 +54,19 @@ def test_trim_on_a_cluster(
     client.close()
 
 
+def two_events_under_n(client: redis.Redis) -> Store:
+    """A store of /n and /n/1, written one at a time: two events on /n's stream (and on the
+    whole store's, on a single Redis)."""
+    store = Store(client)
+    store.write([put("/n")])
+    store.write([put("/n/1")])
+    return store
+
+
 def test_the_serve_thread_runs_the_same_pass(
     real_redis: redis.Redis, redis_server: EmbeddedRedis
 ) -> None:
-    Store(real_redis).write([put("/n")])
-    Store(real_redis).write([put("/n/1")])
+    two_events_under_n(real_redis)
     url = redis_server.url
     trimmer = Trimmer(url, Settings(changes_max=1), report=print)
     assert trimmer.run_once() == 2  # one from /n's stream, one from the whole store's
@@ -67,9 +75,7 @@ def test_the_serve_thread_runs_the_same_pass(
 def test_of_the_serves_sharing_a_redis_one_runs_each_period_s_pass(
     real_redis: redis.Redis, redis_server: EmbeddedRedis
 ) -> None:
-    store = Store(real_redis)
-    store.write([put("/n")])
-    store.write([put("/n/1")])
+    store = two_events_under_n(real_redis)
     settings = Settings(changes_max=1)
     first, second = (Trimmer(redis_server.url, settings, print, every=60) for _ in range(2))
     assert first.run_if_due() == 2
@@ -86,9 +92,7 @@ def test_of_the_serves_sharing_a_redis_one_runs_each_period_s_pass(
 def test_the_serve_thread_scans_for_new_streams_once_per_discovery_period(
     real_redis: redis.Redis, redis_server: EmbeddedRedis
 ) -> None:
-    store = Store(real_redis)
-    store.write([put("/n")])
-    store.write([put("/n/1")])
+    store = two_events_under_n(real_redis)
     trimmer = Trimmer(redis_server.url, Settings(changes_max=1), print, discover_every=600)
     assert trimmer.run_once() == 2  # the first pass SCANs: /n's stream and the whole store's
     assert real_redis.smembers(KNOWN_STREAMS_KEY) == {
@@ -135,9 +139,7 @@ def test_the_serve_thread_keeps_the_streams_it_found_on_a_cluster(
 def test_the_serve_thread_runs_its_first_pass_at_start(
     real_redis: redis.Redis, redis_server: EmbeddedRedis
 ) -> None:
-    store = Store(real_redis)
-    store.write([put("/n")])
-    store.write([put("/n/1")])
+    two_events_under_n(real_redis)
     trimmer = Trimmer(redis_server.url, Settings(changes_max=1), print, every=3600).start()
     try:
         deadline = time.monotonic() + 10
