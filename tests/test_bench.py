@@ -247,6 +247,41 @@ def test_redis_time_by_command_is_read_from_a_real_redis(
     assert after["exec"] - before.get("exec", 0) >= after["mset"] - before.get("mset", 0)
 
 
+def test_aof_rewrites_are_shown_with_their_cpu_per_entry() -> None:
+    # 2 requests of 10,000 entries, 3 rewrites taking 0.5 s of CPU: 25 µs per entry.
+    found = report.measure(
+        _scenario("feedstore-bulk10k"),
+        "granian",
+        [result(2, 1.0, 2.0)],
+        10_000,
+        redis_usec={"exec": 200_000},
+        rewrites=(3, 0.5),
+    )
+    assert (found.rewrites, found.rewrite_us) == (3, 25.0)
+    shown = report.table(report.Report([found], {}, "granian", [], {}))
+    line = "feedstore-bulk10k granian          exec 10.00  | 3 AOF rewrites, their CPU 25.00"
+    assert line in shown
+    quiet = report.measure(
+        _scenario("feedstore-bulk10k"),
+        "granian",
+        [result(2, 1.0, 2.0)],
+        10_000,
+        redis_usec={"exec": 200_000},
+    )
+    assert "AOF rewrites," not in report.table(report.Report([quiet], {}, "granian", [], {}))
+
+
+def test_rewrite_work_counts_a_real_rewrite(
+    real_redis: redis.Redis, redis_server: EmbeddedRedis
+) -> None:
+    forks, seconds = servers.rewrite_work([redis_server.url])
+    real_redis.bgrewriteaof()
+    servers.wait_for_quiet_redis([redis_server.url])
+    after_forks, after_seconds = servers.rewrite_work([redis_server.url])
+    assert after_forks == forks + 1
+    assert after_seconds >= seconds
+
+
 def _scenario(name: str) -> scenarios.Scenario:
     return next(s for s in scenarios.SCENARIOS if s.name == name)
 

@@ -285,6 +285,7 @@ def run(options: Options, progress: Progress) -> Report:
     results: dict[tuple[str, str], list[wrk.WrkResult]] = {}
     cpu: dict[tuple[str, str], list[float]] = {}
     commands: dict[tuple[str, str], dict[str, int]] = {}  # Redis's µs by command
+    rewrites: dict[tuple[str, str], list[float]] = {}  # Redis's forks and their CPU seconds
     loads: dict[str, Load] = {}
     probes: list[Probe] = []
     with (
@@ -355,6 +356,7 @@ def run(options: Options, progress: Progress) -> Report:
                 )
                 redis_urls = cluster.redis_urls(redis_servers[scenario.app.redis])
                 spent_before = servers.command_usec(redis_urls)
+                forks_before, forked_before = servers.rewrite_work(redis_urls)
                 before = (target.cpu_seconds(), servers.cpu_seconds(redis_pids))
                 result = cluster.run_wrk(load, target, options.seconds_per_round, work)
                 after = (target.cpu_seconds(), servers.cpu_seconds(redis_pids))
@@ -367,11 +369,17 @@ def run(options: Options, progress: Progress) -> Report:
                 used[1] += after[1] - before[1]
                 time.sleep(SETTLE_SECONDS)
                 _wait_until_idle(scenario, target, redis_pids, progress)
+                # The rewrites the window started, run to their end: their children's CPU.
+                servers.wait_for_quiet_redis(redis_urls)
+                forks, forked = servers.rewrite_work(redis_urls)
+                rewrote = rewrites.setdefault((scenario.name, server), [0, 0.0])
+                rewrote[0] += forks - forks_before
+                rewrote[1] += forked - forked_before
                 loads[scenario.name] = load
         transfers = []
         if options.transfer_entries:
             transfers = transfer.measure(work, options.transfer_entries, progress)
-    measured = build_report(options, results, loads, cpu, commands)
+    measured = build_report(options, results, loads, cpu, commands, rewrites)
     return dataclasses.replace(
         measured,
         transfers=transfers,
@@ -482,6 +490,7 @@ def build_report(
     loads: dict[str, Load],
     cpu: dict[tuple[str, str], list[float]],
     commands: Mapping[tuple[str, str], Mapping[str, int]] | None = None,
+    rewrites: Mapping[tuple[str, str], Sequence[float]] | None = None,
 ) -> Report:
     measurements = [
         report.measure(
@@ -495,6 +504,7 @@ def build_report(
                 loads[scenario.name].connections if loads[scenario.name].long_requests else None
             ),
             redis_usec=(commands or {}).get((scenario.name, server)),
+            rewrites=(rewrites or {}).get((scenario.name, server), (0, 0.0)),
         )
         for scenario in options.scenarios
         for server in servers_of(scenario.app, options.servers)

@@ -314,6 +314,20 @@ def wait_for_quiet_redis(urls: Iterable[str], timeout: float = 120.0) -> float:
     return time.monotonic() - started
 
 
+def rewrite_work(urls: Iterable[str]) -> tuple[int, float]:
+    """The forks (AOF rewrites, snapshots) the Redis servers at `urls` have made so far, and
+    the CPU seconds of those children that have ended (INFO stats and cpu). Redis's own CPU
+    (cpu_seconds of its pid) leaves them out, though each takes a core while it runs: a
+    scenario that writes fast starts one every few seconds."""
+    forks, seconds = 0, 0.0
+    for url in urls:
+        with redis.Redis.from_url(url) as connection:
+            forks += int(connection.info("stats")["total_forks"])
+            cpu = connection.info("cpu")
+            seconds += float(cpu["used_cpu_user_children"]) + float(cpu["used_cpu_sys_children"])
+    return forks, seconds
+
+
 def command_usec(urls: Iterable[str]) -> dict[str, int]:
     """The microseconds each command has taken so far (INFO commandstats), summed over the
     Redis servers at `urls`: the difference of two readings is where a scenario's Redis time
