@@ -543,6 +543,34 @@ def test_a_scenario_waits_for_the_background_save_the_one_before_started(
         real_redis.config_set("rdb-key-save-delay", 0)
 
 
+def test_a_scenario_starts_on_a_freshly_rewritten_aof(tmp_path: Path) -> None:
+    with EmbeddedRedis(tmp_path, persistent=True) as server:
+        client = redis.Redis.from_url(server.url)
+        try:
+            client.mset({f"fresh:{n}": b"x" * 100 for n in range(100)})
+            for _ in range(20):
+                client.mset({f"fresh:{n}": b"y" * 100 for n in range(100)})
+            grown = client.info("persistence")["aof_current_size"]
+            forks = client.info("stats")["total_forks"]
+            servers.rewrite_aofs([server.url])
+            after = client.info("persistence")
+            assert client.info("stats")["total_forks"] == forks + 1
+            assert after["aof_rewrite_in_progress"] == 0
+            # The rewrite keeps each key's last value: 100 keys, not 2,100 writes.
+            assert after["aof_current_size"] < grown / 5
+        finally:
+            client.close()
+
+
+def test_a_redis_without_aof_is_not_rewritten(
+    real_redis: redis.Redis, redis_server: EmbeddedRedis
+) -> None:
+    assert real_redis.info("persistence")["aof_enabled"] == 0
+    forks = real_redis.info("stats")["total_forks"]
+    servers.rewrite_aofs([redis_server.url])
+    assert real_redis.info("stats")["total_forks"] == forks
+
+
 def test_a_round_runs_each_scenario_next_to_the_ones_compared_with_it() -> None:
     picked = {
         "feedstore-bulk10k", "baseline-bulk10k", "feedstore-put100", "baseline-put100",

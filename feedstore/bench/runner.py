@@ -4,10 +4,11 @@ Everything runs on this machine: one embedded Redis (AOF, fsync everysec, as in 
 temp dir, every app under every server with the same workers and threads, and wrk as the only
 load generator. Rounds interleave the scenarios, each next to the ones compared with it, so a
 burst of other load on the machine hits both sides of a ratio alike instead of skewing one; each
-scenario starts once Redis has no AOF rewrite or
-snapshot running and the page cache is written back, so none pays for the writes of the one
-before. The scale scenarios get a second Redis, seeded once before the servers start; the codec
-micro-benchmark runs first, in-process, on a quiet machine.
+scenario starts on a freshly rewritten AOF, with no rewrite or snapshot running and the page
+cache written back, so none pays for the writes of the ones before; the rewrites a scenario's own
+writes cause are reported beside its Redis time. The scale scenarios get a second Redis, seeded
+once before the servers start; the codec micro-benchmark runs first, in-process, on a quiet
+machine.
 """
 
 from __future__ import annotations
@@ -342,11 +343,11 @@ def run(options: Options, progress: Progress) -> Report:
                 step += 1
                 target = running[scenario.app.name, server]
                 redis_pids = cluster.redis_pids(redis_servers[scenario.app.redis])
-                waited = servers.wait_for_quiet_redis(
+                waited = servers.rewrite_aofs(
                     cluster.redis_urls(redis_servers[scenario.app.redis])
                 )
-                if waited > 1:
-                    progress(f"bench: waited {waited:.0f} s for Redis's background rewrite")
+                if waited > 2:
+                    progress(f"bench: waited {waited:.0f} s for Redis to rewrite its AOF")
                 redis_url = redis_servers[scenario.app.redis].url
                 prepared = Target(target.port, options.concurrency, scale_data, redis_url)
                 load = scenarios.check(target.port, scenario.prepare(prepared))
