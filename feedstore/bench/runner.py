@@ -343,9 +343,7 @@ def run(options: Options, progress: Progress) -> Report:
                 step += 1
                 target = running[scenario.app.name, server]
                 redis_pids = cluster.redis_pids(redis_servers[scenario.app.redis])
-                waited = servers.rewrite_aofs(
-                    cluster.redis_urls(redis_servers[scenario.app.redis])
-                )
+                waited = servers.rewrite_aofs(cluster.redis_urls(redis_servers[scenario.app.redis]))
                 if waited > 2:
                     progress(f"bench: waited {waited:.0f} s for Redis to rewrite its AOF")
                 redis_url = redis_servers[scenario.app.redis].url
