@@ -248,26 +248,24 @@ def test_redis_time_by_command_is_read_from_a_real_redis(
 
 
 def test_aof_rewrites_are_shown_with_their_cpu_per_entry() -> None:
-    # 2 requests of 10,000 entries, 3 rewrites taking 0.5 s of CPU: 25 µs per entry.
-    found = report.measure(
-        _scenario("feedstore-bulk10k"),
-        "granian",
-        [result(2, 1.0, 2.0)],
-        10_000,
-        redis_usec={"exec": 200_000},
-        rewrites=(3, 0.5),
-    )
+    def bulk(**rewrites: tuple[int, float]) -> report.Measurement:
+        # 2 requests of 10,000 entries.
+        return report.measure(
+            _scenario("feedstore-bulk10k"),
+            "granian",
+            [result(2, 1.0, 2.0)],
+            10_000,
+            redis_usec={"exec": 200_000},
+            **rewrites,
+        )
+
+    # 3 rewrites taking 0.5 s of CPU: 25 µs per entry.
+    found = bulk(rewrites=(3, 0.5))
     assert (found.rewrites, found.rewrite_us) == (3, 25.0)
     shown = report.table(report.Report([found], {}, "granian", [], {}))
     line = "feedstore-bulk10k granian          exec 10.00  | 3 AOF rewrites, their CPU 25.00"
     assert line in shown
-    quiet = report.measure(
-        _scenario("feedstore-bulk10k"),
-        "granian",
-        [result(2, 1.0, 2.0)],
-        10_000,
-        redis_usec={"exec": 200_000},
-    )
+    quiet = bulk()
     assert "AOF rewrites," not in report.table(report.Report([quiet], {}, "granian", [], {}))
 
 

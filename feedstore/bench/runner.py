@@ -343,7 +343,8 @@ def run(options: Options, progress: Progress) -> Report:
                 step += 1
                 target = running[scenario.app.name, server]
                 redis_pids = cluster.redis_pids(redis_servers[scenario.app.redis])
-                waited = servers.rewrite_aofs(cluster.redis_urls(redis_servers[scenario.app.redis]))
+                redis_urls = cluster.redis_urls(redis_servers[scenario.app.redis])
+                waited = servers.rewrite_aofs(redis_urls)
                 if waited > 2:
                     progress(f"bench: waited {waited:.0f} s for Redis to rewrite its AOF")
                 redis_url = redis_servers[scenario.app.redis].url
@@ -353,7 +354,6 @@ def run(options: Options, progress: Progress) -> Report:
                     f"[{step}/{steps}] round {round_number}: {scenario.name} under {server}, "
                     f"{options.seconds_per_round} s, {load.connections} connections"
                 )
-                redis_urls = cluster.redis_urls(redis_servers[scenario.app.redis])
                 spent_before = servers.command_usec(redis_urls)
                 forks_before, forked_before = servers.rewrite_work(redis_urls)
                 before = (target.cpu_seconds(), servers.cpu_seconds(redis_pids))
