@@ -13,7 +13,14 @@ from enum import Enum
 from typing import Any
 
 from feedstore import alias, codec_json, patch
-from feedstore.entry import ROOT, Entry, document_fields, is_revision, validate_entry_key
+from feedstore.entry import (
+    ROOT,
+    Entry,
+    document_fields,
+    is_revision,
+    validate_entry_key,
+    writable_key,
+)
 from feedstore.errors import (
     FeedstoreError,
     InvalidId,
@@ -62,7 +69,9 @@ class Conditions:
 
 
 def target_entries(entries: Sequence[Entry], target: str) -> list[Entry]:
-    """Give a lone linkless entry the URL's key; every entry then needs a valid key."""
+    """Give a lone linkless entry the URL's key (`target`, a valid key); every entry then needs
+    a key an entry can be written at. (A decoded entry's key is a valid key: entry_from_document
+    checks it.)"""
     if target != "/" and len(entries) == 1 and entries[0].key is None:
         entries[0].key = target
     errors: list[FeedstoreError] = []
@@ -70,7 +79,7 @@ def target_entries(entries: Sequence[Entry], target: str) -> list[Entry]:
         try:
             if entry.key is None:
                 raise KeyRequired(field=f"entry[{entry.index}]")
-            validate_entry_key(entry.key)
+            writable_key(entry.key)
         except FeedstoreError as error:
             errors.append(error)
     collect(errors)
