@@ -245,6 +245,7 @@ class Transaction:
         merged: dict[str, int] = {}  # the base revision of each stale write merged
         errors: list[FeedstoreError] = []
         denied: list[FeedstoreError] = []
+        aliased: list[Write] = []  # the writes that had or now have aliases (most have none)
         for w in every:
             try:
                 state = states[w.key]
@@ -254,16 +255,23 @@ class Transaction:
                     documents[w.key] = document = self._new_document(w, state, schema, now, base)
                     if base is not None:
                         merged[w.key] = int(w.revision or 0)
+                    new_aliases = alias.aliases_of(document)
+                    if new_aliases:
+                        alias.check(w.key, new_aliases)
+                    if new_aliases or state.may_have_aliases:
+                        aliased.append(w)
                     changed = _acl_changed(w.key, state, document)
                     if changed and self.caller is not None and not self._may(w.key, "A"):
                         denied.append(self.caller.denial(w.key, "A"))
+                elif w.action is Action.DELETE and state.may_have_aliases:
+                    aliased.append(w)
             except FeedstoreError as error:
                 errors.append(error)
         collect(denied)
         if self.caller is not None:
             self._hide_unreadable(errors)
         collect(errors)
-        aliases = self._alias_changes(every, states, documents, subtrees, inside)
+        aliases = self._alias_changes(every, aliased, states, documents, subtrees, inside)
 
         fields = indexed_fields(schema)
         keys = self.keys
@@ -622,17 +630,17 @@ class Transaction:
     def _alias_changes(
         self,
         writes: Sequence[Write],
+        aliased: Sequence[Write],
         states: Mapping[str, _State],
         documents: Mapping[str, dict[str, Any]],
         subtrees: Mapping[str, list[str]],
         inside: Mapping[str, bytes],
     ) -> list[_AliasChange]:
-        """How each write moves aliases, once the keys new ones claim are checked (409, 400)."""
-        changes = []
-        for w in writes:
-            state, new = states[w.key], documents.get(w.key)
-            if w.action is not Action.CLEAR and (state.may_have_aliases or alias.aliases_of(new)):
-                changes.append(_AliasChange(w.key, state.document, new))
+        """How each write moves aliases, once the keys new ones claim are checked (409, 400):
+        those of `aliased`, the writes of an entry that had or now has aliases."""
+        changes = [
+            _AliasChange(w.key, states[w.key].document, documents.get(w.key)) for w in aliased
+        ]
         for key, raw in inside.items():
             document = codec_json.loads_stored(raw)
             if alias.aliases_of(document):
@@ -671,11 +679,9 @@ class Transaction:
             elif w.patcher is None and schema is None:
                 # Most writes: a PUT with no schema to check the merged fields against.
                 revision, principal = state.revision + 1, self.principal
-                document = put_document(
+                return put_document(
                     w.key, revision, stored, w.fields, updated=now, principal=principal
                 )
-                alias.check_document(w.key, document)
-                return document
             elif w.patcher is not None:
                 old = document_fields(stored) if stored else (schema.defaults() if schema else {})
                 fields = w.patcher(old, schema)
@@ -683,7 +689,6 @@ class Transaction:
                 fields = merge_top_level(document_fields(stored) if stored else None, w.fields)
             if schema is not None:
                 schema.validate(fields, w.key, sent=w.fields if w.patcher is None else None)
-            alias.check_document(w.key, fields)
         except FeedstoreError as error:
             # Patches and the schema know the field, not the entry: name it, and give a
             # conflict the stored entry, as every 409 carries it.
