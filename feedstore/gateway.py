@@ -151,7 +151,10 @@ async def read_body(receive: Receive, declared: int | None, limit: int, timeout:
     size = 0
     while True:
         try:
-            message = await asyncio.wait_for(receive(), timeout)
+            # Not asyncio.wait_for, which runs the read as a task of its own (13 µs a read
+            # against 4, and every request with a body reads at least once).
+            async with asyncio.timeout(timeout):
+                message = await receive()
         except TimeoutError as e:
             raise RequestTimeout() from e
         if message["type"] != "http.request":
