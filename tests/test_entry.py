@@ -219,6 +219,29 @@ def test_the_usual_key_and_id_are_what_the_general_path_reads(
         assert got == usual
 
 
+@given(
+    st.sampled_from(["/a/1", "/a/b,c", "/a/..", "a", "/a/1 ", "/", "", "/_x", "/a//b", None]),
+    st.sampled_from(["/a/1", "/a/b,c", "/a/..", "a", "/a", "/a/1 ", "/", "", "/_x", None]),
+    st.sampled_from([",2", ",", "?_delete", ",2?_delete", ""]),
+    st.sampled_from(["self", "alternate"]),
+)
+def test_a_decoded_entry_key_is_a_valid_key(
+    href: str | None, key: str | None, suffix: str, rel: str
+) -> None:
+    # writes.target_entries doesn't match a decoded entry's key again: every way
+    # entry_from_document finds a key (the self link, the id, either alone) checks it.
+    document: dict[str, Any] = {"title": "t"}
+    if href is not None:
+        document["link"] = [{"___href": href, "___rel": rel}]
+    if key is not None:
+        document["id"] = key + suffix
+    try:
+        entry = entry_from_document(document, 0, Limits())
+    except (InvalidKey, InvalidId, InvalidField):
+        return
+    assert entry.key is None or validate_key(entry.key) == entry.key
+
+
 link_items = st.fixed_dictionaries(
     {"___href": st.sampled_from(["/a", "/b/c", "http://x"])},
     optional={"___rel": st.sampled_from(["self", "alternate", "related", "via"])},
